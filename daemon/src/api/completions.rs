@@ -1,0 +1,75 @@
+//! `POST /v1/completions` (the legacy text API), streamed or not.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::sse::{self, ChunkShape};
+use super::{fields, parse_body, Body};
+use crate::error::ApiError;
+use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/completions", web::post().to(create));
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    prompt: PromptIn,
+}
+
+/// `prompt`: a string, a one-string list, or token ids.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PromptIn {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<i64>),
+}
+
+const CHUNKS: ChunkShape = ChunkShape {
+    object: "text_completion",
+    opening: None,
+    choice: |text, finish| json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+};
+
+async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+    let body = parse_body(body, &state)?;
+    let request: CompletionRequest = fields(&body)?;
+    let params: GenerationParams = fields(&body)?;
+    let prompt = to_prompt(request.prompt)?;
+    let generation = generate::start(&state, &params, prompt, "cmpl")?;
+    if generation.stream {
+        return Ok(sse::respond(generation, CHUNKS));
+    }
+    let (id, created, model) = (generation.id.clone(), generation.created, generation.model.clone());
+    let done = generation.collect().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": done.text, "logprobs": null, "finish_reason": done.reason.as_str()}],
+        "usage": usage_json(&done.usage),
+    })))
+}
+
+fn to_prompt(prompt: PromptIn) -> Result<Prompt, ApiError> {
+    let empty = || ApiError::invalid("prompt", "prompt must not be empty");
+    match prompt {
+        PromptIn::Text(text) if text.is_empty() => Err(empty()),
+        PromptIn::Text(text) => Ok(Prompt::Text(text)),
+        PromptIn::Texts(mut texts) => match texts.len() {
+            1 if !texts[0].is_empty() => Ok(Prompt::Text(texts.remove(0))),
+            0 | 1 => Err(empty()),
+            n => Err(ApiError::invalid("prompt", format!("one prompt per request is supported, got {n}"))),
+        },
+        PromptIn::Tokens(tokens) if tokens.is_empty() => Err(empty()),
+        PromptIn::Tokens(tokens) => tokens
+            .into_iter()
+            .map(|t| i32::try_from(t).map_err(|_| ApiError::invalid("prompt", format!("token id {t} is out of range"))))
+            .collect::<Result<_, _>>()
+            .map(Prompt::Tokens),
+    }
+}

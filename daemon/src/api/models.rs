@@ -1,0 +1,41 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`.
+
+use actix_web::{web, HttpResponse};
+use engine::{Engine, ModelKind};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/models", web::get().to(list)).route("/v1/models/{id}", web::get().to(one));
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let data: Vec<Value> = state.models()?.all().iter().map(model_json).collect();
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+}
+
+async fn one(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let engine = state.models()?.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
+    Ok(HttpResponse::Ok().json(model_json(engine)))
+}
+
+fn model_json(engine: &Engine) -> Value {
+    let info = engine.info();
+    json!({
+        "id": info.name,
+        "object": "model",
+        "created": info.loaded_at,
+        "owned_by": "hearth",
+        "max_model_len": info.max_model_len,
+        "meta": {
+            "kind": match info.kind { ModelKind::Chat => "chat", ModelKind::Embedding => "embedding" },
+            "n_ctx_train": info.n_ctx_train,
+            "n_embd": info.n_embd,
+            "n_vocab": info.n_vocab,
+            "n_params": info.n_params,
+            "size": info.size_bytes,
+        },
+    })
+}

@@ -1,0 +1,121 @@
+//! The daemon's request error and its one mapping to HTTP.
+//!
+//! Error bodies have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so SDKs
+//! show the message. The client's mistakes are 4xx with a message that says what is wrong; our own
+//! faults are 5xx and logged. The mapping from engine errors is an exhaustive `match`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use engine::EngineError;
+use serde_json::json;
+
+/// Seconds a client is told to wait after a 429 or 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or has an invalid field.
+    #[error("{message}")]
+    BadRequest { message: String, param: Option<String>, code: &'static str },
+    /// Missing or wrong API key.
+    #[error("invalid or missing API key: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// The named model is not served here.
+    #[error("the model `{0}` does not exist; GET /v1/models lists the models served")]
+    ModelNotFound(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The queue is full.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Models are still loading or the engine stopped.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Our fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 about one request field.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), param: Some(param.to_owned()), code: "invalid_value" }
+    }
+
+    fn kind(&self) -> (&'static str, Option<&str>, &'static str) {
+        match self {
+            ApiError::BadRequest { param, code, .. } => ("invalid_request_error", param.as_deref(), code),
+            ApiError::Unauthorized => ("authentication_error", None, "invalid_api_key"),
+            ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model"), "model_not_found"),
+            ApiError::NotFound(_) => ("invalid_request_error", None, "not_found"),
+            ApiError::PayloadTooLarge { .. } => ("invalid_request_error", None, "payload_too_large"),
+            ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
+            ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
+            ApiError::Internal(_) => ("server_error", None, "internal_error"),
+        }
+    }
+
+    /// The JSON body, also used inside a stream when a failure happens after the headers went out.
+    pub fn body(&self) -> serde_json::Value {
+        let (kind, param, code) = self.kind();
+        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            // An unknown model in a request body is a bad request (400), as the issue and vLLM's
+            // OpenAI server have it; a missing path is 404.
+            ApiError::BadRequest { .. } | ApiError::ModelNotFound(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "Request failed.");
+        }
+        let mut response = HttpResponse::build(status);
+        if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::InputTooLong { .. } => ApiError::BadRequest {
+                message: format!("{e}; shorten the input"),
+                param: None,
+                code: "context_length_exceeded",
+            },
+            EngineError::EmptyInput => ApiError::BadRequest { message: e.to_string(), param: None, code: "empty_input" },
+            EngineError::Template(_) => ApiError::BadRequest { message: e.to_string(), param: Some("messages".into()), code: "invalid_value" },
+            EngineError::WrongKind { .. } => ApiError::BadRequest { message: e.to_string(), param: Some("model".into()), code: "wrong_model_kind" },
+            EngineError::Overloaded { .. } => ApiError::Overloaded(e.to_string()),
+            EngineError::Stopped(_) => ApiError::Unavailable(e.to_string()),
+            EngineError::ModelFile { .. }
+            | EngineError::ModelLoad { .. }
+            | EngineError::Context { .. }
+            | EngineError::Backend(_)
+            | EngineError::Inference(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! hearth, the daemon: configuration, the OpenAI-compatible HTTP API, and the service layer
+//! between the API and the engine. `main.rs` only parses arguments and calls in here.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod models;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,69 @@
+//! The `hearth` binary. Reads top to bottom: arguments, configuration, tracing, the command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hearth::config::{Settings, Sources};
+use hearth::{server, telemetry};
+
+/// hearth: a chat and an embedding model, a vector store and a watched folder, on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about)]
+struct Cli {
+    /// A configuration file laid over the embedded default and /etc/hearth/hearth.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve,
+    /// Check the configuration and exit: 0 when valid, 2 with the reason when not.
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&Sources::standard(cli.config.clone())) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("hearth: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Validate => validate(&settings),
+        Command::Serve => {
+            telemetry::init();
+            match actix_web::rt::System::new().block_on(server::serve(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("hearth: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(settings: &Settings) -> ExitCode {
+    let missing: Vec<String> = settings
+        .models
+        .iter()
+        .filter(|m| !m.path.is_file())
+        .map(|m| format!("model `{}`: file {} does not exist", m.name, m.path.display()))
+        .collect();
+    if !missing.is_empty() {
+        for line in &missing {
+            eprintln!("hearth: configuration error: {line}");
+        }
+        return ExitCode::from(2);
+    }
+    println!("configuration is valid: listening on {}, {} model(s), state in {}", settings.server.listen, settings.models.len(), settings.server.state_dir.display());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,246 @@
+//! Text generation shared by `/v1/chat/completions` and `/v1/completions`: validating OpenAI's
+//! sampling fields, sizing `max_tokens` against the context, tokenizing, and submitting.
+
+use std::collections::HashMap;
+
+use engine::{ChatMessage, Engine, Event, FinishReason, GenerateRequest, SamplingParams, TokenStream, Usage};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most stop strings per request.
+const MAX_STOP_STRINGS: usize = 16;
+
+/// The OpenAI fields common to chat and completions.
+#[derive(Debug, Deserialize)]
+pub struct GenerationParams {
+    pub model: String,
+    pub max_tokens: Option<i64>,
+    pub max_completion_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub seed: Option<i64>,
+    pub stop: Option<StopSpec>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub logit_bias: Option<HashMap<String, f64>>,
+    pub n: Option<i64>,
+    #[serde(default)]
+    pub ignore_eos: bool,
+    pub response_format: Option<serde_json::Value>,
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+    #[serde(default)]
+    pub continuous_usage_stats: bool,
+}
+
+/// What to generate from.
+#[derive(Debug)]
+pub enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+    Tokens(Vec<i32>),
+}
+
+/// A submitted generation.
+#[derive(Debug)]
+pub struct Generation {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub stream: bool,
+    pub options: StreamOptions,
+    pub prompt_tokens: u32,
+    pub events: TokenStream,
+}
+
+/// The whole output of a non-streamed generation.
+#[derive(Debug)]
+pub struct Completed {
+    pub text: String,
+    pub reason: FinishReason,
+    pub usage: Usage,
+}
+
+/// Validate, tokenize and submit.
+pub fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
+    let engine = state.models()?.get(&params.model)?;
+    let sampling = sampling_params(params, engine)?;
+    let stop = stop_strings(params.stop.as_ref())?;
+    check_unsupported(params)?;
+    let tokens = match prompt {
+        Prompt::Chat(messages) => engine.tokenize(&engine.apply_chat_template(&messages)?, true),
+        Prompt::Text(text) => engine.tokenize(&text, true),
+        Prompt::Tokens(tokens) => {
+            let n_vocab = engine.info().n_vocab as i32;
+            if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+                return Err(ApiError::invalid("prompt", format!("token id {bad} is outside the vocabulary 0..{n_vocab}")));
+            }
+            tokens
+        }
+    };
+    let max_tokens = max_tokens(state, params, engine, tokens.len())?;
+    let prompt_tokens = tokens.len() as u32;
+    let request = GenerateRequest { prompt: tokens, max_tokens, stop, ignore_eos: params.ignore_eos, sampling };
+    let events = engine.generate(request)?;
+    Ok(Generation {
+        id: super::new_id(id_prefix),
+        created: super::unix_now(),
+        model: params.model.clone(),
+        stream: params.stream,
+        options: params.stream_options.unwrap_or_default(),
+        prompt_tokens,
+        events,
+    })
+}
+
+impl Generation {
+    /// Wait for the whole output (non-streamed requests).
+    pub async fn collect(mut self) -> Result<Completed, ApiError> {
+        let mut text = String::new();
+        loop {
+            match self.events.next().await {
+                Some(Event::Delta { text: delta, .. }) => text.push_str(&delta),
+                Some(Event::Finished { reason, usage }) => return Ok(Completed { text, reason, usage }),
+                Some(Event::Failed(message)) => return Err(ApiError::Internal(message)),
+                None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
+            }
+        }
+    }
+}
+
+/// OpenAI's `usage` object.
+pub fn usage_json(usage: &Usage) -> serde_json::Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    })
+}
+
+fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
+    match value {
+        None => Ok(default as f32),
+        Some(v) if v.is_finite() && (lo..=hi).contains(&v) => Ok(v as f32),
+        Some(v) => Err(ApiError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}"))),
+    }
+}
+
+fn sampling_params(p: &GenerationParams, engine: &Engine) -> Result<SamplingParams, ApiError> {
+    let top_p = in_range("top_p", p.top_p, 0.0, 1.0, 1.0)?;
+    if top_p == 0.0 {
+        return Err(ApiError::invalid("top_p", "top_p must be greater than 0"));
+    }
+    let top_k = match p.top_k {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if (1..=i64::from(i32::MAX)).contains(&k) => k as i32,
+        Some(k) => return Err(ApiError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}"))),
+    };
+    let n_vocab = engine.info().n_vocab;
+    let mut logit_bias = Vec::new();
+    for (key, &bias) in p.logit_bias.iter().flatten() {
+        let token: u32 = key
+            .parse()
+            .ok()
+            .filter(|&t| t < n_vocab)
+            .ok_or_else(|| ApiError::invalid("logit_bias", format!("{key:?} is not a token id below {n_vocab}")))?;
+        if !(-100.0..=100.0).contains(&bias) {
+            return Err(ApiError::invalid("logit_bias", format!("bias for token {key} must be between -100 and 100, got {bias}")));
+        }
+        logit_bias.push((token as i32, bias as f32));
+    }
+    Ok(SamplingParams {
+        temperature: in_range("temperature", p.temperature, 0.0, 2.0, 1.0)?,
+        top_p,
+        top_k,
+        min_p: in_range("min_p", p.min_p, 0.0, 1.0, 0.0)?,
+        seed: p.seed.map(|s| s as u32),
+        presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
+        frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
+        logit_bias,
+    })
+}
+
+fn stop_strings(stop: Option<&StopSpec>) -> Result<Vec<String>, ApiError> {
+    let stops = match stop {
+        None => Vec::new(),
+        Some(StopSpec::One(s)) => vec![s.clone()],
+        Some(StopSpec::Many(v)) => v.clone(),
+    };
+    if stops.len() > MAX_STOP_STRINGS {
+        return Err(ApiError::invalid("stop", format!("at most {MAX_STOP_STRINGS} stop strings, got {}", stops.len())));
+    }
+    Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+fn check_unsupported(p: &GenerationParams) -> Result<(), ApiError> {
+    if let Some(n) = p.n {
+        if n != 1 {
+            return Err(ApiError::invalid("n", format!("only n = 1 is supported, got {n}")));
+        }
+    }
+    if let Some(format) = &p.response_format {
+        let kind = format.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        if kind != "text" {
+            return Err(ApiError::invalid("response_format", format!("response_format type {kind:?} is not supported yet; use \"text\"")));
+        }
+    }
+    Ok(())
+}
+
+/// The number of tokens to generate: the request's, checked against the limits and the context,
+/// or as many as the context and the server's limit allow.
+fn max_tokens(state: &AppState, p: &GenerationParams, engine: &Engine, prompt_len: usize) -> Result<u32, ApiError> {
+    let context = engine.info().max_model_len as usize;
+    if prompt_len >= context {
+        return Err(ApiError::BadRequest {
+            message: format!("the prompt has {prompt_len} tokens, but this model's maximum context length is {context} tokens"),
+            param: Some("messages".into()),
+            code: "context_length_exceeded",
+        });
+    }
+    let room = context - prompt_len;
+    let cap = state.settings().limits.max_tokens as usize;
+    let (param, asked) = match (p.max_completion_tokens, p.max_tokens) {
+        (Some(m), _) => ("max_completion_tokens", m),
+        (None, Some(m)) => ("max_tokens", m),
+        (None, None) => return Ok(room.min(cap) as u32),
+    };
+    if asked < 1 {
+        return Err(ApiError::invalid(param, format!("{param} must be at least 1, got {asked}")));
+    }
+    if asked as u64 > cap as u64 {
+        return Err(ApiError::invalid(param, format!("{param} is {asked}, more than this server's limit of {cap}")));
+    }
+    if asked as usize > room {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "this model's maximum context length is {context} tokens; the prompt has {prompt_len} tokens and {param} asks for {asked} more"
+            ),
+            param: Some(param.into()),
+            code: "context_length_exceeded",
+        });
+    }
+    Ok(asked as u32)
+}

@@ -1,0 +1,49 @@
+//! Shared application state: the settings, and the models once they are loaded.
+//!
+//! The HTTP server starts before the models finish loading so that `/health` answers and `/ready`
+//! can say 503; requests that need a model get 503 until then.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::models::Models;
+
+/// Cheap to clone; one per process.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    models: OnceLock<Models>,
+}
+
+impl AppState {
+    /// State with no models loaded yet.
+    pub fn new(settings: Settings) -> Self {
+        Self { inner: Arc::new(Inner { settings, models: OnceLock::new() }) }
+    }
+
+    /// The settings hearth started with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Publish the loaded models; hearth is ready from here on.
+    pub fn set_models(&self, models: Models) {
+        let _ = self.inner.models.set(models);
+    }
+
+    /// The models, or 503 while they load.
+    pub fn models(&self) -> Result<&Models, ApiError> {
+        self.inner.models.get().ok_or_else(|| ApiError::Unavailable("models are still loading; retry shortly".into()))
+    }
+
+    /// True once every model is loaded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.models.get().is_some()
+    }
+}

@@ -1,0 +1,23 @@
+//! Logging: structured fields to journald when systemd started us (it sets `JOURNAL_STREAM`), to
+//! the terminal otherwise. tracing-journald fails where there is no journal socket (containers),
+//! and then the terminal formatter is used. `RUST_LOG` overrides the default filter.
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// llama.cpp's own info lines (every tensor at load time) are noise at `info`.
+const DEFAULT_FILTER: &str = "info,llama_cpp_2=warn";
+
+/// Install the global subscriber. Safe to call once per process.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let registry = tracing_subscriber::registry().with(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let _ = registry.with(journald.with_syslog_identifier("hearth".into())).try_init();
+            return;
+        }
+    }
+    let _ = registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init();
+}

@@ -1,0 +1,50 @@
+//! Plain configuration for one model's engine. The daemon fills it from its TOML file; the engine
+//! never reads files or environment variables itself.
+
+use std::path::PathBuf;
+
+/// What a model is served for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Text generation: chat and completions.
+    Chat,
+    /// Sentence embeddings (pooled, L2-normalised).
+    Embedding,
+}
+
+/// Everything the engine needs to load and serve one model.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The name clients use in the `model` field.
+    pub name: String,
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Longest sequence (prompt + output) in tokens; 0 means the model's training context.
+    pub max_model_len: u32,
+    /// Most sequences decoded together in one step.
+    pub max_num_seqs: u32,
+    /// Token budget of one step (decode tokens plus prefill chunks).
+    pub max_num_batched_tokens: u32,
+    /// Requests allowed to wait for admission before new ones are refused.
+    pub max_queue: usize,
+    /// KV cache capacity in tokens, shared by all sequences; 0 means `max_model_len`.
+    pub kv_cache_tokens: u32,
+    /// CPU threads for llama.cpp; 0 means every available core.
+    pub threads: u32,
+    /// Layers offloaded to a GPU when one is present.
+    pub n_gpu_layers: u32,
+}
+
+impl ModelConfig {
+    /// Threads to give llama.cpp: the configured number, or the machine's cores.
+    pub(crate) fn effective_threads(&self) -> i32 {
+        let n = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        } else {
+            self.threads
+        };
+        i32::try_from(n).unwrap_or(1)
+    }
+}

@@ -1,0 +1,262 @@
+//! The [`Engine`] handle: start-up, admission and the caller-side work (tokenizing, templating).
+//!
+//! `Engine::start` loads the model, spawns the engine thread and waits on a ready channel, so a bad
+//! model path or a corrupt file is a clean start-up error rather than a thread that died alone.
+//! Admission is a semaphore of `max_num_seqs + max_queue` permits: a request holds one from
+//! submission until it leaves the engine, and a failed `try_acquire` is [`EngineError::Overloaded`].
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::backend::backend;
+use crate::chat_template::ChatTemplate;
+use crate::embedding::{EmbedJob, EmbeddingWorker};
+use crate::request::Submitted;
+use crate::scheduler::ChatWorker;
+use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, TokenStream};
+
+/// Events buffered per request before the engine holds that sequence back (client backpressure).
+const EVENTS_PER_REQUEST: usize = 256;
+
+/// Facts about a loaded model, for `/v1/models` and start-up logs.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The served name.
+    pub name: String,
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// Context length the model was trained with.
+    pub n_ctx_train: u32,
+    /// Longest prompt + output hearth accepts for this model.
+    pub max_model_len: u32,
+    /// Width of the embedding (hidden size, or pooled output for embedding models).
+    pub n_embd: u32,
+    /// Vocabulary size (valid token ids are 0..n_vocab).
+    pub n_vocab: u32,
+    /// Parameter count.
+    pub n_params: u64,
+    /// Size of the weights in bytes.
+    pub size_bytes: u64,
+    /// Unix time the model was loaded.
+    pub loaded_at: u64,
+}
+
+/// A command for an engine thread.
+pub(crate) enum Command {
+    Generate(Submitted),
+    Embed(EmbedJob),
+}
+
+/// Shared liveness signal: the engine loop stores the time of its latest iteration.
+#[derive(Debug, Default)]
+pub(crate) struct Heartbeat {
+    origin_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    pub(crate) fn beat(&self, origin: Instant) {
+        self.origin_ms.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+struct Inner {
+    info: ModelInfo,
+    model: Arc<LlamaModel>,
+    template: Option<ChatTemplate>,
+    commands: SyncSender<Command>,
+    admission: Arc<Semaphore>,
+    max_queue: usize,
+    heartbeat: Arc<Heartbeat>,
+    origin: Instant,
+}
+
+/// A cheap, cloneable handle to one model's engine thread.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("model", &self.inner.info.name).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Load the model and start its engine thread. Blocks until the thread reports ready or failed.
+    pub fn start(config: ModelConfig) -> Result<Engine, EngineError> {
+        check_readable(&config.path)?;
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers);
+        let model = LlamaModel::load_from_file(backend, &config.path, &params)
+            .map_err(|_| EngineError::ModelLoad { path: config.path.clone() })?;
+        let model = Arc::new(model);
+
+        let n_ctx_train = model.n_ctx_train();
+        let max_model_len = match config.max_model_len {
+            0 => n_ctx_train,
+            n => n.min(n_ctx_train),
+        };
+        let info = ModelInfo {
+            name: config.name.clone(),
+            kind: config.kind,
+            n_ctx_train,
+            max_model_len,
+            n_embd: u32::try_from(model.n_embd()).unwrap_or(0),
+            n_vocab: u32::try_from(model.n_vocab()).unwrap_or(0),
+            n_params: model.n_params(),
+            size_bytes: model.size(),
+            loaded_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let template = match config.kind {
+            ModelKind::Chat => Some(load_template(&model)?),
+            ModelKind::Embedding => None,
+        };
+
+        let (commands, inbox) = sync_channel(config.max_queue.max(1));
+        let (ready_tx, ready_rx) = sync_channel(1);
+        let heartbeat = Arc::new(Heartbeat::default());
+        let origin = Instant::now();
+        let thread_model = Arc::clone(&model);
+        let thread_beat = Arc::clone(&heartbeat);
+        let thread_config = ModelConfig { max_model_len, ..config.clone() };
+        std::thread::Builder::new()
+            .name(format!("engine-{}", config.name))
+            .spawn(move || match config.kind {
+                ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_beat, origin),
+                ModelKind::Embedding => {
+                    EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_beat, origin)
+                }
+            })
+            .map_err(|e| EngineError::Context { model: config.name.clone(), reason: e.to_string() })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(EngineError::Stopped(config.name.clone())),
+        }
+        tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, "Model loaded.");
+        let permits = config.max_queue + config.max_num_seqs as usize;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                info,
+                model,
+                template,
+                commands,
+                admission: Arc::new(Semaphore::new(permits)),
+                max_queue: config.max_queue,
+                heartbeat,
+                origin,
+            }),
+        })
+    }
+
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// Time since the engine loop last went round; grows without bound if the thread hangs.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.heartbeat.origin_ms.load(Ordering::Relaxed));
+        self.inner.origin.elapsed().saturating_sub(last)
+    }
+
+    /// Token ids of `text`. `add_special` adds the model's BOS (or CLS/SEP) tokens; special-token
+    /// text such as `<|im_start|>` is always parsed as the special token.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<i32> {
+        self.inner.model.vocab().tokenize(text.as_bytes(), add_special, true).into_iter().map(|t| t.0).collect()
+    }
+
+    /// Render a conversation with the model's chat template.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        match &self.inner.template {
+            Some(t) => t.render(messages),
+            None => Err(self.wrong_kind("chat")),
+        }
+    }
+
+    /// Submit a generation request. Fails at once when the input is invalid or the queue is full.
+    pub fn generate(&self, request: GenerateRequest) -> Result<TokenStream, EngineError> {
+        if self.inner.info.kind != ModelKind::Chat {
+            return Err(self.wrong_kind("text generation"));
+        }
+        if request.prompt.is_empty() {
+            return Err(EngineError::EmptyInput);
+        }
+        let limit = self.inner.info.max_model_len as usize;
+        if request.prompt.len() >= limit {
+            return Err(EngineError::InputTooLong { tokens: request.prompt.len(), limit });
+        }
+        let permit = self.admit()?;
+        let (events, rx) = mpsc::channel(EVENTS_PER_REQUEST);
+        let submitted = Submitted { request, events, span: tracing::Span::current(), _permit: permit };
+        self.send(Command::Generate(submitted))?;
+        Ok(TokenStream { events: rx })
+    }
+
+    /// Embed already-tokenized inputs; returns one L2-normalised vector per input.
+    pub async fn embed(&self, inputs: Vec<Vec<i32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        if self.inner.info.kind != ModelKind::Embedding {
+            return Err(self.wrong_kind("embeddings"));
+        }
+        let limit = self.inner.info.max_model_len as usize;
+        if let Some(long) = inputs.iter().find(|t| t.len() > limit) {
+            return Err(EngineError::InputTooLong { tokens: long.len(), limit });
+        }
+        if inputs.iter().any(Vec::is_empty) {
+            return Err(EngineError::EmptyInput);
+        }
+        let permit = self.admit()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Embed(EmbedJob { inputs, reply, span: tracing::Span::current(), _permit: permit }))?;
+        rx.await.map_err(|_| EngineError::Stopped(self.inner.info.name.clone()))?
+    }
+
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+        Arc::clone(&self.inner.admission).try_acquire_owned().map_err(|_| EngineError::Overloaded {
+            model: self.inner.info.name.clone(),
+            waiting: self.inner.max_queue,
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        self.inner.commands.try_send(command).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                EngineError::Overloaded { model: self.inner.info.name.clone(), waiting: self.inner.max_queue }
+            }
+            TrySendError::Disconnected(_) => EngineError::Stopped(self.inner.info.name.clone()),
+        })
+    }
+
+    fn wrong_kind(&self, operation: &'static str) -> EngineError {
+        EngineError::WrongKind { model: self.inner.info.name.clone(), operation }
+    }
+}
+
+fn check_readable(path: &Path) -> Result<(), EngineError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| EngineError::ModelFile { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+fn load_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
+    let source = model.meta_val_str("tokenizer.chat_template").ok();
+    let vocab = model.vocab();
+    let piece = |t: llama_cpp_2::token::LlamaToken| {
+        if t.0 < 0 {
+            String::new() // the model has no such token
+        } else {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        }
+    };
+    ChatTemplate::new(source, piece(vocab.bos()), piece(vocab.eos()))
+}

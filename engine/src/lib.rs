@@ -1,0 +1,30 @@
+//! hearth's inference engine.
+//!
+//! Design: every llama.cpp context is owned by exactly one engine thread, and nothing else touches it.
+//! Callers hold an [`Engine`], a cheap cloneable handle: requests go in through a bounded command
+//! channel, tokens come back through a bounded per-request channel, and a request that is dropped by
+//! its caller (a client that went away) is noticed by the engine thread at its next step and freed.
+//! Tokenizing and chat templating need only the model, which is shared read-only with the handle, so
+//! they run on the caller's thread and never cost engine time.
+//!
+//! The crate knows nothing about HTTP, async runtimes beyond channel types, or the config file format:
+//! it takes plain config structs ([`ModelConfig`]).
+
+mod backend;
+mod chat_template;
+mod config;
+mod detokenize;
+mod embedding;
+mod error;
+mod handle;
+mod request;
+mod sampling;
+mod scheduler;
+mod stop;
+
+pub use backend::{init_backend, BackendOptions};
+pub use chat_template::ChatMessage;
+pub use config::{ModelConfig, ModelKind};
+pub use error::EngineError;
+pub use handle::{Engine, ModelInfo};
+pub use request::{Event, FinishReason, GenerateRequest, SamplingParams, TokenStream, Usage};

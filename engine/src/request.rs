@@ -1,0 +1,127 @@
+//! What a caller sends to a chat engine and what it gets back.
+//!
+//! A [`GenerateRequest`] carries already-tokenized input; the caller tokenized it on its own thread.
+//! The reply is a [`TokenStream`]: a bounded channel of [`Event`]s ending with exactly one
+//! `Finished` or `Failed`. Dropping the stream cancels the request.
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+/// Sampling settings, with OpenAI's names and meanings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// Nucleus sampling; 1.0 disables it.
+    pub top_p: f32,
+    /// 0 disables it.
+    pub top_k: i32,
+    /// 0 disables it.
+    pub min_p: f32,
+    /// Fixed seed for reproducible sampling; `None` picks one.
+    pub seed: Option<u32>,
+    /// OpenAI presence penalty (-2..2).
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty (-2..2).
+    pub frequency_penalty: f32,
+    /// Additive biases per token id.
+    pub logit_bias: Vec<(i32, f32)>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
+/// A generation request with its prompt already tokenized.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Prompt token ids.
+    pub prompt: Vec<i32>,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Strings that end generation; they are not emitted.
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens (benchmarks).
+    pub ignore_eos: bool,
+    /// How to pick each token.
+    pub sampling: SamplingParams,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the model's length limit.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// Token accounting for one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Prompt tokens whose KV came from the prefix cache instead of being computed.
+    pub cached_tokens: u32,
+}
+
+/// One item of a request's output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// New text (may span several tokens, never splits a UTF-8 character).
+    Delta {
+        /// The text.
+        text: String,
+        /// Tokens generated so far, this delta included.
+        completion_tokens: u32,
+    },
+    /// Generation ended normally.
+    Finished { reason: FinishReason, usage: Usage },
+    /// Generation failed inside the engine.
+    Failed(String),
+}
+
+/// The receiving end of a request's output. Drop it to cancel the request.
+#[derive(Debug)]
+pub struct TokenStream {
+    pub(crate) events: mpsc::Receiver<Event>,
+}
+
+impl TokenStream {
+    /// The next event, or `None` once the engine has dropped the request.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+}
+
+/// A request inside the engine: the request, where its output goes, and the queue slot it holds.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    pub request: GenerateRequest,
+    pub events: mpsc::Sender<Event>,
+    pub span: tracing::Span,
+    /// Held until the request leaves the engine; bounds waiting + running requests.
+    pub _permit: OwnedSemaphorePermit,
+}

@@ -1,0 +1,166 @@
+//! Test harness: the real `hearth` binary, started on `127.0.0.1:0` with a temporary state
+//! directory and the real small models from `models/` (fetched by `make setup`).
+//!
+//! The server prints one line, `hearth listening on http://ADDR`, on stdout once it has bound; the
+//! harness reads it to learn the port, then waits for `/ready`. Its stderr (the logs) goes to a
+//! file that a failing test prints.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to load its models.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root (where `models/` and `.venv/` live).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `hearth` binary built in the same profile as this test.
+pub fn hearth_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/hearth
+    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let bin = profile_dir.join("hearth");
+    assert!(bin.is_file(), "{} is missing: build it first (`cargo build --release --bin hearth`, as `make test` does)", bin.display());
+    bin
+}
+
+/// A `hearth` command run from the repository root with a clean `HEARTH__*` environment.
+pub fn hearth_command() -> Command {
+    let mut cmd = Command::new(hearth_bin());
+    cmd.current_dir(repo_root());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HEARTH__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running hearth server; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The state directory (and the config file and log, when given).
+    pub dir: tempfile::TempDir,
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// TOML laid over the default configuration with `--config`.
+    pub config: Option<&'a str>,
+    /// Extra environment variables.
+    pub env: Vec<(&'a str, &'a str)>,
+}
+
+impl Server {
+    /// Start with the default configuration and wait until ready.
+    pub fn start() -> Server {
+        Self::start_with(Options::default())
+    }
+
+    /// Start with options and wait until ready; panics with the server's log if it does not get there.
+    pub fn start_with(options: Options<'_>) -> Server {
+        let server = Self::spawn(options).unwrap_or_else(|(status, log)| panic!("hearth exited ({status:?}) before listening:\n{log}"));
+        server.wait_ready();
+        server
+    }
+
+    /// Start without waiting for readiness. On failure to reach the listening line, returns the exit
+    /// status and the log.
+    pub fn spawn(options: Options<'_>) -> Result<Server, (Option<ExitStatus>, String)> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let log_path = dir.path().join("hearth.log");
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
+        let mut cmd = hearth_command();
+        if let Some(toml) = options.config {
+            let path = dir.path().join("hearth.toml");
+            std::fs::File::create(&path).and_then(|mut f| f.write_all(toml.as_bytes())).unwrap_or_else(|e| panic!("config: {e}"));
+            cmd.arg("--config").arg(path);
+        }
+        cmd.arg("serve")
+            .env("HEARTH__SERVER__LISTEN", "127.0.0.1:0")
+            .env("HEARTH__SERVER__STATE_DIR", dir.path().join("state"))
+            .env("HEARTH__ENGINE__THREADS", "2")
+            .envs(options.env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn hearth: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("hearth listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let status = child.wait().ok();
+                    return Err((status, std::fs::read_to_string(&log_path).unwrap_or_default()));
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, base, dir })
+    }
+
+    /// Full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hearth.log")).unwrap_or_default()
+    }
+
+    /// Poll `/ready` until 200, or panic with the log.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if http_get_status(&self.url("/ready")).is_ok_and(|status| status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("hearth not ready within {READY_TIMEOUT:?}:\n{}", self.log());
+    }
+
+    /// Wait for the process to exit by itself (for start-up failure tests).
+    pub fn wait_exit(mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+        (status, self.log())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET over a plain TCP connection; returns the status code (blocking, for readiness polling).
+fn http_get_status(url: &str) -> std::io::Result<u16> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("not http"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))
+}
