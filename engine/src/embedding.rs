@@ -7,7 +7,7 @@
 use std::num::NonZeroU32;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
@@ -17,7 +17,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::backend::backend;
-use crate::handle::{Command, Heartbeat};
+use crate::handle::Command;
+use crate::telemetry::Telemetry;
 use crate::{EngineError, ModelConfig};
 
 /// Most inputs computed in one batch.
@@ -45,8 +46,7 @@ impl<'m> EmbeddingWorker<'m> {
         config: ModelConfig,
         inbox: Receiver<Command>,
         ready: SyncSender<Result<(), EngineError>>,
-        heartbeat: Arc<Heartbeat>,
-        origin: Instant,
+        telemetry: Arc<Telemetry>,
     ) {
         let mut worker = match Self::new(model, &config) {
             Ok(w) => w,
@@ -57,7 +57,7 @@ impl<'m> EmbeddingWorker<'m> {
         };
         let _ = ready.send(Ok(()));
         loop {
-            heartbeat.beat(origin);
+            telemetry.beat();
             match inbox.recv_timeout(IDLE_WAIT) {
                 Ok(Command::Embed(job)) => worker.serve(job),
                 Ok(Command::Generate(s)) => {

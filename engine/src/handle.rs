@@ -6,10 +6,9 @@
 //! submission until it leaves the engine, and a failed `try_acquire` is [`EngineError::Overloaded`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -20,6 +19,7 @@ use crate::chat_template::ChatTemplate;
 use crate::embedding::{EmbedJob, EmbeddingWorker};
 use crate::request::Submitted;
 use crate::scheduler::ChatWorker;
+use crate::telemetry::{EngineStats, Telemetry};
 use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, TokenStream};
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
@@ -54,18 +54,6 @@ pub(crate) enum Command {
     Embed(EmbedJob),
 }
 
-/// Shared liveness signal: the engine loop stores the time of its latest iteration.
-#[derive(Debug, Default)]
-pub(crate) struct Heartbeat {
-    origin_ms: AtomicU64,
-}
-
-impl Heartbeat {
-    pub(crate) fn beat(&self, origin: Instant) {
-        self.origin_ms.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
 struct Inner {
     info: ModelInfo,
     model: Arc<LlamaModel>,
@@ -73,8 +61,7 @@ struct Inner {
     commands: SyncSender<Command>,
     admission: Arc<Semaphore>,
     max_queue: usize,
-    heartbeat: Arc<Heartbeat>,
-    origin: Instant,
+    telemetry: Arc<Telemetry>,
 }
 
 /// A cheap, cloneable handle to one model's engine thread.
@@ -124,17 +111,16 @@ impl Engine {
 
         let (commands, inbox) = sync_channel(config.max_queue.max(1));
         let (ready_tx, ready_rx) = sync_channel(1);
-        let heartbeat = Arc::new(Heartbeat::default());
-        let origin = Instant::now();
+        let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
-        let thread_beat = Arc::clone(&heartbeat);
+        let thread_telemetry = Arc::clone(&telemetry);
         let thread_config = ModelConfig { max_model_len, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
             .spawn(move || match config.kind {
-                ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_beat, origin),
+                ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
                 ModelKind::Embedding => {
-                    EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_beat, origin)
+                    EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
                 }
             })
             .map_err(|e| EngineError::Context { model: config.name.clone(), reason: e.to_string() })?;
@@ -153,8 +139,7 @@ impl Engine {
                 commands,
                 admission: Arc::new(Semaphore::new(permits)),
                 max_queue: config.max_queue,
-                heartbeat,
-                origin,
+                telemetry,
             }),
         })
     }
@@ -166,8 +151,12 @@ impl Engine {
 
     /// Time since the engine loop last went round; grows without bound if the thread hangs.
     pub fn heartbeat_age(&self) -> Duration {
-        let last = Duration::from_millis(self.inner.heartbeat.origin_ms.load(Ordering::Relaxed));
-        self.inner.origin.elapsed().saturating_sub(last)
+        self.inner.telemetry.heartbeat_age()
+    }
+
+    /// Live counters: running and waiting requests, KV usage, prefix cache, preemptions.
+    pub fn stats(&self) -> EngineStats {
+        self.inner.telemetry.snapshot()
     }
 
     /// Token ids of `text`. `add_special` adds the model's BOS (or CLS/SEP) tokens; special-token
@@ -198,7 +187,13 @@ impl Engine {
         }
         let permit = self.admit()?;
         let (events, rx) = mpsc::channel(EVENTS_PER_REQUEST);
-        let submitted = Submitted { request, events, span: tracing::Span::current(), _permit: permit };
+        let submitted = Submitted {
+            request,
+            events,
+            span: tracing::Span::current(),
+            submitted_at: std::time::Instant::now(),
+            _permit: permit,
+        };
         self.send(Command::Generate(submitted))?;
         Ok(TokenStream { events: rx })
     }

@@ -21,10 +21,12 @@ mod request;
 mod sampling;
 mod scheduler;
 mod stop;
+mod telemetry;
 
 pub use backend::{init_backend, BackendOptions};
 pub use chat_template::ChatMessage;
 pub use config::{ModelConfig, ModelKind};
 pub use error::EngineError;
 pub use handle::{Engine, ModelInfo};
+pub use telemetry::EngineStats;
 pub use request::{Event, FinishReason, GenerateRequest, SamplingParams, TokenStream, Usage};

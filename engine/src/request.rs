@@ -98,7 +98,14 @@ pub enum Event {
         completion_tokens: u32,
     },
     /// Generation ended normally.
-    Finished { reason: FinishReason, usage: Usage },
+    Finished {
+        /// Why it ended.
+        reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+        /// Time the request waited before the engine admitted it.
+        queued: std::time::Duration,
+    },
     /// Generation failed inside the engine.
     Failed(String),
 }
@@ -122,6 +129,8 @@ pub(crate) struct Submitted {
     pub request: GenerateRequest,
     pub events: mpsc::Sender<Event>,
     pub span: tracing::Span,
+    /// When the caller submitted it.
+    pub submitted_at: std::time::Instant,
     /// Held until the request leaves the engine; bounds waiting + running requests.
     pub _permit: OwnedSemaphorePermit,
 }

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -29,7 +29,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::backend::backend;
 use crate::detokenize::Utf8Assembler;
-use crate::handle::{Command, Heartbeat};
+use crate::handle::Command;
+use crate::telemetry::Telemetry;
 use crate::request::Submitted;
 use crate::sampling::build_sampler;
 use crate::stop::StopMatcher;
@@ -42,6 +43,8 @@ const BLOCKED_WAIT: Duration = Duration::from_millis(2);
 
 /// One admitted request.
 struct Sequence {
+    /// Time from submission to admission.
+    queued: Duration,
     /// llama.cpp sequence id, owned while admitted.
     seq_id: i32,
     submitted: Submitted,
@@ -104,6 +107,7 @@ pub(crate) struct ChatWorker<'m> {
     running: Vec<Sequence>,
     /// Finished sequences whose last events still wait for a slow client.
     draining: Vec<Sequence>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -113,10 +117,9 @@ impl<'m> ChatWorker<'m> {
         config: ModelConfig,
         inbox: Receiver<Command>,
         ready: SyncSender<Result<(), EngineError>>,
-        heartbeat: Arc<Heartbeat>,
-        origin: Instant,
+        telemetry: Arc<Telemetry>,
     ) {
-        let mut worker = match Self::new(model, config) {
+        let mut worker = match Self::new(model, config, Arc::clone(&telemetry)) {
             Ok(w) => w,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -125,7 +128,7 @@ impl<'m> ChatWorker<'m> {
         };
         let _ = ready.send(Ok(()));
         loop {
-            heartbeat.beat(origin);
+            telemetry.beat();
             if worker.idle() {
                 match inbox.recv_timeout(IDLE_WAIT) {
                     Ok(cmd) => worker.accept(cmd),
@@ -146,7 +149,7 @@ impl<'m> ChatWorker<'m> {
         tracing::info!(model = %worker.config.name, "Engine thread stopped.");
     }
 
-    fn new(model: &'m LlamaModel, config: ModelConfig) -> Result<Self, EngineError> {
+    fn new(model: &'m LlamaModel, config: ModelConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
         let kv_capacity = match config.kv_cache_tokens {
             0 => config.max_model_len,
             n => n.max(config.max_model_len),
@@ -177,6 +180,7 @@ impl<'m> ChatWorker<'m> {
             running: Vec::new(),
             draining: Vec::new(),
             config,
+            telemetry,
         })
     }
 
@@ -197,6 +201,8 @@ impl<'m> ChatWorker<'m> {
     fn step(&mut self) -> bool {
         self.drop_gone_clients();
         self.admit();
+        let kv_used = self.running.iter().map(|s| s.n_past).sum();
+        self.telemetry.publish(self.running.len(), self.waiting.len(), kv_used, self.kv_capacity);
         if !self.build_batch() {
             return false;
         }
@@ -240,7 +246,9 @@ impl<'m> ChatWorker<'m> {
             self.reserved += want;
             let sampler = build_sampler(&submitted.request.sampling, self.model.n_vocab());
             let stop = StopMatcher::new(&submitted.request.stop);
+            let queued = submitted.submitted_at.elapsed();
             self.running.push(Sequence {
+                queued,
                 seq_id,
                 submitted,
                 sampler,
@@ -341,7 +349,7 @@ impl<'m> ChatWorker<'m> {
                     if !tail.is_empty() {
                         seq.outbox.push_back(Event::Delta { text: tail, completion_tokens: seq.n_generated });
                     }
-                    seq.outbox.push_back(Event::Finished { reason, usage: seq.usage() });
+                    seq.outbox.push_back(Event::Finished { reason, usage: seq.usage(), queued: seq.queued });
                     self.release(seq);
                 }
             }

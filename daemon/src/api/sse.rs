@@ -69,7 +69,7 @@ impl State {
                 let usage = self.running_usage(completion_tokens);
                 out.push(self.envelope(vec![(self.shape.choice)(Some(&text), None)], usage.as_ref()));
             }
-            Some(Event::Finished { reason, usage }) => {
+            Some(Event::Finished { reason, usage, .. }) => {
                 let running = self.running_usage(usage.completion_tokens);
                 out.push(self.envelope(vec![(self.shape.choice)(None, Some(reason.as_str()))], running.as_ref()));
                 if self.generation.options.include_usage {

@@ -121,7 +121,7 @@ impl Generation {
         loop {
             match self.events.next().await {
                 Some(Event::Delta { text: delta, .. }) => text.push_str(&delta),
-                Some(Event::Finished { reason, usage }) => return Ok(Completed { text, reason, usage }),
+                Some(Event::Finished { reason, usage, .. }) => return Ok(Completed { text, reason, usage }),
                 Some(Event::Failed(message)) => return Err(ApiError::Internal(message)),
                 None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
             }

@@ -1,0 +1,98 @@
+//! What an engine thread publishes for the outside world: its heartbeat (for the systemd
+//! watchdog) and live counters (for `/metrics`). The engine thread stores, anyone reads; all
+//! atomics, no locks, so reading never slows a step.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// A point-in-time view of an engine, in vLLM's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sequences admitted and being computed.
+    pub running: u64,
+    /// Requests waiting for admission.
+    pub waiting: u64,
+    /// KV cache cells in use (tokens).
+    pub kv_used_tokens: u64,
+    /// KV cache capacity (tokens).
+    pub kv_capacity_tokens: u64,
+    /// Prompt tokens looked up in the prefix cache (counter).
+    pub prefix_cache_queries: u64,
+    /// Prompt tokens found in the prefix cache (counter).
+    pub prefix_cache_hits: u64,
+    /// Sequences preempted to free KV cells (counter).
+    pub preemptions: u64,
+}
+
+/// Shared between an engine thread (writer) and its handles (readers).
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    origin: Instant,
+    heartbeat_ms: AtomicU64,
+    running: AtomicU64,
+    waiting: AtomicU64,
+    kv_used: AtomicU64,
+    kv_capacity: AtomicU64,
+    prefix_queries: AtomicU64,
+    prefix_hits: AtomicU64,
+    preemptions: AtomicU64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            kv_used: AtomicU64::new(0),
+            kv_capacity: AtomicU64::new(0),
+            prefix_queries: AtomicU64::new(0),
+            prefix_hits: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Telemetry {
+    /// The engine loop went round.
+    pub(crate) fn beat(&self) {
+        self.heartbeat_ms.store(self.origin.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// Time since the last beat.
+    pub(crate) fn heartbeat_age(&self) -> Duration {
+        self.origin.elapsed().saturating_sub(Duration::from_millis(self.heartbeat_ms.load(Relaxed)))
+    }
+
+    /// Gauges, stored once per step.
+    pub(crate) fn publish(&self, running: usize, waiting: usize, kv_used: usize, kv_capacity: usize) {
+        self.running.store(running as u64, Relaxed);
+        self.waiting.store(waiting as u64, Relaxed);
+        self.kv_used.store(kv_used as u64, Relaxed);
+        self.kv_capacity.store(kv_capacity as u64, Relaxed);
+    }
+
+    /// A prefix-cache lookup of `queried` prompt tokens found `hit` of them.
+    pub(crate) fn prefix_lookup(&self, queried: usize, hit: usize) {
+        self.prefix_queries.fetch_add(queried as u64, Relaxed);
+        self.prefix_hits.fetch_add(hit as u64, Relaxed);
+    }
+
+    /// A sequence was preempted.
+    pub(crate) fn preempted(&self) {
+        self.preemptions.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> EngineStats {
+        EngineStats {
+            running: self.running.load(Relaxed),
+            waiting: self.waiting.load(Relaxed),
+            kv_used_tokens: self.kv_used.load(Relaxed),
+            kv_capacity_tokens: self.kv_capacity.load(Relaxed),
+            prefix_cache_queries: self.prefix_queries.load(Relaxed),
+            prefix_cache_hits: self.prefix_hits.load(Relaxed),
+            preemptions: self.preemptions.load(Relaxed),
+        }
+    }
+}
