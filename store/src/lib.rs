@@ -1,7 +1,32 @@
-//! hearth's embedded store (collections, documents, chunks, hybrid search).
+//! hearth's embedded store: collections (OpenAI vector stores), documents, chunks and hybrid
+//! search, crash-safe.
 //!
-//! Design, to be built under its own issue: sled is the source of truth (documents, chunks,
-//! embeddings, metadata; a write is acknowledged only after sled has flushed it); the usearch HNSW
-//! index and the keyword index are derived, saved atomically with the sled sequence number they
-//! reflect, and rebuilt or caught up at start-up. This crate is synchronous and knows nothing about
-//! HTTP or async runtimes.
+//! Design: sled is the source of truth (documents, chunks, embeddings, metadata); a write is
+//! acknowledged only after sled has flushed it. Per collection, a usearch HNSW index (cosine) and
+//! a tantivy BM25 index are derived from it: each is saved atomically with the sled sequence
+//! number it reflects, caught up from a per-collection change log when behind, and rebuilt from
+//! sled when missing or damaged, on a background thread while the store serves and reports the
+//! collection as not ready ([`Store::status`]). The crate is synchronous and knows nothing about
+//! HTTP or async runtimes; the daemon calls it from blocking threads.
+//!
+//! Modules: [`model`] (records), [`filter`] (OpenAI attribute filters), [`vector`] (HNSW),
+//! [`keyword`] (BM25), `store` (the handle and writes), `recovery` (index upkeep), `search`.
+
+pub mod error;
+pub mod filter;
+pub mod keyword;
+pub mod model;
+mod recovery;
+mod search;
+mod store;
+pub mod vector;
+
+pub use error::{Result, StoreError};
+pub use filter::{CompareOp, Filter};
+pub use model::{
+    Attributes, Chunk, ChunkMeta, Collection, Document, DocumentStatus, NewChunk, NewCollection, NewDocument, Quantization,
+    VectorIndexConfig,
+};
+pub use recovery::{CollectionStatus, IndexHealth, StoreStatus};
+pub use search::{AuditReport, SearchHit, SearchMode, SearchRequest};
+pub use store::{Store, StoreConfig, STORE_FORMAT_VERSION};

@@ -1,0 +1,483 @@
+//! The store handle: opening the data directory, collections, documents and chunks.
+//!
+//! Layout under the data directory: `sled/` (the source of truth) and `indexes/<collection>/`
+//! (`vectors.hnsw` and `keyword/`, both derived). sled trees: `meta` (format version),
+//! `collections`, `log_floor`, and per collection `c/<id>/docs`, `c/<id>/chunks` (chunk key →
+//! record), `c/<id>/doc_chunks` (document id, 0, key → ()) and `c/<id>/log` (sequence → change).
+//!
+//! Invariants:
+//! - writes are serialised by one writer lock; each takes a fresh sequence number from sled's
+//!   monotonic id generator and commits the rows and a log entry in one sled transaction, then
+//!   flushes; only then is it applied to the indexes and acknowledged;
+//! - log entries at or below a collection's `log_floor` have been trimmed; an index saved at an
+//!   older sequence than the floor cannot be caught up and is rebuilt;
+//! - a document and its chunks are written and deleted together, so sled never holds a chunk
+//!   without its document.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::ConflictableTransactionError;
+use sled::{Transactional, Tree};
+
+use crate::error::{Result, StoreError};
+use crate::keyword::KeywordIndex;
+use crate::model::*;
+use crate::recovery::Indexes;
+use crate::vector::VectorIndex;
+
+/// Version of the sled layout this build writes and reads.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+const FORMAT_KEY: &[u8] = b"format_version";
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Data directory (created if absent).
+    pub path: PathBuf,
+    /// Concurrent searches the vector index serves; more callers wait.
+    pub search_threads: usize,
+    /// Save a collection's vector index after this many changed chunks (it is also saved on
+    /// [`Store::checkpoint`] and when the store is dropped).
+    pub checkpoint_every: u64,
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        StoreConfig { path: path.into(), search_threads: threads, checkpoint_every: 10_000, cache_bytes: 256 << 20 }
+    }
+}
+
+/// One change in a collection's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LogOp {
+    /// These chunks were added.
+    Add(Vec<u64>),
+    /// These chunks were deleted.
+    Delete(Vec<u64>),
+}
+
+/// An open collection: its record, trees and derived indexes.
+pub(crate) struct Coll {
+    /// The collection record.
+    pub meta: Collection,
+    /// Documents by id.
+    pub docs: Tree,
+    /// Chunk records by key.
+    pub chunks: Tree,
+    /// (document id, 0, chunk key) → ().
+    pub doc_chunks: Tree,
+    /// Sequence number → [`LogOp`].
+    pub log: Tree,
+    /// Directory of the derived indexes.
+    pub dir: PathBuf,
+    /// The derived indexes and their state.
+    pub idx: RwLock<Indexes>,
+}
+
+impl Coll {
+    pub(crate) fn vector_path(&self) -> PathBuf {
+        self.dir.join("vectors.hnsw")
+    }
+    pub(crate) fn keyword_dir(&self) -> PathBuf {
+        self.dir.join("keyword")
+    }
+    pub(crate) fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        self.idx.read().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn indexes_mut(&self) -> std::sync::RwLockWriteGuard<'_, Indexes> {
+        self.idx.write().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Reads one chunk.
+    pub(crate) fn chunk(&self, key: u64) -> Result<Option<Chunk>> {
+        self.chunks.get(key.to_be_bytes())?.map(|v| decode_chunk(key, &v)).transpose()
+    }
+    /// Reads one document.
+    pub(crate) fn document(&self, id: &str) -> Result<Option<Document>> {
+        self.docs.get(id.as_bytes())?.map(|v| serde_json::from_slice(&v).map_err(StoreError::from)).transpose()
+    }
+}
+
+/// Shared state behind [`Store`].
+pub(crate) struct Inner {
+    /// The sled database.
+    pub db: sled::Db,
+    /// The configuration.
+    pub config: StoreConfig,
+    /// Collection records.
+    pub collections_tree: Tree,
+    /// Collection id → highest trimmed log sequence.
+    pub log_floor: Tree,
+    /// Serialises writes.
+    pub writer: Mutex<()>,
+    /// Open collections.
+    pub colls: RwLock<HashMap<String, Arc<Coll>>>,
+    /// Background recovery threads.
+    pub recovery: Mutex<Vec<JoinHandle<()>>>,
+    /// Set on drop: recovery threads stop early.
+    pub closing: AtomicBool,
+}
+
+/// The embedded store. Cheap to share behind an `Arc`; every method is synchronous.
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.config.path).finish()
+    }
+}
+
+fn u64_key(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+fn doc_chunk_key(doc: &str, key: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(doc.len() + 9);
+    k.extend_from_slice(doc.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&key.to_be_bytes());
+    k
+}
+
+fn doc_prefix(doc: &str) -> Vec<u8> {
+    let mut k = doc.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn coll(&self, id: &str) -> Result<Arc<Coll>> {
+        let colls = self.colls.read().unwrap_or_else(|p| p.into_inner());
+        colls.get(id).cloned().ok_or_else(|| StoreError::CollectionNotFound(id.to_string()))
+    }
+
+    pub(crate) fn floor(&self, id: &str) -> Result<u64> {
+        Ok(self.log_floor.get(id.as_bytes())?.and_then(|v| u64_key(&v)).unwrap_or(0))
+    }
+
+    fn open_coll(&self, meta: Collection) -> Result<Coll> {
+        let t = |suffix: &str| self.db.open_tree(format!("c/{}/{suffix}", meta.id));
+        let dir = self.config.path.join("indexes").join(&meta.id);
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        crate::vector::remove_stale_temp_files(&dir);
+        Ok(Coll { docs: t("docs")?, chunks: t("chunks")?, doc_chunks: t("doc_chunks")?, log: t("log")?, dir, meta, idx: RwLock::new(Indexes::starting()) })
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store. Derived indexes that are behind, missing or damaged are
+    /// recovered on background threads; [`Store::status`] reports them until they are ready.
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        let root = &config.path;
+        std::fs::create_dir_all(root).map_err(|e| StoreError::io(format!("creating {}", root.display()), e))?;
+        let db = sled::Config::new().path(root.join("sled")).cache_capacity(config.cache_bytes).open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(FORMAT_KEY)? {
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                    tree: "meta".into(),
+                    detail: "format_version is not 4 bytes".into(),
+                })?;
+                if found > STORE_FORMAT_VERSION {
+                    return Err(StoreError::UnsupportedFormat { path: root.clone(), found, supported: STORE_FORMAT_VERSION });
+                }
+            }
+            None => {
+                meta.insert(FORMAT_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        let inner = Arc::new(Inner {
+            collections_tree: db.open_tree("collections")?,
+            log_floor: db.open_tree("log_floor")?,
+            db,
+            config,
+            writer: Mutex::new(()),
+            colls: RwLock::new(HashMap::new()),
+            recovery: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        });
+        let mut opened = Vec::new();
+        for item in inner.collections_tree.iter() {
+            let (_, v) = item?;
+            let meta: Collection = serde_json::from_slice(&v)?;
+            let coll = Arc::new(inner.open_coll(meta)?);
+            inner.colls.write().unwrap_or_else(|p| p.into_inner()).insert(coll.meta.id.clone(), coll.clone());
+            opened.push(coll);
+        }
+        for coll in opened {
+            crate::recovery::start(&inner, coll)?;
+        }
+        Ok(Store { inner })
+    }
+
+    /// Creates a collection with empty, ready indexes.
+    pub fn create_collection(&self, new: NewCollection) -> Result<Collection> {
+        if new.dimension == 0 {
+            return Err(StoreError::Invalid("dimension must be positive".into()));
+        }
+        if new.index.connectivity < 2 || new.index.expansion_add == 0 || new.index.expansion_search == 0 {
+            return Err(StoreError::Invalid("connectivity must be at least 2 and expansions positive".into()));
+        }
+        let meta = Collection {
+            id: format!("vs_{}", uuid::Uuid::new_v4().simple()),
+            name: new.name,
+            embedding_model: new.embedding_model,
+            dimension: new.dimension,
+            metadata: new.metadata,
+            index: new.index,
+            created_at: now_secs(),
+        };
+        let _w = self.inner.lock_writer();
+        let coll = self.inner.open_coll(meta.clone())?;
+        let vector = VectorIndex::new(meta.dimension, &meta.index, self.inner.config.search_threads)?;
+        let keyword = KeywordIndex::create(&coll.keyword_dir())?;
+        *coll.indexes_mut() = Indexes::ready(Arc::new(vector), Arc::new(keyword), 0);
+        self.inner.collections_tree.insert(meta.id.as_bytes(), serde_json::to_vec(&meta)?)?;
+        self.inner.db.flush()?;
+        self.inner.colls.write().unwrap_or_else(|p| p.into_inner()).insert(meta.id.clone(), Arc::new(coll));
+        tracing::info!(collection = %meta.id, name = %meta.name, "Vector store created.");
+        Ok(meta)
+    }
+
+    /// One collection.
+    pub fn collection(&self, id: &str) -> Result<Collection> {
+        Ok(self.inner.coll(id)?.meta.clone())
+    }
+
+    /// All collections, oldest first.
+    pub fn collections(&self) -> Vec<Collection> {
+        let colls = self.inner.colls.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<Collection> = colls.values().map(|c| c.meta.clone()).collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    /// Deletes a collection, its documents, chunks and indexes.
+    pub fn delete_collection(&self, id: &str) -> Result<()> {
+        let _w = self.inner.lock_writer();
+        let coll = self.inner.coll(id)?;
+        self.inner.collections_tree.remove(id.as_bytes())?;
+        self.inner.log_floor.remove(id.as_bytes())?;
+        self.inner.db.flush()?;
+        self.inner.colls.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        *coll.indexes_mut() = Indexes::starting();
+        for suffix in ["docs", "chunks", "doc_chunks", "log"] {
+            self.inner.db.drop_tree(format!("c/{id}/{suffix}"))?;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&coll.dir) {
+            tracing::warn!(collection = %id, error = %e, "Could not remove the index directory.");
+        }
+        Ok(())
+    }
+
+    /// Adds a document and its chunks atomically; returns the stored document.
+    /// Acknowledged (returns) only after sled has flushed.
+    pub fn add_document(&self, collection: &str, new: NewDocument, chunks: Vec<NewChunk>) -> Result<Document> {
+        let coll = self.inner.coll(collection)?;
+        for c in &chunks {
+            validate_embedding(&c.embedding, coll.meta.dimension)?;
+        }
+        let doc = Document {
+            id: new.id.unwrap_or_else(|| format!("file-{}", uuid::Uuid::new_v4().simple())),
+            name: new.name,
+            content_hash: new.content_hash,
+            size: new.size,
+            attributes: new.attributes,
+            status: new.status,
+            last_error: None,
+            chunk_count: chunks.len() as u64,
+            created_at: now_secs(),
+        };
+        if doc.id.is_empty() || doc.id.contains('\0') {
+            return Err(StoreError::Invalid("a file id must be non-empty and free of NUL".into()));
+        }
+        let _w = self.inner.lock_writer();
+        if coll.docs.contains_key(doc.id.as_bytes())? {
+            return Err(StoreError::DocumentExists { collection: collection.into(), document: doc.id });
+        }
+        let mut rows = Vec::with_capacity(chunks.len());
+        for c in &chunks {
+            let key = self.inner.db.generate_id()?;
+            let meta = ChunkMeta {
+                document_id: doc.id.clone(),
+                text: c.text.clone(),
+                page: c.page,
+                char_start: c.char_start,
+                char_end: c.char_end,
+                attributes: c.attributes.clone(),
+            };
+            rows.push((key, encode_chunk(&meta, &c.embedding)?));
+        }
+        let keys: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        let seq = self.inner.db.generate_id()?;
+        let log_entry = serde_json::to_vec(&LogOp::Add(keys.clone()))?;
+        let doc_bytes = serde_json::to_vec(&doc)?;
+        (&coll.docs, &coll.chunks, &coll.doc_chunks, &coll.log).transaction(|(docs, chunk_tree, doc_chunks, log)| {
+            docs.insert(doc.id.as_bytes(), doc_bytes.as_slice())?;
+            for (key, bytes) in &rows {
+                chunk_tree.insert(&key.to_be_bytes(), bytes.as_slice())?;
+                doc_chunks.insert(doc_chunk_key(&doc.id, *key), &[])?;
+            }
+            log.insert(&seq.to_be_bytes(), log_entry.as_slice())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        })?;
+        self.inner.db.flush()?;
+        let items: Vec<(u64, &[f32], &str)> =
+            keys.iter().zip(&chunks).map(|(k, c)| (*k, c.embedding.as_slice(), c.text.as_str())).collect();
+        crate::recovery::apply_add(&self.inner, &coll, seq, &items);
+        tracing::debug!(collection = %collection, document = %doc.id, chunks = keys.len(), "Document stored.");
+        Ok(doc)
+    }
+
+    /// Deletes a document and its chunks from sled and from every index.
+    pub fn delete_document(&self, collection: &str, document: &str) -> Result<()> {
+        let coll = self.inner.coll(collection)?;
+        let _w = self.inner.lock_writer();
+        if !coll.docs.contains_key(document.as_bytes())? {
+            return Err(StoreError::DocumentNotFound { collection: collection.into(), document: document.into() });
+        }
+        let keys = self.chunk_keys_of(&coll, document)?;
+        let seq = self.inner.db.generate_id()?;
+        let log_entry = serde_json::to_vec(&LogOp::Delete(keys.clone()))?;
+        (&coll.docs, &coll.chunks, &coll.doc_chunks, &coll.log).transaction(|(docs, chunk_tree, doc_chunks, log)| {
+            docs.remove(document.as_bytes())?;
+            for key in &keys {
+                chunk_tree.remove(&key.to_be_bytes())?;
+                doc_chunks.remove(doc_chunk_key(document, *key))?;
+            }
+            log.insert(&seq.to_be_bytes(), log_entry.as_slice())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        })?;
+        self.inner.db.flush()?;
+        crate::recovery::apply_delete(&self.inner, &coll, seq, &keys);
+        Ok(())
+    }
+
+    fn chunk_keys_of(&self, coll: &Coll, document: &str) -> Result<Vec<u64>> {
+        let prefix = doc_prefix(document);
+        coll.doc_chunks
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                u64_key(&k[prefix.len()..]).ok_or_else(|| StoreError::Corrupt { tree: "doc_chunks".into(), detail: "bad key".into() })
+            })
+            .collect()
+    }
+
+    /// Sets a document's status (and error message); flushed before returning.
+    pub fn set_document_status(&self, collection: &str, document: &str, status: DocumentStatus, last_error: Option<String>) -> Result<Document> {
+        let coll = self.inner.coll(collection)?;
+        let _w = self.inner.lock_writer();
+        let mut doc = coll
+            .document(document)?
+            .ok_or_else(|| StoreError::DocumentNotFound { collection: collection.into(), document: document.into() })?;
+        doc.status = status;
+        doc.last_error = last_error;
+        coll.docs.insert(document.as_bytes(), serde_json::to_vec(&doc)?)?;
+        self.inner.db.flush()?;
+        Ok(doc)
+    }
+
+    /// One document.
+    pub fn document(&self, collection: &str, document: &str) -> Result<Document> {
+        self.inner
+            .coll(collection)?
+            .document(document)?
+            .ok_or_else(|| StoreError::DocumentNotFound { collection: collection.into(), document: document.into() })
+    }
+
+    /// All documents of a collection, by id.
+    pub fn documents(&self, collection: &str) -> Result<Vec<Document>> {
+        let coll = self.inner.coll(collection)?;
+        coll.docs.iter().values().map(|v| Ok(serde_json::from_slice(&v?)?)).collect()
+    }
+
+    /// The document with this content hash, if any (a renamed file is not re-ingested).
+    pub fn find_by_hash(&self, collection: &str, content_hash: &str) -> Result<Option<Document>> {
+        Ok(self.documents(collection)?.into_iter().find(|d| d.content_hash == content_hash))
+    }
+
+    /// A document's chunks, in insertion order.
+    pub fn chunks(&self, collection: &str, document: &str) -> Result<Vec<Chunk>> {
+        let coll = self.inner.coll(collection)?;
+        let keys = self.chunk_keys_of(&coll, document)?;
+        keys.into_iter().filter_map(|k| coll.chunk(k).transpose()).collect()
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    /// Bytes the store occupies on disk (sled plus indexes).
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => walk(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.inner.config.path)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        crate::recovery::shutdown(&self.inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn future_format_version_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(StoreConfig::new(dir.path())).unwrap());
+        {
+            let db = sled::open(dir.path().join("sled")).unwrap();
+            db.open_tree("meta").unwrap().insert(FORMAT_KEY, &99u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(StoreConfig::new(dir.path())).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedFormat { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("99"));
+    }
+
+    #[test]
+    fn doc_chunk_keys_do_not_collide_across_prefixes() {
+        assert!(!doc_chunk_key("ab", 1).starts_with(&doc_prefix("a")));
+        assert!(doc_chunk_key("a", 1).starts_with(&doc_prefix("a")));
+    }
+
+    #[test]
+    fn log_ops_round_trip() {
+        let op = LogOp::Delete(vec![1, 2]);
+        let back: LogOp = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        assert_eq!(op, back);
+    }
+}
