@@ -83,7 +83,10 @@ impl KeywordIndex {
             (Ok(k), Ok(t)) => (k, t),
             _ => (key, text),
         };
-        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        // Files of a commit interrupted by a crash are registered but unreferenced; tantivy would
+        // reuse their names (opstamps restart from the last commit) and fail. Collect them now.
+        writer.garbage_collect_files().wait()?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(KeywordIndex { index, writer: Mutex::new(writer), reader, key, text, dir: dir.to_path_buf() })
     }

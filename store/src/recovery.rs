@@ -59,14 +59,16 @@ pub(crate) struct Indexes {
     pub vector_saved_seq: u64,
     /// Chunks changed since the vector index was last saved.
     pub unsaved: u64,
+    /// Why the indexes were last rebuilt from sled since the store was opened, if they were.
+    pub rebuilt_because: Option<String>,
 }
 
 impl Indexes {
     pub(crate) fn starting() -> Self {
-        Indexes { health: IndexHealth::CatchingUp, vector: None, keyword: None, applied_seq: 0, vector_saved_seq: 0, unsaved: 0 }
+        Indexes { health: IndexHealth::CatchingUp, vector: None, keyword: None, applied_seq: 0, vector_saved_seq: 0, unsaved: 0, rebuilt_because: None }
     }
     pub(crate) fn ready(vector: Arc<VectorIndex>, keyword: Arc<KeywordIndex>, seq: u64) -> Self {
-        Indexes { health: IndexHealth::Ready, vector: Some(vector), keyword: Some(keyword), applied_seq: seq, vector_saved_seq: 0, unsaved: 1 }
+        Indexes { health: IndexHealth::Ready, vector: Some(vector), keyword: Some(keyword), applied_seq: seq, vector_saved_seq: 0, unsaved: 1, rebuilt_because: None }
     }
 }
 
@@ -79,6 +81,8 @@ pub struct CollectionStatus {
     pub health: IndexHealth,
     /// Vectors in its HNSW index (0 while not ready).
     pub indexed_chunks: usize,
+    /// Why its indexes were rebuilt from sled since the store was opened, if they were.
+    pub rebuilt_because: Option<String>,
 }
 
 /// Health of the store, for readiness probes and `sd_notify STATUS`.
@@ -181,6 +185,7 @@ pub(crate) fn checkpoint_coll(inner: &Inner, coll: &Coll) -> Result<()> {
 }
 
 /// What recovery starts from.
+#[derive(Debug, Clone, Copy)]
 enum Plan {
     /// Load what is on disk; catch up or rebuild each index as needed.
     Load,
@@ -198,7 +203,14 @@ fn spawn(inner: &Arc<Inner>, coll: Arc<Coll>, plan: Plan) {
     let inner2 = inner.clone();
     let name = format!("store-recover-{}", &coll.meta.id[..coll.meta.id.len().min(12)]);
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        if let Err(e) = recover(&inner2, &coll, plan) {
+        let mut result = recover(&inner2, &coll, plan);
+        if let (Err(e), Plan::Load) = (&result, plan) {
+            // What was loaded from disk could not be caught up: start over from sled alone.
+            tracing::warn!(collection = %coll.meta.id, error = %e, "Catching up failed; rebuilding.");
+            set_health(&coll, IndexHealth::Rebuilding { reason: format!("catching up failed: {e}") });
+            result = recover(&inner2, &coll, Plan::Rebuild);
+        }
+        if let Err(e) = result {
             tracing::error!(collection = %coll.meta.id, error = %e, "Index recovery failed.");
             set_health(&coll, IndexHealth::Failed { reason: e.to_string() });
         }
@@ -263,13 +275,17 @@ fn recover(inner: &Arc<Inner>, coll: &Arc<Coll>, plan: Plan) -> Result<()> {
             KeywordOutcome::Damaged(why) => reasons.push(why),
         }
     } else {
-        reasons.push("rebuild requested".to_string());
+        let current = coll.indexes().health.clone();
+        reasons.push(match current {
+            IndexHealth::Rebuilding { reason } => reason,
+            _ => "rebuild requested".to_string(),
+        });
     }
     let needs_scan = vector.is_none() || keyword.is_none();
-    if needs_scan {
-        let reason = reasons.join("; ");
+    let rebuilt_because = needs_scan.then(|| reasons.join("; "));
+    if let Some(reason) = &rebuilt_because {
         tracing::warn!(collection = %id, %reason, "Rebuilding derived indexes from sled.");
-        set_health(coll, IndexHealth::Rebuilding { reason });
+        set_health(coll, IndexHealth::Rebuilding { reason: reason.clone() });
     }
     // Anything at or below `start` is reflected in both indexes.
     let mut start = vseq.min(kseq);
@@ -348,6 +364,7 @@ fn recover(inner: &Arc<Inner>, coll: &Arc<Coll>, plan: Plan) -> Result<()> {
         applied_seq: last,
         vector_saved_seq: vector_saved,
         unsaved,
+        rebuilt_because,
     };
     if unsaved > 0 {
         checkpoint_coll(inner, coll)?;
@@ -391,7 +408,12 @@ impl Store {
             .iter()
             .map(|c| {
                 let idx = c.indexes();
-                CollectionStatus { id: c.meta.id.clone(), health: idx.health.clone(), indexed_chunks: idx.vector.as_ref().map_or(0, |v| v.len()) }
+                CollectionStatus {
+                    id: c.meta.id.clone(),
+                    health: idx.health.clone(),
+                    indexed_chunks: idx.vector.as_ref().map_or(0, |v| v.len()),
+                    rebuilt_because: idx.rebuilt_because.clone(),
+                }
             })
             .collect();
         collections.sort_by(|a, b| a.id.cmp(&b.id));

@@ -1,0 +1,178 @@
+//! The store end to end: documents in, search out (vector, keyword, hybrid, filters), deletes,
+//! reopening, and start-up with damaged or missing indexes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use store::{Attributes, Filter, IndexHealth, SearchMode, SearchRequest, StoreError};
+
+fn attrs(v: serde_json::Value) -> Attributes {
+    v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn add_search_filter_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let coll = store.create_collection(new_collection()).unwrap().id;
+    for (i, lang) in ["en", "de", "en", "fr"].iter().enumerate() {
+        let (doc, chunks) = document(&format!("file-{i}"), 5, attrs(json!({"lang": lang, "year": 2020 + i})));
+        store.add_document(&coll, doc, chunks).unwrap();
+    }
+    let dup = document("file-0", 1, Attributes::new());
+    assert!(matches!(store.add_document(&coll, dup.0, dup.1), Err(StoreError::DocumentExists { .. })));
+    let target = store.chunks(&coll, "file-2").unwrap().remove(3);
+
+    // Vector: the chunk finds itself with similarity ~1.
+    let req = SearchRequest::new(SearchMode::Vector, "", Some(target.embedding.clone()));
+    let hits = store.search(&coll, &req).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert_eq!(hits[0].key, target.key);
+    assert!(hits[0].score > 0.99);
+    assert_eq!(hits[0].document_name, "file-2.txt");
+    assert_eq!(hits[0].attributes["lang"], "en");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // Keyword: the document id appears only in its own chunks' text.
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Keyword, "file-3", None)).unwrap();
+    assert_eq!(hits.len(), 5, "{hits:?}");
+    assert!(hits.iter().all(|h| h.document_id == "file-3"));
+
+    // Hybrid: agreeing evidence puts the target first.
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Hybrid, target.meta.text.clone(), Some(target.embedding.clone()))).unwrap();
+    assert_eq!(hits[0].key, target.key);
+    assert!(hits[0].score > hits[1].score);
+
+    // Filters: selective filters still return every match.
+    let mut req = SearchRequest::new(SearchMode::Vector, "", Some(target.embedding.clone()));
+    req.max_num_results = 50;
+    req.filter = Some(Filter::parse(&json!({"type":"and","filters":[
+        {"type":"eq","key":"lang","value":"en"},{"type":"gte","key":"year","value":2022}]})).unwrap());
+    let hits = store.search(&coll, &req).unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h.document_id == "file-2"));
+    req.filter = Some(Filter::parse(&json!({"type":"nin","key":"lang","value":["en","de"]})).unwrap());
+    let hits = store.search(&coll, &req).unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h.document_id == "file-3"));
+
+    // Threshold and result cap.
+    req.filter = None;
+    req.score_threshold = Some(0.99);
+    req.max_num_results = 3;
+    let hits = store.search(&coll, &req).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(store.search(&coll, &SearchRequest::new(SearchMode::Vector, "", Some(vec![1.0; 3]))).unwrap_err().is_user_error());
+    assert!(store.search(&coll, &SearchRequest::new(SearchMode::Hybrid, "x", None)).unwrap_err().is_user_error());
+
+    // Delete removes the chunks from sled and both indexes.
+    store.delete_document(&coll, "file-2").unwrap();
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Vector, "", Some(target.embedding.clone()))).unwrap();
+    assert!(hits.iter().all(|h| h.document_id != "file-2"));
+    assert!(store.search(&coll, &SearchRequest::new(SearchMode::Keyword, "file-2", None)).unwrap().is_empty());
+    assert!(matches!(store.delete_document(&coll, "file-2"), Err(StoreError::DocumentNotFound { .. })));
+    let report = store.audit(&coll).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.chunks, 15);
+    assert_eq!(store.find_by_hash(&coll, "hash-file-1").unwrap().unwrap().id, "file-1");
+}
+
+#[test]
+fn reopen_keeps_everything_and_collections_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coll, other) = {
+        let store = open(dir.path());
+        let coll = store.create_collection(new_collection()).unwrap().id;
+        let other = store.create_collection(new_collection()).unwrap().id;
+        for i in 0..40 {
+            let (doc, chunks) = document(&format!("d{i}"), 3, Attributes::new());
+            store.add_document(&coll, doc, chunks).unwrap();
+        }
+        store.delete_document(&coll, "d7").unwrap();
+        (coll, other)
+    };
+    let store = open(dir.path());
+    assert!(store.wait_ready(Duration::from_secs(30)));
+    assert!(store.status().ready);
+    assert_eq!(store.collections().len(), 2);
+    let report = store.audit(&coll).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.chunks, 39 * 3);
+    store.delete_collection(&other).unwrap();
+    assert!(matches!(store.collection(&other), Err(StoreError::CollectionNotFound(_))));
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.collections().len(), 1);
+}
+
+/// Damages the saved indexes in `how` ways, reopens, and expects a rebuild with working search.
+fn start_with_damaged_indexes(expected_reason: &str, damage: impl Fn(&std::path::Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let coll = {
+        let store = open(dir.path());
+        let coll = store.create_collection(new_collection()).unwrap().id;
+        for i in 0..30 {
+            let (doc, chunks) = document(&format!("d{i}"), 4, Attributes::new());
+            store.add_document(&coll, doc, chunks).unwrap();
+        }
+        store.checkpoint().unwrap();
+        coll
+    };
+    let index_dir = dir.path().join("indexes").join(&coll);
+    damage(&index_dir);
+    std::fs::write(index_dir.join("vectors.tmp"), b"left by an interrupted save").unwrap();
+    let store = open(dir.path());
+    // Searches work while rebuilding (vector by exact scan) and after.
+    let probe = store.chunks(&coll, "d5").unwrap().remove(0);
+    let status = store.status();
+    if !status.ready {
+        assert!(matches!(status.collections[0].health, IndexHealth::Rebuilding { .. } | IndexHealth::CatchingUp | IndexHealth::Ready));
+    }
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Vector, "", Some(probe.embedding.clone()))).unwrap();
+    assert_eq!(hits[0].key, probe.key);
+    assert!(store.wait_ready(Duration::from_secs(30)));
+    let status = store.status();
+    assert_eq!(status.collections[0].health, IndexHealth::Ready);
+    let reason = status.collections[0].rebuilt_because.clone().unwrap_or_default();
+    assert!(reason.contains(expected_reason), "rebuilt because {reason:?}, expected {expected_reason:?}");
+    let report = store.audit(&coll).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.chunks, 120);
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Hybrid, probe.meta.text.clone(), Some(probe.embedding))).unwrap();
+    assert_eq!(hits[0].key, probe.key);
+    assert!(!index_dir.join("vectors.tmp").exists(), "stale temp file left behind");
+}
+
+#[test]
+fn truncated_vector_index_is_rebuilt() {
+    start_with_damaged_indexes("truncated", |dir| {
+        let path = dir.join("vectors.hnsw");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    });
+}
+
+#[test]
+fn missing_and_corrupt_keyword_index_is_rebuilt() {
+    start_with_damaged_indexes("keyword index missing", |dir| std::fs::remove_dir_all(dir.join("keyword")).unwrap());
+    start_with_damaged_indexes("keyword", |dir| {
+        for entry in std::fs::read_dir(dir.join("keyword")).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".idx") || name.ends_with(".term") {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                std::fs::write(entry.path(), &bytes[..bytes.len() / 2]).unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn both_indexes_gone_are_rebuilt() {
+    start_with_damaged_indexes("vector index missing", |dir| {
+        std::fs::remove_file(dir.join("vectors.hnsw")).unwrap();
+        std::fs::remove_dir_all(dir.join("keyword")).unwrap();
+    });
+}
