@@ -1,5 +1,7 @@
 //! The `hearth` binary. Reads top to bottom: arguments, configuration, tracing, the command.
 
+mod bench;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,6 +26,8 @@ enum Command {
     Serve,
     /// Check the configuration and exit: 0 when valid, 2 with the reason when not.
     Validate,
+    /// Load-test an OpenAI-compatible endpoint against SLOs (GuideLLM-style); `bench compare A.json B.json`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate => validate(&settings),
+        Command::Bench(args) => bench::main(args),
         Command::Serve => {
             telemetry::init();
             match actix_web::rt::System::new().block_on(server::serve(settings)) {
