@@ -1,1 +1,197 @@
-fn main() {}
+//! ANN benchmark of the store's vector index against exact ground truth, on data prepared by
+//! `store/bench/glove_faiss.py` (which also measures faiss's HNSW on the same vectors): build
+//! time, recall@10 and queries per second per quantization, `ef` and thread count; then insert
+//! throughput and bytes on disk per chunk through the whole store (sled + HNSW + BM25).
+//!
+//! `cargo run --release -p hearth-store --example ann_bench -- DATA_DIR [--m 16]
+//! [--ef-construction 128] [--ef 32,64,128,256] [--threads 1,2] [--quant f32,f16,i8]
+//! [--store-docs 1000]`
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use store::vector::VectorIndex;
+use store::{
+    Attributes, DocumentStatus, NewChunk, NewCollection, NewDocument, Quantization, SearchMode, SearchRequest, Store, StoreConfig,
+    VectorIndexConfig,
+};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    dir: PathBuf,
+    m: usize,
+    ef_construction: usize,
+    efs: Vec<usize>,
+    threads: Vec<usize>,
+    quants: Vec<Quantization>,
+    store_docs: usize,
+}
+
+fn parse_list<T: std::str::FromStr>(s: &str) -> BoxResult<Vec<T>> {
+    s.split(',').map(|x| x.trim().parse::<T>().map_err(|_| format!("bad list item {x:?}").into())).collect()
+}
+
+fn parse_args() -> BoxResult<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        dir: PathBuf::new(),
+        m: 16,
+        ef_construction: 128,
+        efs: vec![32, 64, 128, 256],
+        threads: vec![1, 2],
+        quants: vec![Quantization::F32, Quantization::F16, Quantization::I8],
+        store_docs: 1000,
+    };
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--m" => a.m = value()?.parse()?,
+            "--ef-construction" => a.ef_construction = value()?.parse()?,
+            "--ef" => a.efs = parse_list(&value()?)?,
+            "--threads" => a.threads = parse_list(&value()?)?,
+            "--store-docs" => a.store_docs = value()?.parse()?,
+            "--quant" => {
+                a.quants = value()?
+                    .split(',')
+                    .map(|q| serde_json::from_value(serde_json::Value::String(q.to_string())))
+                    .collect::<Result<_, _>>()?
+            }
+            _ if a.dir.as_os_str().is_empty() => a.dir = PathBuf::from(arg),
+            _ => return Err(format!("unknown argument {arg}").into()),
+        }
+    }
+    if a.dir.as_os_str().is_empty() {
+        return Err("usage: ann_bench DATA_DIR [options]".into());
+    }
+    Ok(a)
+}
+
+fn read_f32(path: &Path) -> BoxResult<Vec<f32>> {
+    let bytes = std::fs::read(path)?;
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn read_u32(path: &Path) -> BoxResult<Vec<u32>> {
+    let bytes = std::fs::read(path)?;
+    Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn recall_at_10(results: &[Vec<(u64, f32)>], gt: &[u32]) -> f64 {
+    let mut hit = 0usize;
+    for (i, r) in results.iter().enumerate() {
+        let truth: HashSet<u64> = gt[i * 10..i * 10 + 10].iter().map(|&k| k as u64).collect();
+        hit += r.iter().take(10).filter(|(k, _)| truth.contains(k)).count();
+    }
+    hit as f64 / (results.len() * 10) as f64
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> BoxResult<()> {
+    let args = parse_args()?;
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(args.dir.join("meta.json"))?)?;
+    let (n, q, d) = (meta["n"].as_u64().unwrap_or(0) as usize, meta["q"].as_u64().unwrap_or(0) as usize, meta["d"].as_u64().unwrap_or(0) as usize);
+    let base = read_f32(&args.dir.join("base.f32"))?;
+    let queries: Vec<Vec<f32>> = read_f32(&args.dir.join("queries.f32"))?.chunks_exact(d).map(<[f32]>::to_vec).collect();
+    let gt = read_u32(&args.dir.join("gt.u32"))?;
+    assert_eq!((base.len(), queries.len(), gt.len()), (n * d, q, q * 10), "data files disagree with meta.json");
+    let max_threads = args.threads.iter().copied().max().unwrap_or(1);
+    println!("hearth-store (usearch {}) HNSW cosine M={} efC={}, {n} x {d}d, {q} queries", usearch::version(), args.m, args.ef_construction);
+
+    for &quant in &args.quants {
+        let config = VectorIndexConfig { connectivity: args.m, expansion_add: args.ef_construction, expansion_search: 64, quantization: quant };
+        let index = VectorIndex::new(d, &config, max_threads)?;
+        let items: Vec<(u64, &[f32])> = base.chunks_exact(d).enumerate().map(|(i, v)| (i as u64, v)).collect();
+        let t = Instant::now();
+        index.add_many(&items, 1)?;
+        let build = t.elapsed().as_secs_f64();
+        println!(
+            "hearth  quant={quant:?} build {build:.1} s ({:.0} vectors/s, 1 thread), index {:.1} MiB",
+            n as f64 / build,
+            index.serialized_len() as f64 / (1 << 20) as f64
+        );
+        for &threads in &args.threads {
+            for &ef in &args.efs {
+                index.set_expansion_search(ef);
+                index.search_batch(&queries[..200], 10, threads)?;
+                let mut best = 0f64;
+                let mut results = Vec::new();
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    results = index.search_batch(&queries, 10, threads)?;
+                    best = best.max(q as f64 / t.elapsed().as_secs_f64());
+                }
+                println!("hearth  quant={quant:?} threads={threads} ef={ef:<4} recall@10={:.4} QPS={best:.0}", recall_at_10(&results, &gt));
+            }
+        }
+    }
+
+    // Through the whole store: insert throughput, search through Store::search, bytes per chunk.
+    let docs = args.store_docs.min(n / 100);
+    let dir = args.dir.join("store-bench");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let store = Store::open(StoreConfig { search_threads: max_threads, ..StoreConfig::new(&dir) })?;
+    let index = VectorIndexConfig { connectivity: args.m, expansion_add: args.ef_construction, expansion_search: 64, quantization: Quantization::F16 };
+    let coll = store.create_collection(NewCollection { name: "glove".into(), embedding_model: "glove-6b-50d".into(), dimension: d, metadata: Attributes::new(), index })?;
+    let t = Instant::now();
+    for doc in 0..docs {
+        let chunks = (0..100)
+            .map(|j| {
+                let row = doc * 100 + j;
+                NewChunk {
+                    text: format!("row {row} of document {doc}: a chunk of text the size of a short sentence or two, as RAG chunks are."),
+                    embedding: base[row * d..(row + 1) * d].to_vec(),
+                    page: Some(1 + j as u32 / 10),
+                    char_start: j as u64 * 100,
+                    char_end: j as u64 * 100 + 99,
+                    attributes: Attributes::new(),
+                }
+            })
+            .collect();
+        let new = NewDocument { id: Some(format!("doc-{doc}")), name: format!("doc-{doc}.txt"), content_hash: format!("{doc:064x}"), size: 10_000, attributes: Attributes::new(), status: DocumentStatus::Completed };
+        store.add_document(&coll.id, new, chunks)?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let chunks = docs * 100;
+    store.checkpoint()?;
+    println!("store   insert {chunks} chunks in {docs} documents of 100: {secs:.1} s = {:.0} chunks/s (sled flush + HNSW + BM25 commit per document)", chunks as f64 / secs);
+    let t = Instant::now();
+    let searches = 1000.min(q);
+    for query in &queries[..searches] {
+        store.search(&coll.id, &SearchRequest::new(SearchMode::Vector, "", Some(query.clone())))?;
+    }
+    println!("store   Store::search vector ef=64 top-10 with records: {:.0} QPS (1 thread)", searches as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for (i, query) in queries[..searches].iter().enumerate() {
+        store.search(&coll.id, &SearchRequest::new(SearchMode::Hybrid, format!("row {} document", i * 7), Some(query.clone())))?;
+    }
+    println!("store   Store::search hybrid (RRF of 30+30): {:.0} QPS (1 thread)", searches as f64 / t.elapsed().as_secs_f64());
+    drop(store);
+    let total = dir_bytes(&dir);
+    let sled = dir_bytes(&dir.join("sled"));
+    println!(
+        "store   on disk: {:.0} bytes/chunk in all (sled {:.0}, indexes {:.0}); raw f32 vector {} bytes",
+        total as f64 / chunks as f64,
+        sled as f64 / chunks as f64,
+        (total - sled) as f64 / chunks as f64,
+        d * 4
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -222,7 +222,11 @@ impl Store {
             (idx.health.clone(), idx.vector.clone(), idx.keyword.clone())
         };
         let ready = health == IndexHealth::Ready;
-        let total = coll.chunks.len();
+        // sled's `len` walks the whole tree: count from the index when it is there.
+        let total = match (&vector, ready) {
+            (Some(v), true) => v.len(),
+            _ => coll.chunks.len(),
+        };
         let mut resolver = Resolver { coll: &coll, filter: req.filter.as_ref(), docs: HashMap::new() };
         let vector_ranked = |resolver: &mut Resolver<'_>, want: usize| -> Result<Vec<(Chunk, Document, f32)>> {
             let Some(e) = embedding else { return Ok(Vec::new()) };

