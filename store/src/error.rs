@@ -119,6 +119,7 @@ impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

@@ -163,6 +163,7 @@ fn compare(op: CompareOp, actual: Option<&Value>, value: &Value) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
     use serde_json::json;

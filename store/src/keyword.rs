@@ -39,7 +39,7 @@ struct Payload {
 #[derive(Debug)]
 pub enum KeywordOutcome {
     /// Opened; it reflects sled up to this sequence number.
-    Loaded(KeywordIndex, u64),
+    Loaded(Box<KeywordIndex>, u64),
     /// No index there.
     Missing,
     /// Damaged or of another format; the reason says how.
@@ -140,7 +140,7 @@ impl KeywordIndex {
             Ok(Ok((me, payload.seq)))
         });
         match attempt {
-            Ok(Ok(Ok((me, seq)))) => Ok(KeywordOutcome::Loaded(me, seq)),
+            Ok(Ok(Ok((me, seq)))) => Ok(KeywordOutcome::Loaded(Box::new(me), seq)),
             Ok(Ok(Err(why))) => Ok(KeywordOutcome::Damaged(format!("{}: {why}", dir.display()))),
             Ok(Err(e)) => Err(e),
             Err(_) => Ok(KeywordOutcome::Damaged(format!("{}: tantivy panicked while opening it", dir.display()))),
@@ -225,6 +225,7 @@ impl KeywordIndex {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

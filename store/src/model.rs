@@ -243,6 +243,7 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

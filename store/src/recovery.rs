@@ -269,7 +269,7 @@ fn recover(inner: &Arc<Inner>, coll: &Arc<Coll>, plan: Plan) -> Result<()> {
             LoadOutcome::Damaged(why) => reasons.push(why),
         }
         match KeywordIndex::open(&coll.keyword_dir())? {
-            KeywordOutcome::Loaded(k, s) if s >= floor => (keyword, kseq) = (Some(k), s),
+            KeywordOutcome::Loaded(k, s) if s >= floor => (keyword, kseq) = (Some(*k), s),
             KeywordOutcome::Loaded(_, s) => reasons.push(format!("keyword index at {s} is older than the log floor {floor}")),
             KeywordOutcome::Missing => reasons.push("keyword index missing".to_string()),
             KeywordOutcome::Damaged(why) => reasons.push(why),

@@ -451,6 +451,7 @@ impl Drop for Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

@@ -333,6 +333,7 @@ pub(crate) fn write_file_atomic(path: &Path, parts: &[&[u8]]) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

@@ -3,6 +3,7 @@
 //! the store and checks that every acknowledged document is present with all its chunks exactly
 //! once in sled and in both indexes, that nothing unacknowledged half-exists, and that no vector
 //! is zero.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 
 mod common;
 

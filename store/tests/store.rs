@@ -1,5 +1,6 @@
 //! The store end to end: documents in, search out (vector, keyword, hybrid, filters), deletes,
 //! reopening, and start-up with damaged or missing indexes.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 
 mod common;
 

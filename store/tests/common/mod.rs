@@ -1,5 +1,6 @@
 //! Helpers shared by the store's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part")]
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 
 use store::{Attributes, DocumentStatus, NewChunk, NewCollection, NewDocument, Store, StoreConfig, VectorIndexConfig};
 
