@@ -5,6 +5,8 @@
 //! continuous usage, and records when each request arrived and what it asked for. The real
 //! `hearth bench` binary runs against it; the tests read its `--json` report and exit status.
 
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;

@@ -233,6 +233,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<Prompt>, BenchError> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
 

@@ -81,6 +81,7 @@ pub fn cost_per_million(price_per_hour: f64, output_tokens_per_s: f64) -> Option
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
 

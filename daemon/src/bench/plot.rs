@@ -146,6 +146,7 @@ fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
 

@@ -130,7 +130,7 @@ pub struct Schedule {
 #[derive(Debug)]
 enum Gap {
     Constant(f64),
-    Poisson(Exp<f64>, StdRng),
+    Poisson(Exp<f64>, Box<StdRng>),
 }
 
 impl Schedule {
@@ -138,7 +138,7 @@ impl Schedule {
     pub fn new(profile: Profile, seed: u64) -> Option<Schedule> {
         let gap = match profile {
             Profile::Constant(r) => Gap::Constant(1.0 / r),
-            Profile::Poisson(r) => Gap::Poisson(Exp::new(r).ok()?, StdRng::seed_from_u64(seed)),
+            Profile::Poisson(r) => Gap::Poisson(Exp::new(r).ok()?, Box::new(StdRng::seed_from_u64(seed))),
             _ => return None,
         };
         Some(Schedule { next: 0.0, gap })
@@ -152,7 +152,7 @@ impl Iterator for Schedule {
         let at = self.next;
         self.next += match &mut self.gap {
             Gap::Constant(g) => *g,
-            Gap::Poisson(exp, rng) => exp.sample(rng),
+            Gap::Poisson(exp, rng) => exp.sample(rng.as_mut()),
         };
         Some(at)
     }
@@ -167,6 +167,7 @@ pub fn sweep_rates(synchronous: f64, throughput: f64, total: usize) -> Vec<f64> 
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
 

@@ -134,6 +134,7 @@ pub fn highest_sustainable_rate<'a>(results: impl IntoIterator<Item = (&'a Summa
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
     use crate::bench::client::{Outcome, RequestRecord};
