@@ -83,13 +83,34 @@ pub struct ModelSettings {
     pub max_num_batched_tokens: u32,
     #[serde(default)]
     pub kv_cache_tokens: u32,
+    #[serde(default = "defaults::block_size")]
+    pub block_size: u32,
+    #[serde(default = "defaults::enable_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    #[serde(default)]
+    pub kv_cache_dtype: KvCacheDtypeSetting,
     #[serde(default = "defaults::max_queue")]
     pub max_queue: usize,
     #[serde(default = "defaults::n_gpu_layers")]
     pub n_gpu_layers: u32,
 }
 
+/// `kv_cache_dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheDtypeSetting {
+    #[default]
+    F16,
+    Q8_0,
+}
+
 mod defaults {
+    pub fn block_size() -> u32 {
+        16
+    }
+    pub fn enable_prefix_caching() -> bool {
+        true
+    }
     pub fn max_num_seqs() -> u32 {
         16
     }
@@ -226,6 +247,9 @@ impl Settings {
             }
             if m.max_queue == 0 {
                 return Err(bad("max_queue", "must be at least 1".into()));
+            }
+            if !(1..=1024).contains(&m.block_size) {
+                return Err(bad("block_size", format!("{} is outside 1..=1024", m.block_size)));
             }
             if m.kv_cache_tokens != 0 && m.kv_cache_tokens < m.max_model_len {
                 return Err(bad(

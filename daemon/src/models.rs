@@ -6,10 +6,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use engine::{Engine, EngineError, ModelConfig, ModelKind};
+use engine::{Engine, EngineError, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ModelKindSetting, ModelSettings, Settings};
+use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings, Settings};
 use crate::error::ApiError;
 
 /// Why a model could not be brought up.
@@ -69,6 +69,12 @@ fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
         max_num_batched_tokens: m.max_num_batched_tokens,
         max_queue: m.max_queue,
         kv_cache_tokens: m.kv_cache_tokens,
+        block_size: m.block_size,
+        enable_prefix_caching: m.enable_prefix_caching,
+        kv_cache_dtype: match m.kv_cache_dtype {
+            KvCacheDtypeSetting::F16 => KvCacheDtype::F16,
+            KvCacheDtypeSetting::Q8_0 => KvCacheDtype::Q8_0,
+        },
         threads,
         n_gpu_layers: m.n_gpu_layers,
     }

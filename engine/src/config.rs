@@ -12,6 +12,15 @@ pub enum ModelKind {
     Embedding,
 }
 
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCacheDtype {
+    /// 16-bit floats: exact.
+    F16,
+    /// 8-bit blocks: half the memory, a small loss.
+    Q8_0,
+}
+
 /// Everything the engine needs to load and serve one model.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -31,6 +40,12 @@ pub struct ModelConfig {
     pub max_queue: usize,
     /// KV cache capacity in tokens, shared by all sequences; 0 means `max_model_len`.
     pub kv_cache_tokens: u32,
+    /// Tokens per KV block (the unit of admission, sharing and eviction).
+    pub block_size: u32,
+    /// Reuse the KV of prompt prefixes seen before.
+    pub enable_prefix_caching: bool,
+    /// KV cache element type.
+    pub kv_cache_dtype: KvCacheDtype,
     /// CPU threads for llama.cpp; 0 means every available core.
     pub threads: u32,
     /// Layers offloaded to a GPU when one is present.

@@ -109,7 +109,10 @@ impl Engine {
             ModelKind::Embedding => None,
         };
 
-        let (commands, inbox) = sync_channel(config.max_queue.max(1));
+        // The admission semaphore is the real bound; the channel holds as many as it admits, so a
+        // busy engine thread never turns an admitted request into a 429.
+        let permits = config.max_queue + config.max_num_seqs as usize;
+        let (commands, inbox) = sync_channel(permits);
         let (ready_tx, ready_rx) = sync_channel(1);
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
@@ -130,7 +133,6 @@ impl Engine {
             Err(_) => return Err(EngineError::Stopped(config.name.clone())),
         }
         tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, "Model loaded.");
-        let permits = config.max_queue + config.max_num_seqs as usize;
         Ok(Engine {
             inner: Arc::new(Inner {
                 info,

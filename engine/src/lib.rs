@@ -17,6 +17,7 @@ mod detokenize;
 mod embedding;
 mod error;
 mod handle;
+mod kv;
 mod request;
 mod sampling;
 mod scheduler;
@@ -25,7 +26,7 @@ mod telemetry;
 
 pub use backend::{init_backend, BackendOptions};
 pub use chat_template::ChatMessage;
-pub use config::{ModelConfig, ModelKind};
+pub use config::{KvCacheDtype, ModelConfig, ModelKind};
 pub use error::EngineError;
 pub use handle::{Engine, ModelInfo};
 pub use telemetry::EngineStats;

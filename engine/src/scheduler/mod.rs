@@ -1,0 +1,431 @@
+//! The chat engine thread: continuous batching over one llama.cpp context, with paged KV
+//! admission, preemption and automatic prefix caching.
+//!
+//! Every step: drop requests whose client went away; admit waiting requests first-come
+//! first-served while llama.cpp sequence ids and KV blocks last (a cached prefix is tagged into
+//! the new sequence instead of being recomputed); plan the step's tokens — one decode token for
+//! each running sequence first, then chunks of prefill, all under `max_num_batched_tokens` — and
+//! grow each sequence's blocks, preempting the most recently admitted sequence when blocks run out
+//! (it is recomputed later, usually from the prefix cache); run one llama.cpp batch; sample.
+//! There are no fixed slots: any sequence may grow to `max_model_len` while blocks last.
+//!
+//! Invariants: a llama.cpp sequence id is running, parked (holding cached cells) or free, and a
+//! free id has no cells; every KV decision goes through the [`BlockManager`], whose [`KvOp`]s are
+//! applied to llama.cpp in order.
+
+mod sequence;
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroU32;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use self::sequence::Sequence;
+use crate::backend::backend;
+use crate::handle::Command;
+use crate::kv::{BlockManager, KvOp, SeqKey};
+use crate::sampling::build_sampler;
+use crate::telemetry::Telemetry;
+use crate::{EngineError, Event, FinishReason, KvCacheDtype, ModelConfig};
+
+/// How long an idle engine waits for work before beating its heartbeat again.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How long to wait when every sequence is held back by a slow client.
+const BLOCKED_WAIT: Duration = Duration::from_millis(2);
+/// llama.cpp's limit on sequence ids per context.
+const MAX_LLAMA_SEQS: u32 = 256;
+
+/// The engine thread's state for one chat model.
+pub(crate) struct ChatWorker<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    config: ModelConfig,
+    blocks: BlockManager,
+    /// llama.cpp sequence ids available to this context.
+    n_llama_ids: i32,
+    /// Ids of finished sequences that still hold cached cells, oldest first.
+    parked: VecDeque<i32>,
+    next_key: SeqKey,
+    waiting: VecDeque<Sequence>,
+    running: Vec<Sequence>,
+    /// Finished sequences whose last events still wait for a slow client.
+    draining: Vec<Sequence>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl<'m> ChatWorker<'m> {
+    /// Thread body: create the context, report readiness, then serve until every handle is gone.
+    pub(crate) fn run(
+        model: &'m Arc<LlamaModel>,
+        config: ModelConfig,
+        inbox: Receiver<Command>,
+        ready: SyncSender<Result<(), EngineError>>,
+        telemetry: Arc<Telemetry>,
+    ) {
+        let mut worker = match Self::new(model, config, Arc::clone(&telemetry)) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        loop {
+            telemetry.beat();
+            if worker.idle() {
+                match inbox.recv_timeout(IDLE_WAIT) {
+                    Ok(cmd) => worker.accept(cmd),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            while let Ok(cmd) = inbox.try_recv() {
+                worker.accept(cmd);
+            }
+            let worked = worker.step();
+            worker.publish(); // after the step too, so gauges never go stale while idle
+            if !worked {
+                // Nothing could run (every sequence waits on its client): wait for news instead of spinning.
+                if let Ok(cmd) = inbox.recv_timeout(BLOCKED_WAIT) {
+                    worker.accept(cmd);
+                }
+            }
+        }
+        tracing::info!(model = %worker.config.name, "Engine thread stopped.");
+    }
+
+    fn new(model: &'m LlamaModel, config: ModelConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
+        let kv_tokens = match config.kv_cache_tokens {
+            0 => config.max_model_len,
+            n => n.max(config.max_model_len),
+        };
+        let n_llama_ids = if config.enable_prefix_caching {
+            (config.max_num_seqs * 4).clamp(config.max_num_seqs, MAX_LLAMA_SEQS)
+        } else {
+            config.max_num_seqs
+        };
+        let threads = config.effective_threads();
+        let n_batch = config.max_num_batched_tokens.max(config.max_num_seqs);
+        let kv_type = match config.kv_cache_dtype {
+            KvCacheDtype::F16 => KvCacheType::F16,
+            KvCacheDtype::Q8_0 => KvCacheType::Q8_0,
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(kv_tokens))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_seq_max(n_llama_ids)
+            .with_kv_unified(true)
+            .with_type_k(kv_type)
+            .with_type_v(kv_type)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let context_error = |reason: String| EngineError::Context { model: config.name.clone(), reason };
+        let ctx = model.new_context(backend()?, params).map_err(|e| context_error(e.to_string()))?;
+        let block_size = config.block_size.max(1) as usize;
+        let num_blocks = ctx.n_ctx() as usize / block_size;
+        if num_blocks * block_size < config.max_model_len as usize {
+            return Err(context_error(format!("KV cache of {} tokens cannot hold max_model_len {}", ctx.n_ctx(), config.max_model_len)));
+        }
+        let salt = {
+            let mut h = DefaultHasher::new();
+            (config.path.as_os_str(), model.size(), model.n_params(), config.kv_cache_dtype as u8).hash(&mut h);
+            h.finish()
+        };
+        tracing::info!(model = %config.name, kv_tokens = ctx.n_ctx(), num_blocks, block_size, llama_ids = n_llama_ids, "KV cache ready.");
+        Ok(Self {
+            model,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            blocks: BlockManager::new(num_blocks, block_size, salt, config.enable_prefix_caching),
+            ctx,
+            n_llama_ids: n_llama_ids as i32,
+            parked: VecDeque::new(),
+            next_key: 0,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            draining: Vec::new(),
+            config,
+            telemetry,
+        })
+    }
+
+    fn idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty() && self.draining.is_empty()
+    }
+
+    fn accept(&mut self, cmd: Command) {
+        match cmd {
+            Command::Generate(submitted) => {
+                let sampler = build_sampler(&submitted.request.sampling, self.model.n_vocab());
+                self.next_key += 1;
+                self.waiting.push_back(Sequence::new(self.next_key, submitted, sampler));
+            }
+            Command::Embed(job) => {
+                let _ = job.reply.send(Err(EngineError::WrongKind { model: self.config.name.clone(), operation: "embeddings" }));
+            }
+        }
+    }
+
+    /// One scheduling step. Returns false when there was nothing to compute.
+    fn step(&mut self) -> bool {
+        self.drop_gone_clients();
+        self.admit();
+        let planned = self.plan();
+        self.publish();
+        if planned.is_empty() {
+            return false;
+        }
+        self.fill_batch(&planned);
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            tracing::error!(model = %self.config.name, error = %e, "Batch failed.");
+            for mut seq in std::mem::take(&mut self.running) {
+                seq.outbox.push_back(Event::Failed(format!("inference failed: {e}")));
+                self.finish(seq);
+            }
+            return true;
+        }
+        for seq in &self.running {
+            self.blocks.register(seq.key, &seq.tokens, seq.n_past);
+        }
+        self.sample_all();
+        true
+    }
+
+    fn publish(&self) {
+        let kv_used = self.blocks.active_blocks() * self.blocks.block_size();
+        let kv_capacity = self.ctx.n_ctx() as usize;
+        self.telemetry.publish(self.running.len(), self.waiting.len(), kv_used, kv_capacity);
+    }
+
+    fn drop_gone_clients(&mut self) {
+        self.waiting.retain_mut(Sequence::flush);
+        self.draining.retain_mut(|s| s.flush() && !s.outbox.is_empty());
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].flush() {
+                i += 1;
+            } else {
+                let seq = self.running.remove(i);
+                tracing::debug!(parent: &seq.submitted.span, "Client went away; sequence freed.");
+                self.release_blocks(&seq);
+            }
+        }
+    }
+
+    /// Admit waiting sequences in order while sequence ids and blocks last.
+    fn admit(&mut self) {
+        while self.running.len() < self.config.max_num_seqs as usize {
+            if self.waiting.is_empty() {
+                break;
+            }
+            // The id first: finding one may evict a parked id's cached blocks, which must not be
+            // part of the prefix this sequence is about to share.
+            let Some(llama_id) = self.free_llama_id() else { break };
+            let Some(seq) = self.waiting.front() else { break };
+            let prefix = self.blocks.match_prefix(&seq.tokens);
+            let need = self.blocks.blocks_to_admit(seq.tokens.len(), &prefix);
+            // Keep one block of headroom per running sequence so admissions do not cause preemptions.
+            if need + self.running.len() > self.blocks.available_blocks() && !self.running.is_empty() {
+                break;
+            }
+            let (key, total) = (seq.key, seq.tokens.len());
+            let Ok(ops) = self.blocks.allocate(key, llama_id, total, &prefix) else { break };
+            self.apply(&ops);
+            let Some(mut seq) = self.waiting.pop_front() else { break };
+            if seq.queued.is_none() {
+                seq.queued = Some(seq.submitted.submitted_at.elapsed());
+                seq.n_cached = prefix.tokens;
+                self.telemetry.prefix_lookup(total, prefix.tokens);
+            }
+            seq.llama_id = Some(llama_id);
+            seq.n_past = prefix.tokens;
+            self.running.push(seq);
+        }
+    }
+
+    /// A llama.cpp sequence id that is neither running nor holding cells, evicting the oldest
+    /// parked id's cached cells if needed.
+    fn free_llama_id(&mut self) -> Option<i32> {
+        let in_use = |w: &Self, id: i32| w.running.iter().any(|s| s.llama_id == Some(id)) || w.blocks.is_holding(id);
+        if let Some(id) = (0..self.n_llama_ids).find(|&id| !in_use(self, id)) {
+            return Some(id);
+        }
+        for _ in 0..self.parked.len() {
+            let id = self.parked.pop_front()?;
+            if self.running.iter().any(|s| s.llama_id == Some(id)) {
+                continue; // a stale entry: the id was freed by eviction and reused since
+            }
+            if !self.blocks.is_holding(id) {
+                return Some(id);
+            }
+            match self.blocks.evict_holder(id) {
+                Some(ops) => {
+                    self.apply(&ops);
+                    return Some(id);
+                }
+                None => self.parked.push_back(id), // its cells are shared by a running sequence
+            }
+        }
+        None
+    }
+
+    /// Decide what each running sequence computes this step and make room for it in the KV cache.
+    fn plan(&mut self) -> Vec<(SeqKey, usize)> {
+        let mut budget = self.config.max_num_batched_tokens as usize;
+        let mut order: Vec<SeqKey> = self.running.iter().filter(|s| s.remaining() == 1).map(|s| s.key).collect();
+        order.extend(self.running.iter().filter(|s| s.remaining() > 1).map(|s| s.key));
+        let mut planned: Vec<(SeqKey, usize)> = Vec::with_capacity(order.len());
+        for key in order {
+            if budget == 0 {
+                break;
+            }
+            let Some(seq) = self.running.iter().find(|s| s.key == key) else { continue };
+            if !seq.outbox.is_empty() {
+                continue; // its client is behind
+            }
+            let take = seq.remaining().min(budget);
+            let target = seq.n_past + take;
+            loop {
+                match self.blocks.grow(key, target) {
+                    Ok(ops) => {
+                        self.apply(&ops);
+                        planned.push((key, take));
+                        budget -= take;
+                        break;
+                    }
+                    Err(_) => {
+                        let victim = self.running.iter().rposition(|s| s.key != key && !planned.iter().any(|p| p.0 == s.key));
+                        match victim {
+                            Some(v) => self.preempt(v),
+                            None => break, // wait for planned sequences to finish
+                        }
+                    }
+                }
+            }
+        }
+        planned
+    }
+
+    fn fill_batch(&mut self, planned: &[(SeqKey, usize)]) {
+        self.batch.clear();
+        for &(key, take) in planned {
+            let Some(seq) = self.running.iter_mut().find(|s| s.key == key) else { continue };
+            let Some(llama_id) = seq.llama_id else { continue };
+            let end = seq.n_past + take;
+            for pos in seq.n_past..end {
+                let last = pos + 1 == seq.tokens.len();
+                if self.batch.add(LlamaToken(seq.tokens[pos]), pos as i32, &[llama_id], last).is_err() {
+                    tracing::error!("batch overflow: planned more tokens than max_num_batched_tokens");
+                    return;
+                }
+                if last {
+                    seq.logits_at = Some(self.batch.n_tokens() - 1);
+                }
+            }
+            seq.n_past = end;
+        }
+    }
+
+    /// Sample the next token of every sequence that had logits in this step.
+    fn sample_all(&mut self) {
+        let vocab = self.model.vocab();
+        let max_len = self.config.max_model_len as usize;
+        let mut i = 0;
+        while i < self.running.len() {
+            let seq = &mut self.running[i];
+            let Some(at) = seq.logits_at.take() else {
+                i += 1;
+                continue;
+            };
+            let token = seq.sampler.sample(&self.ctx, at);
+            seq.n_generated += 1;
+            let request = &seq.submitted.request;
+            let finish = if vocab.is_eog(token) && !request.ignore_eos {
+                Some(FinishReason::Stop)
+            } else {
+                let piece = vocab.token_to_piece(token, false, None);
+                let text = seq.utf8.push(&piece);
+                let pushed = seq.stop.push(&text);
+                if !pushed.emit.is_empty() {
+                    seq.outbox.push_back(Event::Delta { text: pushed.emit, completion_tokens: seq.n_generated });
+                }
+                if pushed.stopped {
+                    seq.utf8 = Default::default(); // bytes after a stop string are dropped
+                    Some(FinishReason::Stop)
+                } else if seq.n_generated >= request.max_tokens || seq.tokens.len() + 1 >= max_len {
+                    Some(FinishReason::Length)
+                } else {
+                    seq.tokens.push(token.0);
+                    None
+                }
+            };
+            match finish {
+                None => i += 1,
+                Some(reason) => {
+                    // `remove`, not `swap_remove`: admission order is preemption order.
+                    let mut seq = self.running.remove(i);
+                    let tail = seq.stop.finish() + &seq.utf8.finish();
+                    if !tail.is_empty() {
+                        seq.outbox.push_back(Event::Delta { text: tail, completion_tokens: seq.n_generated });
+                    }
+                    let queued = seq.queued.unwrap_or_default();
+                    seq.outbox.push_back(Event::Finished { reason, usage: seq.usage(), queued });
+                    self.finish(seq);
+                }
+            }
+        }
+    }
+
+    /// Preempt `running[index]`: free its blocks (registered ones stay cached) and queue it first
+    /// for recomputation.
+    fn preempt(&mut self, index: usize) {
+        let mut seq = self.running.remove(index);
+        tracing::debug!(parent: &seq.submitted.span, tokens = seq.tokens.len(), "Preempted for KV space.");
+        self.release_blocks(&seq);
+        seq.llama_id = None;
+        seq.n_past = 0;
+        seq.logits_at = None;
+        self.telemetry.preempted();
+        self.waiting.push_front(seq);
+    }
+
+    /// A finished sequence leaves; its last events drain to the client.
+    fn finish(&mut self, mut seq: Sequence) {
+        self.release_blocks(&seq);
+        if seq.flush() && !seq.outbox.is_empty() {
+            self.draining.push(seq);
+        }
+    }
+
+    fn release_blocks(&mut self, seq: &Sequence) {
+        let ops = self.blocks.release(seq.key);
+        self.apply(&ops);
+        if let Some(id) = seq.llama_id {
+            if self.blocks.is_holding(id) && !self.parked.contains(&id) {
+                self.parked.push_back(id);
+            }
+        }
+    }
+
+    /// Apply the block manager's decisions to llama.cpp's cache.
+    fn apply(&mut self, ops: &[KvOp]) {
+        for op in ops {
+            let result = match *op {
+                KvOp::Share { from, to, p0, p1 } => self.ctx.copy_kv_cache_seq(from, to, Some(p0 as u32), Some(p1 as u32)).map(|()| true),
+                KvOp::Untag { seq, p0, p1 } => self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(p0 as u32), Some(p1 as u32)),
+            };
+            if !matches!(result, Ok(true)) {
+                tracing::error!(?op, "llama.cpp refused a KV operation; the cache and the block table may disagree.");
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The scheduler seen from outside, with the real model: batching does not change greedy output,
+//! the prefix cache does not change it either, clients that go away give their KV back, and an
+//! overloaded server answers every request with 200 or 429.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hearth_tests::{Options, Server};
+use serde_json::{json, Value};
+
+const CHAT: &str = "smollm2-135m-instruct";
+
+async fn complete(server: &Server, prompt: &str, max_tokens: u32) -> Value {
+    let body = json!({"model": CHAT, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true});
+    let r = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap_or(Value::Null)
+}
+
+fn text(v: &Value) -> String {
+    v["choices"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A metric's value for the chat model from `/metrics`.
+async fn metric(server: &Server, name: &str) -> f64 {
+    let body = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(CHAT))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+#[tokio::test]
+async fn greedy_output_is_the_same_alone_and_inside_a_busy_batch() {
+    let server = Server::start();
+    let probe = "The three primary colors are";
+    let alone = text(&complete(&server, probe, 24).await);
+    let others = ["Once upon a time, in a small village,", "def fibonacci(n):", "The history of Rome begins", "Water boils at", "My favourite recipe is", "In 1969, astronauts"];
+    let busy = others.iter().map(|p| complete(&server, p, 32));
+    let (probe_in_batch, _) = tokio::join!(complete(&server, probe, 24), futures_util::future::join_all(busy));
+    assert_eq!(text(&probe_in_batch), alone);
+}
+
+#[tokio::test]
+async fn prefix_cache_hits_give_the_same_output() {
+    let server = Server::start();
+    let system = "You are a careful assistant that answers from the provided documents only. ".repeat(12);
+    let prompt = format!("{system}\nQuestion: what is the boiling point of water?\nAnswer:");
+    let cold = complete(&server, &prompt, 16).await;
+    let warm = complete(&server, &prompt, 16).await;
+    assert_eq!(cold["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let cached = warm["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    let prompt_tokens = warm["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    assert!(cached >= prompt_tokens - 16 && cached < prompt_tokens, "cached {cached} of {prompt_tokens}");
+    assert_eq!(text(&warm), text(&cold));
+    // A different question after the same system prompt reuses the shared part only.
+    let other = complete(&server, &format!("{system}\nQuestion: who wrote Hamlet?\nAnswer:"), 4).await;
+    let cached = other["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    assert!(cached > 100 && cached < prompt_tokens - 5, "shared prefix {cached}");
+}
+
+#[tokio::test]
+async fn fifty_disconnected_streams_give_their_kv_back() {
+    let server = Server::start_with(Options { env: vec![("HEARTH__SERVER__HTTP_WORKERS", "2")], ..Options::default() });
+    let baseline = metric(&server, "vllm:kv_cache_usage_perc").await;
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        let body = json!({"model": CHAT, "prompt": format!("Story number {i}:"), "max_tokens": 2000, "stream": true, "ignore_eos": true});
+        let r = client.post(server.url("/v1/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status().as_u16(), 200);
+        streams.push(r.bytes_stream());
+    }
+    // Read a first chunk from a few so generation is under way, then hang up on all of them.
+    for s in streams.iter_mut().take(5) {
+        let _ = s.next().await;
+    }
+    assert!(metric(&server, "vllm:kv_cache_usage_perc").await > baseline);
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = metric(&server, "vllm:num_requests_running").await + metric(&server, "vllm:num_requests_waiting").await;
+        let usage = metric(&server, "vllm:kv_cache_usage_perc").await;
+        if running == 0.0 && usage <= baseline {
+            break;
+        }
+        assert!(Instant::now() < deadline, "KV not returned: running+waiting {running}, usage {usage} vs {baseline}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn overload_is_answered_with_200_or_429() {
+    let server = Server::start_with(Options {
+        config: Some("[[models]]\nname = \"smollm2-135m-instruct\"\nkind = \"chat\"\npath = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\nmax_num_seqs = 2\nmax_queue = 2\nmax_model_len = 2048\nkv_cache_tokens = 4096\n"),
+        ..Options::default()
+    });
+    let client = reqwest::Client::new();
+    let requests = (0..16).map(|i| {
+        let body = json!({"model": CHAT, "prompt": format!("Count to ten, take {i}:"), "max_tokens": 24, "ignore_eos": true});
+        let c = client.clone();
+        let url = server.url("/v1/completions");
+        async move {
+            let r = c.post(url).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.headers().get("retry-after").is_some())
+        }
+    });
+    let results = futures_util::future::join_all(requests).await;
+    assert!(results.iter().all(|&(s, retry)| s == 200 || (s == 429 && retry)), "{results:?}");
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    assert!(ok >= 4 && ok < 16, "4x overload should both serve and refuse: {results:?}");
+}
+
+#[tokio::test]
+async fn kv_pressure_preempts_and_still_completes_everything() {
+    // 8 sequences that each need ~200 tokens in a 768-token cache: some must be preempted and recomputed.
+    let server = Server::start_with(Options {
+        config: Some("[[models]]\nname = \"smollm2-135m-instruct\"\nkind = \"chat\"\npath = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\nmax_num_seqs = 8\nmax_model_len = 512\nkv_cache_tokens = 768\nenable_prefix_caching = false\n"),
+        ..Options::default()
+    });
+    let prompts: Vec<String> = (0..8).map(|i| format!("Write a long story about the number {i}.")).collect();
+    let alone = text(&complete(&server, &prompts[0], 180).await);
+    let all = futures_util::future::join_all(prompts.iter().map(|p| complete(&server, p, 180))).await;
+    assert!(all.iter().all(|v| v["usage"]["completion_tokens"] == 180));
+    assert!(metric(&server, "vllm:num_preemptions_total").await >= 1.0, "no preemption happened");
+    assert_eq!(text(&all[0]), alone, "a preempted and recomputed sequence gives the same greedy text");
+}
