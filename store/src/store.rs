@@ -476,6 +476,12 @@ mod tests {
     }
 
     #[test]
+    fn store_can_be_shared_across_threads() {
+        fn assert_shared<T: Send + Sync>() {}
+        assert_shared::<Store>();
+    }
+
+    #[test]
     fn log_ops_round_trip() {
         let op = LogOp::Delete(vec![1, 2]);
         let back: LogOp = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
