@@ -102,7 +102,7 @@ async fn chat_stream_is_sse_with_role_deltas_usage_and_done() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let text = r.text().await.unwrap_or_default();
-    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty() && !e.starts_with(':')).collect();
     assert_eq!(events.last().copied(), Some("data: [DONE]"), "{text}");
     let chunks: Vec<Value> = events[..events.len() - 1]
         .iter()
