@@ -157,6 +157,9 @@ fn main() -> BoxResult<()> {
 
     // Through the whole store: insert throughput, search through Store::search, bytes per chunk.
     let docs = args.store_docs.min(n / 100);
+    if docs == 0 {
+        return Ok(());
+    }
     let dir = args.dir.join("store-bench");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;

@@ -310,8 +310,32 @@ impl Store {
         if coll.docs.contains_key(doc.id.as_bytes())? {
             return Err(StoreError::DocumentExists { collection: collection.into(), document: doc.id });
         }
-        let mut rows = Vec::with_capacity(chunks.len());
+        self.write_chunks(&coll, &doc, &chunks)?;
+        tracing::debug!(collection = %collection, document = %doc.id, chunks = chunks.len(), "Document stored.");
+        Ok(doc)
+    }
+
+    /// Appends chunks to an existing document (ingestion: create it `InProgress`, add its chunks
+    /// batch by batch, then set it `Completed`); atomic per call, acknowledged after the flush.
+    pub fn add_chunks(&self, collection: &str, document: &str, chunks: Vec<NewChunk>) -> Result<Document> {
+        let coll = self.inner.coll(collection)?;
         for c in &chunks {
+            validate_embedding(&c.embedding, coll.meta.dimension)?;
+        }
+        let _w = self.inner.lock_writer();
+        let mut doc = coll
+            .document(document)?
+            .ok_or_else(|| StoreError::DocumentNotFound { collection: collection.into(), document: document.into() })?;
+        doc.chunk_count += chunks.len() as u64;
+        self.write_chunks(&coll, &doc, &chunks)?;
+        Ok(doc)
+    }
+
+    /// Writes `doc` and `chunks` with a log entry in one transaction, flushes, then updates the
+    /// indexes. The caller holds the writer lock.
+    fn write_chunks(&self, coll: &Arc<Coll>, doc: &Document, chunks: &[NewChunk]) -> Result<()> {
+        let mut rows = Vec::with_capacity(chunks.len());
+        for c in chunks {
             let key = self.inner.db.generate_id()?;
             let meta = ChunkMeta {
                 document_id: doc.id.clone(),
@@ -326,7 +350,7 @@ impl Store {
         let keys: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let seq = self.inner.db.generate_id()?;
         let log_entry = serde_json::to_vec(&LogOp::Add(keys.clone()))?;
-        let doc_bytes = serde_json::to_vec(&doc)?;
+        let doc_bytes = serde_json::to_vec(doc)?;
         (&coll.docs, &coll.chunks, &coll.doc_chunks, &coll.log).transaction(|(docs, chunk_tree, doc_chunks, log)| {
             docs.insert(doc.id.as_bytes(), doc_bytes.as_slice())?;
             for (key, bytes) in &rows {
@@ -338,10 +362,9 @@ impl Store {
         })?;
         self.inner.db.flush()?;
         let items: Vec<(u64, &[f32], &str)> =
-            keys.iter().zip(&chunks).map(|(k, c)| (*k, c.embedding.as_slice(), c.text.as_str())).collect();
-        crate::recovery::apply_add(&self.inner, &coll, seq, &items);
-        tracing::debug!(collection = %collection, document = %doc.id, chunks = keys.len(), "Document stored.");
-        Ok(doc)
+            keys.iter().zip(chunks).map(|(k, c)| (*k, c.embedding.as_slice(), c.text.as_str())).collect();
+        crate::recovery::apply_add(&self.inner, coll, seq, &items);
+        Ok(())
     }
 
     /// Deletes a document and its chunks from sled and from every index.

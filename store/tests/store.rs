@@ -177,3 +177,25 @@ fn both_indexes_gone_are_rebuilt() {
         std::fs::remove_dir_all(dir.join("keyword")).unwrap();
     });
 }
+
+#[test]
+fn ingestion_flow_adds_chunks_to_an_in_progress_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let coll = store.create_collection(new_collection()).unwrap().id;
+    let (mut doc, chunks) = document("file-x", 6, Attributes::new());
+    doc.status = store::DocumentStatus::InProgress;
+    let created = store.add_document(&coll, doc, Vec::new()).unwrap();
+    assert_eq!(created.chunk_count, 0);
+    store.add_chunks(&coll, "file-x", chunks[..4].to_vec()).unwrap();
+    let after = store.add_chunks(&coll, "file-x", chunks[4..].to_vec()).unwrap();
+    assert_eq!(after.chunk_count, 6);
+    let done = store.set_document_status(&coll, "file-x", store::DocumentStatus::Completed, None).unwrap();
+    assert_eq!((done.status, done.chunk_count), (store::DocumentStatus::Completed, 6));
+    assert!(store.add_chunks(&coll, "nope", chunks[..1].to_vec()).unwrap_err().is_user_error());
+    let report = store.audit(&coll).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.chunks, 6);
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Keyword, "file-x", None)).unwrap();
+    assert_eq!(hits.len(), 6);
+}
