@@ -9,9 +9,12 @@
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip
+# systemd (systemd-analyze, systemd-sysusers), prometheus (promtool) and rpm are for the ops tests.
+APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip systemd prometheus rpm binutils
+# cargo-generate-rpm builds the RPM from [package.metadata.generate-rpm] in daemon/Cargo.toml.
+GENERATE_RPM_VERSION := 0.21.1
 
-.PHONY: run test setup deps models build clean
+.PHONY: run test setup deps tools models build rpm clean
 
 run: setup build
 	mkdir -p data inbox
@@ -21,7 +24,7 @@ test: setup
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 
-setup: deps models
+setup: deps tools models
 
 # System packages the build needs, installed only when something is missing.
 deps:
@@ -31,8 +34,18 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# Cargo tools, installed only when missing (cargo-generate-rpm: compiled once, then cached in ~/.cargo/bin).
+tools:
+	@command -v cargo-generate-rpm >/dev/null 2>&1 || $(CARGO) install --locked cargo-generate-rpm --version $(GENERATE_RPM_VERSION)
+
 models:
 	packaging/models/fetch_models.sh
+
+# The RPM, from the release binary (stripped here: cargo-generate-rpm does not strip), into target/rpm/.
+rpm: tools
+	mkdir -p target/release/rpm target/rpm
+	strip --strip-debug -o target/release/rpm/hearth target/release/hearth
+	$(CARGO) generate-rpm -p daemon -o target/rpm/
 
 build:
 	$(CARGO) build --release --bin hearth

@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod config;
+pub mod debug_hang;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod server;
 pub mod service;
+pub mod service_manager;
 pub mod state;
 pub mod telemetry;

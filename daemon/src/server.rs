@@ -1,8 +1,14 @@
 //! `hearth serve`: bind the HTTP listener first (so `/health` answers and `/ready` says 503), load
 //! the models off the async runtime, then report ready. A model that fails to load stops the
 //! server and the process with the reason.
+//!
+//! Under systemd (`Type=notify`, see [`crate::service_manager`]): `STATUS=` lines while loading,
+//! `READY=1` once the models are loaded, then the watchdog task. SIGTERM or SIGINT sends
+//! `STOPPING=1` and drains: the listener closes, requests in flight (streams included) get up to
+//! [`DRAIN_TIMEOUT`] to finish, then the process exits 0. The unit's `TimeoutStopSec` is longer.
 
 use std::io::Write;
+use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
@@ -10,11 +16,17 @@ use anyhow::Context;
 
 use crate::api;
 use crate::config::Settings;
+use crate::metrics;
 use crate::models::Models;
+use crate::service_manager::{self, ServiceManager};
 use crate::state::AppState;
+
+/// How long requests in flight may run once a stop is asked for (below `TimeoutStopSec=30`).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Run the daemon until it is stopped (SIGINT/SIGTERM drain gracefully) or a model fails to load.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let manager = ServiceManager::from_env();
     let state_dir = settings.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
     engine::init_backend(&engine::BackendOptions { log_to_tracing: true, backend_dir: None })?;
@@ -24,13 +36,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let model_names: Vec<String> = settings.models.iter().map(|m| m.name.clone()).collect();
     let state = AppState::new(settings);
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let state = app_state.clone();
-        App::new().wrap(from_fn(api::require_api_key)).configure(move |cfg| api::configure(cfg, &state))
+        App::new()
+            .wrap(from_fn(api::require_api_key))
+            .wrap(from_fn(metrics::track_http))
+            .configure(move |cfg| api::configure(cfg, &state))
     })
     .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
     .bind(addr)
     .with_context(|| format!("cannot listen on {addr}"))?;
     for bound in server.addrs() {
@@ -41,25 +59,67 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     let server = server.run();
     let handle = server.handle();
+    let mut running = actix_web::rt::spawn(server);
+    let mut stop = Box::pin(stop_requested());
 
+    manager.status(&format!("Loading {} model(s): {}", model_names.len(), model_names.join(", ")));
     let loader_state = state.clone();
     let loading = actix_web::rt::task::spawn_blocking(move || Models::load(loader_state.settings()));
-    let running = actix_web::rt::spawn(server);
-    match loading.await {
-        Ok(Ok(models)) => {
-            state.set_models(models);
-            tracing::info!("Ready.");
-        }
-        Ok(Err(e)) => {
+    tokio::select! {
+        loaded = loading => match loaded {
+            Ok(Ok(models)) => state.set_models(models),
+            Ok(Err(e)) => {
+                handle.stop(false).await;
+                return Err(e).context("start-up failed");
+            }
+            Err(e) => {
+                handle.stop(false).await;
+                return Err(anyhow::anyhow!("model loader panicked: {e}"));
+            }
+        },
+        signal = &mut stop => {
+            // The loader thread cannot be interrupted inside llama.cpp; exiting abandons it.
+            manager.stopping(&format!("{signal} while loading; stopping"));
+            tracing::info!(%signal, "Stop requested while loading.");
             handle.stop(false).await;
-            return Err(e).context("start-up failed");
-        }
-        Err(e) => {
-            handle.stop(false).await;
-            return Err(anyhow::anyhow!("model loader panicked: {e}"));
+            return Ok(());
         }
     }
-    running.await.context("server task failed")?.context("server failed")?;
+    tracing::info!("Ready.");
+    manager.ready(&format!("Serving {} model(s) on {addr}", model_names.len()));
+    if let Some(timeout) = manager.watchdog_timeout() {
+        actix_web::rt::spawn(service_manager::run_watchdog(manager, state.clone(), timeout));
+    }
+
+    tokio::select! {
+        finished = &mut running => {
+            finished.context("server task failed")?.context("server failed")?;
+        }
+        signal = stop => {
+            tracing::info!(%signal, drain_s = DRAIN_TIMEOUT.as_secs(), "Stop requested; draining requests in flight.");
+            manager.stopping(&format!("{signal}: draining requests in flight"));
+            handle.stop(true).await;
+            running.await.context("server task failed")?.context("server failed")?;
+        }
+    }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Resolves with the signal's name on SIGTERM or SIGINT.
+async fn stop_requested() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            // Without signal handlers the default action (exit) still stops hearth, just not gently.
+            tracing::warn!(error = %e, "Cannot install signal handlers; stopping will not drain.");
+            std::future::pending().await
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Shared application state: the settings, and the models once they are loaded.
+//! Shared application state: the settings, the metrics, and the models once they are loaded.
 //!
 //! The HTTP server starts before the models finish loading so that `/health` answers and `/ready`
 //! can say 503; requests that need a model get 503 until then.
@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::models::Models;
 
 /// Cheap to clone; one per process.
@@ -18,13 +19,14 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     settings: Settings,
+    metrics: Metrics,
     models: OnceLock<Models>,
 }
 
 impl AppState {
     /// State with no models loaded yet.
     pub fn new(settings: Settings) -> Self {
-        Self { inner: Arc::new(Inner { settings, models: OnceLock::new() }) }
+        Self { inner: Arc::new(Inner { settings, metrics: Metrics::new(), models: OnceLock::new() }) }
     }
 
     /// The settings hearth started with.
@@ -32,8 +34,14 @@ impl AppState {
         &self.inner.settings
     }
 
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Publish the loaded models; hearth is ready from here on.
     pub fn set_models(&self, models: Models) {
+        self.inner.metrics.attach_models(&models);
         let _ = self.inner.models.set(models);
     }
 

@@ -1,6 +1,7 @@
 //! Logging: structured fields to journald when systemd started us (it sets `JOURNAL_STREAM`), to
 //! the terminal otherwise. tracing-journald fails where there is no journal socket (containers),
-//! and then the terminal formatter is used. `RUST_LOG` overrides the default filter.
+//! and then the terminal formatter is used. `RUST_LOG` overrides the default filter. The
+//! watchdog's test hook ([`crate::debug_hang`]) joins only when its environment variable is set.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -12,7 +13,7 @@ const DEFAULT_FILTER: &str = "info,llama_cpp_2=warn";
 /// Install the global subscriber. Safe to call once per process.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(crate::debug_hang::HangEngine::from_env());
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             let _ = registry.with(journald.with_syslog_identifier("hearth".into())).try_init();

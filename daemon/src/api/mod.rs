@@ -8,6 +8,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod health;
+mod metrics;
 mod models;
 mod sse;
 
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.app_data(web::Data::new(state.clone()))
         .app_data(web::PayloadConfig::new(state.settings().server.max_body_bytes))
         .configure(health::configure)
+        .configure(metrics::configure)
         .configure(models::configure)
         .configure(chat::configure)
         .configure(completions::configure)

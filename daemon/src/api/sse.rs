@@ -1,7 +1,8 @@
 //! Server-sent events for streamed generations, in OpenAI's chunk format: one `data:` line per
 //! chunk, a final chunk carrying `finish_reason`, an optional usage chunk (`stream_options.
 //! include_usage`), and `data: [DONE]`. When the client disconnects, actix drops this stream, which
-//! drops the engine's token stream, which frees the sequence at the engine's next step.
+//! drops the engine's token stream, which frees the sequence at the engine's next step. Every
+//! event taken from the engine is also fed to the generation's metrics timer.
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
@@ -66,10 +67,12 @@ impl State {
         }
         match self.generation.events.next().await {
             Some(Event::Delta { text, completion_tokens }) => {
+                self.generation.timer.delta(completion_tokens);
                 let usage = self.running_usage(completion_tokens);
                 out.push(self.envelope(vec![(self.shape.choice)(Some(&text), None)], usage.as_ref()));
             }
-            Some(Event::Finished { reason, usage, .. }) => {
+            Some(Event::Finished { reason, usage, queued }) => {
+                self.generation.timer.finished(reason, &usage, queued);
                 let running = self.running_usage(usage.completion_tokens);
                 out.push(self.envelope(vec![(self.shape.choice)(None, Some(reason.as_str()))], running.as_ref()));
                 if self.generation.options.include_usage {

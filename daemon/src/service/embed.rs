@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -30,6 +31,7 @@ pub enum EmbeddingInput {
 
 /// Compute embeddings and build OpenAI's response body.
 pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ApiError> {
+    let arrived = std::time::Instant::now();
     let engine = state.models()?.get(&request.model)?.clone();
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
@@ -76,7 +78,9 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
         return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
     }
     let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
-    let vectors = engine.embed(inputs).await?;
+    let span = tracing::info_span!("embeddings", model = %request.model, inputs = inputs.len());
+    let vectors = engine.embed(inputs).instrument(span).await?;
+    state.metrics().embedding(&request.model, prompt_tokens, arrived.elapsed());
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()

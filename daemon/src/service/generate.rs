@@ -1,5 +1,7 @@
 //! Text generation shared by `/v1/chat/completions` and `/v1/completions`: validating OpenAI's
-//! sampling fields, sizing `max_tokens` against the context, tokenizing, and submitting.
+//! sampling fields, sizing `max_tokens` against the context, tokenizing, and submitting. Each
+//! submitted generation carries a [`RequestTimer`] that whoever consumes its events (here for
+//! plain responses, `api::sse` for streams) feeds, so the metrics see every request.
 
 use std::collections::HashMap;
 
@@ -8,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::metrics::RequestTimer;
 use crate::state::AppState;
 
 /// Most stop strings per request.
@@ -72,6 +75,8 @@ pub struct Generation {
     pub options: StreamOptions,
     pub prompt_tokens: u32,
     pub events: TokenStream,
+    /// Metrics of this request: feed it every event taken from `events`.
+    pub timer: RequestTimer,
 }
 
 /// The whole output of a non-streamed generation.
@@ -84,6 +89,7 @@ pub struct Completed {
 
 /// Validate, tokenize and submit.
 pub fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
+    let arrived = std::time::Instant::now();
     let engine = state.models()?.get(&params.model)?;
     let sampling = sampling_params(params, engine)?;
     let stop = stop_strings(params.stop.as_ref())?;
@@ -103,6 +109,7 @@ pub fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_pre
     let prompt_tokens = tokens.len() as u32;
     let request = GenerateRequest { prompt: tokens, max_tokens, stop, ignore_eos: params.ignore_eos, sampling };
     let events = engine.generate(request)?;
+    let timer = state.metrics().generation(&params.model, arrived, prompt_tokens);
     Ok(Generation {
         id: super::new_id(id_prefix),
         created: super::unix_now(),
@@ -111,6 +118,7 @@ pub fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_pre
         options: params.stream_options.unwrap_or_default(),
         prompt_tokens,
         events,
+        timer,
     })
 }
 
@@ -120,8 +128,14 @@ impl Generation {
         let mut text = String::new();
         loop {
             match self.events.next().await {
-                Some(Event::Delta { text: delta, .. }) => text.push_str(&delta),
-                Some(Event::Finished { reason, usage, .. }) => return Ok(Completed { text, reason, usage }),
+                Some(Event::Delta { text: delta, completion_tokens }) => {
+                    self.timer.delta(completion_tokens);
+                    text.push_str(&delta);
+                }
+                Some(Event::Finished { reason, usage, queued }) => {
+                    self.timer.finished(reason, &usage, queued);
+                    return Ok(Completed { text, reason, usage });
+                }
                 Some(Event::Failed(message)) => return Err(ApiError::Internal(message)),
                 None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
             }

@@ -1,0 +1,120 @@
+//! systemd integration (`Type=notify`): `STATUS=` while loading, `READY=1` once every model is
+//! loaded, `WATCHDOG=1` from a task that pings only while every engine thread is making
+//! progress, and `STOPPING=1` when a drain begins.
+//!
+//! Messages go to `NOTIFY_SOCKET` through libsystemd (the systemd crate); outside systemd the
+//! variable is unset and every call is a no-op. The watchdog is armed by systemd only after
+//! `READY=1`, so pinging starts there. Each engine thread beats a heartbeat once per loop (an
+//! idle engine every 500 ms); when any heartbeat is older than the watchdog timeout the pings
+//! stop, a `STATUS=` line names the engine, and systemd restarts hearth after `WatchdogSec`.
+
+use std::time::Duration;
+
+use systemd::daemon;
+
+use crate::state::AppState;
+
+/// Talks to the service manager. Cheap to copy.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceManager {
+    /// `NOTIFY_SOCKET` was set at start-up.
+    enabled: bool,
+}
+
+impl ServiceManager {
+    /// Notify only when started by a service manager.
+    pub fn from_env() -> Self {
+        Self { enabled: std::env::var_os("NOTIFY_SOCKET").is_some() }
+    }
+
+    fn send(&self, state: &[(&str, &str)]) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(e) = daemon::notify(state.iter()) {
+            tracing::warn!(error = %e, "Could not notify the service manager.");
+        }
+    }
+
+    /// A free-text status line (`systemctl status` shows it).
+    pub fn status(&self, text: &str) {
+        self.send(&[(daemon::STATE_STATUS, text)]);
+    }
+
+    /// Every model is loaded and requests are served.
+    pub fn ready(&self, status: &str) {
+        self.send(&[(daemon::STATE_READY, "1"), (daemon::STATE_STATUS, status)]);
+    }
+
+    /// A graceful stop has begun.
+    pub fn stopping(&self, status: &str) {
+        self.send(&[(daemon::STATE_STOPPING, "1"), (daemon::STATE_STATUS, status)]);
+    }
+
+    fn ping(&self) {
+        self.send(&[(daemon::STATE_WATCHDOG, "1")]);
+    }
+
+    /// The watchdog timeout systemd asked for (`WatchdogSec=`), if any.
+    pub fn watchdog_timeout(&self) -> Option<Duration> {
+        if !self.enabled {
+            return None;
+        }
+        match daemon::watchdog_enabled() {
+            Ok(0) => None,
+            Ok(usec) => Some(Duration::from_micros(usec)),
+            Err(e) => {
+                tracing::warn!(error = %e, "WATCHDOG_USEC is not usable; the watchdog is off.");
+                None
+            }
+        }
+    }
+}
+
+/// The first engine whose heartbeat is older than `limit`, with its age.
+pub fn stalled_engine<'a>(ages: impl IntoIterator<Item = (&'a str, Duration)>, limit: Duration) -> Option<(&'a str, Duration)> {
+    ages.into_iter().find(|(_, age)| *age > limit)
+}
+
+/// Ping the watchdog every half timeout while every engine makes progress; on the first stall,
+/// say so and stop pinging for good (a hung llama.cpp call does not come back).
+pub async fn run_watchdog(manager: ServiceManager, state: AppState, timeout: Duration) {
+    let period = timeout / 2;
+    tracing::info!(timeout_ms = timeout.as_millis() as u64, "systemd watchdog armed.");
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(models) = state.models() else { continue };
+        let ages: Vec<(&str, Duration)> = models.all().iter().map(|e| (e.info().name.as_str(), e.heartbeat_age())).collect();
+        if let Some((name, age)) = stalled_engine(ages, timeout) {
+            let line = format!("engine `{name}` has made no progress for {:.1}s; watchdog pings stopped", age.as_secs_f64());
+            tracing::error!(model = %name, age_ms = age.as_millis() as u64, "Engine thread stalled; stopping watchdog pings so systemd restarts hearth.");
+            manager.status(&line);
+            return;
+        }
+        manager.ping();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_heartbeat_is_named() {
+        let limit = Duration::from_secs(3);
+        let ages = [("chat", Duration::from_millis(400)), ("embed", Duration::from_secs(4))];
+        assert_eq!(stalled_engine(ages, limit), Some(("embed", Duration::from_secs(4))));
+        assert_eq!(stalled_engine([("chat", Duration::from_secs(3))], limit), None);
+        assert_eq!(stalled_engine(std::iter::empty(), limit), None);
+    }
+
+    #[test]
+    fn outside_systemd_nothing_is_sent_and_there_is_no_watchdog() {
+        let m = ServiceManager { enabled: false };
+        m.status("x");
+        m.ready("y");
+        assert_eq!(m.watchdog_timeout(), None);
+    }
+}
