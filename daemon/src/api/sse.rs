@@ -65,7 +65,14 @@ impl State {
                 out.push(self.envelope(vec![opening()], self.running_usage(0).as_ref()));
             }
         }
-        match self.generation.events.next().await {
+        let Ok(next) = tokio::time::timeout(KEEPALIVE, self.generation.events.next()).await else {
+            // Nothing yet (queued or in a long prefill): an SSE comment keeps proxies from timing
+            // out and, written to a closed connection, makes actix drop this stream, which
+            // cancels the request before it costs any compute.
+            out.push(Bytes::from_static(b": keep-alive\n\n"));
+            return Some(out);
+        };
+        match next {
             Some(Event::Delta { text, completion_tokens }) => {
                 self.generation.timer.delta(completion_tokens);
                 let usage = self.running_usage(completion_tokens);
@@ -95,6 +102,9 @@ impl State {
         Some(out)
     }
 }
+
+/// How long a stream stays silent before it sends a keep-alive comment.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn event(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
