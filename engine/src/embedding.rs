@@ -17,7 +17,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::backend::backend;
-use crate::handle::Command;
+use crate::handle::{report_ready, Command};
 use crate::telemetry::Telemetry;
 use crate::{EngineError, ModelConfig};
 
@@ -48,14 +48,7 @@ impl<'m> EmbeddingWorker<'m> {
         ready: SyncSender<Result<(), EngineError>>,
         telemetry: Arc<Telemetry>,
     ) {
-        let mut worker = match Self::new(model, &config) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
+        let Some(mut worker) = report_ready(Self::new(model, &config), &ready) else { return };
         loop {
             telemetry.beat();
             match inbox.recv_timeout(IDLE_WAIT) {

@@ -239,6 +239,20 @@ impl Engine {
     }
 }
 
+/// Report a worker's creation on the ready channel; the worker when it was created.
+pub(crate) fn report_ready<W>(created: Result<W, EngineError>, ready: &SyncSender<Result<(), EngineError>>) -> Option<W> {
+    match created {
+        Ok(worker) => {
+            let _ = ready.send(Ok(()));
+            Some(worker)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            None
+        }
+    }
+}
+
 fn check_readable(path: &Path) -> Result<(), EngineError> {
     std::fs::File::open(path)
         .map(drop)

@@ -30,7 +30,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use self::sequence::Sequence;
 use crate::backend::backend;
-use crate::handle::Command;
+use crate::handle::{report_ready, Command};
 use crate::kv::{BlockManager, KvOp, SeqKey};
 use crate::sampling::build_sampler;
 use crate::telemetry::Telemetry;
@@ -71,14 +71,7 @@ impl<'m> ChatWorker<'m> {
         ready: SyncSender<Result<(), EngineError>>,
         telemetry: Arc<Telemetry>,
     ) {
-        let mut worker = match Self::new(model, config, Arc::clone(&telemetry)) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
+        let Some(mut worker) = report_ready(Self::new(model, config, Arc::clone(&telemetry)), &ready) else { return };
         loop {
             telemetry.beat();
             if worker.idle() {
