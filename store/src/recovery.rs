@@ -98,15 +98,18 @@ fn set_health(coll: &Coll, health: IndexHealth) {
     coll.indexes_mut().health = health;
 }
 
+/// Both indexes of a collection, when they are ready to take live updates.
+fn ready_indexes(coll: &Coll) -> Option<(Arc<VectorIndex>, Arc<KeywordIndex>)> {
+    let idx = coll.indexes();
+    match (&idx.health, &idx.vector, &idx.keyword) {
+        (IndexHealth::Ready, Some(v), Some(k)) => Some((Arc::clone(v), Arc::clone(k))),
+        _ => None,
+    }
+}
+
 /// Applies an acknowledged add to ready indexes; on failure the collection is rebuilt.
 pub(crate) fn apply_add(inner: &Arc<Inner>, coll: &Arc<Coll>, seq: u64, items: &[(u64, &[f32], &str)]) {
-    let (vector, keyword) = {
-        let idx = coll.indexes();
-        match (&idx.health, &idx.vector, &idx.keyword) {
-            (IndexHealth::Ready, Some(v), Some(k)) => (v.clone(), k.clone()),
-            _ => return,
-        }
-    };
+    let Some((vector, keyword)) = ready_indexes(coll) else { return };
     let result = (|| -> Result<()> {
         let vecs: Vec<(u64, &[f32])> = items.iter().map(|(k, v, _)| (*k, *v)).collect();
         vector.add_many(&vecs, 1)?;
@@ -119,13 +122,7 @@ pub(crate) fn apply_add(inner: &Arc<Inner>, coll: &Arc<Coll>, seq: u64, items: &
 
 /// Applies an acknowledged delete to ready indexes; on failure the collection is rebuilt.
 pub(crate) fn apply_delete(inner: &Arc<Inner>, coll: &Arc<Coll>, seq: u64, keys: &[u64]) {
-    let (vector, keyword) = {
-        let idx = coll.indexes();
-        match (&idx.health, &idx.vector, &idx.keyword) {
-            (IndexHealth::Ready, Some(v), Some(k)) => (v.clone(), k.clone()),
-            _ => return,
-        }
-    };
+    let Some((vector, keyword)) = ready_indexes(coll) else { return };
     let result = (|| -> Result<()> {
         keys.iter().try_for_each(|k| vector.remove(*k))?;
         keyword.delete(keys);
