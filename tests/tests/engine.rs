@@ -98,6 +98,24 @@ async fn fifty_disconnected_streams_give_their_kv_back() {
 }
 
 #[tokio::test]
+async fn a_non_streamed_client_that_hangs_up_frees_its_sequence() {
+    let server = Server::start();
+    let body = json!({"model": CHAT, "prompt": "Tell me a very long story.", "max_tokens": 4000, "ignore_eos": true});
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(2500)).build().unwrap_or_else(|e| panic!("{e}"));
+    let gave_up = client.post(server.url("/v1/completions")).json(&body).send().await;
+    let gave_up = match gave_up {
+        Ok(r) => r.text().await.is_err(), // headers came early (held response); the body timed out
+        Err(e) => e.is_timeout(),
+    };
+    assert!(gave_up, "the client should have timed out first");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server, "vllm:num_requests_running").await > 0.0 {
+        assert!(Instant::now() < deadline, "the abandoned request is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn overload_is_answered_with_200_or_429() {
     let server = Server::start_with(Options {
         config: Some("[[models]]\nname = \"smollm2-135m-instruct\"\nkind = \"chat\"\npath = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\nmax_num_seqs = 2\nmax_queue = 2\nmax_model_len = 2048\nkv_cache_tokens = 4096\n"),

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sse::{self, ChunkShape};
-use super::{fields, parse_body, Body};
+use super::{fields, held, parse_body, Body};
 use crate::error::ApiError;
 use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
 use crate::state::AppState;
@@ -61,20 +61,23 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
         return Ok(sse::respond(generation, CHUNKS));
     }
     let (id, created, model) = (generation.id.clone(), generation.created, generation.model.clone());
-    let done = generation.collect().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": done.text},
-            "logprobs": null,
-            "finish_reason": done.reason.as_str(),
-        }],
-        "usage": usage_json(&done.usage),
-    })))
+    Ok(held::json_when_done(async move {
+        let done = generation.collect().await?;
+        Ok(json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": done.text},
+                "logprobs": null,
+                "finish_reason": done.reason.as_str(),
+            }],
+            "usage": usage_json(&done.usage),
+        }))
+    })
+    .await)
 }
 
 fn to_messages(messages: Vec<MessageIn>) -> Result<Vec<ChatMessage>, ApiError> {

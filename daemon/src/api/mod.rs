@@ -8,6 +8,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod health;
+mod held;
 mod metrics;
 mod models;
 mod sse;
