@@ -10,7 +10,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # systemd (systemd-analyze, systemd-sysusers), prometheus (promtool) and rpm are for the ops tests.
-APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip systemd prometheus rpm binutils
+APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip systemd prometheus rpm binutils cpio
 # cargo-generate-rpm builds the RPM from [package.metadata.generate-rpm] in daemon/Cargo.toml.
 GENERATE_RPM_VERSION := 0.21.1
 
@@ -22,6 +22,7 @@ run: setup build
 
 test: setup
 	$(CARGO) build --release --workspace --bins
+	$(MAKE) rpm
 	$(CARGO) test --release --workspace
 
 setup: deps tools models
