@@ -26,6 +26,62 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub engine: EngineSettings,
     pub models: Vec<ModelSettings>,
+    pub ingest: IngestSettings,
+    pub rag: RagSettings,
+}
+
+/// `[rag]`: answers over the vector stores (the Responses API's `file_search`, `hearth eval`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RagSettings {
+    /// The system instructions that open every RAG prompt.
+    pub instructions: String,
+    /// Cosine similarity below which no chunk counts as relevant.
+    pub min_relevance: f32,
+    /// The answer when nothing relevant is found.
+    pub no_answer: String,
+    /// Tokens reserved for the answer when a request sets no `max_output_tokens`.
+    pub max_output_tokens: u32,
+    /// Chunks retrieved when a request sets no `max_num_results`.
+    pub max_num_results: usize,
+}
+
+/// `[ingest]`: uploads, parsing, chunking and the watched folders.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// Largest file accepted by `POST /v1/files` and by a watched folder, in bytes.
+    pub max_file_bytes: u64,
+    /// Files parsed and embedded at the same time.
+    pub workers: usize,
+    /// Most files waiting to be ingested; beyond this an attach gets 429.
+    pub max_pending: usize,
+    /// Default `static` chunking: tokens per chunk.
+    pub max_chunk_size_tokens: usize,
+    /// Default `static` chunking: tokens shared by consecutive chunks.
+    pub chunk_overlap_tokens: usize,
+    /// Chunks embedded per engine call.
+    pub embed_batch: usize,
+    /// Address-space limit of the parser process, in MiB.
+    pub parse_memory_mb: u64,
+    /// CPU-time limit of the parser process, in seconds.
+    pub parse_cpu_seconds: u64,
+    /// Wall-time limit of the parser process, in seconds.
+    pub parse_timeout_seconds: u64,
+    /// A watched file is ingested once its size and modification time have not changed for this long.
+    pub stable_seconds: f64,
+    /// Every watched folder is rescanned this often, on top of file-system events (which can be lost).
+    pub rescan_seconds: f64,
+    /// Watched folders.
+    #[serde(default)]
+    pub watch: Vec<WatchSettings>,
+}
+
+/// One `[[ingest.watch]]` entry: a folder whose files become searchable in a vector store.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WatchSettings {
+    /// The folder (created if missing). Symbolic links inside it are not followed.
+    pub path: PathBuf,
+    /// Name of the vector store its files go to (created if missing).
+    pub vector_store: String,
 }
 
 /// `[server]`: the HTTP listener and the state directory.
@@ -256,6 +312,44 @@ impl Settings {
                     "kv_cache_tokens",
                     format!("{} is smaller than max_model_len {}", m.kv_cache_tokens, m.max_model_len),
                 ));
+            }
+        }
+        self.validate_ingest(merged)?;
+        if !(-1.0..=1.0).contains(&self.rag.min_relevance) {
+            return Err(ConfigError::Invalid { key: "rag.min_relevance".into(), origin: origin_of(merged, "rag.min_relevance"), reason: "must be a cosine similarity between -1 and 1".into() });
+        }
+        if !(1..=50).contains(&self.rag.max_num_results) || self.rag.max_output_tokens == 0 {
+            return Err(ConfigError::Invalid { key: "rag.max_num_results".into(), origin: origin_of(merged, "rag.max_num_results"), reason: "max_num_results must be 1..=50 and max_output_tokens at least 1".into() });
+        }
+        Ok(())
+    }
+
+    fn validate_ingest(&self, merged: &Config) -> Result<(), ConfigError> {
+        let ingest = &self.ingest;
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: format!("ingest.{key}"),
+            origin: origin_of(merged, &format!("ingest.{key}")),
+            reason,
+        };
+        if ingest.workers == 0 || ingest.max_pending == 0 || ingest.embed_batch == 0 {
+            return Err(invalid("workers", "workers, max_pending and embed_batch must be at least 1".into()));
+        }
+        if let Err(reason) = ingest::ChunkingOptions::new(ingest.max_chunk_size_tokens, ingest.chunk_overlap_tokens) {
+            return Err(invalid("max_chunk_size_tokens", reason.to_string()));
+        }
+        if ingest.parse_memory_mb < 64 || ingest.parse_cpu_seconds == 0 || ingest.parse_timeout_seconds == 0 {
+            return Err(invalid("parse_memory_mb", "the parser needs at least 64 MiB and 1 s of CPU and wall time".into()));
+        }
+        if !(ingest.stable_seconds >= 0.0 && ingest.rescan_seconds > 0.0) {
+            return Err(invalid("rescan_seconds", "stable_seconds must be >= 0 and rescan_seconds > 0".into()));
+        }
+        let mut names = HashSet::new();
+        for (i, w) in ingest.watch.iter().enumerate() {
+            if w.vector_store.trim().is_empty() {
+                return Err(invalid(&format!("watch[{i}].vector_store"), "must name a vector store".into()));
+            }
+            if !names.insert(w.path.clone()) {
+                return Err(invalid(&format!("watch[{i}].path"), format!("{} is watched twice", w.path.display())));
             }
         }
         Ok(())

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no route for {0}")]
     NotFound(String),
+    /// No such file, vector store or response.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -52,7 +55,7 @@ impl ApiError {
             ApiError::BadRequest { param, code, .. } => ("invalid_request_error", param.as_deref(), code),
             ApiError::Unauthorized => ("authentication_error", None, "invalid_api_key"),
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model"), "model_not_found"),
-            ApiError::NotFound(_) => ("invalid_request_error", None, "not_found"),
+            ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => ("invalid_request_error", None, "not_found"),
             ApiError::PayloadTooLarge { .. } => ("invalid_request_error", None, "payload_too_large"),
             ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
             ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
@@ -74,7 +77,7 @@ impl ResponseError for ApiError {
             // OpenAI server have it; a missing path is 404.
             ApiError::BadRequest { .. } | ApiError::ModelNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

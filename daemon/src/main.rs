@@ -28,10 +28,20 @@ enum Command {
     Validate,
     /// Load-test an OpenAI-compatible endpoint against SLOs (GuideLLM-style); `bench compare A.json B.json`.
     Bench(bench::BenchArgs),
+    /// Internal: parse one document in a sandboxed child process (hearth runs this itself).
+    #[command(hide = true)]
+    ParseWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ParseWorker { args } = &cli.command {
+        // Before the configuration: the worker reads nothing but the file it is given.
+        return ingest::worker_main(args);
+    }
     let settings = match Settings::load(&Sources::standard(cli.config.clone())) {
         Ok(settings) => settings,
         Err(e) => {
@@ -42,6 +52,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate => validate(&settings),
         Command::Bench(args) => bench::main(args),
+        Command::ParseWorker { .. } => ExitCode::FAILURE, // handled above
         Command::Serve => {
             telemetry::init();
             match actix_web::rt::System::new().block_on(server::serve(settings)) {

@@ -16,6 +16,8 @@ use anyhow::Context;
 
 use crate::api;
 use crate::config::Settings;
+use crate::files::FileRegistry;
+use crate::ingest::Ingestor;
 use crate::metrics;
 use crate::models::Models;
 use crate::service_manager::{self, ServiceManager};
@@ -85,6 +87,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let ingestor = start_ingestion(&state).await.context("start-up failed")?;
+    state.set_ingest(ingestor);
     tracing::info!("Ready.");
     manager.ready(&format!("Serving {} model(s) on {addr}", model_names.len()));
     if let Some(timeout) = manager.watchdog_timeout() {
@@ -104,6 +108,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Open the store and the files directory, resume queued ingestion and start the watched folders.
+async fn start_ingestion(state: &AppState) -> anyhow::Result<std::sync::Arc<Ingestor>> {
+    let settings = state.settings().clone();
+    let engines = state.models().map_err(|e| anyhow::anyhow!("{e}"))?.all().to_vec();
+    let metrics = state.metrics().clone();
+    let opened = actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let state_dir = &settings.server.state_dir;
+        let store = store::Store::open(store::StoreConfig::new(state_dir.join("store")))
+            .with_context(|| format!("cannot open the store in {}", state_dir.join("store").display()))?;
+        let files = FileRegistry::open(state_dir.join("files"), settings.ingest.max_file_bytes)?;
+        Ok((std::sync::Arc::new(store), files, settings))
+    })
+    .await??;
+    let (store, files, settings) = opened;
+    let ingestor = Ingestor::start(store, files, &settings, &engines, metrics)?;
+    crate::ingest::watch::start(&ingestor, &settings.ingest, &settings.server.state_dir)?;
+    Ok(ingestor)
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.

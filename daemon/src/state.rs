@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::models::Models;
 
@@ -21,12 +22,13 @@ struct Inner {
     settings: Settings,
     metrics: Metrics,
     models: OnceLock<Models>,
+    ingest: OnceLock<Arc<Ingestor>>,
 }
 
 impl AppState {
     /// State with no models loaded yet.
     pub fn new(settings: Settings) -> Self {
-        Self { inner: Arc::new(Inner { settings, metrics: Metrics::new(), models: OnceLock::new() }) }
+        Self { inner: Arc::new(Inner { settings, metrics: Metrics::new(), models: OnceLock::new(), ingest: OnceLock::new() }) }
     }
 
     /// The settings hearth started with.
@@ -48,6 +50,16 @@ impl AppState {
     /// The models, or 503 while they load.
     pub fn models(&self) -> Result<&Models, ApiError> {
         self.inner.models.get().ok_or_else(|| ApiError::Unavailable("models are still loading; retry shortly".into()))
+    }
+
+    /// Publish the ingestion service (files, vector stores, watched folders).
+    pub fn set_ingest(&self, ingestor: Arc<Ingestor>) {
+        let _ = self.inner.ingest.set(ingestor);
+    }
+
+    /// The ingestion service, or 503 while the models load.
+    pub fn ingest(&self) -> Result<&Arc<Ingestor>, ApiError> {
+        self.inner.ingest.get().ok_or_else(|| ApiError::Unavailable("the store is still opening; retry shortly".into()))
     }
 
     /// True once every model is loaded.

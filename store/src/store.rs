@@ -405,13 +405,33 @@ impl Store {
 
     /// Sets a document's status (and error message); flushed before returning.
     pub fn set_document_status(&self, collection: &str, document: &str, status: DocumentStatus, last_error: Option<String>) -> Result<Document> {
+        self.modify_document(collection, document, |doc| {
+            doc.status = status;
+            doc.last_error = last_error;
+        })
+    }
+
+    /// Renames a document or replaces its attributes (a renamed file keeps its chunks; OpenAI's
+    /// "update vector store file attributes"); flushed before returning.
+    pub fn update_document(&self, collection: &str, document: &str, name: Option<String>, attributes: Option<Attributes>) -> Result<Document> {
+        self.modify_document(collection, document, |doc| {
+            if let Some(name) = name {
+                doc.name = name;
+            }
+            if let Some(attributes) = attributes {
+                doc.attributes = attributes;
+            }
+        })
+    }
+
+    /// Read-modify-write of one document record under the writer lock.
+    fn modify_document(&self, collection: &str, document: &str, change: impl FnOnce(&mut Document)) -> Result<Document> {
         let coll = self.inner.coll(collection)?;
         let _w = self.inner.lock_writer();
         let mut doc = coll
             .document(document)?
             .ok_or_else(|| StoreError::DocumentNotFound { collection: collection.into(), document: document.into() })?;
-        doc.status = status;
-        doc.last_error = last_error;
+        change(&mut doc);
         coll.docs.insert(document.as_bytes(), serde_json::to_vec(&doc)?)?;
         self.inner.db.flush()?;
         Ok(doc)

@@ -199,3 +199,19 @@ fn ingestion_flow_adds_chunks_to_an_in_progress_document() {
     let hits = store.search(&coll, &SearchRequest::new(SearchMode::Keyword, "file-x", None)).unwrap();
     assert_eq!(hits.len(), 6);
 }
+
+#[test]
+fn a_renamed_document_keeps_its_chunks_and_search_shows_the_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let coll = store.create_collection(new_collection()).unwrap().id;
+    let (doc, chunks) = document("file-r", 3, attrs(json!({"lang": "en"})));
+    store.add_document(&coll, doc, chunks).unwrap();
+    let target = store.chunks(&coll, "file-r").unwrap().remove(0);
+    let renamed = store.update_document(&coll, "file-r", Some("renamed.txt".into()), Some(attrs(json!({"lang": "de"})))).unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.chunk_count), ("renamed.txt", 3));
+    let hits = store.search(&coll, &SearchRequest::new(SearchMode::Vector, "", Some(target.embedding.clone()))).unwrap();
+    assert_eq!(hits[0].document_name, "renamed.txt");
+    assert_eq!(hits[0].attributes["lang"], "de");
+    assert!(matches!(store.update_document(&coll, "nope", None, None), Err(StoreError::DocumentNotFound { .. })));
+}

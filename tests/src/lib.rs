@@ -78,11 +78,15 @@ impl Server {
         let log_path = dir.path().join("hearth.log");
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
         let mut cmd = hearth_command();
-        if let Some(toml) = options.config {
-            let path = dir.path().join("hearth.toml");
-            std::fs::File::create(&path).and_then(|mut f| f.write_all(toml.as_bytes())).unwrap_or_else(|e| panic!("config: {e}"));
-            cmd.arg("--config").arg(path);
-        }
+        // Every server watches its own `inbox` in the temporary directory, never the repository's.
+        let toml = format!(
+            "{}\n[[ingest.watch]]\npath = \"{}\"\nvector_store = \"inbox\"\n",
+            options.config.unwrap_or_default(),
+            dir.path().join("inbox").display()
+        );
+        let path = dir.path().join("hearth.toml");
+        std::fs::File::create(&path).and_then(|mut f| f.write_all(toml.as_bytes())).unwrap_or_else(|e| panic!("config: {e}"));
+        cmd.arg("--config").arg(path);
         cmd.arg("serve")
             .env("HEARTH__SERVER__LISTEN", "127.0.0.1:0")
             .env("HEARTH__SERVER__STATE_DIR", dir.path().join("state"))
@@ -109,6 +113,11 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Ok(Server { child, base, dir })
+    }
+
+    /// The watched folder (`inbox` in the temporary directory, vector store `inbox`).
+    pub fn inbox(&self) -> PathBuf {
+        self.dir.path().join("inbox")
     }
 
     /// Full URL of a path.

@@ -7,11 +7,14 @@ mod auth;
 mod chat;
 mod completions;
 mod embeddings;
+mod files;
 mod health;
 mod held;
 mod metrics;
 mod models;
+mod responses;
 mod sse;
+mod vector_stores;
 
 use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;
@@ -31,6 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(chat::configure)
         .configure(completions::configure)
         .configure(embeddings::configure)
+        .configure(files::configure)
+        .configure(vector_stores::configure)
+        .configure(responses::configure)
         .default_service(web::to(not_found));
 }
 

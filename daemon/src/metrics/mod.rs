@@ -20,6 +20,7 @@
 
 pub mod gpu;
 pub mod http;
+pub mod ingest;
 pub mod text;
 pub mod vllm;
 
@@ -47,6 +48,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     http: http::HttpMetrics,
+    ingest: ingest::IngestMetrics,
     models: vllm::ModelRegistry,
 }
 
@@ -63,12 +65,13 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let http = http::HttpMetrics::register(&mut registry);
+        let ingest = ingest::IngestMetrics::register(&mut registry);
         let models = vllm::ModelRegistry::default();
         registry.register_collector(Box::new(models.clone()));
         if let Some(gpus) = gpu::GpuCollector::open() {
             registry.register_collector(Box::new(gpus));
         }
-        Self { inner: Arc::new(Inner { registry, http, models }) }
+        Self { inner: Arc::new(Inner { registry, http, ingest, models }) }
     }
 
     /// Start reporting the loaded models.
@@ -87,6 +90,16 @@ impl Metrics {
         if let Some(m) = self.inner.models.get(model) {
             m.record_embedding(prompt_tokens as u64, elapsed);
         }
+    }
+
+    /// Record a file whose ingestion finished (`completed` or `failed`).
+    pub fn ingested(&self, status: &'static str, pages: usize, chunks: usize) {
+        self.inner.ingest.finished(status, pages, chunks);
+    }
+
+    /// Record the ingestion queue's length.
+    pub fn set_ingest_queue(&self, files: usize) {
+        self.inner.ingest.set_queue(files);
     }
 
     pub(crate) fn http(&self) -> &http::HttpMetrics {

@@ -1,0 +1,100 @@
+//! The Files API: `POST /v1/files` (multipart: `file`, `purpose`), `GET /v1/files`,
+//! `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`.
+//!
+//! The upload is streamed to disk as it arrives, counted against `ingest.max_file_bytes`; the
+//! client's file name is kept as metadata only.
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::error::ApiError;
+use crate::service::files::{self, PURPOSES};
+use crate::service::listing::ListQuery;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/files", web::post().to(upload))
+        .route("/v1/files", web::get().to(list))
+        .route("/v1/files/{id}", web::get().to(get))
+        .route("/v1/files/{id}", web::delete().to(delete))
+        .route("/v1/files/{id}/content", web::get().to(content));
+}
+
+fn bad(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(param, message)
+}
+
+async fn upload(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse, ApiError> {
+    let ingestor = state.ingest()?.clone();
+    let (mut purpose, mut received) = (None, None);
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| bad("file", format!("malformed multipart body: {e}")))?;
+        match field.name().unwrap_or_default() {
+            "file" => {
+                let filename = field.content_disposition().and_then(|d| d.get_filename()).unwrap_or("upload").to_owned();
+                let mut upload = ingestor.files().upload()?;
+                while let Some(bytes) = field.try_next().await.map_err(|e| bad("file", format!("the upload broke off: {e}")))? {
+                    upload.write(&bytes)?;
+                }
+                received = Some((upload, filename));
+            }
+            "purpose" => {
+                let mut text = Vec::new();
+                while let Some(bytes) = field.try_next().await.map_err(|e| bad("purpose", e.to_string()))? {
+                    text.extend_from_slice(&bytes);
+                    if text.len() > 64 {
+                        return Err(bad("purpose", "purpose is too long"));
+                    }
+                }
+                purpose = Some(String::from_utf8_lossy(&text).trim().to_owned());
+            }
+            _ => while field.try_next().await.map_err(|e| bad("file", e.to_string()))?.is_some() {},
+        }
+    }
+    let purpose = purpose.ok_or_else(|| bad("purpose", format!("the form needs a `purpose` field: one of {}", PURPOSES.join(", "))))?;
+    if !PURPOSES.contains(&purpose.as_str()) {
+        return Err(bad("purpose", format!("purpose {purpose:?} is not one of {}", PURPOSES.join(", "))));
+    }
+    let (upload, filename) = received.ok_or_else(|| bad("file", "the form needs a `file` field with the file's content"))?;
+    Ok(HttpResponse::Ok().json(files::commit(ingestor, upload, filename, purpose).await?))
+}
+
+async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(files::list(state.ingest()?.clone(), query.into_inner()).await?))
+}
+
+async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(files::get(state.ingest()?.clone(), id.into_inner()).await?.to_json()))
+}
+
+async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(files::delete(state.ingest()?.clone(), id.into_inner()).await?))
+}
+
+/// The content, streamed from disk.
+async fn content(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let ingestor = state.ingest()?.clone();
+    let record = files::get(ingestor.clone(), id.into_inner()).await?;
+    let path = ingestor.files().content_path(&record.id)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("cannot open file {}: {e}", record.id)))?;
+    let body = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let disposition = format!("attachment; filename=\"{}\"", record.filename.replace(['"', '\\', '\r', '\n'], "_"));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .insert_header((header::CONTENT_LENGTH, record.bytes))
+        .streaming(body))
+}

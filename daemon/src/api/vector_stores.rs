@@ -1,0 +1,104 @@
+//! The Vector Stores API (OpenAI's shape, Llama Stack's `search_mode` and `embedding_model`):
+//! stores, their files, file batches and search. Handlers parse and delegate to
+//! [`crate::service::vector_stores`] and [`crate::service::file_batches`].
+
+use actix_web::{web, HttpResponse};
+
+use super::{parse_json, Body};
+use crate::error::ApiError;
+use crate::service::listing::ListQuery;
+use crate::service::{file_batches, vector_stores as vs};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/vector_stores", web::post().to(create))
+        .route("/v1/vector_stores", web::get().to(list))
+        .route("/v1/vector_stores/{id}", web::get().to(get))
+        .route("/v1/vector_stores/{id}", web::delete().to(delete))
+        .route("/v1/vector_stores/{id}/search", web::post().to(search))
+        .route("/v1/vector_stores/{id}/files", web::post().to(attach))
+        .route("/v1/vector_stores/{id}/files", web::get().to(list_files))
+        .route("/v1/vector_stores/{id}/files/{file_id}", web::get().to(get_file))
+        .route("/v1/vector_stores/{id}/files/{file_id}", web::post().to(update_file))
+        .route("/v1/vector_stores/{id}/files/{file_id}", web::delete().to(delete_file))
+        .route("/v1/vector_stores/{id}/files/{file_id}/content", web::get().to(file_content))
+        .route("/v1/vector_stores/{id}/file_batches", web::post().to(create_batch))
+        .route("/v1/vector_stores/{id}/file_batches/{batch_id}", web::get().to(get_batch))
+        .route("/v1/vector_stores/{id}/file_batches/{batch_id}/cancel", web::post().to(cancel_batch))
+        .route("/v1/vector_stores/{id}/file_batches/{batch_id}/files", web::get().to(batch_files));
+}
+
+type Id = web::Path<String>;
+type Ids = web::Path<(String, String)>;
+type Reply = Result<HttpResponse, ApiError>;
+
+fn ok(v: serde_json::Value) -> Reply {
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn create(state: web::Data<AppState>, body: Body) -> Reply {
+    ok(vs::create(state.ingest()?.clone(), parse_json(body, &state)?).await?)
+}
+
+async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Reply {
+    ok(vs::list(state.ingest()?.clone(), q.into_inner()).await?)
+}
+
+async fn get(state: web::Data<AppState>, id: Id) -> Reply {
+    ok(vs::get(state.ingest()?.clone(), id.into_inner()).await?)
+}
+
+async fn delete(state: web::Data<AppState>, id: Id) -> Reply {
+    ok(vs::delete(state.ingest()?.clone(), id.into_inner()).await?)
+}
+
+async fn search(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
+    ok(vs::search(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+}
+
+async fn attach(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
+    ok(vs::attach(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+}
+
+async fn list_files(state: web::Data<AppState>, id: Id, q: web::Query<ListQuery>) -> Reply {
+    ok(vs::list_files(state.ingest()?.clone(), id.into_inner(), q.into_inner()).await?)
+}
+
+async fn get_file(state: web::Data<AppState>, ids: Ids) -> Reply {
+    let (id, file) = ids.into_inner();
+    ok(vs::get_file(state.ingest()?.clone(), id, file).await?)
+}
+
+async fn update_file(state: web::Data<AppState>, ids: Ids, body: Body) -> Reply {
+    let (id, file) = ids.into_inner();
+    ok(vs::update_file(state.ingest()?.clone(), id, file, parse_json(body, &state)?).await?)
+}
+
+async fn delete_file(state: web::Data<AppState>, ids: Ids) -> Reply {
+    let (id, file) = ids.into_inner();
+    ok(vs::delete_file(state.ingest()?.clone(), id, file).await?)
+}
+
+async fn file_content(state: web::Data<AppState>, ids: Ids) -> Reply {
+    let (id, file) = ids.into_inner();
+    ok(vs::file_content(state.ingest()?.clone(), id, file).await?)
+}
+
+async fn create_batch(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
+    ok(file_batches::create(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+}
+
+async fn get_batch(state: web::Data<AppState>, ids: Ids) -> Reply {
+    let (id, batch) = ids.into_inner();
+    ok(file_batches::get(state.ingest()?.clone(), id, batch).await?)
+}
+
+async fn cancel_batch(state: web::Data<AppState>, ids: Ids) -> Reply {
+    let (id, batch) = ids.into_inner();
+    ok(file_batches::cancel(state.ingest()?.clone(), id, batch).await?)
+}
+
+async fn batch_files(state: web::Data<AppState>, ids: Ids, q: web::Query<ListQuery>) -> Reply {
+    let (id, batch) = ids.into_inner();
+    ok(file_batches::files(state.ingest()?.clone(), id, batch, q.into_inner()).await?)
+}

@@ -1,0 +1,241 @@
+//! Ingestion: files become chunks with embeddings in a vector store.
+//!
+//! Design: attaching a file to a vector store (through the API, a file batch or a watched folder)
+//! stores the document as `in_progress` and writes a job to the durable [`queue`]; it answers
+//! at once. `ingest.workers` tasks take jobs in order and run the [`pipeline`] (parse in a
+//! sandboxed child process, chunk, embed, store); the outcome lands on the document
+//! (`completed`, or `failed` with the reason) before the job is removed, so a restart resumes
+//! whatever was unfinished. The [`watch`]ed folders feed the same path.
+
+pub mod pipeline;
+pub mod queue;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::{Engine, ModelKind};
+use store::{Attributes, Document, DocumentStatus, NewDocument, Store, StoreError};
+
+use crate::config::IngestSettings;
+use crate::error::ApiError;
+use crate::files::{FileRecord, FileRegistry};
+use crate::metrics::Metrics;
+use queue::{Job, JobQueue, QueueError};
+
+/// Where a running job is, for the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The parser child is reading the file.
+    Parsing,
+    /// Chunks embedded and stored so far, of all the file's chunks.
+    Embedding { done: usize, total: usize },
+}
+
+/// (vector store id, file id)
+type JobKey = (String, String);
+
+/// The ingestion service; one per process, shared behind an `Arc`.
+#[derive(Debug)]
+pub struct Ingestor {
+    store: Arc<Store>,
+    files: FileRegistry,
+    queue: JobQueue,
+    sandbox: ingest::Sandbox,
+    settings: IngestSettings,
+    state_dir: std::path::PathBuf,
+    embedders: Vec<Engine>,
+    metrics: Metrics,
+    progress: Mutex<HashMap<JobKey, Progress>>,
+}
+
+impl Ingestor {
+    /// Opens the queue (jobs from an earlier run stay queued), re-queues documents a crash left
+    /// `in_progress` without a job, and starts the workers on the current runtime.
+    pub fn start(
+        store: Arc<Store>,
+        files: FileRegistry,
+        settings: &crate::config::Settings,
+        engines: &[Engine],
+        metrics: Metrics,
+    ) -> anyhow::Result<Arc<Ingestor>> {
+        let ingest = settings.ingest.clone();
+        let queue = JobQueue::open(settings.server.state_dir.join("ingest").join("queue"), ingest.max_pending)?;
+        let program = std::env::current_exe()?;
+        let limits = ingest::Limits {
+            memory_bytes: ingest.parse_memory_mb << 20,
+            cpu_seconds: ingest.parse_cpu_seconds,
+            wall: Duration::from_secs(ingest.parse_timeout_seconds),
+            ..ingest::Limits::default()
+        };
+        let sandbox = ingest::Sandbox::new(program, vec![OsString::from("parse-worker")], limits);
+        let embedders = engines.iter().filter(|e| e.info().kind == ModelKind::Embedding).cloned().collect();
+        let ingestor = Arc::new(Ingestor {
+            store,
+            files,
+            queue,
+            sandbox,
+            settings: ingest,
+            state_dir: settings.server.state_dir.clone(),
+            embedders,
+            metrics,
+            progress: Mutex::new(HashMap::new()),
+        });
+        ingestor.requeue_orphans()?;
+        let pending = ingestor.queue.len();
+        if pending > 0 {
+            tracing::info!(pending, "Resuming {pending} queued ingestion job(s).");
+        }
+        ingestor.metrics.set_ingest_queue(pending);
+        for _ in 0..ingestor.settings.workers {
+            let worker = ingestor.clone();
+            actix_web::rt::spawn(async move { worker.work().await });
+        }
+        Ok(ingestor)
+    }
+
+    /// Documents left `in_progress` with no job (a crash between storing one and queueing its job).
+    fn requeue_orphans(&self) -> anyhow::Result<()> {
+        for collection in self.store.collections() {
+            for doc in self.store.documents(&collection.id)? {
+                if doc.status == DocumentStatus::InProgress && !self.queue.contains(&collection.id, &doc.id) {
+                    tracing::info!(vector_store = %collection.id, file = %doc.id, "Re-queueing an interrupted ingestion.");
+                    self.queue.push(&self.default_job(&collection.id, &doc.id))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn work(&self) {
+        loop {
+            let claimed = self.queue.next().await;
+            let job = &claimed.job;
+            let started = std::time::Instant::now();
+            let outcome = pipeline::run(self, job).await;
+            match &outcome {
+                pipeline::Outcome::Completed { chunks, pages } => {
+                    tracing::info!(vector_store = %job.vector_store_id, file = %job.file_id, chunks, pages, elapsed_ms = started.elapsed().as_millis() as u64, "File ingested.");
+                    self.metrics.ingested("completed", *pages, *chunks);
+                }
+                pipeline::Outcome::Failed(reason) => {
+                    tracing::warn!(vector_store = %job.vector_store_id, file = %job.file_id, %reason, "File not ingested.");
+                    self.metrics.ingested("failed", 0, 0);
+                }
+                pipeline::Outcome::Gone => tracing::info!(vector_store = %job.vector_store_id, file = %job.file_id, "File removed while it was being ingested."),
+            }
+            self.progress.lock().unwrap_or_else(|p| p.into_inner()).remove(&(job.vector_store_id.clone(), job.file_id.clone()));
+            self.queue.finish(claimed);
+            self.metrics.set_ingest_queue(self.queue.len());
+        }
+    }
+
+    fn default_job(&self, vector_store_id: &str, file_id: &str) -> Job {
+        Job {
+            vector_store_id: vector_store_id.to_owned(),
+            file_id: file_id.to_owned(),
+            max_chunk_size_tokens: self.settings.max_chunk_size_tokens,
+            chunk_overlap_tokens: self.settings.chunk_overlap_tokens,
+        }
+    }
+
+    /// Attach a stored file to a vector store and queue its ingestion (blocking: fsyncs).
+    /// Attaching a file that is already there returns it unchanged.
+    pub fn attach(&self, vector_store_id: &str, file: &FileRecord, chunking: Option<ingest::ChunkingOptions>, attributes: Attributes) -> Result<Document, ApiError> {
+        self.store.collection(vector_store_id).map_err(store_error)?;
+        if let Ok(existing) = self.store.document(vector_store_id, &file.id) {
+            return Ok(existing);
+        }
+        let new = NewDocument {
+            id: Some(file.id.clone()),
+            name: file.filename.clone(),
+            content_hash: file.sha256.clone(),
+            size: file.bytes,
+            attributes,
+            status: DocumentStatus::InProgress,
+        };
+        let doc = self.store.add_document(vector_store_id, new, Vec::new()).map_err(store_error)?;
+        let mut job = self.default_job(vector_store_id, &file.id);
+        if let Some(c) = chunking {
+            job.max_chunk_size_tokens = c.max_chunk_size_tokens;
+            job.chunk_overlap_tokens = c.chunk_overlap_tokens;
+        }
+        if let Err(e) = self.queue.push(&job) {
+            let _ = self.store.delete_document(vector_store_id, &file.id);
+            return Err(match e {
+                QueueError::Full(_) => ApiError::Overloaded(e.to_string()),
+                QueueError::Io(_) => ApiError::Internal(e.to_string()),
+            });
+        }
+        self.metrics.set_ingest_queue(self.queue.len());
+        Ok(doc)
+    }
+
+    /// The embedding engine named `model`.
+    pub fn embedder(&self, model: &str) -> Result<Engine, String> {
+        self.embedders
+            .iter()
+            .find(|e| e.info().name == model)
+            .cloned()
+            .ok_or_else(|| format!("the vector store's embedding model `{model}` is not served by this configuration"))
+    }
+
+    /// The embedding model new vector stores use: the first configured.
+    pub fn default_embedder(&self) -> Option<&Engine> {
+        self.embedders.first()
+    }
+
+    /// Progress of a running job, if it is running.
+    pub fn progress(&self, vector_store_id: &str, file_id: &str) -> Option<Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).get(&(vector_store_id.to_owned(), file_id.to_owned())).copied()
+    }
+
+    fn set_progress(&self, key: &JobKey, progress: Progress) {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), progress);
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The uploaded files.
+    pub fn files(&self) -> &FileRegistry {
+        &self.files
+    }
+
+    /// Files waiting or being ingested.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// `[ingest]`'s chunking, used when a request names none.
+    pub fn default_chunking(&self) -> ingest::ChunkingOptions {
+        ingest::ChunkingOptions { max_chunk_size_tokens: self.settings.max_chunk_size_tokens, chunk_overlap_tokens: self.settings.chunk_overlap_tokens }
+    }
+
+    fn sandbox(&self) -> &ingest::Sandbox {
+        &self.sandbox
+    }
+
+    fn embed_batch(&self) -> usize {
+        self.settings.embed_batch
+    }
+}
+
+/// The store's errors as API errors: the caller's mistakes are 4xx, an index rebuilding is 503.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::CollectionNotFound(_) | StoreError::DocumentNotFound { .. } => ApiError::ResourceNotFound(e.to_string()),
+        StoreError::IndexNotReady { .. } => ApiError::Unavailable(e.to_string()),
+        e if e.is_user_error() => ApiError::BadRequest { message: e.to_string(), param: None, code: "invalid_value" },
+        e => ApiError::Internal(e.to_string()),
+    }
+}

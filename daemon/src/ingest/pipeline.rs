@@ -1,0 +1,178 @@
+//! One ingestion job, start to end: parse (in the sandboxed child process), chunk with the
+//! embedding model's tokenizer, embed in batches through the engine, store batch by batch.
+//!
+//! Every step's failure becomes the document's `failed` status with a reason a person can act
+//! on; nothing here can take the daemon down. Progress (chunks embedded of chunks planned) is
+//! kept in memory for the API while a job runs; the store's `chunk_count` is the durable part.
+
+use engine::Engine;
+use ingest::{ChunkingOptions, Format, TokenCounter};
+use store::{DocumentStatus, NewChunk, NewDocument, StoreError};
+
+use super::queue::Job;
+use super::{Ingestor, Progress};
+
+/// Special tokens the embedding model adds around every input ([CLS] … [SEP]).
+const SPECIAL_TOKENS: usize = 2;
+
+/// Counts tokens with the embedding model's own tokenizer.
+struct EngineTokens<'a>(&'a Engine);
+
+impl TokenCounter for EngineTokens<'_> {
+    fn count(&self, text: &str) -> usize {
+        self.0.tokenize(text, false).len()
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Chunks stored; the document is searchable.
+    Completed { chunks: usize, pages: usize },
+    /// The file cannot be ingested; the reason is stored on the document.
+    Failed(String),
+    /// The document or its vector store was deleted meanwhile; nothing to record.
+    Gone,
+}
+
+/// Run one job and record its outcome on the document.
+pub async fn run(ingestor: &Ingestor, job: &Job) -> Outcome {
+    let outcome = match ingest_file(ingestor, job).await {
+        Ok(outcome) => outcome,
+        Err(Step::Failed(reason)) => Outcome::Failed(reason),
+        Err(Step::Gone) => Outcome::Gone,
+    };
+    let store = ingestor.store().clone();
+    let (vs, file) = (job.vector_store_id.clone(), job.file_id.clone());
+    if store.document(&vs, &file).is_ok_and(|d| d.status == DocumentStatus::Cancelled) {
+        return Outcome::Gone; // cancelled meanwhile: the cancellation stands
+    }
+    let recorded = match &outcome {
+        Outcome::Completed { .. } => blocking(move || store.set_document_status(&vs, &file, DocumentStatus::Completed, None)).await,
+        Outcome::Failed(reason) => {
+            let reason = reason.clone();
+            blocking(move || store.set_document_status(&vs, &file, DocumentStatus::Failed, Some(reason))).await
+        }
+        Outcome::Gone => Ok(()),
+    };
+    match recorded {
+        Ok(()) | Err(Step::Gone) => outcome,
+        Err(Step::Failed(reason)) => Outcome::Failed(reason),
+    }
+}
+
+/// Why a step stopped.
+enum Step {
+    Failed(String),
+    Gone,
+}
+
+impl From<StoreError> for Step {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::CollectionNotFound(_) | StoreError::DocumentNotFound { .. } => Step::Gone,
+            other => Step::Failed(format!("the store failed: {other}")),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<(), Step> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(Step::Failed(format!("internal error: {e}"))),
+    }
+}
+
+async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
+    let files = ingestor.files();
+    let record = files.get(&job.file_id).map_err(|_| Step::Failed("the file was deleted before it could be ingested".into()))?;
+    let path = files.content_path(&record.id).map_err(|e| Step::Failed(e.to_string()))?;
+    let store = ingestor.store().clone();
+    let collection = store.collection(&job.vector_store_id)?;
+    let engine = ingestor.embedder(&collection.embedding_model).map_err(Step::Failed)?;
+
+    // A job resumed after a restart starts its document over.
+    let doc = store.document(&job.vector_store_id, &job.file_id)?;
+    if doc.status == DocumentStatus::Cancelled {
+        return Err(Step::Gone);
+    }
+    if doc.chunk_count > 0 {
+        let (vs, id) = (job.vector_store_id.clone(), doc.id.clone());
+        let again = NewDocument {
+            id: Some(doc.id.clone()),
+            name: doc.name.clone(),
+            content_hash: doc.content_hash.clone(),
+            size: doc.size,
+            attributes: doc.attributes.clone(),
+            status: DocumentStatus::InProgress,
+        };
+        let s = store.clone();
+        blocking(move || s.delete_document(&vs, &id).and_then(|()| s.add_document(&vs, again, Vec::new()))).await?;
+    }
+
+    let head = read_head(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
+    let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
+        Step::Failed(format!("unsupported file type: `{}` is not PDF, Markdown, HTML or UTF-8 text", record.filename))
+    })?;
+    let key = (job.vector_store_id.clone(), job.file_id.clone());
+    ingestor.set_progress(&key, Progress::Parsing);
+    let parsed = ingestor.sandbox().parse(&path, format).await.map_err(|e| Step::Failed(e.to_string()))?;
+
+    let max_tokens = job.max_chunk_size_tokens.min((engine.info().n_ctx_train as usize).saturating_sub(SPECIAL_TOKENS).max(1));
+    let options = ChunkingOptions::new(max_tokens, job.chunk_overlap_tokens.min(max_tokens / 2)).map_err(|e| Step::Failed(e.to_string()))?;
+    let chunker_engine = engine.clone();
+    let (parsed, chunks) = tokio::task::spawn_blocking(move || {
+        let chunks = ingest::chunk_document(&parsed, &options, &EngineTokens(&chunker_engine));
+        (parsed, chunks)
+    })
+    .await
+    .map_err(|e| Step::Failed(format!("internal error while chunking: {e}")))?;
+    if chunks.is_empty() {
+        return Err(Step::Failed("the file has no text to index".into()));
+    }
+
+    let total = chunks.len();
+    ingestor.set_progress(&key, Progress::Embedding { done: 0, total });
+    let batch = ingestor.embed_batch();
+    for (i, group) in chunks.chunks(batch).enumerate() {
+        let inputs: Vec<Vec<i32>> = group
+            .iter()
+            .map(|c| {
+                let mut tokens = engine.tokenize(&c.text, true);
+                tokens.truncate(engine.info().n_ctx_train as usize);
+                tokens
+            })
+            .collect();
+        let vectors = engine.embed(inputs).await.map_err(|e| Step::Failed(format!("embedding failed: {e}")))?;
+        let new_chunks: Vec<NewChunk> = group
+            .iter()
+            .zip(vectors)
+            .map(|(c, embedding)| NewChunk {
+                text: c.text.clone(),
+                embedding,
+                page: Some(c.page),
+                char_start: c.char_start as u64,
+                char_end: c.char_end as u64,
+                attributes: c.heading.as_ref().map(|h| heading_attribute(h)).unwrap_or_default(),
+            })
+            .collect();
+        let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
+        blocking(move || s.add_chunks(&vs, &id, new_chunks)).await?;
+        ingestor.set_progress(&key, Progress::Embedding { done: (i * batch + group.len()).min(total), total });
+    }
+    Ok(Outcome::Completed { chunks: total, pages: parsed.pages.len() })
+}
+
+fn heading_attribute(heading: &str) -> store::Attributes {
+    let mut a = store::Attributes::new();
+    a.insert("section".into(), heading.into());
+    a
+}
+
+fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path)?.take(4096).read_to_end(&mut head)?;
+    Ok(head)
+}

@@ -1,0 +1,106 @@
+//! RAG: retrieval over the vector stores, prompt assembly for the prefix cache ([`prompt`]) and
+//! page-level citations ([`citations`]). The Responses API ([`crate::service::responses`]) and
+//! `hearth eval` use it.
+//!
+//! Retrieval embeds the question once per embedding model, ranks each vector store's chunks in
+//! the requested mode (hybrid by default: keyword and vector fused by reciprocal rank), and
+//! merges the stores' results. Whether anything relevant was found at all is decided by the best
+//! cosine similarity of a plain vector search, since fused scores have no absolute meaning:
+//! below `rag.min_relevance` (or the request's `score_threshold`) nothing is returned, and the
+//! answer says that the documents do not cover the question.
+
+pub mod citations;
+pub mod prompt;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use store::{Filter, SearchHit, SearchMode, SearchRequest};
+
+use crate::error::ApiError;
+use crate::ingest::{store_error, Ingestor};
+use crate::service::blocking;
+use crate::service::vector_stores::embed_query;
+
+/// A `file_search` tool as the Responses API gives it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileSearch {
+    pub vector_store_ids: Vec<String>,
+    pub max_num_results: Option<usize>,
+    pub filters: Option<Value>,
+    pub ranking_options: Option<RankingOptions>,
+    /// Llama Stack's extension; hybrid when absent.
+    pub search_mode: Option<SearchMode>,
+}
+
+/// `ranking_options` of a `file_search` tool.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankingOptions {
+    pub ranker: Option<String>,
+    /// A cosine similarity: below it, nothing counts as relevant.
+    pub score_threshold: Option<f32>,
+}
+
+/// What retrieval found.
+#[derive(Debug, Clone)]
+pub struct Retrieval {
+    /// Relevant chunks, best first (empty when nothing was relevant).
+    pub hits: Vec<SearchHit>,
+    /// The best cosine similarity of any chunk to the question.
+    pub best_similarity: f32,
+}
+
+/// Search every vector store of `tool` for `query`.
+pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, min_relevance: f32) -> Result<Retrieval, ApiError> {
+    let max = tool.max_num_results.unwrap_or(5);
+    if !(1..=50).contains(&max) {
+        return Err(ApiError::invalid("tools[0].max_num_results", format!("max_num_results must be between 1 and 50, got {max}")));
+    }
+    if tool.vector_store_ids.is_empty() {
+        return Err(ApiError::invalid("tools[0].vector_store_ids", "file_search needs at least one vector store id"));
+    }
+    let filter = tool.filters.as_ref().map(Filter::parse).transpose().map_err(|e| ApiError::invalid("tools[0].filters", e.to_string()))?;
+    let mode = tool.search_mode.unwrap_or(SearchMode::Hybrid);
+    let gate = tool.ranking_options.as_ref().and_then(|r| r.score_threshold).unwrap_or(min_relevance);
+    let mut embeddings: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut hits = Vec::new();
+    let mut best_similarity = f32::MIN;
+    for id in &tool.vector_store_ids {
+        let collection = {
+            let (i, id) = (ingestor.clone(), id.clone());
+            blocking(move || i.store().collection(&id).map_err(store_error)).await?
+        };
+        let embedding = match embeddings.get(&collection.embedding_model) {
+            Some(e) => e.clone(),
+            None => {
+                let e = embed_query(ingestor, &collection, query).await?;
+                embeddings.insert(collection.embedding_model.clone(), e.clone());
+                e
+            }
+        };
+        let mut similar = SearchRequest::new(SearchMode::Vector, query, Some(embedding.clone()));
+        similar.max_num_results = max;
+        similar.filter = filter.clone();
+        let mut ranked = similar.clone();
+        ranked.mode = mode;
+        let (i, id) = (ingestor.clone(), id.clone());
+        let (vector_hits, ranked_hits) = blocking(move || {
+            let v = i.store().search(&id, &similar).map_err(store_error)?;
+            let r = if mode == SearchMode::Vector { v.clone() } else { i.store().search(&id, &ranked).map_err(store_error)? };
+            Ok((v, r))
+        })
+        .await?;
+        if let Some(top) = vector_hits.first() {
+            best_similarity = best_similarity.max(top.score);
+        }
+        hits.extend(ranked_hits);
+    }
+    if best_similarity < gate {
+        hits.clear();
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits.truncate(max);
+    Ok(Retrieval { hits, best_similarity })
+}

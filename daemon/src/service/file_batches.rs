@@ -1,0 +1,147 @@
+//! Vector store file batches: several files attached in one call, with one status to poll (what
+//! the openai SDK's `file_batches.upload_and_poll` and `create_and_poll` use).
+//!
+//! A batch is only a list of file ids, kept as `state_dir/ingest/batches/<id>.json`; its status
+//! and counts are computed from its files' documents each time, so there is nothing to keep in
+//! sync. Cancelling marks the batch and its files that have not finished `cancelled`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use store::{Attributes, DocumentStatus};
+
+use super::blocking;
+use super::listing::{page, ListQuery};
+use super::vector_stores::{file_json, ChunkingStrategy};
+use crate::error::ApiError;
+use crate::ingest::{store_error, Ingestor};
+
+/// `POST /v1/vector_stores/{id}/file_batches`.
+#[derive(Debug, Deserialize)]
+pub struct CreateBatch {
+    pub file_ids: Vec<String>,
+    #[serde(default)]
+    pub attributes: Attributes,
+    pub chunking_strategy: Option<ChunkingStrategy>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Batch {
+    id: String,
+    vector_store_id: String,
+    created_at: u64,
+    file_ids: Vec<String>,
+    cancelled: bool,
+}
+
+fn dir(ingestor: &Ingestor) -> PathBuf {
+    ingestor.state_dir().join("ingest").join("batches")
+}
+
+fn load(ingestor: &Ingestor, vector_store_id: &str, batch_id: &str) -> Result<Batch, ApiError> {
+    let missing = || ApiError::ResourceNotFound(format!("no file batch `{batch_id}` in vector store `{vector_store_id}`"));
+    if !batch_id.strip_prefix("vsfb_").is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric())) {
+        return Err(missing());
+    }
+    let bytes = std::fs::read(dir(ingestor).join(format!("{batch_id}.json"))).map_err(|_| missing())?;
+    let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("file batch {batch_id} is damaged: {e}")))?;
+    if batch.vector_store_id == vector_store_id {
+        Ok(batch)
+    } else {
+        Err(missing())
+    }
+}
+
+fn save(ingestor: &Ingestor, batch: &Batch) -> Result<(), ApiError> {
+    let write = || -> std::io::Result<()> {
+        let dir = dir(ingestor);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{}.tmp", batch.id));
+        std::fs::write(&tmp, serde_json::to_vec(batch).map_err(std::io::Error::other)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(format!("{}.json", batch.id)))
+    };
+    write().map_err(|e| ApiError::Internal(format!("cannot save a file batch: {e}")))
+}
+
+fn batch_json(ingestor: &Ingestor, batch: &Batch) -> Value {
+    let statuses: Vec<Option<DocumentStatus>> =
+        batch.file_ids.iter().map(|f| ingestor.store().document(&batch.vector_store_id, f).ok().map(|d| d.status)).collect();
+    let count = |s: DocumentStatus| statuses.iter().filter(|x| **x == Some(s)).count();
+    let in_progress = count(DocumentStatus::InProgress);
+    let status = if batch.cancelled { "cancelled" } else if in_progress > 0 { "in_progress" } else { "completed" };
+    json!({
+        "id": batch.id, "object": "vector_store.files_batch", "created_at": batch.created_at,
+        "vector_store_id": batch.vector_store_id, "status": status,
+        "file_counts": {"in_progress": in_progress, "completed": count(DocumentStatus::Completed), "failed": count(DocumentStatus::Failed),
+                        "cancelled": count(DocumentStatus::Cancelled), "total": batch.file_ids.len()},
+    })
+}
+
+/// Attach every file and record the batch.
+pub async fn create(ingestor: Arc<Ingestor>, vector_store_id: String, request: CreateBatch) -> Result<Value, ApiError> {
+    if request.file_ids.is_empty() || request.file_ids.len() > 2000 {
+        return Err(ApiError::invalid("file_ids", "file_ids must list between 1 and 2000 files"));
+    }
+    blocking(move || {
+        ingestor.store().collection(&vector_store_id).map_err(store_error)?;
+        let files = request
+            .file_ids
+            .iter()
+            .map(|id| ingestor.files().get(id).map_err(|e| ApiError::invalid("file_ids", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = super::vector_stores::chunking(request.chunking_strategy.as_ref())?;
+        let batch = Batch {
+            id: super::new_id("vsfb").replace('-', "_"),
+            vector_store_id: vector_store_id.clone(),
+            created_at: super::unix_now(),
+            file_ids: request.file_ids.clone(),
+            cancelled: false,
+        };
+        save(&ingestor, &batch)?;
+        for file in &files {
+            ingestor.attach(&vector_store_id, file, options.clone(), request.attributes.clone())?;
+        }
+        Ok(batch_json(&ingestor, &batch))
+    })
+    .await
+}
+
+/// A batch's status.
+pub async fn get(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String) -> Result<Value, ApiError> {
+    blocking(move || Ok(batch_json(&ingestor, &load(&ingestor, &vector_store_id, &batch_id)?))).await
+}
+
+/// Cancel: files not yet finished are marked `cancelled` (their jobs find nothing left to do).
+pub async fn cancel(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String) -> Result<Value, ApiError> {
+    blocking(move || {
+        let mut batch = load(&ingestor, &vector_store_id, &batch_id)?;
+        for file in &batch.file_ids {
+            if ingestor.store().document(&vector_store_id, file).is_ok_and(|d| d.status == DocumentStatus::InProgress) {
+                ingestor.store().set_document_status(&vector_store_id, file, DocumentStatus::Cancelled, None).map_err(store_error)?;
+            }
+        }
+        batch.cancelled = true;
+        save(&ingestor, &batch)?;
+        Ok(batch_json(&ingestor, &batch))
+    })
+    .await
+}
+
+/// The batch's files.
+pub async fn files(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String, query: ListQuery) -> Result<Value, ApiError> {
+    blocking(move || {
+        let batch = load(&ingestor, &vector_store_id, &batch_id)?;
+        let all: Vec<Value> = batch
+            .file_ids
+            .iter()
+            .filter_map(|f| ingestor.store().document(&vector_store_id, f).ok())
+            .map(|d| file_json(&ingestor, &vector_store_id, &d))
+            .filter(|f| query.filter.as_ref().is_none_or(|s| f["status"] == s.as_str()))
+            .collect();
+        page(all, &query)
+    })
+    .await
+}

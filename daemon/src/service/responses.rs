@@ -1,0 +1,326 @@
+//! The Responses API's work (OpenAI's shape, as Llama Stack implements it): turn a request into
+//! a conversation, run `file_search` over the vector stores when the request has the tool,
+//! generate, cite, and keep the response for `GET`, `DELETE` and `previous_response_id`.
+//!
+//! A request is prepared in full ([`prepare`]: validation, history, retrieval, prompt) before
+//! anything is generated, so every mistake is a clean 4xx. The answer then comes either whole
+//! ([`Prepared::finish`]) or as the standard stream of events (`api::responses`). Responses are
+//! stored as JSON files under `state_dir/responses/` unless the request says `store: false`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::{ChatMessage, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::generate::{self, Generation, GenerationParams, Prompt};
+use super::{blocking, new_id, unix_now};
+use crate::api::fields;
+use crate::error::ApiError;
+use crate::ingest::Ingestor;
+use crate::rag::citations::{annotation_json, cite};
+use crate::rag::prompt::assemble;
+use crate::rag::{retrieve, FileSearch, Retrieval};
+use crate::state::AppState;
+
+/// `POST /v1/responses`.
+#[derive(Debug, Deserialize)]
+pub struct CreateResponse {
+    pub model: String,
+    pub input: Input,
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    #[serde(default)]
+    pub stream: bool,
+    pub previous_response_id: Option<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    pub max_output_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub store: Option<bool>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+/// `input`: a string or a list of message items.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    Text(String),
+    Items(Vec<Value>),
+}
+
+/// A tool; only `file_search` is served.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Tool {
+    FileSearch(FileSearch),
+}
+
+/// What is kept of a response: its object and the conversation it ends.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    response: Value,
+    conversation: Vec<(String, String)>,
+}
+
+/// A request ready to generate.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: String,
+    pub message_id: String,
+    pub created_at: u64,
+    request: CreateResponse,
+    conversation: Vec<ChatMessage>,
+    file_search: Option<(String, Retrieval)>,
+    /// The retrieved sources in the prompt, `[1]` first.
+    pub sources: Vec<store::SearchHit>,
+    /// `Some` when the answer is known without generating (nothing relevant was found).
+    pub fixed_answer: Option<String>,
+    pub generation: Option<Generation>,
+    state_dir: PathBuf,
+}
+
+fn responses_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("responses")
+}
+
+fn record_path(state_dir: &std::path::Path, id: &str) -> Result<PathBuf, ApiError> {
+    let ok = id.strip_prefix("resp_").is_some_and(|h| !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !ok {
+        return Err(ApiError::ResourceNotFound(format!("no response with id `{id}`")));
+    }
+    Ok(responses_dir(state_dir).join(format!("{id}.json")))
+}
+
+fn load(state_dir: &std::path::Path, id: &str) -> Result<Record, ApiError> {
+    let bytes = std::fs::read(record_path(state_dir, id)?).map_err(|_| ApiError::ResourceNotFound(format!("no response with id `{id}`")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("stored response {id} is damaged: {e}")))
+}
+
+/// The input items as chat messages (`message` items; other item types are context already
+/// carried by `previous_response_id` and are skipped).
+fn input_messages(input: &Input) -> Result<Vec<ChatMessage>, ApiError> {
+    let items = match input {
+        Input::Text(text) => return Ok(vec![ChatMessage { role: "user".into(), content: text.clone() }]),
+        Input::Items(items) => items,
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+        if kind != "message" {
+            continue;
+        }
+        let role = match item.get("role").and_then(Value::as_str) {
+            Some("user") => "user",
+            Some("assistant") => "assistant",
+            Some("system" | "developer") => "system",
+            other => return Err(ApiError::invalid(&format!("input[{i}].role"), format!("input[{i}].role {other:?} is not user, assistant, system or developer"))),
+        };
+        let content = match item.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => return Err(ApiError::invalid(&format!("input[{i}].content"), format!("input[{i}].content must be a string or a list of text parts"))),
+        };
+        out.push(ChatMessage { role: role.into(), content });
+    }
+    if !out.iter().any(|m| m.role == "user") {
+        return Err(ApiError::invalid("input", "input needs at least one user message"));
+    }
+    Ok(out)
+}
+
+/// Validate, rebuild the conversation, retrieve, assemble and submit.
+pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiError> {
+    let request: CreateResponse = fields(body)?;
+    let settings = state.settings().clone();
+    let state_dir = settings.server.state_dir.clone();
+    let mut conversation: Vec<ChatMessage> = Vec::new();
+    if let Some(previous) = &request.previous_response_id {
+        let (dir, id) = (state_dir.clone(), previous.clone());
+        let record = blocking(move || load(&dir, &id)).await.map_err(|e| match e {
+            ApiError::ResourceNotFound(m) => ApiError::invalid("previous_response_id", m),
+            e => e,
+        })?;
+        conversation.extend(record.conversation.into_iter().map(|(role, content)| ChatMessage { role, content }));
+    }
+    let input = input_messages(&request.input)?;
+    let question = input.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+    conversation.extend(input);
+    let history: Vec<ChatMessage> = conversation[..conversation.len().saturating_sub(1)].iter().filter(|m| m.role != "system").cloned().collect();
+
+    let engine = state.models()?.get(&request.model)?.clone();
+    let max_output = match request.max_output_tokens {
+        Some(n) if n < 16 => return Err(ApiError::invalid("max_output_tokens", format!("max_output_tokens must be at least 16, got {n}"))),
+        Some(n) => n as usize,
+        None => settings.rag.max_output_tokens as usize,
+    };
+    let context = engine.info().max_model_len as usize;
+    let budget = context.saturating_sub(max_output);
+    let count = |text: &str| engine.tokenize(text, false).len();
+    let mut instructions = match request.tools.first() {
+        Some(Tool::FileSearch(_)) => settings.rag.instructions.clone(),
+        None => String::new(),
+    };
+    if let Some(extra) = &request.instructions {
+        if !instructions.is_empty() {
+            instructions.push_str("\n\n");
+        }
+        instructions.push_str(extra);
+    }
+    let (file_search, sources, fixed_answer, messages) = match request.tools.first() {
+        Some(Tool::FileSearch(tool)) => {
+            let ingestor: Arc<Ingestor> = state.ingest()?.clone();
+            let mut tool = tool.clone();
+            tool.max_num_results = tool.max_num_results.or(Some(settings.rag.max_num_results));
+            let retrieval = retrieve(&ingestor, &tool, &question, settings.rag.min_relevance).await?;
+            let assembled = assemble(&instructions, retrieval.hits.clone(), &history, &question, budget, &count);
+            let fixed = assembled.sources.is_empty().then(|| settings.rag.no_answer.clone());
+            (Some((question.clone(), retrieval)), assembled.sources, fixed, assembled.messages)
+        }
+        None => {
+            let mut messages = Vec::new();
+            if !instructions.is_empty() {
+                messages.push(ChatMessage { role: "system".into(), content: instructions });
+            }
+            messages.extend(history);
+            messages.push(ChatMessage { role: "user".into(), content: question.clone() });
+            (None, Vec::new(), None, messages)
+        }
+    };
+    let generation = match fixed_answer {
+        Some(_) => None,
+        None => {
+            let params: GenerationParams = fields(&json!({
+                "model": request.model, "max_tokens": max_output.min(context.saturating_sub(1)),
+                "temperature": request.temperature, "top_p": request.top_p, "stream": request.stream,
+            }))?;
+            Some(generate::start(state, &params, Prompt::Chat(messages), "resp")?)
+        }
+    };
+    Ok(Prepared {
+        id: new_id("resp").replace('-', "_"),
+        message_id: new_id("msg").replace('-', "_"),
+        created_at: unix_now(),
+        request,
+        conversation,
+        file_search,
+        sources,
+        fixed_answer,
+        generation,
+        state_dir,
+    })
+}
+
+impl Prepared {
+    /// True when the client asked for events.
+    pub fn streaming(&self) -> bool {
+        self.request.stream
+    }
+
+    /// The `file_search_call` item, if the request searched.
+    pub fn file_search_item(&self, status: &str) -> Option<Value> {
+        let (query, retrieval) = self.file_search.as_ref()?;
+        let include = self.request.include.iter().any(|i| i == "file_search_call.results" || i == "output[*].file_search_call.search_results");
+        let results = include.then(|| {
+            retrieval
+                .hits
+                .iter()
+                .map(|h| json!({"file_id": h.document_id, "filename": h.document_name, "score": h.score, "text": h.text,
+                                 "attributes": h.attributes, "page": h.page, "char_start": h.char_start, "char_end": h.char_end}))
+                .collect::<Vec<_>>()
+        });
+        Some(json!({"type": "file_search_call", "id": self.id.replace("resp_", "fs_"), "status": status, "queries": [query], "results": results}))
+    }
+
+    /// The assistant message item with its text and citations.
+    pub fn message_item(&self, text: &str, status: &str) -> Value {
+        let annotations: Vec<Value> = cite(text, &self.sources).iter().map(|c| annotation_json(c, &self.sources[c.source])).collect();
+        json!({"type": "message", "id": self.message_id, "status": status, "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}]})
+    }
+
+    /// The response object.
+    pub fn response_json(&self, status: &str, output: Vec<Value>, usage: Option<&Usage>) -> Value {
+        let usage = usage.map(|u| json!({
+            "input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": u.prompt_tokens + u.completion_tokens,
+        }));
+        let tools: Vec<Value> = self.request.tools.iter().map(|Tool::FileSearch(t)| json!({
+            "type": "file_search", "vector_store_ids": t.vector_store_ids, "max_num_results": t.max_num_results,
+            "filters": t.filters, "ranking_options": {"ranker": "auto", "score_threshold": t.ranking_options.as_ref().and_then(|r| r.score_threshold)},
+        })).collect();
+        json!({
+            "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
+            "model": self.request.model, "output": output, "usage": usage,
+            "previous_response_id": self.request.previous_response_id, "instructions": self.request.instructions,
+            "tools": tools, "tool_choice": "auto", "parallel_tool_calls": true,
+            "temperature": self.request.temperature, "top_p": self.request.top_p, "max_output_tokens": self.request.max_output_tokens,
+            "text": {"format": {"type": "text"}}, "truncation": "disabled", "error": null, "incomplete_details": null,
+            "metadata": self.request.metadata, "store": self.request.store.unwrap_or(true),
+        })
+    }
+
+    /// The finished response for `text`; stored unless the request said `store: false`.
+    pub async fn complete(&self, text: &str, usage: Option<&Usage>) -> Result<Value, ApiError> {
+        let mut output: Vec<Value> = self.file_search_item("completed").into_iter().collect();
+        output.push(self.message_item(text, "completed"));
+        let response = self.response_json("completed", output, usage);
+        if self.request.store.unwrap_or(true) {
+            let mut conversation: Vec<(String, String)> = self.conversation.iter().map(|m| (m.role.clone(), m.content.clone())).collect();
+            conversation.push(("assistant".into(), text.to_owned()));
+            let record = Record { response: response.clone(), conversation };
+            let (dir, id) = (self.state_dir.clone(), self.id.clone());
+            blocking(move || save(&dir, &id, &record)).await?;
+        }
+        Ok(response)
+    }
+
+    /// Generate the whole answer (non-streamed requests).
+    pub async fn finish(mut self) -> Result<Value, ApiError> {
+        match (self.fixed_answer.clone(), self.generation.take()) {
+            (Some(answer), _) => self.complete(&answer, None).await,
+            (None, Some(generation)) => {
+                let done = generation.collect().await?;
+                self.complete(done.text.trim(), Some(&done.usage)).await
+            }
+            (None, None) => Err(ApiError::Internal("a response with neither an answer nor a generation".into())),
+        }
+    }
+}
+
+fn save(state_dir: &std::path::Path, id: &str, record: &Record) -> Result<(), ApiError> {
+    let write = || -> std::io::Result<()> {
+        let dir = responses_dir(state_dir);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, dir.join(format!("{id}.json")))
+    };
+    write().map_err(|e| ApiError::Internal(format!("cannot store the response: {e}")))
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn get(state: &AppState, id: String) -> Result<Value, ApiError> {
+    let dir = state.settings().server.state_dir.clone();
+    blocking(move || Ok(load(&dir, &id)?.response)).await
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(state: &AppState, id: String) -> Result<Value, ApiError> {
+    let dir = state.settings().server.state_dir.clone();
+    blocking(move || {
+        let path = record_path(&dir, &id)?;
+        std::fs::remove_file(&path).map_err(|_| ApiError::ResourceNotFound(format!("no response with id `{id}`")))?;
+        Ok(json!({"id": id, "object": "response", "deleted": true}))
+    })
+    .await
+}

@@ -1,0 +1,329 @@
+//! Vector stores (OpenAI's and Llama Stack's shape) over the store's collections: stores, their
+//! files (store documents, ingested by [`crate::ingest`]), file batches, and search.
+//!
+//! Objects are built here from the store's records, so the JSON shape lives in one place. A
+//! vector store file's id is the file's id. Search embeds the query with the store's own
+//! embedding model; hearth adds `page` and character offsets to each result, which OpenAI's
+//! results lack and citations need.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest, VectorIndexConfig};
+
+use super::blocking;
+use super::listing::{page, ListQuery};
+use crate::error::ApiError;
+use crate::ingest::{store_error, Ingestor, Progress};
+
+/// `chunking_strategy`: `auto` or `static` with its two sizes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChunkingStrategy {
+    Auto,
+    Static { r#static: StaticChunking },
+}
+
+/// The sizes of a `static` strategy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticChunking {
+    pub max_chunk_size_tokens: usize,
+    pub chunk_overlap_tokens: usize,
+}
+
+pub(crate) fn chunking(strategy: Option<&ChunkingStrategy>) -> Result<Option<ingest::ChunkingOptions>, ApiError> {
+    match strategy {
+        None | Some(ChunkingStrategy::Auto) => Ok(None),
+        Some(ChunkingStrategy::Static { r#static: s }) => ingest::ChunkingOptions::new(s.max_chunk_size_tokens, s.chunk_overlap_tokens)
+            .map(Some)
+            .map_err(|e| ApiError::invalid("chunking_strategy", e.to_string())),
+    }
+}
+
+/// `POST /v1/vector_stores`.
+#[derive(Debug, Deserialize)]
+pub struct CreateVectorStore {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub file_ids: Vec<String>,
+    #[serde(default)]
+    pub metadata: Attributes,
+    pub chunking_strategy: Option<ChunkingStrategy>,
+    /// Llama Stack's extension: which embedding model (default: the first configured).
+    pub embedding_model: Option<String>,
+    pub expires_after: Option<Value>,
+}
+
+/// `POST /v1/vector_stores/{id}/files` (and the `file_ids` of a batch).
+#[derive(Debug, Deserialize)]
+pub struct AttachFile {
+    pub file_id: String,
+    #[serde(default)]
+    pub attributes: Attributes,
+    pub chunking_strategy: Option<ChunkingStrategy>,
+}
+
+/// `POST /v1/vector_stores/{id}/files/{file_id}`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateFile {
+    pub attributes: Attributes,
+}
+
+/// `POST /v1/vector_stores/{id}/search`.
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    pub query: Query,
+    pub max_num_results: Option<usize>,
+    pub filters: Option<Value>,
+    pub ranking_options: Option<RankingOptions>,
+    pub rewrite_query: Option<bool>,
+    /// Llama Stack's `search_mode`: `vector` (default), `keyword` or `hybrid`.
+    pub search_mode: Option<SearchMode>,
+}
+
+/// A query string or several (joined).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Query {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Query {
+    pub fn text(&self) -> String {
+        match self {
+            Query::One(s) => s.clone(),
+            Query::Many(v) => v.join(" "),
+        }
+    }
+}
+
+/// `ranking_options`.
+#[derive(Debug, Deserialize)]
+pub struct RankingOptions {
+    pub ranker: Option<String>,
+    pub score_threshold: Option<f32>,
+}
+
+/// The vector store object.
+pub fn vector_store_json(ingestor: &Ingestor, c: &Collection) -> Value {
+    let docs = ingestor.store().documents(&c.id).unwrap_or_default();
+    let count = |s: DocumentStatus| docs.iter().filter(|d| d.status == s).count();
+    let in_progress = count(DocumentStatus::InProgress);
+    let usage: u64 = docs.iter().map(|d| d.size).sum();
+    json!({
+        "id": c.id, "object": "vector_store", "created_at": c.created_at, "name": c.name,
+        "usage_bytes": usage,
+        "file_counts": {
+            "in_progress": in_progress, "completed": count(DocumentStatus::Completed),
+            "failed": count(DocumentStatus::Failed), "cancelled": count(DocumentStatus::Cancelled), "total": docs.len(),
+        },
+        "status": if in_progress > 0 { "in_progress" } else { "completed" },
+        "expires_after": null, "expires_at": null, "last_active_at": c.created_at,
+        "metadata": c.metadata,
+        "embedding_model": c.embedding_model, "embedding_dimension": c.dimension,
+    })
+}
+
+/// The vector store file object (with hearth's `filename`, `chunk_count` and `progress`).
+pub fn file_json(ingestor: &Ingestor, vector_store_id: &str, d: &Document) -> Value {
+    let status = match d.status {
+        DocumentStatus::InProgress => "in_progress",
+        DocumentStatus::Completed => "completed",
+        DocumentStatus::Failed => "failed",
+        DocumentStatus::Cancelled => "cancelled",
+    };
+    let last_error = d.last_error.as_ref().map(|message| {
+        let code = if message.starts_with("unsupported file type") { "unsupported_file" } else { "invalid_file" };
+        json!({"code": code, "message": message})
+    });
+    let progress = match ingestor.progress(vector_store_id, &d.id) {
+        Some(Progress::Parsing) => json!({"stage": "parsing"}),
+        Some(Progress::Embedding { done, total }) => json!({"stage": "embedding", "chunks_embedded": done, "chunks_total": total}),
+        None => Value::Null,
+    };
+    json!({
+        "id": d.id, "object": "vector_store.file", "created_at": d.created_at, "vector_store_id": vector_store_id,
+        "status": status, "last_error": last_error, "usage_bytes": d.size, "attributes": d.attributes,
+        "chunking_strategy": {"type": "static", "static": {
+            "max_chunk_size_tokens": ingestor.default_chunking().max_chunk_size_tokens,
+            "chunk_overlap_tokens": ingestor.default_chunking().chunk_overlap_tokens}},
+        "filename": d.name, "chunk_count": d.chunk_count, "progress": progress,
+    })
+}
+
+/// Create a vector store and attach `file_ids`.
+pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Result<Value, ApiError> {
+    let options = chunking(request.chunking_strategy.as_ref())?;
+    blocking(move || {
+        let engine = match &request.embedding_model {
+            Some(name) => ingestor.embedder(name).map_err(|e| ApiError::invalid("embedding_model", e))?,
+            None => ingestor.default_embedder().cloned().ok_or_else(|| ApiError::invalid("embedding_model", "no embedding model is configured"))?,
+        };
+        let files = request.file_ids.iter().map(|id| file_record(&ingestor, id)).collect::<Result<Vec<_>, _>>()?;
+        let collection = ingestor
+            .store()
+            .create_collection(NewCollection {
+                name: request.name.unwrap_or_default(),
+                embedding_model: engine.info().name.clone(),
+                dimension: engine.info().n_embd as usize,
+                metadata: request.metadata,
+                index: VectorIndexConfig::default(),
+            })
+            .map_err(store_error)?;
+        for file in &files {
+            ingestor.attach(&collection.id, file, options.clone(), Attributes::new())?;
+        }
+        Ok(vector_store_json(&ingestor, &collection))
+    })
+    .await
+}
+
+fn file_record(ingestor: &Ingestor, id: &str) -> Result<crate::files::FileRecord, ApiError> {
+    ingestor.files().get(id).map_err(|e| ApiError::invalid("file_id", e.to_string()))
+}
+
+/// List vector stores.
+pub async fn list(ingestor: Arc<Ingestor>, query: ListQuery) -> Result<Value, ApiError> {
+    blocking(move || {
+        let all = ingestor.store().collections().iter().map(|c| vector_store_json(&ingestor, c)).collect();
+        page(all, &query)
+    })
+    .await
+}
+
+/// One vector store.
+pub async fn get(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
+    blocking(move || Ok(vector_store_json(&ingestor, &ingestor.store().collection(&id).map_err(store_error)?))).await
+}
+
+/// Delete a vector store (its uploaded files stay).
+pub async fn delete(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
+    blocking(move || {
+        ingestor.store().delete_collection(&id).map_err(store_error)?;
+        Ok(json!({"id": id, "object": "vector_store.deleted", "deleted": true}))
+    })
+    .await
+}
+
+/// Attach a file.
+pub async fn attach(ingestor: Arc<Ingestor>, vector_store_id: String, request: AttachFile) -> Result<Value, ApiError> {
+    let options = chunking(request.chunking_strategy.as_ref())?;
+    blocking(move || {
+        let file = file_record(&ingestor, &request.file_id)?;
+        let doc = ingestor.attach(&vector_store_id, &file, options, request.attributes)?;
+        Ok(file_json(&ingestor, &vector_store_id, &doc))
+    })
+    .await
+}
+
+/// List a vector store's files (`filter` = a status).
+pub async fn list_files(ingestor: Arc<Ingestor>, vector_store_id: String, query: ListQuery) -> Result<Value, ApiError> {
+    blocking(move || {
+        let mut docs = ingestor.store().documents(&vector_store_id).map_err(store_error)?;
+        docs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let all: Vec<Value> = docs.iter().map(|d| file_json(&ingestor, &vector_store_id, d)).collect();
+        let all = match &query.filter {
+            Some(status) => all.into_iter().filter(|f| f["status"] == status.as_str()).collect(),
+            None => all,
+        };
+        page(all, &query)
+    })
+    .await
+}
+
+/// One vector store file.
+pub async fn get_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+    blocking(move || {
+        let doc = ingestor.store().document(&vector_store_id, &file_id).map_err(store_error)?;
+        Ok(file_json(&ingestor, &vector_store_id, &doc))
+    })
+    .await
+}
+
+/// Replace a vector store file's attributes.
+pub async fn update_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String, request: UpdateFile) -> Result<Value, ApiError> {
+    blocking(move || {
+        let doc = ingestor.store().update_document(&vector_store_id, &file_id, None, Some(request.attributes)).map_err(store_error)?;
+        Ok(file_json(&ingestor, &vector_store_id, &doc))
+    })
+    .await
+}
+
+/// Detach a file: its chunks leave the vector store (the uploaded file stays).
+pub async fn delete_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+    blocking(move || {
+        ingestor.store().delete_document(&vector_store_id, &file_id).map_err(store_error)?;
+        Ok(json!({"id": file_id, "object": "vector_store.file.deleted", "deleted": true}))
+    })
+    .await
+}
+
+/// A vector store file's chunks, in order, with their pages.
+pub async fn file_content(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+    blocking(move || {
+        ingestor.store().document(&vector_store_id, &file_id).map_err(store_error)?;
+        let chunks = ingestor.store().chunks(&vector_store_id, &file_id).map_err(store_error)?;
+        let data: Vec<Value> = chunks
+            .iter()
+            .map(|c| json!({"type": "text", "text": c.meta.text, "page": c.meta.page, "char_start": c.meta.char_start, "char_end": c.meta.char_end}))
+            .collect();
+        Ok(json!({"object": "vector_store.file_content.page", "data": data, "has_more": false, "next_page": null}))
+    })
+    .await
+}
+
+/// Search one vector store; `default_mode` applies when the request names none.
+pub async fn search_hits(ingestor: &Arc<Ingestor>, vector_store_id: &str, request: &Search, default_mode: SearchMode) -> Result<Vec<SearchHit>, ApiError> {
+    let text = request.query.text();
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("query", "query must not be empty"));
+    }
+    let max = request.max_num_results.unwrap_or(10);
+    if !(1..=50).contains(&max) {
+        return Err(ApiError::invalid("max_num_results", format!("max_num_results must be between 1 and 50, got {max}")));
+    }
+    let filter = request.filters.as_ref().map(Filter::parse).transpose().map_err(|e| ApiError::invalid("filters", e.to_string()))?;
+    let mode = request.search_mode.unwrap_or(default_mode);
+    let collection = {
+        let (i, id) = (ingestor.clone(), vector_store_id.to_owned());
+        blocking(move || i.store().collection(&id).map_err(store_error)).await?
+    };
+    let embedding = match mode {
+        SearchMode::Keyword => None,
+        SearchMode::Vector | SearchMode::Hybrid => Some(embed_query(ingestor, &collection, &text).await?),
+    };
+    let mut req = SearchRequest::new(mode, text, embedding);
+    req.max_num_results = max;
+    req.filter = filter;
+    req.score_threshold = request.ranking_options.as_ref().and_then(|r| r.score_threshold);
+    let (i, id) = (ingestor.clone(), vector_store_id.to_owned());
+    blocking(move || i.store().search(&id, &req).map_err(store_error)).await
+}
+
+/// `POST /v1/vector_stores/{id}/search`.
+pub async fn search(ingestor: Arc<Ingestor>, vector_store_id: String, request: Search) -> Result<Value, ApiError> {
+    let hits = search_hits(&ingestor, &vector_store_id, &request, SearchMode::Vector).await?;
+    let data: Vec<Value> = hits.iter().map(hit_json).collect();
+    Ok(json!({"object": "vector_store.search_results.page", "search_query": request.query.text(), "data": data, "has_more": false, "next_page": null}))
+}
+
+/// One search result in OpenAI's shape, plus `page`, `char_start` and `char_end`.
+pub fn hit_json(h: &SearchHit) -> Value {
+    json!({
+        "file_id": h.document_id, "filename": h.document_name, "score": h.score, "attributes": h.attributes,
+        "content": [{"type": "text", "text": h.text}],
+        "page": h.page, "char_start": h.char_start, "char_end": h.char_end,
+    })
+}
+
+/// The query's embedding, by the collection's own model.
+pub async fn embed_query(ingestor: &Ingestor, collection: &Collection, text: &str) -> Result<Vec<f32>, ApiError> {
+    let engine = ingestor.embedder(&collection.embedding_model).map_err(ApiError::Unavailable)?;
+    let mut tokens = engine.tokenize(text, true);
+    tokens.truncate(engine.info().n_ctx_train as usize);
+    let mut vectors = engine.embed(vec![tokens]).await?;
+    vectors.pop().ok_or_else(|| ApiError::Internal("the embedding model returned nothing".into()))
+}

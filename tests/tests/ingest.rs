@@ -1,0 +1,271 @@
+//! Ingestion as a user meets it, with the real models: the Files and Vector Stores API through
+//! the official openai package; the watched folder (drop, rename, edit, delete, symlinks);
+//! hostile PDFs that must fail cleanly while the daemon keeps serving; and a restart in the middle
+//! of ingestion that resumes the queue.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_tests::{repo_root, Options, Server};
+use serde_json::{json, Value};
+
+/// Watched folders settle fast in tests.
+const FAST_WATCH: &str = "[ingest]\nstable_seconds = 0.3\nrescan_seconds = 0.5\n";
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("ingest/tests/fixtures").join(name)
+}
+
+async fn get(server: &Server, path: &str) -> (u16, Value) {
+    let r = reqwest::get(server.url(path)).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /v1/files` with a hand-built multipart body (the test needs no multipart library).
+async fn upload(server: &Server, name: &str, content: &[u8]) -> String {
+    let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
+    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = reqwest::Client::new()
+        .post(server.url("/v1/files"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload: {e}"));
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "upload {name}: {v}");
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}
+
+async fn create_store(server: &Server, name: &str) -> String {
+    let (status, v) = post(server, "/v1/vector_stores", &json!({"name": name})).await;
+    assert_eq!(status, 200, "{v}");
+    v["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Poll a vector store file until it leaves `in_progress`.
+async fn wait_file(server: &Server, vs: &str, file: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, v) = get(server, &format!("/v1/vector_stores/{vs}/files/{file}")).await;
+        if status == 200 && v["status"] != "in_progress" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "file {file} still {v} after 120 s\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Poll until `f` returns Some.
+async fn eventually<T, F, Fut>(server: &Server, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn inbox_store(server: &Server) -> String {
+    let (_, v) = get(server, "/v1/vector_stores").await;
+    let stores = v["data"].as_array().cloned().unwrap_or_default();
+    let inbox = stores.iter().find(|s| s["name"] == "inbox").unwrap_or_else(|| panic!("no inbox store in {v}"));
+    inbox["id"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn inbox_files(server: &Server, vs: &str) -> Vec<Value> {
+    let (_, v) = get(server, &format!("/v1/vector_stores/{vs}/files?limit=100")).await;
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn search(server: &Server, vs: &str, query: &str) -> Vec<Value> {
+    let (status, v) = post(server, &format!("/v1/vector_stores/{vs}/search"), &json!({"query": query, "max_num_results": 5})).await;
+    assert_eq!(status, 200, "{v}");
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn completed_count(server: &Server) -> u64 {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("hearth_ingest_files_total{status=\"completed\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or_else(|| panic!("no completed counter in metrics:\n{text}"))
+}
+
+#[test]
+fn the_openai_package_drives_files_and_vector_stores() {
+    let python = repo_root().join(".venv/bin/python");
+    let server = Server::start();
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/python/vector_store_check.py"))
+        .arg(server.url("/v1"))
+        .arg(fixture("facts.pdf"))
+        .arg("2")
+        .arg("lighthouse")
+        .arg("When was the lighthouse keeper's cottage painted green?")
+        .output()
+        .unwrap_or_else(|e| panic!("run python: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "vector_store_check failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    assert!(stdout.contains("all vector store SDK checks passed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn api_errors_say_what_is_wrong() {
+    let server = Server::start();
+    let (status, v) = post(&server, "/v1/vector_stores/vs_nope/files", &json!({"file_id": "file-nope"})).await;
+    assert_eq!(status, 404, "{v}");
+    let vs = create_store(&server, "errors").await;
+    let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": "file-0123"})).await;
+    assert!(status == 400 && v["error"]["message"].as_str().unwrap_or_default().contains("file-0123"), "{v}");
+    let file = upload(&server, "a.txt", b"some text").await;
+    let bad = json!({"file_id": file, "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}}});
+    let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &bad).await;
+    assert!(status == 400 && v["error"]["message"].as_str().unwrap_or_default().contains("max_chunk_size_tokens"), "{v}");
+    let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/search"), &json!({"query": "x", "max_num_results": 500})).await;
+    assert!(status == 400 && v["error"]["param"] == "max_num_results", "{v}");
+    let (status, v) = get(&server, "/v1/files/../../etc/passwd").await;
+    assert!(status == 404, "{v}");
+    let binary = upload(&server, "blob.bin", &[0u8, 159, 146, 150, 255, 0, 1, 2]).await;
+    let (_, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": binary})).await;
+    assert_eq!(v["status"], "in_progress", "{v}");
+    let done = wait_file(&server, &vs, &binary).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["last_error"]["code"], "unsupported_file", "{done}");
+}
+
+#[tokio::test]
+async fn hostile_pdfs_fail_with_a_reason_and_the_daemon_keeps_serving() {
+    let server = Server::start();
+    let vs = create_store(&server, "hostile").await;
+    let cases = [
+        ("truncated.pdf", "truncat"),
+        ("encrypted.pdf", "encrypted"),
+        ("bomb.pdf", ""),
+        ("nested.pdf", ""),
+        ("image_only.pdf", "no extractable text"),
+    ];
+    let mut ids = Vec::new();
+    for (name, _) in &cases {
+        let bytes = std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let id = upload(&server, name, &bytes).await;
+        let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": id})).await;
+        assert_eq!(status, 200, "{v}");
+        ids.push(id);
+    }
+    for ((name, needle), id) in cases.iter().zip(&ids) {
+        let v = wait_file(&server, &vs, id).await;
+        assert_eq!(v["status"], "failed", "{name}: {v}");
+        let message = v["last_error"]["message"].as_str().unwrap_or_default().to_lowercase();
+        assert!(!message.is_empty() && message.contains(needle), "{name}: reason {message:?} should mention {needle:?}");
+    }
+    let (status, _) = get(&server, "/health").await;
+    assert_eq!(status, 200);
+    let (status, v) = post(&server, "/v1/embeddings", &json!({"model": "all-minilm-l6-v2", "input": "still alive"})).await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test]
+async fn the_watched_folder_follows_drops_renames_edits_and_deletes() {
+    let server = Server::start_with(Options { config: Some(FAST_WATCH), ..Options::default() });
+    let inbox = server.inbox();
+    let vs = inbox_store(&server).await;
+
+    // Drop: a PDF becomes searchable, with its page.
+    std::fs::copy(fixture("facts.pdf"), inbox.join("facts.pdf")).unwrap_or_else(|e| panic!("{e}"));
+    let file = eventually(&server, "facts.pdf ingested", || async {
+        inbox_files(&server, &vs).await.into_iter().find(|f| f["status"] == "completed")
+    })
+    .await;
+    let hits = search(&server, &vs, "When was the lighthouse keeper's cottage painted green?").await;
+    assert_eq!(hits[0]["filename"], "facts.pdf", "{hits:?}");
+    assert_eq!(hits[0]["page"], 2, "{hits:?}");
+    let ingested = completed_count(&server).await;
+
+    // Rename: same document, new name, nothing embedded again.
+    std::fs::rename(inbox.join("facts.pdf"), inbox.join("renamed.pdf")).unwrap_or_else(|e| panic!("{e}"));
+    let renamed = eventually(&server, "rename seen", || async {
+        inbox_files(&server, &vs).await.into_iter().find(|f| f["filename"] == "renamed.pdf")
+    })
+    .await;
+    assert_eq!(renamed["id"], file["id"], "a rename keeps the document");
+    assert_eq!(renamed["chunk_count"], file["chunk_count"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(completed_count(&server).await, ingested, "a rename is not re-ingested");
+    assert_eq!(inbox_files(&server, &vs).await.len(), 1);
+
+    // A symbolic link to a file outside the folder is ignored.
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(outside.path().join("secret.txt"), "The vault code is 4242.").unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), inbox.join("secret.txt")).unwrap_or_else(|e| panic!("{e}"));
+
+    // Edit: a text file, then new content replaces the old chunks.
+    std::fs::write(inbox.join("note.txt"), "The red kayak is stored in the boathouse.").unwrap_or_else(|e| panic!("{e}"));
+    eventually(&server, "note.txt ingested", || async {
+        inbox_files(&server, &vs).await.into_iter().find(|f| f["filename"] == "note.txt" && f["status"] == "completed")
+    })
+    .await;
+    std::fs::write(inbox.join("note.txt"), "The red kayak was sold to the neighbour in May.").unwrap_or_else(|e| panic!("{e}"));
+    eventually(&server, "edit replaces the note", || async {
+        let hits = search(&server, &vs, "Where is the red kayak?").await;
+        let texts: Vec<String> = hits.iter().filter(|h| h["filename"] == "note.txt").map(|h| h["content"][0]["text"].to_string()).collect();
+        (texts.len() == 1 && texts[0].contains("sold")).then_some(())
+    })
+    .await;
+    assert!(search(&server, &vs, "vault code").await.iter().all(|h| h["filename"] != "secret.txt"), "the symlink was followed");
+    assert_eq!(inbox_files(&server, &vs).await.len(), 2, "renamed.pdf and note.txt, nothing else");
+
+    // Delete: its chunks are gone.
+    std::fs::remove_file(inbox.join("renamed.pdf")).unwrap_or_else(|e| panic!("{e}"));
+    eventually(&server, "delete seen", || async { (inbox_files(&server, &vs).await.len() == 1).then_some(()) }).await;
+    let hits = search(&server, &vs, "lighthouse keeper's cottage").await;
+    assert!(hits.iter().all(|h| h["filename"] != "renamed.pdf"), "{hits:?}");
+}
+
+#[tokio::test]
+async fn a_restart_mid_ingestion_resumes_the_queue() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state_dir = state.path().join("state").display().to_string();
+    let env = vec![("HEARTH__SERVER__STATE_DIR", state_dir.as_str())];
+    // Long texts: many chunks each, so the first server is still working when it is killed.
+    let text: String = (0..3000).map(|i| format!("Sentence number {i} talks about topic {}. ", i % 97)).collect();
+    let (vs, files) = {
+        let server = Server::start_with(Options { env: env.clone(), ..Options::default() });
+        let vs = create_store(&server, "resume").await;
+        let mut files = Vec::new();
+        for i in 0..4 {
+            let id = upload(&server, &format!("long{i}.txt"), text.as_bytes()).await;
+            let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": id})).await;
+            assert_eq!(status, 200, "{v}");
+            files.push(id);
+        }
+        (vs, files) // the server is killed (SIGKILL) here
+    };
+    let server = Server::start_with(Options { env, ..Options::default() });
+    assert!(server.log().contains("queued ingestion job"), "the second server found no queued jobs:\n{}", server.log());
+    for id in &files {
+        let v = wait_file(&server, &vs, id).await;
+        assert_eq!(v["status"], "completed", "{v}");
+        assert!(v["chunk_count"].as_u64().unwrap_or(0) > 10, "{v}");
+    }
+    let hits = search(&server, &vs, "Sentence number 2999").await;
+    assert!(!hits.is_empty());
+}
