@@ -87,8 +87,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "Request failed.");
+        match self {
+            // Expected while loading or overloaded; not a fault.
+            ApiError::Unavailable(_) => tracing::debug!(error = %self, "Request refused."),
+            _ if status.is_server_error() => tracing::error!(error = %self, "Request failed."),
+            _ => {}
         }
         let mut response = HttpResponse::build(status);
         if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {

@@ -62,8 +62,8 @@ impl AppState {
         self.inner.ingest.get().ok_or_else(|| ApiError::Unavailable("the store is still opening; retry shortly".into()))
     }
 
-    /// True once every model is loaded.
+    /// True once every model is loaded and the store is open.
     pub fn is_ready(&self) -> bool {
-        self.inner.models.get().is_some()
+        self.inner.models.get().is_some() && self.inner.ingest.get().is_some()
     }
 }

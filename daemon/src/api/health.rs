@@ -1,4 +1,4 @@
-//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model is loaded).
+//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model is loaded and the store is open).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -16,5 +16,6 @@ async fn health() -> HttpResponse {
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.models()?;
+    state.ingest()?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

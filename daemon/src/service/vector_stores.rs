@@ -212,6 +212,7 @@ pub async fn delete(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiErr
 pub async fn attach(ingestor: Arc<Ingestor>, vector_store_id: String, request: AttachFile) -> Result<Value, ApiError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
     blocking(move || {
+        ingestor.store().collection(&vector_store_id).map_err(store_error)?;
         let file = file_record(&ingestor, &request.file_id)?;
         let doc = ingestor.attach(&vector_store_id, &file, options, request.attributes)?;
         Ok(file_json(&ingestor, &vector_store_id, &doc))
