@@ -1,6 +1,7 @@
 //! The `hearth` binary. Reads top to bottom: arguments, configuration, tracing, the command.
 
 mod bench;
+mod eval;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Validate,
     /// Load-test an OpenAI-compatible endpoint against SLOs (GuideLLM-style); `bench compare A.json B.json`.
     Bench(bench::BenchArgs),
+    /// Score retrieval and answers over a vector store against a question set (RAGAS-style).
+    Eval(eval::EvalArgs),
     /// Internal: parse one document in a sandboxed child process (hearth runs this itself).
     #[command(hide = true)]
     ParseWorker {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate => validate(&settings),
         Command::Bench(args) => bench::main(args),
+        Command::Eval(args) => eval::main(args),
         Command::ParseWorker { .. } => ExitCode::FAILURE, // handled above
         Command::Serve => {
             telemetry::init();

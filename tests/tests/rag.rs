@@ -1,0 +1,103 @@
+//! RAG as a user meets it, with the real models: answers with page-level citations through the
+//! official openai package's `responses.create` (whole and streamed, follow-ups, an uncovered
+//! question), and `hearth eval` on a tiny committed question set, where an empty store must
+//! score worse than the populated one (the metrics can fail).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_tests::{hearth_command, repo_root, Server};
+use serde_json::{json, Value};
+
+async fn post(server: &Server, path: &str, body: &Value) -> Value {
+    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// Put the committed documents into a new vector store and wait until they are searchable.
+async fn populated_store(server: &Server, name: &str) -> String {
+    let vs = post(server, "/v1/vector_stores", &json!({"name": name})).await["id"].as_str().unwrap_or_default().to_owned();
+    for path in ["ingest/tests/fixtures/three_pages.pdf", "tests/fixtures/eval/garden.md"] {
+        let path = repo_root().join(path);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let boundary = "ragtestboundary";
+        let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n").into_bytes();
+        body.extend(bytes);
+        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = reqwest::Client::new()
+            .post(server.url("/v1/files"))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file: Value = r.json().await.unwrap_or(Value::Null);
+        post(server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": file["id"]})).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r: Value = reqwest::get(server.url(&format!("/v1/vector_stores/{vs}"))).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or(Value::Null);
+        if r["file_counts"]["completed"] == 2 {
+            return vs;
+        }
+        assert!(r["file_counts"]["failed"] == 0 && Instant::now() < deadline, "ingestion: {r}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn answers_cite_the_right_file_and_page_through_the_openai_package() {
+    let server = Server::start();
+    let vs = populated_store(&server, "rag").await;
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/python/responses_check.py"))
+        .arg(server.url("/v1"))
+        .arg(&vs)
+        .arg("three_pages.pdf")
+        .output()
+        .unwrap_or_else(|e| panic!("run python: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "responses_check failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    assert!(stdout.contains("all responses SDK checks passed"), "{stdout}");
+}
+
+fn eval(server: &Server, store: &str) -> Value {
+    let out = hearth_command()
+        .args(["eval", "--json", "-k", "3", "--target", &server.base, "--vector-store", store, "--dataset"])
+        .arg(repo_root().join("tests/fixtures/eval/qa.jsonl"))
+        .output()
+        .unwrap_or_else(|e| panic!("hearth eval: {e}"));
+    assert!(out.status.success(), "hearth eval failed: {}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("eval --json: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn hearth_eval_scores_a_good_store_above_an_empty_one() {
+    let server = Server::start();
+    populated_store(&server, "good").await;
+    post(&server, "/v1/vector_stores", &json!({"name": "empty"})).await;
+    let good = eval(&server, "good");
+    let empty = eval(&server, "empty");
+    let mean = |r: &Value, m: &str| r["summary"][m]["mean"].as_f64();
+    assert_eq!(good["questions"], 4);
+    assert_eq!(good["summary"]["hit_rate@3"]["n"], 4, "{good}");
+    let good_hits = mean(&good, "hit_rate@3").unwrap_or(0.0);
+    assert!(good_hits >= 0.75, "the populated store finds the gold pages: {good}");
+    assert!(mean(&good, "mrr").unwrap_or(0.0) > 0.5, "{good}");
+    assert_eq!(mean(&empty, "hit_rate@3"), Some(0.0), "{empty}");
+    assert_eq!(mean(&empty, "context_recall"), Some(0.0), "{empty}");
+    assert!(mean(&good, "answer_similarity").unwrap_or(0.0) > mean(&empty, "answer_similarity").unwrap_or(0.0), "good {good}\nempty {empty}");
+    assert!(good["summary"]["faithfulness"]["n"].as_u64().unwrap_or(0) > 0, "faithfulness was judged: {good}");
+
+    let out = hearth_command()
+        .args(["eval", "--target", &server.base, "--vector-store", "good", "--dataset"])
+        .arg(repo_root().join("tests/fixtures/eval/qa.jsonl"))
+        .output()
+        .unwrap_or_else(|e| panic!("hearth eval: {e}"));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("hit_rate@5") && table.contains("faithfulness"), "{table}");
+    let bad = hearth_command().args(["eval", "--target", &server.base, "--vector-store", "good", "--dataset", "/nonexistent.jsonl"]).output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad.status.code(), Some(2), "a missing dataset is a usage error");
+}
