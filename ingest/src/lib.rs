@@ -1,0 +1,20 @@
+//! hearth-ingest: turning uploaded files into chunks ready to embed.
+//!
+//! - [`parse`]: format detection and parsing (PDF, Markdown, HTML, text) into pages of text with
+//!   heading structure. Pure functions of the bytes.
+//! - [`sandbox`]: runs the parser in a child process with memory, CPU, wall-time and output limits,
+//!   because PDF parsing runs third-party code on hostile input (panics, stack overflows,
+//!   decompression bombs). The daemon re-executes its own binary as the worker.
+//! - [`chunk`]: token-based chunking (OpenAI's `static` strategy) that never spans pages and
+//!   prefers heading, paragraph and sentence boundaries.
+//!
+//! The crate knows nothing of the engine, the store or HTTP: the daemon feeds it bytes and a token
+//! counter and stores what comes out.
+
+pub mod chunk;
+pub mod parse;
+pub mod sandbox;
+
+pub use chunk::{chunk_document, Chunk, ChunkingError, ChunkingOptions, TokenCounter};
+pub use parse::{parse_bytes, Format, Page, ParseError, ParsedDocument, Section};
+pub use sandbox::{worker_main, Limits, ParseFailure, Sandbox};

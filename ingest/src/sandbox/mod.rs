@@ -1,0 +1,407 @@
+//! Parsing in a child process with limits, so a hostile file costs one child and a clear error.
+//!
+//! PDF parsing runs pdf-extract and lopdf on untrusted bytes: they panic by design, can overflow
+//! the stack on nested structures (no `catch_unwind` survives that), and inflate compressed
+//! streams without a bound. So the daemon re-executes its own binary in a worker mode
+//! ([`worker_main`], protocol in `worker.rs`) for each file:
+//! - the child sets `RLIMIT_AS`, `RLIMIT_CPU`, `RLIMIT_CORE` = 0 and `RLIMIT_FSIZE` = 0 itself;
+//! - the parent ([`Sandbox::parse`]) enforces the wall-clock limit (SIGKILL), caps stdout at
+//!   `max_output_bytes` (dropping the pipe, which ends the child), keeps the last few KiB of
+//!   stderr, and kills the child if the caller's future is dropped (`kill_on_drop`);
+//! - how the child ended becomes a [`ParseFailure`] whose `Display` is one line for a vector-store
+//!   file's `last_error.message`.
+//!
+//! The parent needs a Tokio runtime with the `process`, `time` and `io-util` features; it spawns
+//! one child per call, so the caller bounds concurrency (a semaphore sized to the cores).
+
+mod worker;
+
+pub use worker::worker_main;
+
+use crate::parse::{Format, ParseError, ParsedDocument};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use worker::{WorkerReply, WorkerRequest};
+
+/// The subcommand name the daemon is expected to use for the worker (`hearth parse-worker`).
+pub const WORKER_SUBCOMMAND: &str = "parse-worker";
+
+/// Bytes of the child's stderr kept for diagnosis.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Resource limits for one parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Address-space limit of the child (`RLIMIT_AS`), in bytes.
+    pub memory_bytes: u64,
+    /// CPU time limit of the child (`RLIMIT_CPU`), in seconds.
+    pub cpu_seconds: u64,
+    /// Wall-clock limit, enforced by the parent with SIGKILL.
+    pub wall: Duration,
+    /// Largest reply (JSON of the parsed document) the parent accepts.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 1 GiB, 60 s of CPU, 120 s of wall time, 64 MiB of output.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 1 << 30,
+            cpu_seconds: 60,
+            wall: Duration::from_secs(120),
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Which time limit a parse ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeLimit {
+    /// The parent's wall-clock limit.
+    Wall,
+    /// The child's CPU-time limit (SIGXCPU).
+    Cpu,
+}
+
+/// Why a sandboxed parse produced no document. `Display` is one line for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseFailure {
+    /// The parser ran and says what is wrong with the file (encrypted, no text, malformed...).
+    #[error("{0}")]
+    Parse(ParseError),
+    /// The child died: a signal or an unexpected exit status.
+    #[error("parser crashed ({}) on this file", crash_reason(*.signal, *.exit_code, .stderr_tail))]
+    Crashed {
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+        /// Its exit status, if it exited.
+        exit_code: Option<i32>,
+        /// The last few KiB of its stderr.
+        stderr_tail: String,
+    },
+    /// The wall-clock or CPU limit ended it.
+    #[error("parsing exceeded the {} s {} limit", .limit.as_secs(), match .kind { TimeLimit::Wall => "time", TimeLimit::Cpu => "CPU time" })]
+    TimedOut {
+        /// Which limit.
+        kind: TimeLimit,
+        /// Its value.
+        limit: Duration,
+    },
+    /// An allocation failed against the memory limit (a decompression bomb, a huge image...).
+    #[error("parsing exceeded the {} MiB memory limit", .limit_bytes >> 20)]
+    OutOfMemory {
+        /// The limit it ran into.
+        limit_bytes: u64,
+    },
+    /// The file could not be read (by the child) or the worker could not be started (by us).
+    #[error("{0}")]
+    Io(String),
+    /// The child's reply was missing, too large or not the expected JSON: a bug or a broken worker.
+    #[error("the parser's output was unusable: {0}")]
+    BadOutput(String),
+}
+
+impl ParseFailure {
+    /// True where the file is to blame (a client's problem, a 4xx-like outcome); false where the
+    /// worker could not be run or answered nonsense (our fault, worth logging).
+    pub fn is_file_problem(&self) -> bool {
+        match self {
+            ParseFailure::Parse(_)
+            | ParseFailure::Crashed { .. }
+            | ParseFailure::TimedOut { .. }
+            | ParseFailure::OutOfMemory { .. } => true,
+            ParseFailure::Io(_) | ParseFailure::BadOutput(_) => false,
+        }
+    }
+}
+
+/// Runs parses in child processes: `program args... --format F --memory-bytes N --cpu-seconds N -- PATH`.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    program: PathBuf,
+    args: Vec<OsString>,
+    limits: Limits,
+}
+
+impl Sandbox {
+    /// `program` and its leading `args` start the worker; for the daemon,
+    /// `std::env::current_exe()` and `["parse-worker"]`.
+    pub fn new(program: PathBuf, args: Vec<OsString>, limits: Limits) -> Self {
+        Sandbox {
+            program,
+            args,
+            limits,
+        }
+    }
+
+    /// The limits each parse runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parses the file at `path` as `format` in a fresh child process.
+    pub async fn parse(&self, path: &Path, format: Format) -> Result<ParsedDocument, ParseFailure> {
+        let request = WorkerRequest {
+            format,
+            memory_bytes: self.limits.memory_bytes,
+            cpu_seconds: self.limits.cpu_seconds,
+            path: path.to_path_buf(),
+        };
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .args(request.to_args())
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                ParseFailure::Io(format!(
+                    "could not start the parser {}: {e}",
+                    self.program.display()
+                ))
+            })?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(ParseFailure::Io("the parser's pipes are missing".into()));
+        };
+        let cap = self.limits.max_output_bytes;
+        let run = async {
+            let (out, err) = tokio::join!(
+                read_capped(stdout, cap),
+                read_tail(stderr, STDERR_TAIL_BYTES)
+            );
+            let status = child.wait().await;
+            (out, err, status)
+        };
+        let finished = tokio::time::timeout(self.limits.wall, run).await;
+        let Ok((out, stderr_tail, status)) = finished else {
+            // start_kill fails only if it already exited; reap it either way.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(ParseFailure::TimedOut {
+                kind: TimeLimit::Wall,
+                limit: self.limits.wall,
+            });
+        };
+        let status =
+            status.map_err(|e| ParseFailure::Io(format!("waiting for the parser: {e}")))?;
+        let stdout = match out {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(ParseFailure::BadOutput(format!(
+                    "the reply exceeded the {} MiB output limit",
+                    cap >> 20
+                )))
+            }
+            Err(e) => return Err(ParseFailure::BadOutput(format!("reading the reply: {e}"))),
+        };
+        classify(status, &stdout, stderr_tail, &self.limits)
+    }
+}
+
+/// Turns how the child ended into the result.
+fn classify(
+    status: ExitStatus,
+    stdout: &[u8],
+    stderr_tail: String,
+    limits: &Limits,
+) -> Result<ParsedDocument, ParseFailure> {
+    if status.success() {
+        return match serde_json::from_slice::<WorkerReply>(stdout) {
+            Ok(WorkerReply::Ok(doc)) => Ok(doc),
+            Ok(WorkerReply::Error(e)) => Err(ParseFailure::Parse(e)),
+            Err(e) => Err(ParseFailure::BadOutput(format!(
+                "{e} ({} bytes)",
+                stdout.len()
+            ))),
+        };
+    }
+    // Rust's allocator reports "memory allocation of N bytes failed" and aborts.
+    if stderr_tail.contains("memory allocation of") {
+        return Err(ParseFailure::OutOfMemory {
+            limit_bytes: limits.memory_bytes,
+        });
+    }
+    if status.signal() == Some(SIGXCPU) {
+        return Err(ParseFailure::TimedOut {
+            kind: TimeLimit::Cpu,
+            limit: Duration::from_secs(limits.cpu_seconds),
+        });
+    }
+    if status.code() == Some(i32::from(worker::EXIT_READ)) {
+        let line = last_line(&stderr_tail);
+        return Err(ParseFailure::Io(format!("could not read the file: {line}")));
+    }
+    Err(ParseFailure::Crashed {
+        signal: status.signal(),
+        exit_code: status.code(),
+        stderr_tail,
+    })
+}
+
+const SIGXCPU: i32 = 24;
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// "signal 11, SIGSEGV", "signal 6, SIGABRT: stack overflow, deeply nested content?",
+/// "exit status 101: <last stderr line>".
+fn crash_reason(signal: Option<i32>, exit_code: Option<i32>, stderr_tail: &str) -> String {
+    let mut reason = match (signal, exit_code) {
+        (Some(s), _) => match signal_name(s) {
+            Some(name) => format!("signal {s}, {name}"),
+            None => format!("signal {s}"),
+        },
+        (None, Some(c)) => format!("exit status {c}"),
+        (None, None) => "unknown status".to_owned(),
+    };
+    if stderr_tail.contains("overflowed its stack") {
+        reason.push_str(": stack overflow, deeply nested content?");
+    } else if signal.is_none() {
+        let line = last_line(stderr_tail);
+        if !line.is_empty() {
+            reason.push_str(": ");
+            reason.push_str(line);
+        }
+    }
+    reason
+}
+
+fn last_line(text: &str) -> &str {
+    let line = text.trim_end().rsplit('\n').next().unwrap_or("").trim();
+    // Keep a `last_error.message` one short line.
+    match line.char_indices().nth(200) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+/// All of `r`, or `None` once it passes `cap` bytes (the reader is dropped then, which closes the
+/// pipe: the child's next write fails and it exits).
+async fn read_capped<R: AsyncRead + Unpin>(
+    mut r: R,
+    cap: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(buf));
+        }
+        if buf.len() + n > cap {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The last `keep` bytes of `r` (read to its end), as lossy UTF-8.
+async fn read_tail<R: AsyncRead + Unpin>(mut r: R, keep: usize) -> String {
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * keep);
+    let mut chunk = vec![0u8; 8 * 1024];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_clear_line() {
+        let crash = ParseFailure::Crashed {
+            signal: Some(11),
+            exit_code: None,
+            stderr_tail: String::new(),
+        };
+        assert_eq!(
+            crash.to_string(),
+            "parser crashed (signal 11, SIGSEGV) on this file"
+        );
+        let overflow = ParseFailure::Crashed {
+            signal: Some(6),
+            exit_code: None,
+            stderr_tail:
+                "\nthread 'main' has overflowed its stack\nfatal runtime error: stack overflow\n"
+                    .into(),
+        };
+        assert_eq!(
+            overflow.to_string(),
+            "parser crashed (signal 6, SIGABRT: stack overflow, deeply nested content?) on this file"
+        );
+        let exit = ParseFailure::Crashed {
+            signal: None,
+            exit_code: Some(101),
+            stderr_tail: "thread 'main' panicked at x.rs:1:1:\nboom\n".into(),
+        };
+        assert_eq!(
+            exit.to_string(),
+            "parser crashed (exit status 101: boom) on this file"
+        );
+        let wall = ParseFailure::TimedOut {
+            kind: TimeLimit::Wall,
+            limit: Duration::from_secs(120),
+        };
+        assert_eq!(wall.to_string(), "parsing exceeded the 120 s time limit");
+        let cpu = ParseFailure::TimedOut {
+            kind: TimeLimit::Cpu,
+            limit: Duration::from_secs(60),
+        };
+        assert_eq!(cpu.to_string(), "parsing exceeded the 60 s CPU time limit");
+        let oom = ParseFailure::OutOfMemory {
+            limit_bytes: 1 << 30,
+        };
+        assert_eq!(
+            oom.to_string(),
+            "parsing exceeded the 1024 MiB memory limit"
+        );
+        assert_eq!(
+            ParseFailure::Parse(ParseError::Encrypted).to_string(),
+            "encrypted PDF: hearth cannot read password-protected files"
+        );
+    }
+
+    #[test]
+    fn last_line_is_bounded() {
+        let long = "x".repeat(1000);
+        assert_eq!(last_line(&format!("a\n{long}\n")).len(), 200);
+        assert_eq!(last_line(""), "");
+    }
+}
