@@ -254,17 +254,37 @@ impl Store {
         Ok(meta)
     }
 
-    /// One collection.
+    /// One collection. (Its record is read from sled: the name and metadata can change, see
+    /// [`Store::update_collection`]; the open collection keeps the parts that cannot.)
     pub fn collection(&self, id: &str) -> Result<Collection> {
-        Ok(self.inner.coll(id)?.meta.clone())
+        let coll = self.inner.coll(id)?;
+        match self.inner.collections_tree.get(id.as_bytes())? {
+            Some(v) => Ok(serde_json::from_slice(&v)?),
+            None => Ok(coll.meta.clone()),
+        }
     }
 
     /// All collections, oldest first.
     pub fn collections(&self) -> Vec<Collection> {
-        let colls = self.inner.colls.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<Collection> = colls.values().map(|c| c.meta.clone()).collect();
+        let ids: Vec<String> = self.inner.colls.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut all: Vec<Collection> = ids.iter().filter_map(|id| self.collection(id).ok()).collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         all
+    }
+
+    /// Renames a collection or replaces its metadata; flushed before returning.
+    pub fn update_collection(&self, id: &str, name: Option<String>, metadata: Option<Attributes>) -> Result<Collection> {
+        let _w = self.inner.lock_writer();
+        let mut meta = self.collection(id)?;
+        if let Some(name) = name {
+            meta.name = name;
+        }
+        if let Some(metadata) = metadata {
+            meta.metadata = metadata;
+        }
+        self.inner.collections_tree.insert(id.as_bytes(), serde_json::to_vec(&meta)?)?;
+        self.inner.db.flush()?;
+        Ok(meta)
     }
 
     /// Deletes a collection, its documents, chunks and indexes.

@@ -215,3 +215,19 @@ fn a_renamed_document_keeps_its_chunks_and_search_shows_the_new_name() {
     assert_eq!(hits[0].attributes["lang"], "de");
     assert!(matches!(store.update_document(&coll, "nope", None, None), Err(StoreError::DocumentNotFound { .. })));
 }
+
+#[test]
+fn a_collection_can_be_renamed_and_keeps_the_new_name_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = open(dir.path());
+        let id = store.create_collection(new_collection()).unwrap().id;
+        let updated = store.update_collection(&id, Some("renamed".into()), Some(attrs(json!({"team": "docs"})))).unwrap();
+        assert_eq!((updated.name.as_str(), updated.metadata["team"].as_str()), ("renamed", Some("docs")));
+        id
+    };
+    let store = open(dir.path());
+    assert_eq!(store.collection(&id).unwrap().name, "renamed");
+    assert_eq!(store.collections()[0].metadata["team"], "docs");
+    assert!(matches!(store.update_collection("vs_nope", None, None), Err(StoreError::CollectionNotFound(_))));
+}

@@ -51,6 +51,8 @@ def main():
     got = client.vector_stores.retrieve(store.id)
     check(got.file_counts.completed == 2 and got.file_counts.total == 2, f"vector_stores.retrieve counts {got.file_counts}")
     check(store.id in [s.id for s in client.vector_stores.list()], "vector_stores.list lists it")
+    renamed = client.vector_stores.update(store.id, name="garden notes", metadata={"team": "garden", "year": "2026"})
+    check(renamed.name == "garden notes" and renamed.metadata["year"] == "2026", "vector_stores.update renames")
 
     hits = client.vector_stores.search(vector_store_id=store.id, query="How much honey did the beehive produce?", max_num_results=3)
     top = hits.data[0]

@@ -14,6 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/vector_stores", web::post().to(create))
         .route("/v1/vector_stores", web::get().to(list))
         .route("/v1/vector_stores/{id}", web::get().to(get))
+        .route("/v1/vector_stores/{id}", web::post().to(update))
         .route("/v1/vector_stores/{id}", web::delete().to(delete))
         .route("/v1/vector_stores/{id}/search", web::post().to(search))
         .route("/v1/vector_stores/{id}/files", web::post().to(attach))
@@ -46,6 +47,10 @@ async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Reply {
 
 async fn get(state: web::Data<AppState>, id: Id) -> Reply {
     ok(vs::get(state.ingest()?.clone(), id.into_inner()).await?)
+}
+
+async fn update(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
+    ok(vs::update(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
 }
 
 async fn delete(state: web::Data<AppState>, id: Id) -> Reply {

@@ -102,7 +102,7 @@ pub async fn create(ingestor: Arc<Ingestor>, vector_store_id: String, request: C
         };
         save(&ingestor, &batch)?;
         for file in &files {
-            ingestor.attach(&vector_store_id, file, options.clone(), request.attributes.clone())?;
+            ingestor.attach(&vector_store_id, file, options, request.attributes.clone())?;
         }
         Ok(batch_json(&ingestor, &batch))
     })

@@ -56,6 +56,14 @@ pub struct CreateVectorStore {
     pub expires_after: Option<Value>,
 }
 
+/// `POST /v1/vector_stores/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateVectorStore {
+    pub name: Option<String>,
+    pub metadata: Option<Attributes>,
+    pub expires_after: Option<Value>,
+}
+
 /// `POST /v1/vector_stores/{id}/files` (and the `file_ids` of a batch).
 #[derive(Debug, Deserialize)]
 pub struct AttachFile {
@@ -174,7 +182,7 @@ pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Resu
             })
             .map_err(store_error)?;
         for file in &files {
-            ingestor.attach(&collection.id, file, options.clone(), Attributes::new())?;
+            ingestor.attach(&collection.id, file, options, Attributes::new())?;
         }
         Ok(vector_store_json(&ingestor, &collection))
     })
@@ -197,6 +205,15 @@ pub async fn list(ingestor: Arc<Ingestor>, query: ListQuery) -> Result<Value, Ap
 /// One vector store.
 pub async fn get(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
     blocking(move || Ok(vector_store_json(&ingestor, &ingestor.store().collection(&id).map_err(store_error)?))).await
+}
+
+/// Rename a vector store or replace its metadata.
+pub async fn update(ingestor: Arc<Ingestor>, id: String, request: UpdateVectorStore) -> Result<Value, ApiError> {
+    blocking(move || {
+        let c = ingestor.store().update_collection(&id, request.name, request.metadata).map_err(store_error)?;
+        Ok(vector_store_json(&ingestor, &c))
+    })
+    .await
 }
 
 /// Delete a vector store (its uploaded files stay).
