@@ -1,4 +1,5 @@
-//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model is loaded).
+//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model is loaded, and
+//! every remote model's upstream answers its probe; otherwise 503 with the reason).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -15,6 +16,7 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.models()?;
+    let models = state.models()?;
+    futures_util::future::try_join_all(models.all().iter().map(|m| m.check_ready())).await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }
