@@ -17,6 +17,10 @@ async fn health() -> HttpResponse {
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
-    futures_util::future::try_join_all(models.all().iter().map(|m| m.check_ready())).await?;
+    let checks = futures_util::future::join_all(models.all().iter().map(|m| m.check_ready())).await;
+    let failures: Vec<String> = checks.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+    if !failures.is_empty() {
+        return Err(ApiError::Unavailable(failures.join("; ")));
+    }
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }
