@@ -386,7 +386,11 @@ async fn upstream_aborts(upstream: &Server) -> f64 {
 #[tokio::test]
 async fn a_client_that_hangs_up_cancels_the_upstream_request() {
     let upstream = Server::start();
-    let config = remote_entry("remote-chat", "chat", &upstream.base, CHAT, "");
+    let config = format!(
+        "{}{}",
+        remote_entry("remote-chat", "chat", &upstream.base, CHAT, ""),
+        remote_entry("narrow", "chat", &upstream.base, CHAT, "max_concurrency = 1\nmax_queue = 1\nqueue_timeout_ms = 500")
+    );
     let front = Server::start_with(Options { config: Some(&config), ..Options::default() });
     assert_eq!(upstream_aborts(&upstream).await, 0.0);
     let long = |stream: bool| chat_body("remote-chat", "Tell me a very long story.", json!({"max_tokens": 4000, "ignore_eos": true, "stream": stream}));
@@ -427,6 +431,39 @@ async fn a_client_that_hangs_up_cancels_the_upstream_request() {
     let remote = format!("{},finished_reason=\"abort\"", labels("remote-chat", "remote"));
     assert_eq!(sample(&front, "vllm:request_success_total", &remote).await, Some(2.0));
     assert_eq!(sample(&front, "vllm:num_requests_running", &labels("remote-chat", "remote")).await, Some(0.0));
+
+    // Admission: one slot upstream and one place in line. While a stream holds the slot, one
+    // request waits for it (up to 500 ms, then 429) and a further one is turned away at once.
+    let narrow = labels("narrow", "remote");
+    let mut long_narrow = long(true);
+    long_narrow["model"] = json!("narrow");
+    let holder = client().post(front.url("/v1/chat/completions")).json(&long_narrow).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(holder.status().as_u16(), 200);
+    assert_eq!(sample(&front, "vllm:num_requests_running", &narrow).await, Some(1.0));
+    let chat = front.url("/v1/chat/completions");
+    let waiter = tokio::spawn({
+        let chat = chat.clone();
+        async move {
+            let started = Instant::now();
+            (post(&chat, &chat_body("narrow", "hi", json!({}))).await, started.elapsed())
+        }
+    });
+    eventually("one request waits for the slot", Duration::from_secs(5), || async {
+        (sample(&front, "vllm:num_requests_waiting", &narrow).await == Some(1.0)).then_some(())
+    })
+    .await;
+    let r = client().post(&chat).json(&chat_body("narrow", "hi", json!({}))).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let turned_away = (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null));
+    assert_error("queue full", &turned_away, 429, &["narrow", "1 requests already wait"]);
+    let (waited, took) = waiter.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_error("slot wait", &waited, 429, &["all 1 upstream slots stayed busy for 500 ms"]);
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    drop(holder);
+    eventually("the slot is free again", Duration::from_secs(10), || async {
+        (sample(&front, "vllm:num_requests_running", &narrow).await == Some(0.0)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
