@@ -136,6 +136,10 @@ impl ModelRegistry {
 }
 
 type Labels<'a> = [(&'static str, &'a str); 2];
+/// A family read from a model's stats at scrape time: name, help, value.
+type StatFamily<T> = (&'static str, &'static str, fn(&engine::EngineStats) -> T);
+/// A family recorded per request: name, help, the model's metric.
+type RequestFamily<M> = (&'static str, &'static str, fn(&ModelMetrics) -> &M);
 
 impl Collector for ModelRegistry {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -143,7 +147,7 @@ impl Collector for ModelRegistry {
         let stats: Vec<_> = models.iter().map(|m| (m, m.backend.stats())).collect();
         let local: Vec<_> = stats.iter().filter(|(m, _)| m.backend.as_local().is_some()).collect();
 
-        let gauges: [(&str, &str, fn(&engine::EngineStats) -> f64); 2] = [
+        let gauges: [StatFamily<f64>; 2] = [
             ("vllm:num_requests_running", "Number of requests in model execution batches.", |s| s.running as f64),
             ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", |s| s.waiting as f64),
         ];
@@ -158,7 +162,7 @@ impl Collector for ModelRegistry {
             let usage = if s.kv_capacity_tokens == 0 { 0.0 } else { s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64 };
             ConstGauge::new(usage).encode(family.encode_family(&labels(m))?)?;
         }
-        let engine_counters: [(&str, &str, fn(&engine::EngineStats) -> u64); 3] = [
+        let engine_counters: [StatFamily<u64>; 3] = [
             ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", |s| s.prefix_cache_queries),
             ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", |s| s.prefix_cache_hits),
             ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", |s| s.preemptions),
@@ -170,7 +174,7 @@ impl Collector for ModelRegistry {
             }
         }
 
-        let counters: [(&str, &str, fn(&ModelMetrics) -> &Counter); 2] = [
+        let counters: [RequestFamily<Counter>; 2] = [
             ("vllm:prompt_tokens", "Number of prefill tokens processed.", |m| &m.prompt_tokens),
             ("vllm:generation_tokens", "Number of generation tokens processed.", |m| &m.generation_tokens),
         ];
@@ -189,7 +193,7 @@ impl Collector for ModelRegistry {
             }
         }
 
-        let histograms: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 6] = [
+        let histograms: [RequestFamily<Histogram>; 6] = [
             ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", |m| &m.ttft),
             ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", |m| &m.itl),
             ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", |m| &m.e2e),
