@@ -87,6 +87,15 @@ async fn stream(url: &str, body: &Value) -> (Vec<Value>, String) {
     (chunks, content)
 }
 
+/// `(prompt_tokens, completion_tokens)` of the running usage of every chunk with text.
+fn text_chunks_usage(chunks: &[Value]) -> Vec<(u64, u64)> {
+    chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty()))
+        .map(|c| (c["usage"]["prompt_tokens"].as_u64().unwrap_or(0), c["usage"]["completion_tokens"].as_u64().unwrap_or(0)))
+        .collect()
+}
+
 /// A sample of a `/metrics` scrape: `name{labels}` as hearth prints them.
 async fn sample(server: &Server, name: &str, labels: &str) -> Option<f64> {
     let text = reqwest::get(server.url("/metrics")).await.ok()?.text().await.ok()?;
@@ -182,7 +191,7 @@ async fn answers_come_through_the_upstream_with_hearths_names_checks_and_metrics
 
     // Streamed: token by token, in hearth's chunk format, the same text, the upstream's usage.
     let streamed = chat_body("remote-chat", "Count from one to ten.", json!({"stream": true, "max_tokens": 10, "ignore_eos": true,
-        "stream_options": {"include_usage": true}}));
+        "stream_options": {"include_usage": true, "continuous_usage_stats": true}}));
     let (chunks, content) = stream(&front.url("/v1/chat/completions"), &streamed).await;
     let mut direct_body = streamed.clone();
     direct_body["model"] = json!(CHAT);
@@ -193,7 +202,12 @@ async fn answers_come_through_the_upstream_with_hearths_names_checks_and_metrics
     let text_chunks = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty())).count();
     assert!(text_chunks >= 5, "one chunk per token or so, not one buffered blob: {chunks:?}");
     assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "length");
-    assert_eq!(chunks[chunks.len() - 1]["usage"]["completion_tokens"], 10);
+    let usage = &chunks[chunks.len() - 1]["usage"];
+    assert_eq!(usage["completion_tokens"], 10);
+    // Running usage (vLLM's continuous_usage_stats) counts up with the upstream's prompt count.
+    let running: Vec<(u64, u64)> = text_chunks_usage(&chunks);
+    assert!(running.iter().all(|(p, _)| Some(*p) == usage["prompt_tokens"].as_u64()), "{running:?} vs {usage}");
+    assert!(running.windows(2).all(|w| w[0].1 < w[1].1) && running.last().map(|r| r.1) == Some(10), "{running:?}");
 
     // Completions, plain.
     let prompt = json!({"prompt": "The list of the planets: Mercury, Venus,", "max_tokens": 8, "temperature": 0});

@@ -50,7 +50,7 @@ impl State {
 
     fn running_usage(&self, completion_tokens: u32) -> Option<Usage> {
         self.generation.options.continuous_usage_stats.then_some(Usage {
-            prompt_tokens: self.generation.prompt_tokens,
+            prompt_tokens: self.generation.events.prompt_tokens().unwrap_or(self.generation.prompt_tokens),
             completion_tokens,
             cached_tokens: 0,
         })

@@ -114,6 +114,15 @@ impl Events {
             EventSource::Remote(stream) => stream.next().await,
         }
     }
+
+    /// Prompt tokens, if the source learned them after submission (a remote upstream that sends
+    /// running usage); `None` when [`Submitted::prompt_tokens`] already had them or nothing came.
+    pub fn prompt_tokens(&self) -> Option<u32> {
+        match &self.0 {
+            EventSource::Local(_) => None,
+            EventSource::Remote(stream) => stream.prompt_tokens(),
+        }
+    }
 }
 
 /// Embedding inputs after hearth's checks (at least one, none empty, at most the server's limit).

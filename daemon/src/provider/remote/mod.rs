@@ -262,6 +262,8 @@ impl RemoteClient {
         let (events_tx, events) = mpsc::channel(EVENTS_PER_REQUEST);
         let (accepted_tx, accepted) = oneshot::channel();
         let upstream = Arc::clone(&self.inner.upstream);
+        let prompt_tokens = Arc::new(AtomicU32::new(0));
+        let learned = Arc::clone(&prompt_tokens);
         let task = self.inner.io.spawn(
             async move {
                 let response = match upstream.post(path, &body).await {
@@ -272,14 +274,14 @@ impl RemoteClient {
                     }
                 };
                 if accepted_tx.send(Ok(())).is_ok() {
-                    pump(&upstream, response, &events_tx, queued).await;
+                    pump(&upstream, response, &events_tx, &learned, queued).await;
                 }
             }
             .instrument(tracing::Span::current()),
         );
         match accepted.await {
             Ok(Ok(())) => Ok(Submitted {
-                events: Events(EventSource::Remote(RemoteStream { events, _task: task, _permit: permit })),
+                events: Events(EventSource::Remote(RemoteStream { events, prompt_tokens, _task: task, _permit: permit })),
                 prompt_tokens: 0,
             }),
             Ok(Err(e)) => Err(e.into()),
@@ -352,8 +354,9 @@ impl RemoteClient {
 }
 
 /// Read the upstream's stream, turning each event into [`Event`]s for the client, until the end,
-/// a failure, or the client going away (then `events` is closed and this returns at once).
-async fn pump(upstream: &Upstream, response: reqwest::Response, events: &mpsc::Sender<Event>, queued: Duration) {
+/// a failure, or the client going away (then `events` is closed and this returns at once). The
+/// prompt's token count is published in `prompt_tokens` as soon as the upstream reports it.
+async fn pump(upstream: &Upstream, response: reqwest::Response, events: &mpsc::Sender<Event>, prompt_tokens: &AtomicU32, queued: Duration) {
     let failed = |failure: Failure| Event::Failed(upstream.error(failure).into());
     let silence = upstream.read_timeout();
     let mut body = response.bytes_stream();
@@ -382,7 +385,11 @@ async fn pump(upstream: &Upstream, response: reqwest::Response, events: &mpsc::S
             deadline = tokio::time::Instant::now() + silence;
         }
         for item in data {
-            let event = match reader.read(&item) {
+            let read = reader.read(&item);
+            if let Some(n) = reader.prompt_tokens() {
+                prompt_tokens.store(n, Ordering::Relaxed);
+            }
+            let event = match read {
                 Ok(None) => continue,
                 Ok(Some(Chunk::Text { text, completion_tokens })) => Event::Delta { text, completion_tokens },
                 Ok(Some(Chunk::Done { reason, usage })) => Event::Finished { reason, usage, queued },
@@ -408,6 +415,8 @@ async fn pump(upstream: &Upstream, response: reqwest::Response, events: &mpsc::S
 #[derive(Debug)]
 pub struct RemoteStream {
     events: mpsc::Receiver<Event>,
+    /// The prompt's tokens as the upstream reported them; 0 until it has.
+    prompt_tokens: Arc<AtomicU32>,
     _task: AbortOnDrop<()>,
     _permit: OwnedSemaphorePermit,
 }
@@ -416,6 +425,11 @@ impl RemoteStream {
     /// The next event; the stream always ends with `Finished` or `Failed`.
     pub async fn next(&mut self) -> Option<Event> {
         self.events.recv().await
+    }
+
+    /// The prompt's tokens, once the upstream has reported them.
+    pub fn prompt_tokens(&self) -> Option<u32> {
+        Some(self.prompt_tokens.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 }
 

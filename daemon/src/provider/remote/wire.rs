@@ -164,6 +164,12 @@ impl ChunkReader {
         Ok(Some(Chunk::Text { text: text.to_owned(), completion_tokens: self.completion_tokens }))
     }
 
+    /// Prompt tokens, once the upstream has sent a `usage` (every chunk with continuous usage
+    /// stats, else only the last).
+    pub fn prompt_tokens(&self) -> Option<u32> {
+        self.usage.map(|u| u.prompt_tokens)
+    }
+
     /// The stream's bytes ran out: the end, if a finish reason came (a server that does not send
     /// `[DONE]`), else `None` (it broke off).
     pub fn at_eof(&mut self) -> Option<Chunk> {
@@ -289,6 +295,7 @@ mod tests {
         let mut r = ChunkReader::default();
         let text = json!({"choices": [{"text": "abc", "finish_reason": null}], "usage": {"prompt_tokens": 5, "completion_tokens": 4}});
         assert_eq!(r.read(&text.to_string()), Ok(Some(Chunk::Text { text: "abc".into(), completion_tokens: 4 })));
+        assert_eq!(r.prompt_tokens(), Some(5));
         let end = json!({"choices": [{"text": "", "finish_reason": "content_filter"}]});
         assert_eq!(r.read(&end.to_string()), Ok(None));
         // No [DONE]: the end of the bytes after a finish reason is the end.
