@@ -123,11 +123,27 @@ pub enum ModelKindSetting {
     Embedding,
 }
 
-/// One `[[models]]` entry.
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderSetting {
+    /// llama.cpp inside hearth.
+    #[default]
+    Local,
+    /// An OpenAI-compatible server elsewhere (vLLM, llm-d, KServe), reached at `base_url`.
+    Remote,
+}
+
+/// One `[[models]]` entry. The keys in [`LOCAL_ONLY_KEYS`] apply to `provider = "local"`, those
+/// in [`REMOTE_ONLY_KEYS`] to `provider = "remote"`; setting one on the other kind is an error.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelSettings {
     pub name: String,
     pub kind: ModelKindSetting,
+    #[serde(default)]
+    pub provider: ProviderSetting,
+    /// The GGUF file of a local model (required for local models).
+    #[serde(default)]
     pub path: PathBuf,
     #[serde(default)]
     pub sha256: Option<String>,
@@ -149,6 +165,74 @@ pub struct ModelSettings {
     pub max_queue: usize,
     #[serde(default = "defaults::n_gpu_layers")]
     pub n_gpu_layers: u32,
+    /// Remote: the upstream's OpenAI base URL, `/v1` included (`http://vllm:8000/v1`).
+    #[serde(default)]
+    pub base_url: String,
+    /// Remote: the model name the upstream serves; default: `name`.
+    #[serde(default)]
+    pub remote_model: Option<String>,
+    /// Remote: a file holding the upstream's API key (sent as `Authorization: Bearer`).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Remote: an environment variable holding the upstream's API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Remote: longest wait for a TCP connection to the upstream.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Remote: longest wait for the upstream's response head, retries included.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Remote: longest silence from the upstream once it has answered (between stream events).
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Remote: further attempts after a connection failure or a 503, before anything was streamed.
+    #[serde(default = "defaults::max_retries")]
+    pub max_retries: u32,
+    /// Remote: wait before the first retry; doubled for each further one.
+    #[serde(default = "defaults::retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Remote: requests in flight to the upstream at once; more wait (up to `max_queue` of them).
+    #[serde(default = "defaults::max_concurrency")]
+    pub max_concurrency: usize,
+    /// Remote: longest wait for one of the `max_concurrency` slots before a 429.
+    #[serde(default = "defaults::queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+}
+
+/// `[[models]]` keys that only a local model has.
+pub const LOCAL_ONLY_KEYS: [&str; 9] = [
+    "path",
+    "sha256",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "kv_cache_tokens",
+    "block_size",
+    "enable_prefix_caching",
+    "kv_cache_dtype",
+    "n_gpu_layers",
+];
+
+/// `[[models]]` keys that only a remote model has.
+pub const REMOTE_ONLY_KEYS: [&str; 11] = [
+    "base_url",
+    "remote_model",
+    "api_key_file",
+    "api_key_env",
+    "connect_timeout_ms",
+    "request_timeout_ms",
+    "read_timeout_ms",
+    "max_retries",
+    "retry_backoff_ms",
+    "max_concurrency",
+    "queue_timeout_ms",
+];
+
+impl ModelSettings {
+    /// The name the upstream knows a remote model by.
+    pub fn remote_model_name(&self) -> &str {
+        self.remote_model.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// `kv_cache_dtype`.
@@ -178,6 +262,27 @@ mod defaults {
     }
     pub fn n_gpu_layers() -> u32 {
         999
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn request_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn read_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn max_retries() -> u32 {
+        2
+    }
+    pub fn retry_backoff_ms() -> u64 {
+        250
+    }
+    pub fn max_concurrency() -> usize {
+        64
+    }
+    pub fn queue_timeout_ms() -> u64 {
+        30_000
     }
 }
 
@@ -286,6 +391,20 @@ impl Settings {
             };
             if m.name.trim().is_empty() || !names.insert(m.name.clone()) {
                 return Err(bad("name", format!("{:?} is empty or used twice", m.name)));
+            }
+            let (other_kind_keys, applies_to) = match m.provider {
+                ProviderSetting::Local => (&REMOTE_ONLY_KEYS[..], "provider = \"remote\" models"),
+                ProviderSetting::Remote => (&LOCAL_ONLY_KEYS[..], "local models (a remote model's engine is configured on the upstream)"),
+            };
+            if let Some(field) = other_kind_keys.iter().find(|field| lookup(merged, &key(field)).is_some()) {
+                return Err(bad(field, format!("applies only to {applies_to}")));
+            }
+            match m.provider {
+                ProviderSetting::Local if m.path.as_os_str().is_empty() => {
+                    return Err(bad("path", "a local model needs the path of its GGUF file (or set provider = \"remote\")".into()));
+                }
+                ProviderSetting::Local => {}
+                ProviderSetting::Remote => check_remote(m).map_err(|(field, reason)| bad(field, reason))?,
             }
             if let Some(sha) = &m.sha256 {
                 if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -432,19 +551,67 @@ fn config_error(e: config::ConfigError, merged: Option<&Config>) -> ConfigError 
 
 /// Which layer the value at `key` (`server.listen`, `models[0].path`) came from.
 fn origin_of(merged: &Config, key: &str) -> String {
+    lookup(merged, key).and_then(Value::origin).map_or_else(|| DEFAULT_ORIGIN.into(), str::to_owned)
+}
+
+/// The value at `key` in the merged configuration, if some layer set it.
+fn lookup<'a>(merged: &'a Config, key: &str) -> Option<&'a Value> {
     let mut value = &merged.cache;
     for segment in key.split(['.', '[']) {
-        let next = match (&value.kind, segment.strip_suffix(']')) {
-            (ValueKind::Array(items), Some(index)) => index.parse::<usize>().ok().and_then(|i| items.get(i)),
-            (ValueKind::Table(table), None) => table.get(segment),
-            _ => None,
+        value = match (&value.kind, segment.strip_suffix(']')) {
+            (ValueKind::Array(items), Some(index)) => index.parse::<usize>().ok().and_then(|i| items.get(i))?,
+            (ValueKind::Table(table), None) => table.get(segment)?,
+            _ => return None,
         };
-        match next {
-            Some(v) => value = v,
-            None => return DEFAULT_ORIGIN.into(),
-        }
     }
-    value.origin().map_or_else(|| DEFAULT_ORIGIN.into(), str::to_owned)
+    Some(value)
+}
+
+/// The checks of a remote model's keys; the error names the field.
+fn check_remote(m: &ModelSettings) -> Result<(), (&'static str, String)> {
+    if m.base_url.trim().is_empty() {
+        return Err(("base_url", "a remote model needs the upstream's OpenAI base URL, like \"http://vllm:8000/v1\"".into()));
+    }
+    let url = reqwest::Url::parse(&m.base_url).map_err(|e| ("base_url", format!("{:?} is not a URL: {e}", m.base_url)))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err((
+                "base_url",
+                format!("{:?}: this build of hearth has no TLS client; reach the upstream over http (inside the cluster) or through a TLS-terminating proxy", m.base_url),
+            ))
+        }
+        other => return Err(("base_url", format!("{:?}: the scheme {other:?} is not http", m.base_url))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(("base_url", "must not carry credentials; put the upstream's key in api_key_file or api_key_env".into()));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.query().is_some() || url.fragment().is_some() {
+        return Err(("base_url", format!("{:?} needs a host and no query or fragment", m.base_url)));
+    }
+    if m.remote_model.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(("remote_model", "must not be empty; leave it out to use `name`".into()));
+    }
+    if m.api_key_file.is_some() && m.api_key_env.is_some() {
+        return Err(("api_key_env", "set api_key_file or api_key_env, not both".into()));
+    }
+    if m.api_key_env.as_deref().is_some_and(|v| v.is_empty() || v.contains('=')) {
+        return Err(("api_key_env", "must name an environment variable".into()));
+    }
+    let positive: [(&'static str, u64); 5] = [
+        ("connect_timeout_ms", m.connect_timeout_ms),
+        ("request_timeout_ms", m.request_timeout_ms),
+        ("read_timeout_ms", m.read_timeout_ms),
+        ("queue_timeout_ms", m.queue_timeout_ms),
+        ("max_concurrency", m.max_concurrency as u64),
+    ];
+    if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err((field, "must be at least 1".into()));
+    }
+    if m.max_retries > 10 {
+        return Err(("max_retries", format!("{} is more than 10", m.max_retries)));
+    }
+    Ok(())
 }
 
 /// The config crate writes array keys as `models[0]kind`; spell them `models[0].kind`.

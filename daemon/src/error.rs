@@ -9,6 +9,8 @@ use actix_web::{HttpResponse, ResponseError};
 use engine::EngineError;
 use serde_json::json;
 
+use crate::provider::UpstreamError;
+
 /// Seconds a client is told to wait after a 429 or 503.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -42,6 +44,9 @@ pub enum ApiError {
     /// Our fault.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A remote model's upstream failed or refused: 502, 503, 504, or the upstream's own 4xx.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 impl ApiError {
@@ -60,6 +65,7 @@ impl ApiError {
             ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
             ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
+            ApiError::Upstream(e) => e.kind(),
         }
     }
 
@@ -82,6 +88,7 @@ impl ResponseError for ApiError {
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Upstream(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
         }
     }
 
@@ -94,7 +101,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(status);
-        if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         if matches!(self, ApiError::Unauthorized) {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hearth::config::{Settings, Sources};
+use hearth::config::{ProviderSetting, Settings, Sources};
 use hearth::{server, telemetry};
 
 /// hearth: a chat and an embedding model, a vector store and a watched folder, on one machine.
@@ -22,6 +22,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start-up; boxing buys nothing")]
 enum Command {
     /// Run the daemon.
     Serve,
@@ -75,8 +76,10 @@ fn validate(settings: &Settings) -> ExitCode {
     let missing: Vec<String> = settings
         .models
         .iter()
-        .filter(|m| !m.path.is_file())
-        .map(|m| format!("model `{}`: file {} does not exist", m.name, m.path.display()))
+        .filter_map(|m| match m.provider {
+            ProviderSetting::Local => (!m.path.is_file()).then(|| format!("model `{}`: file {} does not exist", m.name, m.path.display())),
+            ProviderSetting::Remote => hearth::models::read_api_key(m).err().map(|e| format!("model `{}`: {e}", m.name)),
+        })
         .collect();
     if !missing.is_empty() {
         for line in &missing {

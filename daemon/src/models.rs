@@ -1,16 +1,22 @@
-//! The served models: one engine per `[[models]]` entry, looked up by the name clients send.
+//! The served models: one [`Backend`] per `[[models]]` entry, looked up by the name clients send.
+//! A local model is an engine loaded here; a remote one is a client of an upstream server.
 //!
-//! Loading verifies each file against its pinned sha256 before llama.cpp sees it, so a swapped or
-//! damaged file stops start-up with a message instead of serving the wrong model.
+//! Loading verifies each local file against its pinned sha256 before llama.cpp sees it, so a
+//! swapped or damaged file stops start-up with a message instead of serving the wrong model. A
+//! remote model's API key is read here, once; a missing key file or variable stops start-up with
+//! a message that names the file or variable (never the key). The upstream itself need not be up:
+//! `/ready` says whether it is.
 
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
 
 use engine::{Engine, EngineError, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings, Settings};
+use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::error::ApiError;
+use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
 /// Why a model could not be brought up.
 #[derive(Debug, thiserror::Error)]
@@ -21,48 +27,112 @@ pub enum ModelLoadError {
     Unreadable { name: String, path: String, reason: String },
     #[error("model `{name}`: {source}")]
     Engine { name: String, source: EngineError },
+    #[error("model `{name}`: {reason}")]
+    Remote { name: String, reason: String },
 }
 
-/// The loaded engines.
+/// The served models.
 #[derive(Debug)]
 pub struct Models {
-    engines: Vec<Engine>,
+    backends: Vec<Backend>,
 }
 
 impl Models {
     /// Verify and load every configured model (blocking; run it off the async runtime).
     pub fn load(settings: &Settings) -> Result<Models, ModelLoadError> {
-        let mut engines = Vec::with_capacity(settings.models.len());
+        let mut backends = Vec::with_capacity(settings.models.len());
         for m in &settings.models {
-            if let Some(expected) = &m.sha256 {
-                verify_sha256(m, expected)?;
-            }
-            tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
-            let engine = Engine::start(engine_config(m, settings.engine.threads))
-                .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
-            engines.push(engine);
+            let backend = match m.provider {
+                ProviderSetting::Local => {
+                    if let Some(expected) = &m.sha256 {
+                        verify_sha256(m, expected)?;
+                    }
+                    tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
+                    let engine = Engine::start(engine_config(m, settings.engine.threads))
+                        .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
+                    Backend::Local(engine)
+                }
+                ProviderSetting::Remote => {
+                    let remote = |reason: String| ModelLoadError::Remote { name: m.name.clone(), reason };
+                    let api_key = read_api_key(m).map_err(remote)?;
+                    tracing::info!(model = %m.name, base_url = %m.base_url, remote_model = %m.remote_model_name(),
+                        api_key = api_key_source(m), "Using a remote model.");
+                    Backend::Remote(RemoteClient::start(remote_config(m, api_key)).map_err(remote)?)
+                }
+            };
+            backends.push(backend);
         }
-        Ok(Models { engines })
+        Ok(Models { backends })
     }
 
-    /// Every engine, in configuration order.
-    pub fn all(&self) -> &[Engine] {
-        &self.engines
+    /// Every model, in configuration order.
+    pub fn all(&self) -> &[Backend] {
+        &self.backends
     }
 
-    /// The engine serving `name`, or a 400 naming the model.
-    pub fn get(&self, name: &str) -> Result<&Engine, ApiError> {
-        self.engines.iter().find(|e| e.info().name == name).ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+    /// The model served as `name`, or a 400 naming it.
+    pub fn get(&self, name: &str) -> Result<&Backend, ApiError> {
+        self.backends.iter().find(|b| b.name() == name).ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+    }
+}
+
+/// A remote model's API key from `api_key_file` (trimmed) or `api_key_env`; `None` when neither
+/// is set. Errors name the file or the variable, never the key.
+pub fn read_api_key(m: &ModelSettings) -> Result<Option<String>, String> {
+    let key = match (&m.api_key_file, &m.api_key_env) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read api_key_file {}: {e}", file.display()))?
+            .trim()
+            .to_owned(),
+        (None, Some(var)) => std::env::var(var).map_err(|e| format!("api_key_env {var}: {e}"))?.trim().to_owned(),
+        (None, None) => return Ok(None),
+    };
+    if key.is_empty() {
+        return Err(format!("the API key in {} is empty", api_key_source(m)));
+    }
+    Ok(Some(key))
+}
+
+/// Where a remote model's key comes from, for logs: never the key itself.
+fn api_key_source(m: &ModelSettings) -> String {
+    match (&m.api_key_file, &m.api_key_env) {
+        (Some(file), _) => format!("file {}", file.display()),
+        (None, Some(var)) => format!("environment variable {var}"),
+        (None, None) => "none".into(),
+    }
+}
+
+fn remote_config(m: &ModelSettings, api_key: Option<String>) -> RemoteConfig {
+    let ms = Duration::from_millis;
+    RemoteConfig {
+        name: m.name.clone(),
+        kind: model_kind(m.kind),
+        base_url: m.base_url.trim_end_matches('/').to_owned(),
+        remote_model: m.remote_model_name().to_owned(),
+        api_key,
+        max_model_len: m.max_model_len,
+        connect_timeout: ms(m.connect_timeout_ms),
+        request_timeout: ms(m.request_timeout_ms),
+        read_timeout: ms(m.read_timeout_ms),
+        max_retries: m.max_retries,
+        retry_backoff: ms(m.retry_backoff_ms),
+        max_concurrency: m.max_concurrency,
+        max_queue: m.max_queue,
+        queue_timeout: ms(m.queue_timeout_ms),
+    }
+}
+
+fn model_kind(kind: ModelKindSetting) -> ModelKind {
+    match kind {
+        ModelKindSetting::Chat => ModelKind::Chat,
+        ModelKindSetting::Embedding => ModelKind::Embedding,
     }
 }
 
 fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
     ModelConfig {
         name: m.name.clone(),
-        kind: match m.kind {
-            ModelKindSetting::Chat => ModelKind::Chat,
-            ModelKindSetting::Embedding => ModelKind::Embedding,
-        },
+        kind: model_kind(m.kind),
         path: m.path.clone(),
         max_model_len: m.max_model_len,
         max_num_seqs: m.max_num_seqs,

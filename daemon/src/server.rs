@@ -125,7 +125,7 @@ async fn start_ingestion(state: &AppState) -> anyhow::Result<std::sync::Arc<Inge
     .await??;
     let (store, files, settings) = opened;
     let ingestor = Ingestor::start(store, files, &settings, &engines, metrics)?;
-    crate::ingest::watch::start(&ingestor, &settings.ingest, &settings.server.state_dir)?;
+    crate::ingest::watch::start(&ingestor, &settings.ingest, &settings.server.state_dir).await?;
     Ok(ingestor)
 }
 

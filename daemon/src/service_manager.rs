@@ -86,7 +86,8 @@ pub async fn run_watchdog(manager: ServiceManager, state: AppState, timeout: Dur
     loop {
         tick.tick().await;
         let Ok(models) = state.models() else { continue };
-        let ages: Vec<(&str, Duration)> = models.all().iter().map(|e| (e.info().name.as_str(), e.heartbeat_age())).collect();
+        // Remote models have no thread of ours to watch; their upstream's health is `/ready`'s.
+        let ages: Vec<(&str, Duration)> = models.all().iter().filter_map(|m| Some((m.name(), m.heartbeat_age()?))).collect();
         if let Some((name, age)) = stalled_engine(ages, timeout) {
             let line = format!("engine `{name}` has made no progress for {:.1}s; watchdog pings stopped", age.as_secs_f64());
             tracing::error!(model = %name, age_ms = age.as_millis() as u64, "Engine thread stalled; stopping watchdog pings so systemd restarts hearth.");

@@ -3,7 +3,7 @@
 //!
 //! The server prints one line, `hearth listening on http://ADDR`, on stdout once it has bound; the
 //! harness reads it to learn the port, then waits for `/ready`. Its stderr (the logs) goes to a
-//! file that a failing test prints.
+//! file that a failing test prints; the rest of its stdout to another ([`Server::stdout`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -97,9 +97,11 @@ impl Server {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn hearth: {e}"));
         let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
         let mut lines = BufReader::new(stdout).lines();
+        let mut stdout_log = std::fs::File::create(dir.path().join("stdout.log")).unwrap_or_else(|e| panic!("stdout file: {e}"));
         let base = loop {
             match lines.next() {
                 Some(Ok(line)) => {
+                    let _ = writeln!(stdout_log, "{line}");
                     if let Some(url) = line.strip_prefix("hearth listening on ") {
                         break url.trim().to_owned();
                     }
@@ -111,7 +113,11 @@ impl Server {
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(stdout_log, "{line}");
+            }
+        });
         Ok(Server { child, base, dir })
     }
 
@@ -128,6 +134,11 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hearth.log")).unwrap_or_default()
+    }
+
+    /// What the server printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
     /// Poll `/ready` until 200, or panic with the log.

@@ -37,7 +37,7 @@ impl Scrape {
     }
 
     fn model(&self, name: &str, model: &str) -> f64 {
-        self.get(name, &format!("model_name=\"{model}\""))
+        self.get(name, &format!("model_name=\"{model}\",provider=\"local\""))
     }
 }
 
@@ -114,7 +114,7 @@ async fn traffic_moves_vllm_counters_and_histograms() {
     assert_eq!((plain["usage"]["completion_tokens"].as_u64(), stream_completion), (Some(8), 8));
 
     let after = scrape(&server).await;
-    let chat_reason = |r: &str| after.get("vllm:request_success_total", &format!("model_name=\"{CHAT}\",finished_reason=\"{r}\""));
+    let chat_reason = |r: &str| after.get("vllm:request_success_total", &format!("model_name=\"{CHAT}\",provider=\"local\",finished_reason=\"{r}\""));
     assert_eq!(chat_reason("length"), 2.0, "both chats stopped at max_tokens");
     assert_eq!(chat_reason("stop") + chat_reason("abort"), 0.0);
     assert_eq!(after.model("vllm:generation_tokens_total", CHAT), 16.0);
@@ -123,8 +123,8 @@ async fn traffic_moves_vllm_counters_and_histograms() {
     assert_eq!(after.model("vllm:e2e_request_latency_seconds_count", CHAT), 2.0);
     assert_eq!(after.model("vllm:request_queue_time_seconds_count", CHAT), 2.0);
     assert_eq!(after.model("vllm:request_generation_tokens_sum", CHAT), 16.0);
-    assert_eq!(after.get("vllm:request_generation_tokens_bucket", &format!("le=\"5.0\",model_name=\"{CHAT}\"")), 0.0);
-    assert_eq!(after.get("vllm:request_generation_tokens_bucket", &format!("le=\"10.0\",model_name=\"{CHAT}\"")), 2.0);
+    assert_eq!(after.get("vllm:request_generation_tokens_bucket", &format!("le=\"5.0\",model_name=\"{CHAT}\",provider=\"local\"")), 0.0);
+    assert_eq!(after.get("vllm:request_generation_tokens_bucket", &format!("le=\"10.0\",model_name=\"{CHAT}\",provider=\"local\"")), 2.0);
     // One observation per token after each request's first delta: between 1 and 14.
     let itl = after.model("vllm:inter_token_latency_seconds_count", CHAT);
     assert!((1.0..=14.0).contains(&itl), "inter-token observations {itl}");
@@ -138,7 +138,7 @@ async fn traffic_moves_vllm_counters_and_histograms() {
     let embed_tokens = embedded["usage"]["prompt_tokens"].as_f64().unwrap_or(0.0);
     assert!(embed_tokens > 0.0);
     assert_eq!(after.model("vllm:prompt_tokens_total", EMBED), embed_tokens);
-    assert_eq!(after.get("vllm:request_success_total", &format!("model_name=\"{EMBED}\",finished_reason=\"stop\"")), 1.0);
+    assert_eq!(after.get("vllm:request_success_total", &format!("model_name=\"{EMBED}\",provider=\"local\",finished_reason=\"stop\"")), 1.0);
     assert_eq!(after.model("vllm:generation_tokens_total", EMBED), 0.0);
     // The engine publishes its gauges once per step: wait for the step after the last finish.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -186,7 +186,7 @@ async fn prometheus_gets_openmetrics() {
     let text = r.text().await.unwrap_or_default();
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE vllm:prompt_tokens counter\n"), "{text}");
-    assert!(text.contains(&format!("vllm:prompt_tokens_total{{model_name=\"{CHAT}\"}} 0")), "{text}");
+    assert!(text.contains(&format!("vllm:prompt_tokens_total{{model_name=\"{CHAT}\",provider=\"local\"}} 0")), "{text}");
 }
 
 /// promtool's linter flags every `:` in a metric name (it reserves colons for recording rules),

@@ -56,7 +56,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let request: ChatRequest = fields(&body)?;
     let params: GenerationParams = fields(&body)?;
     let messages = to_messages(request.messages)?;
-    let generation = generate::start(&state, &params, Prompt::Chat(messages), "chatcmpl")?;
+    let generation = generate::start(&state, &params, Prompt::Chat(messages), "chatcmpl").await?;
     if generation.stream {
         return Ok(sse::respond(generation, CHUNKS));
     }

@@ -39,7 +39,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let request: CompletionRequest = fields(&body)?;
     let params: GenerationParams = fields(&body)?;
     let prompt = to_prompt(request.prompt)?;
-    let generation = generate::start(&state, &params, prompt, "cmpl")?;
+    let generation = generate::start(&state, &params, prompt, "cmpl").await?;
     if generation.stream {
         return Ok(sse::respond(generation, CHUNKS));
     }

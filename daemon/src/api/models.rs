@@ -1,10 +1,11 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 
 use actix_web::{web, HttpResponse};
-use engine::{Engine, ModelKind};
+use engine::ModelKind;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::provider::Backend;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,25 +18,42 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn one(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let engine = state.models()?.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
-    Ok(HttpResponse::Ok().json(model_json(engine)))
+    let backend = state.models()?.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
+    Ok(HttpResponse::Ok().json(model_json(backend)))
 }
 
-fn model_json(engine: &Engine) -> Value {
-    let info = engine.info();
-    json!({
-        "id": info.name,
-        "object": "model",
-        "created": info.loaded_at,
-        "owned_by": "hearth",
-        "max_model_len": info.max_model_len,
-        "meta": {
-            "kind": match info.kind { ModelKind::Chat => "chat", ModelKind::Embedding => "embedding" },
-            "n_ctx_train": info.n_ctx_train,
-            "n_embd": info.n_embd,
-            "n_vocab": info.n_vocab,
-            "n_params": info.n_params,
-            "size": info.size_bytes,
-        },
-    })
+fn model_json(backend: &Backend) -> Value {
+    let kind = match backend.kind() {
+        ModelKind::Chat => "chat",
+        ModelKind::Embedding => "embedding",
+    };
+    match backend {
+        Backend::Local(engine) => {
+            let info = engine.info();
+            json!({
+                "id": info.name,
+                "object": "model",
+                "created": info.loaded_at,
+                "owned_by": "hearth",
+                "max_model_len": info.max_model_len,
+                "meta": {
+                    "kind": kind,
+                    "provider": backend.provider(),
+                    "n_ctx_train": info.n_ctx_train,
+                    "n_embd": info.n_embd,
+                    "n_vocab": info.n_vocab,
+                    "n_params": info.n_params,
+                    "size": info.size_bytes,
+                },
+            })
+        }
+        Backend::Remote(remote) => json!({
+            "id": remote.name(),
+            "object": "model",
+            "created": remote.created(),
+            "owned_by": "hearth",
+            "max_model_len": remote.max_model_len(),
+            "meta": {"kind": kind, "provider": backend.provider(), "remote_model": remote.remote_model()},
+        }),
+    }
 }

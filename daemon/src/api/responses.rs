@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
-use engine::Event;
+use crate::provider::Event;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -118,7 +118,7 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
                     usage = Some(u);
                     break;
                 }
-                Some(Event::Failed(message)) => return fail(&mut out, &p, &ApiError::Internal(message)).await,
+                Some(Event::Failed(e)) => return fail(&mut out, &p, &e).await,
                 None => return fail(&mut out, &p, &ApiError::Unavailable("the engine stopped before the response finished".into())).await,
             }
         }

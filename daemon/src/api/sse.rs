@@ -1,16 +1,18 @@
 //! Server-sent events for streamed generations, in OpenAI's chunk format: one `data:` line per
 //! chunk, a final chunk carrying `finish_reason`, an optional usage chunk (`stream_options.
 //! include_usage`), and `data: [DONE]`. When the client disconnects, actix drops this stream, which
-//! drops the engine's token stream, which frees the sequence at the engine's next step. Every
-//! event taken from the engine is also fed to the generation's metrics timer.
+//! drops the generation's events, which frees the sequence at the engine's next step (or, for a
+//! remote model, aborts the upstream request). Every event is also fed to the generation's
+//! metrics timer.
 
 use actix_web::web::Bytes;
-use actix_web::HttpResponse;
-use engine::{Event, Usage};
+use actix_web::{HttpResponse, ResponseError};
+use engine::Usage;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::provider::Event;
 use crate::service::generate::{usage_json, Generation};
 
 /// How one API's chunks look.
@@ -48,7 +50,7 @@ impl State {
 
     fn running_usage(&self, completion_tokens: u32) -> Option<Usage> {
         self.generation.options.continuous_usage_stats.then_some(Usage {
-            prompt_tokens: self.generation.prompt_tokens,
+            prompt_tokens: self.generation.events.prompt_tokens().unwrap_or(self.generation.prompt_tokens),
             completion_tokens,
             cached_tokens: 0,
         })
@@ -88,8 +90,11 @@ impl State {
                 out.push(done());
                 self.done = true;
             }
-            Some(Event::Failed(message)) => {
-                out.push(event(&ApiError::Internal(message).body()));
+            Some(Event::Failed(error)) => {
+                if error.status_code().is_server_error() {
+                    tracing::error!(%error, "Generation failed after its stream began.");
+                }
+                out.push(event(&error.body()));
                 out.push(done());
                 self.done = true;
             }

@@ -12,11 +12,11 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use hearth::sse_parser::SseParser;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::data::Prompt;
-use super::sse::SseParser;
 use super::{BenchError, Endpoint};
 
 /// What became of one request.

@@ -23,7 +23,6 @@ mod profile;
 mod report;
 mod run;
 mod slo;
-mod sse;
 mod stats;
 
 use std::path::PathBuf;

@@ -16,13 +16,14 @@ use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::{Engine, ModelKind};
+use engine::ModelKind;
 use store::{Attributes, Document, DocumentStatus, NewDocument, Store, StoreError};
 
 use crate::config::IngestSettings;
 use crate::error::ApiError;
 use crate::files::{FileRecord, FileRegistry};
 use crate::metrics::Metrics;
+use crate::provider::{Backend, EmbedInput};
 use queue::{Job, JobQueue, QueueError};
 
 /// Where a running job is, for the API.
@@ -46,7 +47,7 @@ pub struct Ingestor {
     sandbox: ingest::Sandbox,
     settings: IngestSettings,
     state_dir: std::path::PathBuf,
-    embedders: Vec<Engine>,
+    embedders: Vec<Backend>,
     metrics: Metrics,
     progress: Mutex<HashMap<JobKey, Progress>>,
 }
@@ -58,7 +59,7 @@ impl Ingestor {
         store: Arc<Store>,
         files: FileRegistry,
         settings: &crate::config::Settings,
-        engines: &[Engine],
+        engines: &[Backend],
         metrics: Metrics,
     ) -> anyhow::Result<Arc<Ingestor>> {
         let ingest = settings.ingest.clone();
@@ -71,7 +72,7 @@ impl Ingestor {
             ..ingest::Limits::default()
         };
         let sandbox = ingest::Sandbox::new(program, vec![OsString::from("parse-worker")], limits);
-        let embedders = engines.iter().filter(|e| e.info().kind == ModelKind::Embedding).cloned().collect();
+        let embedders = engines.iter().filter(|e| e.kind() == ModelKind::Embedding).cloned().collect();
         let ingestor = Arc::new(Ingestor {
             store,
             files,
@@ -173,18 +174,27 @@ impl Ingestor {
         Ok(doc)
     }
 
-    /// The embedding engine named `model`.
-    pub fn embedder(&self, model: &str) -> Result<Engine, String> {
+    /// The embedding model named `model`.
+    pub fn embedder(&self, model: &str) -> Result<Backend, String> {
         self.embedders
             .iter()
-            .find(|e| e.info().name == model)
+            .find(|e| e.name() == model)
             .cloned()
             .ok_or_else(|| format!("the vector store's embedding model `{model}` is not served by this configuration"))
     }
 
     /// The embedding model new vector stores use: the first configured.
-    pub fn default_embedder(&self) -> Option<&Engine> {
+    pub fn default_embedder(&self) -> Option<&Backend> {
         self.embedders.first()
+    }
+
+    /// The width of `embedder`'s vectors: a local model knows it; a remote one is asked once.
+    pub async fn dimension(embedder: &Backend) -> Result<usize, ApiError> {
+        if let Some(engine) = embedder.as_local() {
+            return Ok(engine.info().n_embd as usize);
+        }
+        let probe = embedder.embed(EmbedInput::Texts(vec!["dimension probe".into()]), None).await?;
+        probe.vectors.first().map(Vec::len).filter(|&d| d > 0).ok_or_else(|| ApiError::Internal(format!("`{}` returned no embedding", embedder.name())))
     }
 
     /// Progress of a running job, if it is running.

@@ -5,24 +5,27 @@
 //! on; nothing here can take the daemon down. Progress (chunks embedded of chunks planned) is
 //! kept in memory for the API while a job runs; the store's `chunk_count` is the durable part.
 
-use engine::Engine;
 use ingest::{ChunkingOptions, Format, TokenCounter};
 use store::{DocumentStatus, NewChunk, NewDocument, StoreError};
 
 use super::queue::Job;
+use crate::provider::{Backend, EmbedInput};
 use super::{Ingestor, Progress};
 
 /// Special tokens the embedding model adds around every input ([CLS] … [SEP]).
 const SPECIAL_TOKENS: usize = 2;
 
-/// Counts tokens with the embedding model's own tokenizer.
-struct EngineTokens<'a>(&'a Engine);
+/// Counts tokens with the embedding model's own tokenizer (an estimate for a remote model).
+struct EmbedderTokens<'a>(&'a Backend);
 
-impl TokenCounter for EngineTokens<'_> {
+impl TokenCounter for EmbedderTokens<'_> {
     fn count(&self, text: &str) -> usize {
-        self.0.tokenize(text, false).len()
+        self.0.count_tokens(text)
     }
 }
+
+/// An embedding model's context when it does not say (BERT-style models' 512).
+const DEFAULT_EMBEDDING_CONTEXT: usize = 512;
 
 /// How a job ended.
 #[derive(Debug)]
@@ -119,11 +122,12 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     ingestor.set_progress(&key, Progress::Parsing);
     let parsed = ingestor.sandbox().parse(&path, format).await.map_err(|e| Step::Failed(e.to_string()))?;
 
-    let max_tokens = job.max_chunk_size_tokens.min((engine.info().n_ctx_train as usize).saturating_sub(SPECIAL_TOKENS).max(1));
+    let context = engine.max_model_len().map_or(DEFAULT_EMBEDDING_CONTEXT, |n| n as usize);
+    let max_tokens = job.max_chunk_size_tokens.min(context.saturating_sub(SPECIAL_TOKENS).max(1));
     let options = ChunkingOptions::new(max_tokens, job.chunk_overlap_tokens.min(max_tokens / 2)).map_err(|e| Step::Failed(e.to_string()))?;
     let chunker_engine = engine.clone();
     let (parsed, chunks) = tokio::task::spawn_blocking(move || {
-        let chunks = ingest::chunk_document(&parsed, &options, &EngineTokens(&chunker_engine));
+        let chunks = ingest::chunk_document(&parsed, &options, &EmbedderTokens(&chunker_engine));
         (parsed, chunks)
     })
     .await
@@ -136,15 +140,8 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     ingestor.set_progress(&key, Progress::Embedding { done: 0, total });
     let batch = ingestor.embed_batch();
     for (i, group) in chunks.chunks(batch).enumerate() {
-        let inputs: Vec<Vec<i32>> = group
-            .iter()
-            .map(|c| {
-                let mut tokens = engine.tokenize(&c.text, true);
-                tokens.truncate(engine.info().n_ctx_train as usize);
-                tokens
-            })
-            .collect();
-        let vectors = engine.embed(inputs).await.map_err(|e| Step::Failed(format!("embedding failed: {e}")))?;
+        let inputs = EmbedInput::Texts(group.iter().map(|c| c.text.clone()).collect());
+        let vectors = engine.embed(inputs, None).await.map_err(|e| Step::Failed(format!("embedding failed: {e}")))?.vectors;
         let new_chunks: Vec<NewChunk> = group
             .iter()
             .zip(vectors)

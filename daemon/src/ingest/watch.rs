@@ -29,6 +29,7 @@ use store::{Attributes, NewCollection, VectorIndexConfig};
 
 use super::Ingestor;
 use crate::config::{IngestSettings, WatchSettings};
+use crate::provider::Backend;
 
 /// What identifies a file's version without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,13 +61,23 @@ struct Folder {
 
 /// Start a thread per `[[ingest.watch]]` entry. A folder that cannot be set up stops start-up
 /// with the reason.
-pub fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_dir: &Path) -> anyhow::Result<()> {
+pub async fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_dir: &Path) -> anyhow::Result<()> {
     for (i, watch) in settings.watch.iter().enumerate() {
-        if ingestor.default_embedder().is_none() {
+        let Some(embedder) = ingestor.default_embedder().cloned() else {
             tracing::warn!(folder = %watch.path.display(), "Not watching: no embedding model is configured in [[models]].");
             continue;
-        }
-        let folder = Folder::open(ingestor.clone(), watch, settings, &state_dir.join("ingest").join(format!("watch-{i}.json")))?;
+        };
+        let exists = ingestor.store.collections().iter().any(|c| c.name == watch.vector_store);
+        let dimension = if exists { 0 } else {
+            match Ingestor::dimension(&embedder).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(folder = %watch.path.display(), error = %e, "Not watching: cannot learn the embedding model's dimension.");
+                    continue;
+                }
+            }
+        };
+        let folder = Folder::open(ingestor.clone(), watch, settings, &state_dir.join("ingest").join(format!("watch-{i}.json")), &embedder, dimension)?;
         let rescan = Duration::from_secs_f64(settings.rescan_seconds);
         std::thread::Builder::new().name(format!("hearth-watch-{i}")).spawn(move || folder.run(rescan))?;
     }
@@ -74,11 +85,11 @@ pub fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_dir: &Pa
 }
 
 impl Folder {
-    fn open(ingestor: Arc<Ingestor>, watch: &WatchSettings, settings: &IngestSettings, state_path: &Path) -> anyhow::Result<Folder> {
+    fn open(ingestor: Arc<Ingestor>, watch: &WatchSettings, settings: &IngestSettings, state_path: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<Folder> {
         use anyhow::Context;
         std::fs::create_dir_all(&watch.path).with_context(|| format!("cannot create watched folder {}", watch.path.display()))?;
         let root = watch.path.canonicalize().with_context(|| format!("cannot resolve watched folder {}", watch.path.display()))?;
-        let vector_store_id = ensure_vector_store(&ingestor, &watch.vector_store, &root)?;
+        let vector_store_id = ensure_vector_store(&ingestor, &watch.vector_store, &root, embedder, dimension)?;
         let known = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         tracing::info!(folder = %root.display(), vector_store = %vector_store_id, "Watching folder.");
         Ok(Folder {
@@ -242,17 +253,16 @@ impl Folder {
 }
 
 /// The vector store named `name`, created for this folder when missing.
-fn ensure_vector_store(ingestor: &Ingestor, name: &str, root: &Path) -> anyhow::Result<String> {
+fn ensure_vector_store(ingestor: &Ingestor, name: &str, root: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<String> {
     if let Some(existing) = ingestor.store.collections().into_iter().find(|c| c.name == name) {
         return Ok(existing.id);
     }
-    let embedder = ingestor.default_embedder().ok_or_else(|| anyhow::anyhow!("a watched folder needs an embedding model in [[models]]"))?;
     let mut metadata = Attributes::new();
     metadata.insert("watched_folder".into(), root.display().to_string().into());
     let created = ingestor.store.create_collection(NewCollection {
         name: name.to_owned(),
-        embedding_model: embedder.info().name.clone(),
-        dimension: embedder.info().n_embd as usize,
+        embedding_model: embedder.name().to_owned(),
+        dimension,
         metadata,
         index: VectorIndexConfig::default(),
     })?;

@@ -83,7 +83,8 @@ impl Collector for GpuCollector {
 
 /// Write the families for these readings.
 pub fn encode_readings(readings: &[GpuReading], mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let families: [(&str, &str, fn(&GpuReading) -> Option<f64>); 5] = [
+    type Family = (&'static str, &'static str, fn(&GpuReading) -> Option<f64>);
+    let families: [Family; 5] = [
         ("hearth_gpu_utilization_ratio", "Fraction of the last sample period in which a kernel ran on the GPU", |r| r.utilization),
         ("hearth_gpu_memory_used_bytes", "GPU memory allocated", |r| r.memory_used),
         ("hearth_gpu_memory_total_bytes", "GPU memory installed", |r| r.memory_total),

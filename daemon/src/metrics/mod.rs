@@ -2,9 +2,10 @@
 //!
 //! Design:
 //! - **vLLM's names** (`vllm:*`, [`vllm`]) so existing vLLM dashboards work unchanged, labelled
-//!   `model_name`. The engine's gauges and counters (running, waiting, KV use, prefix cache,
-//!   preemptions) are read from `Engine::stats()` at scrape time by a collector, so the engine
-//!   thread never touches the registry. Per-request series (tokens, TTFT, inter-token latency,
+//!   `model_name` and `provider` (`local`, or `remote` for a model served by an upstream). The
+//!   engine's gauges and counters (running, waiting, KV use, prefix cache, preemptions) are read
+//!   from `Backend::stats()` at scrape time by a collector, so the engine thread never touches
+//!   the registry. Per-request series (tokens, TTFT, inter-token latency,
 //!   end-to-end and queue time, finish reasons) are recorded by the service layer through a
 //!   [`RequestTimer`], so handlers stay a few lines.
 //! - **hearth's own series** are `hearth_*`: HTTP requests by route and status ([`http`]), and GPU

@@ -1,22 +1,26 @@
-//! vLLM's metric names and buckets, one set of series per served model (label `model_name`).
+//! vLLM's metric names and buckets, one set of series per served model (labels `model_name` and
+//! `provider`, `local` or `remote`).
 //!
 //! Two sources, one collector ([`ModelRegistry`]), so each family is described once with a
 //! sample per model:
-//! - **engine state**, read from `Engine::stats()` at scrape time: `vllm:num_requests_running`,
-//!   `vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`, and the counters
-//!   `vllm:prefix_cache_queries`, `vllm:prefix_cache_hits`, `vllm:num_preemptions`;
+//! - **engine state**, read from `Backend::stats()` at scrape time: `vllm:num_requests_running`,
+//!   `vllm:num_requests_waiting` (for a remote model, hearth's side: requests in flight to the
+//!   upstream and waiting for a slot), and for local models only `vllm:kv_cache_usage_perc` and
+//!   the counters `vllm:prefix_cache_queries`, `vllm:prefix_cache_hits`, `vllm:num_preemptions`
+//!   (a remote model's KV cache is the upstream's, on the upstream's own `/metrics`);
 //! - **per request**, recorded by the service layer through a [`RequestTimer`]: token counters,
 //!   `vllm:request_success` by `finished_reason`, and the histograms of time to first token,
 //!   inter-token latency, end-to-end latency, queue time, prompt and generation lengths.
 //!
 //! Buckets are vLLM's (`vllm/v1/metrics/loggers.py`): fixed lists for the latencies, and
-//! 1-2-5 steps up to the model's context length for the token histograms. A request that ends
-//! without `Finished` (the client went away, the engine failed) counts as `abort`, as in vLLM.
+//! 1-2-5 steps up to the model's context length (for a remote model of unknown length,
+//! [`UNKNOWN_MAX_LEN`]) for the token histograms. A request that ends without `Finished` (the
+//! client went away, the engine or the upstream failed) counts as `abort`, as in vLLM.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use engine::{Engine, FinishReason, Usage};
+use engine::{FinishReason, Usage};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -25,6 +29,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use crate::models::Models;
+use crate::provider::Backend;
+
+/// The top of the token histograms' buckets for a model whose context length is not known.
+pub const UNKNOWN_MAX_LEN: u64 = 1 << 20;
 
 /// vLLM's `vllm:time_to_first_token_seconds` buckets.
 pub const TTFT_BUCKETS: [f64; 22] = [
@@ -63,7 +71,7 @@ pub fn buckets_1_2_5(max: u64) -> Vec<f64> {
 #[derive(Debug)]
 pub struct ModelMetrics {
     name: String,
-    engine: Engine,
+    backend: Backend,
     prompt_tokens: Counter,
     generation_tokens: Counter,
     /// Indexed like [`FINISH_REASONS`].
@@ -77,11 +85,11 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
-    fn new(engine: &Engine) -> Self {
-        let max_len = u64::from(engine.info().max_model_len.max(1));
+    fn new(backend: &Backend) -> Self {
+        let max_len = backend.max_model_len().map_or(UNKNOWN_MAX_LEN, |n| u64::from(n.max(1)));
         Self {
-            name: engine.info().name.clone(),
-            engine: engine.clone(),
+            name: backend.name().to_owned(),
+            backend: backend.clone(),
             prompt_tokens: Counter::default(),
             generation_tokens: Counter::default(),
             success: Default::default(),
@@ -118,7 +126,7 @@ pub struct ModelRegistry {
 impl ModelRegistry {
     /// Start reporting these models (once; later calls are ignored).
     pub fn attach(&self, models: &Models) {
-        let _ = self.models.set(models.all().iter().map(|e| Arc::new(ModelMetrics::new(e))).collect());
+        let _ = self.models.set(models.all().iter().map(|b| Arc::new(ModelMetrics::new(b))).collect());
     }
 
     /// The series of `model`, once loaded.
@@ -127,23 +135,21 @@ impl ModelRegistry {
     }
 }
 
-type Labels<'a> = [(&'static str, &'a str); 1];
+type Labels<'a> = [(&'static str, &'a str); 2];
+/// A family read from a model's stats at scrape time: name, help, value.
+type StatFamily<T> = (&'static str, &'static str, fn(&engine::EngineStats) -> T);
+/// A family recorded per request: name, help, the model's metric.
+type RequestFamily<M> = (&'static str, &'static str, fn(&ModelMetrics) -> &M);
 
 impl Collector for ModelRegistry {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(models) = self.models.get() else { return Ok(()) };
-        let stats: Vec<_> = models.iter().map(|m| (m, m.engine.stats())).collect();
+        let stats: Vec<_> = models.iter().map(|m| (m, m.backend.stats())).collect();
+        let local: Vec<_> = stats.iter().filter(|(m, _)| m.backend.as_local().is_some()).collect();
 
-        let gauges: [(&str, &str, fn(&engine::EngineStats) -> f64); 3] = [
+        let gauges: [StatFamily<f64>; 2] = [
             ("vllm:num_requests_running", "Number of requests in model execution batches.", |s| s.running as f64),
             ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", |s| s.waiting as f64),
-            ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", |s| {
-                if s.kv_capacity_tokens == 0 {
-                    0.0
-                } else {
-                    s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64
-                }
-            }),
         ];
         for (name, help, value) in gauges {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -151,19 +157,24 @@ impl Collector for ModelRegistry {
                 ConstGauge::new(value(s)).encode(family.encode_family(&labels(m))?)?;
             }
         }
-        let engine_counters: [(&str, &str, fn(&engine::EngineStats) -> u64); 3] = [
+        let mut family = encoder.encode_descriptor("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", None, MetricType::Gauge)?;
+        for (m, s) in &local {
+            let usage = if s.kv_capacity_tokens == 0 { 0.0 } else { s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64 };
+            ConstGauge::new(usage).encode(family.encode_family(&labels(m))?)?;
+        }
+        let engine_counters: [StatFamily<u64>; 3] = [
             ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", |s| s.prefix_cache_queries),
             ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", |s| s.prefix_cache_hits),
             ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", |s| s.preemptions),
         ];
         for (name, help, value) in engine_counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (m, s) in &stats {
+            for (m, s) in &local {
                 ConstCounter::new(value(s)).encode(family.encode_family(&labels(m))?)?;
             }
         }
 
-        let counters: [(&str, &str, fn(&ModelMetrics) -> &Counter); 2] = [
+        let counters: [RequestFamily<Counter>; 2] = [
             ("vllm:prompt_tokens", "Number of prefill tokens processed.", |m| &m.prompt_tokens),
             ("vllm:generation_tokens", "Number of generation tokens processed.", |m| &m.generation_tokens),
         ];
@@ -177,11 +188,12 @@ impl Collector for ModelRegistry {
             encoder.encode_descriptor("vllm:request_success", "Count of successfully processed requests.", None, MetricType::Counter)?;
         for m in models {
             for (reason, counter) in FINISH_REASONS.iter().zip(&m.success) {
-                counter.encode(family.encode_family(&[("model_name", m.name.as_str()), ("finished_reason", reason)])?)?;
+                let [model, provider] = labels(m);
+                counter.encode(family.encode_family(&[model, provider, ("finished_reason", reason)])?)?;
             }
         }
 
-        let histograms: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 6] = [
+        let histograms: [RequestFamily<Histogram>; 6] = [
             ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", |m| &m.ttft),
             ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", |m| &m.itl),
             ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", |m| &m.e2e),
@@ -200,16 +212,20 @@ impl Collector for ModelRegistry {
 }
 
 fn labels(m: &ModelMetrics) -> Labels<'_> {
-    [("model_name", m.name.as_str())]
+    [("model_name", m.name.as_str()), ("provider", m.backend.provider())]
 }
 
 /// Measures one generation as its events are consumed: time to first token from arrival,
 /// inter-token gaps, tokens, and the outcome. Dropped before `finished`, it counts an abort.
+/// Prompt tokens are counted at the first token, as known at submission, and topped up to the
+/// final `usage` (a remote model's upstream reports them only there).
 #[derive(Debug)]
 pub struct RequestTimer {
     model: Option<Arc<ModelMetrics>>,
     arrived: Instant,
     prompt_tokens: u32,
+    /// Prompt tokens already added to the counter.
+    prompt_counted: u32,
     last_token_at: Option<Instant>,
     tokens_seen: u32,
     done: bool,
@@ -219,7 +235,7 @@ impl RequestTimer {
     /// A timer for a request that arrived at `arrived` with `prompt_tokens` tokens; records nothing
     /// when the model has no series (it is not loaded).
     pub(crate) fn new(model: Option<Arc<ModelMetrics>>, arrived: Instant, prompt_tokens: u32) -> Self {
-        Self { model, arrived, prompt_tokens, last_token_at: None, tokens_seen: 0, done: false }
+        Self { model, arrived, prompt_tokens, prompt_counted: 0, last_token_at: None, tokens_seen: 0, done: false }
     }
 
     /// A `Delta` arrived; `completion_tokens` counts every token so far.
@@ -237,6 +253,7 @@ impl RequestTimer {
             None => {
                 m.ttft.observe(now.saturating_duration_since(self.arrived).as_secs_f64());
                 m.prompt_tokens.inc_by(u64::from(self.prompt_tokens));
+                self.prompt_counted = self.prompt_tokens;
             }
             Some(last) => {
                 // A delta may carry several tokens (held back for UTF-8 or a stop string):
@@ -258,10 +275,11 @@ impl RequestTimer {
         self.tokens_at(usage.completion_tokens, now);
         self.done = true;
         let Some(m) = &self.model else { return };
-        if self.last_token_at.is_none() {
-            // Nothing was generated: the prompt was still processed.
-            m.prompt_tokens.inc_by(u64::from(self.prompt_tokens));
-        }
+        // Nothing generated: the prompt was still processed. Or the count known at submission
+        // was short of the final one.
+        let prompt = usage.prompt_tokens.max(self.prompt_tokens);
+        m.prompt_tokens.inc_by(u64::from(prompt.saturating_sub(self.prompt_counted)));
+        self.prompt_counted = prompt;
         m.finished(reason.as_str());
         m.e2e.observe(now.saturating_duration_since(self.arrived).as_secs_f64());
         m.queue.observe(queued.as_secs_f64());

@@ -1,5 +1,6 @@
-//! Embeddings: validating OpenAI's input forms, tokenizing, and encoding the vectors as floats or
-//! base64 (little-endian f32, what the openai SDK asks for by default).
+//! Embeddings: validating OpenAI's input forms, computing them on the model's backend (local:
+//! tokenized and embedded here; remote: forwarded), and encoding the vectors as floats or base64
+//! (little-endian f32, what the openai SDK asks for by default).
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -7,6 +8,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::error::ApiError;
+use crate::provider::EmbedInput;
 use crate::state::AppState;
 
 /// The body of `POST /v1/embeddings`.
@@ -32,7 +34,7 @@ pub enum EmbeddingInput {
 /// Compute embeddings and build OpenAI's response body.
 pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ApiError> {
     let arrived = std::time::Instant::now();
-    let engine = state.models()?.get(&request.model)?.clone();
+    let backend = state.models()?.get(&request.model)?.clone();
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -40,48 +42,12 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
             return Err(ApiError::invalid("encoding_format", format!("encoding_format must be \"float\" or \"base64\", got {other:?}")))
         }
     };
-    let n_embd = engine.info().n_embd;
-    if let Some(d) = request.dimensions {
-        if d != i64::from(n_embd) {
-            return Err(ApiError::invalid("dimensions", format!("this model returns {n_embd} dimensions and cannot return {d}")));
-        }
-    }
-    let n_vocab = i64::from(engine.info().n_vocab);
-    let to_ids = |tokens: Vec<i64>| -> Result<Vec<i32>, ApiError> {
-        tokens
-            .into_iter()
-            .map(|t| {
-                if (0..n_vocab).contains(&t) {
-                    Ok(t as i32)
-                } else {
-                    Err(ApiError::invalid("input", format!("token id {t} is outside the vocabulary 0..{n_vocab}")))
-                }
-            })
-            .collect()
-    };
-    let inputs: Vec<Vec<i32>> = match request.input {
-        EmbeddingInput::Text(text) => vec![tokenize_text(&engine, 0, &text)?],
-        EmbeddingInput::Texts(texts) => {
-            texts.iter().enumerate().map(|(i, t)| tokenize_text(&engine, i, t)).collect::<Result<_, _>>()?
-        }
-        EmbeddingInput::Tokens(tokens) => vec![to_ids(tokens)?],
-        EmbeddingInput::TokenLists(lists) => lists.into_iter().map(to_ids).collect::<Result<_, _>>()?,
-    };
-    let limit = state.settings().limits.max_embedding_inputs;
-    if inputs.is_empty() {
-        return Err(ApiError::invalid("input", "input must not be empty"));
-    }
-    if inputs.len() > limit {
-        return Err(ApiError::invalid("input", format!("at most {limit} inputs per request, got {}", inputs.len())));
-    }
-    if let Some(i) = inputs.iter().position(Vec::is_empty) {
-        return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
-    }
-    let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
-    let span = tracing::info_span!("embeddings", model = %request.model, inputs = inputs.len());
-    let vectors = engine.embed(inputs).instrument(span).await?;
-    state.metrics().embedding(&request.model, prompt_tokens, arrived.elapsed());
-    let data: Vec<Value> = vectors
+    let input = checked_input(request.input, state.settings().limits.max_embedding_inputs)?;
+    let span = tracing::info_span!("embeddings", model = %request.model, provider = backend.provider(), inputs = input.len());
+    let embedded = backend.embed(input, request.dimensions).instrument(span).await?;
+    state.metrics().embedding(&request.model, embedded.prompt_tokens, arrived.elapsed());
+    let data: Vec<Value> = embedded
+        .vectors
         .iter()
         .enumerate()
         .map(|(index, v)| {
@@ -93,18 +59,60 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
         "object": "list",
         "data": data,
         "model": request.model,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        "usage": {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens},
     }))
 }
 
-fn tokenize_text(engine: &engine::Engine, index: usize, text: &str) -> Result<Vec<i32>, ApiError> {
-    if text.is_empty() {
-        return Err(ApiError::invalid("input", format!("input[{index}] is an empty string")));
+/// OpenAI's four input forms as texts or token lists: at least one input and at most `limit`,
+/// none empty, token ids non-negative.
+fn checked_input(input: EmbeddingInput, limit: usize) -> Result<EmbedInput, ApiError> {
+    let input = match input {
+        EmbeddingInput::Text(text) => EmbedInput::Texts(vec![text]),
+        EmbeddingInput::Texts(texts) => EmbedInput::Texts(texts),
+        EmbeddingInput::Tokens(tokens) => EmbedInput::Tokens(vec![tokens]),
+        EmbeddingInput::TokenLists(lists) => EmbedInput::Tokens(lists),
+    };
+    if input.is_empty() {
+        return Err(ApiError::invalid("input", "input must not be empty"));
     }
-    Ok(engine.tokenize(text, true))
+    if input.len() > limit {
+        return Err(ApiError::invalid("input", format!("at most {limit} inputs per request, got {}", input.len())));
+    }
+    match &input {
+        EmbedInput::Texts(texts) => {
+            if let Some(i) = texts.iter().position(String::is_empty) {
+                return Err(ApiError::invalid("input", format!("input[{i}] is an empty string")));
+            }
+        }
+        EmbedInput::Tokens(lists) => {
+            if let Some(i) = lists.iter().position(Vec::is_empty) {
+                return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
+            }
+            if let Some(t) = lists.iter().flatten().find(|&&t| t < 0) {
+                return Err(ApiError::invalid("input", format!("token id {t} is negative")));
+            }
+        }
+    }
+    Ok(input)
 }
 
 fn encode_base64(v: &[f32]) -> String {
     let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_input_form_is_checked_the_same_way() {
+        let texts = |t: &[&str]| EmbeddingInput::Texts(t.iter().map(|s| (*s).to_owned()).collect());
+        assert_eq!(checked_input(EmbeddingInput::Text("a".into()), 4).ok(), Some(EmbedInput::Texts(vec!["a".into()])));
+        assert!(checked_input(texts(&[]), 4).is_err_and(|e| e.to_string().contains("must not be empty")));
+        assert!(checked_input(texts(&["a", "b", "c"]), 2).is_err_and(|e| e.to_string().contains("at most 2")));
+        assert!(checked_input(texts(&["a", ""]), 4).is_err_and(|e| e.to_string().contains("input[1] is an empty string")));
+        assert!(checked_input(EmbeddingInput::TokenLists(vec![vec![1], vec![]]), 4).is_err_and(|e| e.to_string().contains("input[1]")));
+        assert!(checked_input(EmbeddingInput::Tokens(vec![3, -1]), 4).is_err_and(|e| e.to_string().contains("negative")));
+    }
 }

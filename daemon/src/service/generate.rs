@@ -1,17 +1,22 @@
 //! Text generation shared by `/v1/chat/completions` and `/v1/completions`: validating OpenAI's
-//! sampling fields, sizing `max_tokens` against the context, tokenizing, and submitting. Each
-//! submitted generation carries a [`RequestTimer`] that whoever consumes its events (here for
-//! plain responses, `api::sse` for streams) feeds, so the metrics see every request.
+//! sampling fields and hearth's limits, then submitting to the model's backend, local or remote
+//! (which tokenizes and sizes `max_tokens` against the context, or forwards; see
+//! [`crate::provider`]). Each submitted generation carries a [`RequestTimer`] that whoever
+//! consumes its events (here for plain responses, `api::sse` for streams) feeds, so the metrics
+//! see every request.
 
 use std::collections::HashMap;
 
-use engine::{ChatMessage, Engine, Event, FinishReason, GenerateRequest, SamplingParams, TokenStream, Usage};
+use engine::{FinishReason, Usage};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::metrics::RequestTimer;
+use crate::provider::{Event, Events, GenerateSpec, Sampling};
 use crate::state::AppState;
+
+pub use crate::provider::Prompt;
 
 /// Most stop strings per request.
 const MAX_STOP_STRINGS: usize = 16;
@@ -57,14 +62,6 @@ pub struct StreamOptions {
     pub continuous_usage_stats: bool,
 }
 
-/// What to generate from.
-#[derive(Debug)]
-pub enum Prompt {
-    Chat(Vec<ChatMessage>),
-    Text(String),
-    Tokens(Vec<i32>),
-}
-
 /// A submitted generation.
 #[derive(Debug)]
 pub struct Generation {
@@ -73,8 +70,10 @@ pub struct Generation {
     pub model: String,
     pub stream: bool,
     pub options: StreamOptions,
+    /// Prompt tokens as counted when it was submitted (0 for a remote model, whose upstream
+    /// reports them at the end).
     pub prompt_tokens: u32,
-    pub events: TokenStream,
+    pub events: Events,
     /// Metrics of this request: feed it every event taken from `events`.
     pub timer: RequestTimer,
 }
@@ -87,28 +86,23 @@ pub struct Completed {
     pub usage: Usage,
 }
 
-/// Validate, tokenize and submit.
-pub fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
+/// Validate and submit to the model's backend.
+pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
     let arrived = std::time::Instant::now();
-    let engine = state.models()?.get(&params.model)?;
-    let sampling = sampling_params(params, engine)?;
-    let stop = stop_strings(params.stop.as_ref())?;
-    check_unsupported(params)?;
-    let tokens = match prompt {
-        Prompt::Chat(messages) => engine.tokenize(&engine.apply_chat_template(&messages)?, true),
-        Prompt::Text(text) => engine.tokenize(&text, true),
-        Prompt::Tokens(tokens) => {
-            let n_vocab = engine.info().n_vocab as i32;
-            if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
-                return Err(ApiError::invalid("prompt", format!("token id {bad} is outside the vocabulary 0..{n_vocab}")));
-            }
-            tokens
-        }
+    let backend = state.models()?.get(&params.model)?.clone();
+    let cap = state.settings().limits.max_tokens;
+    let spec = GenerateSpec {
+        prompt,
+        max_tokens: requested_max_tokens(params, cap)?,
+        cap,
+        stop: stop_strings(params.stop.as_ref())?,
+        ignore_eos: params.ignore_eos,
+        sampling: sampling(params)?,
+        continuous_usage: params.stream_options.is_some_and(|o| o.continuous_usage_stats),
     };
-    let max_tokens = max_tokens(state, params, engine, tokens.len())?;
-    let prompt_tokens = tokens.len() as u32;
-    let request = GenerateRequest { prompt: tokens, max_tokens, stop, ignore_eos: params.ignore_eos, sampling };
-    let events = engine.generate(request)?;
+    check_unsupported(params)?;
+    let submitted = backend.generate(spec).await?;
+    let (events, prompt_tokens) = (submitted.events, submitted.prompt_tokens);
     let timer = state.metrics().generation(&params.model, arrived, prompt_tokens);
     Ok(Generation {
         id: super::new_id(id_prefix),
@@ -136,7 +130,7 @@ impl Generation {
                     self.timer.finished(reason, &usage, queued);
                     return Ok(Completed { text, reason, usage });
                 }
-                Some(Event::Failed(message)) => return Err(ApiError::Internal(message)),
+                Some(Event::Failed(error)) => return Err(error),
                 None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
             }
         }
@@ -153,45 +147,40 @@ pub fn usage_json(usage: &Usage) -> serde_json::Value {
     })
 }
 
-fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
+fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
     match value {
-        None => Ok(default as f32),
-        Some(v) if v.is_finite() && (lo..=hi).contains(&v) => Ok(v as f32),
-        Some(v) => Err(ApiError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}"))),
+        Some(v) if !(v.is_finite() && (lo..=hi).contains(&v)) => {
+            Err(ApiError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}")))
+        }
+        _ => Ok(value),
     }
 }
 
-fn sampling_params(p: &GenerationParams, engine: &Engine) -> Result<SamplingParams, ApiError> {
-    let top_p = in_range("top_p", p.top_p, 0.0, 1.0, 1.0)?;
-    if top_p == 0.0 {
+/// The sampling fields the client set, each checked against OpenAI's range.
+fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
+    let top_p = in_range("top_p", p.top_p, 0.0, 1.0)?;
+    if top_p == Some(0.0) {
         return Err(ApiError::invalid("top_p", "top_p must be greater than 0"));
     }
-    let top_k = match p.top_k {
-        None | Some(-1) | Some(0) => 0,
-        Some(k) if (1..=i64::from(i32::MAX)).contains(&k) => k as i32,
-        Some(k) => return Err(ApiError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}"))),
-    };
-    let n_vocab = engine.info().n_vocab;
+    if let Some(k) = p.top_k.filter(|&k| !(k == -1 || (0..=i64::from(i32::MAX)).contains(&k))) {
+        return Err(ApiError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}")));
+    }
     let mut logit_bias = Vec::new();
     for (key, &bias) in p.logit_bias.iter().flatten() {
-        let token: u32 = key
-            .parse()
-            .ok()
-            .filter(|&t| t < n_vocab)
-            .ok_or_else(|| ApiError::invalid("logit_bias", format!("{key:?} is not a token id below {n_vocab}")))?;
+        let token: u32 = key.parse().map_err(|_| ApiError::invalid("logit_bias", format!("{key:?} is not a token id")))?;
         if !(-100.0..=100.0).contains(&bias) {
             return Err(ApiError::invalid("logit_bias", format!("bias for token {key} must be between -100 and 100, got {bias}")));
         }
-        logit_bias.push((token as i32, bias as f32));
+        logit_bias.push((token, bias));
     }
-    Ok(SamplingParams {
-        temperature: in_range("temperature", p.temperature, 0.0, 2.0, 1.0)?,
+    Ok(Sampling {
+        temperature: in_range("temperature", p.temperature, 0.0, 2.0)?,
         top_p,
-        top_k,
-        min_p: in_range("min_p", p.min_p, 0.0, 1.0, 0.0)?,
-        seed: p.seed.map(|s| s as u32),
-        presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
-        frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
+        top_k: p.top_k,
+        min_p: in_range("min_p", p.min_p, 0.0, 1.0)?,
+        seed: p.seed,
+        presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0)?,
+        frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0)?,
         logit_bias,
     })
 }
@@ -223,38 +212,19 @@ fn check_unsupported(p: &GenerationParams) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The number of tokens to generate: the request's, checked against the limits and the context,
-/// or as many as the context and the server's limit allow.
-fn max_tokens(state: &AppState, p: &GenerationParams, engine: &Engine, prompt_len: usize) -> Result<u32, ApiError> {
-    let context = engine.info().max_model_len as usize;
-    if prompt_len >= context {
-        return Err(ApiError::BadRequest {
-            message: format!("the prompt has {prompt_len} tokens, but this model's maximum context length is {context} tokens"),
-            param: Some("messages".into()),
-            code: "context_length_exceeded",
-        });
-    }
-    let room = context - prompt_len;
-    let cap = state.settings().limits.max_tokens as usize;
+/// The client's limit on new tokens and the field it came in, checked against the server's
+/// limit; the backend checks it against the context.
+fn requested_max_tokens(p: &GenerationParams, cap: u32) -> Result<Option<(&'static str, u32)>, ApiError> {
     let (param, asked) = match (p.max_completion_tokens, p.max_tokens) {
         (Some(m), _) => ("max_completion_tokens", m),
         (None, Some(m)) => ("max_tokens", m),
-        (None, None) => return Ok(room.min(cap) as u32),
+        (None, None) => return Ok(None),
     };
     if asked < 1 {
         return Err(ApiError::invalid(param, format!("{param} must be at least 1, got {asked}")));
     }
-    if asked as u64 > cap as u64 {
+    if asked > i64::from(cap) {
         return Err(ApiError::invalid(param, format!("{param} is {asked}, more than this server's limit of {cap}")));
     }
-    if asked as usize > room {
-        return Err(ApiError::BadRequest {
-            message: format!(
-                "this model's maximum context length is {context} tokens; the prompt has {prompt_len} tokens and {param} asks for {asked} more"
-            ),
-            param: Some(param.into()),
-            code: "context_length_exceeded",
-        });
-    }
-    Ok(asked as u32)
+    Ok(Some((param, asked as u32)))
 }

@@ -24,6 +24,9 @@ use crate::rag::prompt::assemble;
 use crate::rag::{retrieve, FileSearch, Retrieval};
 use crate::state::AppState;
 
+/// The context assumed for a remote model whose upstream has not said (vLLM's smallest default).
+const DEFAULT_CONTEXT: usize = 2048;
+
 /// `POST /v1/responses`.
 #[derive(Debug, Deserialize)]
 pub struct CreateResponse {
@@ -156,15 +159,15 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
     conversation.extend(input);
     let history: Vec<ChatMessage> = conversation[..conversation.len().saturating_sub(1)].iter().filter(|m| m.role != "system").cloned().collect();
 
-    let engine = state.models()?.get(&request.model)?.clone();
+    let backend = state.models()?.get(&request.model)?.clone();
     let max_output = match request.max_output_tokens {
         Some(n) if n < 16 => return Err(ApiError::invalid("max_output_tokens", format!("max_output_tokens must be at least 16, got {n}"))),
         Some(n) => n as usize,
         None => settings.rag.max_output_tokens as usize,
     };
-    let context = engine.info().max_model_len as usize;
+    let context = backend.max_model_len().map_or(DEFAULT_CONTEXT, |n| n as usize);
     let budget = context.saturating_sub(max_output);
-    let count = |text: &str| engine.tokenize(text, false).len();
+    let count = |text: &str| backend.count_tokens(text);
     let mut instructions = match request.tools.first() {
         Some(Tool::FileSearch(_)) => settings.rag.instructions.clone(),
         None => String::new(),
@@ -202,7 +205,7 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
                 "model": request.model, "max_tokens": max_output.min(context.saturating_sub(1)),
                 "temperature": request.temperature, "top_p": request.top_p, "stream": request.stream,
             }))?;
-            Some(generate::start(state, &params, Prompt::Chat(messages), "resp")?)
+            Some(generate::start(state, &params, Prompt::Chat(messages), "resp").await?)
         }
     };
     Ok(Prepared {

@@ -165,18 +165,19 @@ pub fn file_json(ingestor: &Ingestor, vector_store_id: &str, d: &Document) -> Va
 /// Create a vector store and attach `file_ids`.
 pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Result<Value, ApiError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
+    let engine = match &request.embedding_model {
+        Some(name) => ingestor.embedder(name).map_err(|e| ApiError::invalid("embedding_model", e))?,
+        None => ingestor.default_embedder().cloned().ok_or_else(|| ApiError::invalid("embedding_model", "no embedding model is configured"))?,
+    };
+    let dimension = Ingestor::dimension(&engine).await?;
     blocking(move || {
-        let engine = match &request.embedding_model {
-            Some(name) => ingestor.embedder(name).map_err(|e| ApiError::invalid("embedding_model", e))?,
-            None => ingestor.default_embedder().cloned().ok_or_else(|| ApiError::invalid("embedding_model", "no embedding model is configured"))?,
-        };
         let files = request.file_ids.iter().map(|id| file_record(&ingestor, id)).collect::<Result<Vec<_>, _>>()?;
         let collection = ingestor
             .store()
             .create_collection(NewCollection {
                 name: request.name.unwrap_or_default(),
-                embedding_model: engine.info().name.clone(),
-                dimension: engine.info().n_embd as usize,
+                embedding_model: engine.name().to_owned(),
+                dimension,
                 metadata: request.metadata,
                 index: VectorIndexConfig::default(),
             })
@@ -340,8 +341,13 @@ pub fn hit_json(h: &SearchHit) -> Value {
 /// The query's embedding, by the collection's own model.
 pub async fn embed_query(ingestor: &Ingestor, collection: &Collection, text: &str) -> Result<Vec<f32>, ApiError> {
     let engine = ingestor.embedder(&collection.embedding_model).map_err(ApiError::Unavailable)?;
-    let mut tokens = engine.tokenize(text, true);
-    tokens.truncate(engine.info().n_ctx_train as usize);
-    let mut vectors = engine.embed(vec![tokens]).await?;
+    let context = engine.max_model_len().map_or(512, |n| n as usize).saturating_sub(2);
+    // A long question is cut to the model's context (at a character boundary, by token count).
+    let mut text = text.to_owned();
+    while engine.count_tokens(&text) > context && !text.is_empty() {
+        let keep = text.chars().count() * 9 / 10;
+        text = text.chars().take(keep).collect();
+    }
+    let mut vectors = engine.embed(crate::provider::EmbedInput::Texts(vec![text]), None).await?.vectors;
     vectors.pop().ok_or_else(|| ApiError::Internal("the embedding model returned nothing".into()))
 }

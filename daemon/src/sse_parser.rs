@@ -1,4 +1,5 @@
-//! A small server-sent-events parser: bytes in, the `data` of each complete event out.
+//! A small server-sent-events parser: bytes in, the `data` of each complete event out. Used by
+//! `hearth bench` (reading a target's streams) and by the remote provider (reading an upstream's).
 //!
 //! Only what OpenAI-style streams use: `data:` fields (several lines of one event are joined with
 //! `\n`), events dispatched on a blank line, `\r\n` or `\n` line ends, comments (`:`) and other

@@ -1,0 +1,139 @@
+//! A local model: tokenizing (on the caller's thread, as the engine allows), the chat template,
+//! the checks that need the vocabulary or the context length, and submission to the engine.
+
+use engine::{Engine, GenerateRequest, SamplingParams};
+
+use super::{EmbedInput, Embedded, Events, GenerateSpec, Prompt, Sampling, Submitted};
+use crate::error::ApiError;
+
+/// Tokenize, size `max_tokens` against the context, and submit.
+pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiError> {
+    let n_vocab = engine.info().n_vocab;
+    let sampling = sampling_params(&spec.sampling, n_vocab)?;
+    let tokens = match spec.prompt {
+        Prompt::Chat(messages) => engine.tokenize(&engine.apply_chat_template(&messages)?, true),
+        Prompt::Text(text) => engine.tokenize(&text, true),
+        Prompt::Tokens(tokens) => {
+            if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t as u32 >= n_vocab) {
+                return Err(ApiError::invalid("prompt", format!("token id {bad} is outside the vocabulary 0..{n_vocab}")));
+            }
+            tokens
+        }
+    };
+    let max_tokens = max_tokens(engine, spec.max_tokens, spec.cap, tokens.len())?;
+    let prompt_tokens = tokens.len() as u32;
+    let request = GenerateRequest { prompt: tokens, max_tokens, stop: spec.stop, ignore_eos: spec.ignore_eos, sampling };
+    let events = engine.generate(request)?;
+    Ok(Submitted { events: Events(super::EventSource::Local(events)), prompt_tokens })
+}
+
+/// Tokenize (or check token ids) and embed.
+pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ApiError> {
+    let n_embd = engine.info().n_embd;
+    if let Some(d) = dimensions {
+        if d != i64::from(n_embd) {
+            return Err(ApiError::invalid("dimensions", format!("this model returns {n_embd} dimensions and cannot return {d}")));
+        }
+    }
+    let n_vocab = i64::from(engine.info().n_vocab);
+    let inputs: Vec<Vec<i32>> = match input {
+        EmbedInput::Texts(texts) => texts.iter().map(|t| engine.tokenize(t, true)).collect(),
+        EmbedInput::Tokens(lists) => lists
+            .into_iter()
+            .map(|tokens| {
+                tokens
+                    .into_iter()
+                    .map(|t| {
+                        if (0..n_vocab).contains(&t) {
+                            Ok(t as i32)
+                        } else {
+                            Err(ApiError::invalid("input", format!("token id {t} is outside the vocabulary 0..{n_vocab}")))
+                        }
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if let Some(i) = inputs.iter().position(Vec::is_empty) {
+        return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
+    }
+    let prompt_tokens = inputs.iter().map(Vec::len).sum();
+    let vectors = engine.embed(inputs).await?;
+    Ok(Embedded { vectors, prompt_tokens })
+}
+
+/// The engine's sampling settings: the client's values over OpenAI's defaults, with every
+/// `logit_bias` token checked against the vocabulary.
+fn sampling_params(s: &Sampling, n_vocab: u32) -> Result<SamplingParams, ApiError> {
+    let defaults = SamplingParams::default();
+    let mut logit_bias = Vec::with_capacity(s.logit_bias.len());
+    for &(token, bias) in &s.logit_bias {
+        if token >= n_vocab {
+            return Err(ApiError::invalid("logit_bias", format!("\"{token}\" is not a token id below {n_vocab}")));
+        }
+        logit_bias.push((token as i32, bias as f32));
+    }
+    let or = |value: Option<f64>, default: f32| value.map_or(default, |v| v as f32);
+    Ok(SamplingParams {
+        temperature: or(s.temperature, defaults.temperature),
+        top_p: or(s.top_p, defaults.top_p),
+        top_k: match s.top_k {
+            Some(k) if k > 0 => i32::try_from(k).unwrap_or(i32::MAX),
+            _ => 0,
+        },
+        min_p: or(s.min_p, defaults.min_p),
+        seed: s.seed.map(|seed| seed as u32),
+        presence_penalty: or(s.presence_penalty, defaults.presence_penalty),
+        frequency_penalty: or(s.frequency_penalty, defaults.frequency_penalty),
+        logit_bias,
+    })
+}
+
+/// The number of tokens to generate: the client's (already within the server's limit), checked
+/// against the room the context leaves, or as many as the room and the server's limit allow.
+fn max_tokens(engine: &Engine, asked: Option<(&'static str, u32)>, cap: u32, prompt_len: usize) -> Result<u32, ApiError> {
+    let context = engine.info().max_model_len as usize;
+    if prompt_len >= context {
+        return Err(ApiError::BadRequest {
+            message: format!("the prompt has {prompt_len} tokens, but this model's maximum context length is {context} tokens"),
+            param: Some("messages".into()),
+            code: "context_length_exceeded",
+        });
+    }
+    let room = context - prompt_len;
+    let Some((param, asked)) = asked else { return Ok(room.min(cap as usize) as u32) };
+    if asked as usize > room {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "this model's maximum context length is {context} tokens; the prompt has {prompt_len} tokens and {param} asks for {asked} more"
+            ),
+            param: Some(param.into()),
+            code: "context_length_exceeded",
+        });
+    }
+    Ok(asked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_sampling_fields_take_openais_defaults() {
+        let p = sampling_params(&Sampling::default(), 100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p, SamplingParams::default());
+    }
+
+    #[test]
+    fn top_k_minus_one_and_zero_disable_it_and_bias_ids_are_checked() {
+        for k in [-1, 0] {
+            let s = Sampling { top_k: Some(k), ..Sampling::default() };
+            assert_eq!(sampling_params(&s, 100).map(|p| p.top_k).ok(), Some(0));
+        }
+        let s = Sampling { top_k: Some(5), temperature: Some(0.0), logit_bias: vec![(7, -100.0)], ..Sampling::default() };
+        let p = sampling_params(&s, 100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.top_k, p.temperature, p.logit_bias), (5, 0.0, vec![(7, -100.0)]));
+        let out_of_vocab = Sampling { logit_bias: vec![(100, 1.0)], ..Sampling::default() };
+        assert!(sampling_params(&out_of_vocab, 100).is_err_and(|e| e.to_string().contains("below 100")));
+    }
+}

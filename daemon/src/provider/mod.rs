@@ -1,0 +1,282 @@
+//! Where a model runs: [`Backend::Local`] (an [`Engine`] in this process, llama.cpp) or
+//! [`Backend::Remote`] (a [`RemoteClient`] of an OpenAI-compatible server: vLLM, llm-d, KServe).
+//!
+//! The service layer validates a request once, hearth's way, and hands the backend a plain
+//! [`GenerateSpec`] or [`EmbedInput`]; what comes back is the same for both: an [`Events`]
+//! stream of [`Event`]s for a generation, an [`Embedded`] for embeddings. Handlers, the SSE
+//! writer, the metrics and the RAG and ingestion code therefore never ask which kind a model is.
+//!
+//! What differs, and where:
+//! - **Tokens.** A local model tokenizes, applies its chat template and checks the context here
+//!   ([`local`]). A remote model has no tokenizer in hearth: the upstream applies its template and
+//!   enforces its context (its 400 is passed through), and [`Backend::count_tokens`] is an
+//!   approximation (one token per 4 bytes of UTF-8, rounded up) for sizing chunks and RAG context.
+//! - **Sampling.** [`Sampling`] holds what the client set, range-checked; a local model fills in
+//!   defaults, a remote upstream is sent only the fields the client set, so its defaults apply.
+//! - **Health.** A local engine has a heartbeat (the systemd watchdog watches it); a remote model
+//!   is ready when its upstream answers `GET {base_url}/models` ([`Backend::check_ready`]).
+
+pub mod local;
+pub mod remote;
+
+use std::time::Duration;
+
+use engine::{ChatMessage, Engine, EngineStats, FinishReason, ModelKind, TokenStream, Usage};
+
+use crate::error::ApiError;
+
+pub use remote::{RemoteClient, RemoteConfig, UpstreamError};
+
+/// What to generate from.
+#[derive(Debug)]
+pub enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+    Tokens(Vec<i32>),
+}
+
+/// The sampling fields the client set, each already checked against OpenAI's range. `None`
+/// leaves the backend's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    /// As sent: -1 or 0 disable it.
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    /// Token id and bias; a local model also checks the id against its vocabulary.
+    pub logit_bias: Vec<(u32, f64)>,
+}
+
+/// A generation request after hearth's own checks.
+#[derive(Debug)]
+pub struct GenerateSpec {
+    pub prompt: Prompt,
+    /// The client's limit on new tokens and the field it came in (`max_tokens` or
+    /// `max_completion_tokens`); already at least 1 and at most `cap`.
+    pub max_tokens: Option<(&'static str, u32)>,
+    /// The server's limit (`limits.max_tokens`); a local model generates at most this many when
+    /// the client gave no limit.
+    pub cap: u32,
+    /// Non-empty stop strings.
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+    pub sampling: Sampling,
+    /// The client asked for token counts in every chunk (`stream_options.continuous_usage_stats`).
+    pub continuous_usage: bool,
+}
+
+/// A generation accepted by its backend.
+#[derive(Debug)]
+pub struct Submitted {
+    pub events: Events,
+    /// Prompt tokens, when hearth counted them (local); 0 for a remote model until its upstream's
+    /// `usage` arrives with [`Event::Finished`].
+    pub prompt_tokens: u32,
+}
+
+/// One item of a generation's output, whichever backend produced it.
+#[derive(Debug)]
+pub enum Event {
+    /// New text; `completion_tokens` counts every token so far, this delta included.
+    Delta { text: String, completion_tokens: u32 },
+    /// Generation ended normally.
+    Finished { reason: FinishReason, usage: Usage, queued: Duration },
+    /// It failed after it was accepted (an engine fault, an upstream that broke off or went
+    /// silent); the error says which.
+    Failed(ApiError),
+}
+
+/// A generation's events. Dropping it cancels the generation: a local engine frees the sequence
+/// at its next step; a remote request is aborted, which closes its upstream connection.
+#[derive(Debug)]
+pub struct Events(EventSource);
+
+#[derive(Debug)]
+enum EventSource {
+    Local(TokenStream),
+    Remote(remote::RemoteStream),
+}
+
+impl Events {
+    /// The next event; `None` once the source stopped without a last event (a local engine that
+    /// shut down).
+    pub async fn next(&mut self) -> Option<Event> {
+        match &mut self.0 {
+            EventSource::Local(stream) => stream.next().await.map(|event| match event {
+                engine::Event::Delta { text, completion_tokens } => Event::Delta { text, completion_tokens },
+                engine::Event::Finished { reason, usage, queued } => Event::Finished { reason, usage, queued },
+                engine::Event::Failed(message) => Event::Failed(ApiError::Internal(message)),
+            }),
+            EventSource::Remote(stream) => stream.next().await,
+        }
+    }
+
+    /// Prompt tokens, if the source learned them after submission (a remote upstream that sends
+    /// running usage); `None` when [`Submitted::prompt_tokens`] already had them or nothing came.
+    pub fn prompt_tokens(&self) -> Option<u32> {
+        match &self.0 {
+            EventSource::Local(_) => None,
+            EventSource::Remote(stream) => stream.prompt_tokens(),
+        }
+    }
+}
+
+/// Embedding inputs after hearth's checks (at least one, none empty, at most the server's limit).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedInput {
+    Texts(Vec<String>),
+    /// Token ids, each non-negative; a local model also checks them against its vocabulary.
+    Tokens(Vec<Vec<i64>>),
+}
+
+impl EmbedInput {
+    /// How many inputs.
+    pub fn len(&self) -> usize {
+        match self {
+            EmbedInput::Texts(t) => t.len(),
+            EmbedInput::Tokens(t) => t.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Computed embeddings: one vector per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
+}
+
+/// One served model. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Local(Engine),
+    Remote(RemoteClient),
+}
+
+impl Backend {
+    /// The name clients use.
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::Local(engine) => &engine.info().name,
+            Backend::Remote(remote) => remote.name(),
+        }
+    }
+
+    /// Chat or embedding.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Backend::Local(engine) => engine.info().kind,
+            Backend::Remote(remote) => remote.kind(),
+        }
+    }
+
+    /// `"local"` or `"remote"`: the `provider` label of the metrics.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "local",
+            Backend::Remote(_) => "remote",
+        }
+    }
+
+    /// The engine, for a local model.
+    pub fn as_local(&self) -> Option<&Engine> {
+        match self {
+            Backend::Local(engine) => Some(engine),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// Longest prompt + output in tokens; for a remote model the configured `max_model_len`, else
+    /// what its upstream's `/models` said once probed, else `None`.
+    pub fn max_model_len(&self) -> Option<u32> {
+        match self {
+            Backend::Local(engine) => Some(engine.info().max_model_len),
+            Backend::Remote(remote) => remote.max_model_len(),
+        }
+    }
+
+    /// Tokens in `text`: exact for a local model; for a remote one an estimate of one token per 4
+    /// bytes (English text with a modern BPE vocabulary runs at about 4 characters a token), for
+    /// sizing chunks and RAG context, never for anything billed.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        match self {
+            Backend::Local(engine) => engine.tokenize(text, false).len(),
+            Backend::Remote(_) => approximate_tokens(text),
+        }
+    }
+
+    /// Submit a generation. Fails at once for invalid input, a full queue or (remote) an upstream
+    /// that did not accept the request; later failures arrive as [`Event::Failed`].
+    pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ApiError> {
+        match self {
+            Backend::Local(engine) => local::generate(engine, spec),
+            Backend::Remote(remote) => remote.generate(spec).await,
+        }
+    }
+
+    /// Embed inputs; `dimensions` is the client's request for a vector width, if any.
+    pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ApiError> {
+        match self {
+            Backend::Local(engine) => local::embed(engine, input, dimensions).await,
+            Backend::Remote(remote) => remote.embed(input, dimensions).await,
+        }
+    }
+
+    /// Ok when the model can serve: always for a loaded local model; for a remote one when its
+    /// upstream answered a recent probe (503 with the reason otherwise).
+    pub async fn check_ready(&self) -> Result<(), ApiError> {
+        match self {
+            Backend::Local(_) => Ok(()),
+            Backend::Remote(remote) => remote.check_ready().await,
+        }
+    }
+
+    /// Time since a local engine's loop last went round; `None` for a remote model (no thread of
+    /// ours to watch).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.as_local().map(Engine::heartbeat_age)
+    }
+
+    /// Live counters. A local engine's are its own; a remote model reports hearth's side of it:
+    /// requests in flight to the upstream (`running`) and waiting for a slot (`waiting`).
+    pub fn stats(&self) -> EngineStats {
+        match self {
+            Backend::Local(engine) => engine.stats(),
+            Backend::Remote(remote) => EngineStats { running: remote.in_flight(), waiting: remote.waiting(), ..EngineStats::default() },
+        }
+    }
+}
+
+/// One token per 4 bytes, rounded up; at least 1 for non-empty text.
+pub fn approximate_tokens(text: &str) -> usize {
+    text.len().div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_approximate_count_is_a_quarter_of_the_bytes_rounded_up() {
+        assert_eq!(approximate_tokens(""), 0);
+        assert_eq!(approximate_tokens("a"), 1);
+        assert_eq!(approximate_tokens("abcd"), 1);
+        assert_eq!(approximate_tokens("abcde"), 2);
+        assert_eq!(approximate_tokens("héllo"), 2, "bytes, not characters");
+    }
+
+    #[test]
+    fn embed_input_counts_its_items() {
+        assert_eq!(EmbedInput::Texts(vec!["a".into(), "b".into()]).len(), 2);
+        assert!(EmbedInput::Tokens(Vec::new()).is_empty());
+    }
+}
