@@ -187,14 +187,18 @@ pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<ParsedDocument, Parse
     }
 }
 
-/// The message of a caught panic.
+/// The message of a caught panic, cut to 200 characters (it ends up in a one-line error).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        s.as_str()
     } else {
-        "panic".to_owned()
+        "panic"
+    };
+    match msg.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &msg[..i]),
+        None => msg.to_owned(),
     }
 }
 

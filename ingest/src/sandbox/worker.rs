@@ -1,7 +1,8 @@
 //! The child side: argv protocol, resource limits, parse, one JSON reply on stdout.
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
-//! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N> -- <path>`.
+//! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N> -- <path>`; the worker
+//! also takes the path without the `--`, in case an argument parser in front removed it.
 //! The worker sets its own limits before it reads a byte of the file: `RLIMIT_AS` (address space)
 //! = memory bytes, `RLIMIT_CPU` = CPU seconds (SIGXCPU then, SIGKILL a second later),
 //! `RLIMIT_CORE` = 0 (no core dumps of documents), `RLIMIT_FSIZE` = 0 (it writes no files; pipes are
@@ -80,6 +81,10 @@ impl WorkerRequest {
                         return Err("one path only".into());
                     }
                 }
+                // A bare path too: an argument parser in front (clap's trailing arguments) may
+                // have eaten the `--`.
+                Some(a) if !a.starts_with("--") && path.is_none() => path = Some(PathBuf::from(a)),
+                None if path.is_none() => path = Some(PathBuf::from(arg)),
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
         }
@@ -171,6 +176,28 @@ mod tests {
             path: PathBuf::from("/tmp/a file --format.md"),
         };
         assert_eq!(WorkerRequest::from_args(&req.to_args()).unwrap(), req);
+    }
+
+    #[test]
+    fn path_without_double_dash() {
+        let args: Vec<OsString> = [
+            "--format",
+            "pdf",
+            "--memory-bytes",
+            "1",
+            "--cpu-seconds",
+            "2",
+            "/x.pdf",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(
+            WorkerRequest::from_args(&args).unwrap().path,
+            PathBuf::from("/x.pdf")
+        );
+        let two: Vec<OsString> = ["/a", "/b"].iter().map(OsString::from).collect();
+        assert!(WorkerRequest::from_args(&two).unwrap_err().contains("/b"));
     }
 
     #[test]
