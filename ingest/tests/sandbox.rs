@@ -121,6 +121,91 @@ async fn deeply_nested_arrays() {
     }
 }
 
+/// A form XObject that draws itself: pdf-extract recurses without a bound and overflows the stack,
+/// which no `catch_unwind` survives — in-process this would take the daemon down.
+#[tokio::test]
+async fn self_drawing_form_xobject_overflows_the_worker_stack_only() {
+    let form_resources = "/Resources << /XObject << /X 5 0 R >> /Font << /F1 3 0 R >> >>";
+    let pdf = build_pdf(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        format!("<< /Type /Pages /Kids [4 0 R] /Count 1 {MEDIA_BOX} >>").into_bytes(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> /XObject << /X 5 0 R >> >> /Contents 6 0 R >>".to_vec(),
+        stream(
+            &format!("/Type /XObject /Subtype /Form /BBox [0 0 612 792] {form_resources}"),
+            b"BT /F1 12 Tf (again) Tj ET /X Do",
+        ),
+        stream("", b"/X Do"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "recursive.pdf", &pdf);
+    let err = parse(&worker(Limits::default()), &path).await.unwrap_err();
+    eprintln!("recursive form: {err}");
+    match &err {
+        ParseFailure::Crashed {
+            signal: Some(6),
+            stderr_tail,
+            ..
+        } => {
+            assert!(
+                stderr_tail.contains("overflowed its stack"),
+                "{stderr_tail}"
+            )
+        }
+        // Each level also inflates and copies the stream: memory may run out first.
+        ParseFailure::OutOfMemory { .. } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// 40 form XObjects, each drawing the next one twice: 2^40 text draws from a 5 KB file. The CPU
+/// limit ends it.
+#[tokio::test]
+async fn exponential_form_xobjects_hit_the_cpu_limit() {
+    let levels = 40;
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        format!("<< /Type /Pages /Kids [4 0 R] /Count 1 {MEDIA_BOX} >>").into_bytes(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> /XObject << /N 6 0 R >> >> /Contents 5 0 R >>".to_vec(),
+        stream("", b"/N Do"),
+    ];
+    for level in 0..levels {
+        let id = 6 + level;
+        let (resources, content) = if level + 1 < levels {
+            (
+                format!("/XObject << /N {} 0 R >>", id + 1),
+                b"/N Do /N Do".to_vec(),
+            )
+        } else {
+            (String::new(), b"BT /F1 12 Tf (x) Tj ET".to_vec())
+        };
+        objects.push(stream(
+            &format!("/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> {resources} >>"),
+            &content,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "laughs.pdf", &build_pdf(&objects));
+    let limits = Limits {
+        cpu_seconds: 2,
+        wall: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let err = parse(&worker(limits), &path).await.unwrap_err();
+    eprintln!("exponential forms: {err}");
+    assert!(
+        matches!(
+            err,
+            ParseFailure::TimedOut {
+                kind: TimeLimit::Cpu,
+                ..
+            } | ParseFailure::OutOfMemory { .. }
+        ),
+        "{err:?}"
+    );
+}
+
 /// HTML nested 100k deep costs html5ever about a minute of CPU (quadratic): the CPU limit ends it.
 #[tokio::test]
 async fn deeply_nested_html_hits_the_cpu_limit() {

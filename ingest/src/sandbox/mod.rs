@@ -1,7 +1,8 @@
 //! Parsing in a child process with limits, so a hostile file costs one child and a clear error.
 //!
-//! PDF parsing runs pdf-extract and lopdf on untrusted bytes: they panic by design, can overflow
-//! the stack on nested structures (no `catch_unwind` survives that), and inflate compressed
+//! PDF parsing runs pdf-extract and lopdf on untrusted bytes: they panic by design, overflow the
+//! stack on a form XObject that draws itself (no recursion bound; no `catch_unwind` survives that),
+//! run for ever on form XObjects that draw each other exponentially, and inflate compressed
 //! streams without a bound. So the daemon re-executes its own binary in a worker mode
 //! ([`worker_main`], protocol in `worker.rs`) for each file:
 //! - the child sets `RLIMIT_AS`, `RLIMIT_CPU`, `RLIMIT_CORE` = 0 and `RLIMIT_FSIZE` = 0 itself;
@@ -269,7 +270,7 @@ fn signal_name(signal: i32) -> Option<&'static str> {
     })
 }
 
-/// "signal 11, SIGSEGV", "signal 6, SIGABRT: stack overflow, deeply nested content?",
+/// "signal 11, SIGSEGV", "signal 6, SIGABRT: stack overflow on nested or self-referencing content",
 /// "exit status 101: <last stderr line>".
 fn crash_reason(signal: Option<i32>, exit_code: Option<i32>, stderr_tail: &str) -> String {
     let mut reason = match (signal, exit_code) {
@@ -281,7 +282,7 @@ fn crash_reason(signal: Option<i32>, exit_code: Option<i32>, stderr_tail: &str) 
         (None, None) => "unknown status".to_owned(),
     };
     if stderr_tail.contains("overflowed its stack") {
-        reason.push_str(": stack overflow, deeply nested content?");
+        reason.push_str(": stack overflow on nested or self-referencing content");
     } else if signal.is_none() {
         let line = last_line(stderr_tail);
         if !line.is_empty() {
@@ -364,7 +365,7 @@ mod tests {
         };
         assert_eq!(
             overflow.to_string(),
-            "parser crashed (signal 6, SIGABRT: stack overflow, deeply nested content?) on this file"
+            "parser crashed (signal 6, SIGABRT: stack overflow on nested or self-referencing content) on this file"
         );
         let exit = ParseFailure::Crashed {
             signal: None,
