@@ -59,10 +59,16 @@ def main():
     final = events[-1].response
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     check(final.output_text == deltas and citations(final), "the completed response matches the deltas and cites")
+    cached = final.usage.input_tokens_details.cached_tokens
+    check(cached >= final.usage.input_tokens // 2, f"the repeated RAG prompt reuses the prefix cache: {cached} of {final.usage.input_tokens} input tokens cached")
 
     follow = client.responses.create(model=CHAT, input="Repeat that code once more.", previous_response_id=r.id, tools=[tool],
                                      temperature=0, max_output_tokens=48)
     check(follow.previous_response_id == r.id and follow.output_text.strip() != "", f"a follow-up answers: {follow.output_text!r}")
+
+    by_name = client.responses.create(model=CHAT, input="What is the secret launch code?", temperature=0, max_output_tokens=32,
+                                      tools=[{"type": "file_search", "vector_store_ids": ["rag"]}])
+    check(citations(by_name) and citations(by_name)[0].filename == pdf_name, "a vector store can be named instead of its id")
 
     none = client.responses.create(model=CHAT, input="What is the population of the Jupiter colony in the year 2450?", tools=[tool])
     check("could not find" in none.output_text and not citations(none), f"an uncovered question says so: {none.output_text!r}")

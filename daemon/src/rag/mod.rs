@@ -68,10 +68,21 @@ pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, 
     let mut hits = Vec::new();
     let mut best_similarity = f32::MIN;
     for id in &tool.vector_store_ids {
+        // An id, or (for people typing requests by hand) a vector store's name such as `inbox`.
         let collection = {
             let (i, id) = (ingestor.clone(), id.clone());
-            blocking(move || i.store().collection(&id).map_err(store_error)).await?
+            blocking(move || match i.store().collection(&id) {
+                Err(store::StoreError::CollectionNotFound(_)) => i
+                    .store()
+                    .collections()
+                    .into_iter()
+                    .find(|c| c.name == id)
+                    .ok_or_else(|| ApiError::invalid("tools[0].vector_store_ids", format!("no vector store with the id or name `{id}`"))),
+                other => other.map_err(store_error),
+            })
+            .await?
         };
+        let id = &collection.id;
         let embedding = match embeddings.get(&collection.embedding_model) {
             Some(e) => e.clone(),
             None => {
