@@ -7,9 +7,12 @@
 //! ```
 //!
 //! Each round parses every file once per tool (tools interleaved, so load changes hit all three);
-//! the summary gives each tool's pages, total seconds and pages/s for its fastest and its median
-//! round. Pages count only for files a tool read; time counts for every file. `--per-file` lists
-//! each file's pages, characters and outcome from the first round.
+//! the summary gives each tool's pages, total wall seconds and pages/s for its fastest and its
+//! median round, and the CPU seconds of its fastest round (from /proc/self/stat for hearth: the
+//! process for in-process, the children plus the parent for the sandbox; `time.process_time()`
+//! for pypdf, without the interpreter's start-up). CPU time is the fairer figure on a shared,
+//! loaded machine. Pages count only for files a tool read; time counts for every file.
+//! `--per-file` lists each file's pages, characters and outcome from the first round.
 
 use ingest::{parse_bytes, Format, Limits, Sandbox};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,11 +20,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+/// CPU seconds used so far by this process and by its waited-for children (USER_HZ = 100).
+fn proc_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields after the command: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
+    let f: Vec<f64> = after_comm
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = |i: usize| f.get(i - 3).copied().unwrap_or(0.0) / 100.0;
+    (tick(14) + tick(15), tick(16) + tick(17))
+}
+
+/// One tool's round: every file's outcome and the round's CPU seconds.
+struct Round {
+    outcomes: Vec<Outcome>,
+    cpu: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Outcome {
     pages: usize,
     chars: usize,
     seconds: f64,
+    cpu_seconds: f64,
     error: Option<String>,
 }
 
@@ -103,7 +126,7 @@ fn finish(started: Instant, result: Result<(usize, usize), String>) -> Outcome {
             pages,
             chars,
             seconds,
-            error: None,
+            ..Outcome::default()
         },
         Err(e) => Outcome {
             seconds,
@@ -130,6 +153,7 @@ fn pypdf(python: &Path, files: &[PathBuf]) -> Result<Vec<Outcome>, String> {
             pages: v["pages"].as_u64().unwrap_or(0) as usize,
             chars: v["chars"].as_u64().unwrap_or(0) as usize,
             seconds: v["seconds"].as_f64().unwrap_or(0.0),
+            cpu_seconds: v["cpu_seconds"].as_f64().unwrap_or(0.0),
             error: v["error"].as_str().map(str::to_owned),
         });
     }
@@ -143,7 +167,7 @@ fn pypdf(python: &Path, files: &[PathBuf]) -> Result<Vec<Outcome>, String> {
     Ok(outcomes)
 }
 
-/// One tool's totals for one round: (pages read, seconds).
+/// One tool's totals for one round: (pages read, wall seconds).
 fn totals(outcomes: &[Outcome]) -> (usize, f64) {
     let pages = outcomes
         .iter()
@@ -153,17 +177,28 @@ fn totals(outcomes: &[Outcome]) -> (usize, f64) {
     (pages, outcomes.iter().map(|o| o.seconds).sum())
 }
 
-fn summary(name: &str, rounds: &[Vec<Outcome>]) {
-    let mut runs: Vec<(usize, f64)> = rounds.iter().map(|r| totals(r)).collect();
+fn summary(name: &str, rounds: &[Round]) {
+    let mut runs: Vec<(usize, f64, f64)> = rounds
+        .iter()
+        .map(|r| {
+            let (pages, wall) = totals(&r.outcomes);
+            (pages, wall, r.cpu)
+        })
+        .collect();
     runs.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let (pages, best) = runs[0];
+    let (pages, best, cpu) = runs[0];
     let median = runs[runs.len() / 2].1;
-    let failed = rounds[0].iter().filter(|o| o.error.is_some()).count();
-    let chars: usize = rounds[0].iter().map(|o| o.chars).sum();
+    let failed = rounds[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .count();
+    let chars: usize = rounds[0].outcomes.iter().map(|o| o.chars).sum();
     println!(
-        "| {name} | {pages} | {failed} | {chars} | {best:.2} | {:.1} | {median:.2} | {:.1} |",
+        "| {name} | {pages} | {failed} | {chars} | {best:.2} | {:.1} | {median:.2} | {:.1} | {cpu:.2} | {:.1} |",
         pages as f64 / best,
-        pages as f64 / median
+        pages as f64 / median,
+        pages as f64 / cpu
     );
 }
 
@@ -191,17 +226,31 @@ fn main() -> std::process::ExitCode {
     let (mut local, mut boxed, mut py) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
-        local.push(args.files.iter().map(|f| in_process(f)).collect::<Vec<_>>());
-        boxed.push(runtime.block_on(async {
+        let (self0, _) = proc_cpu();
+        let outcomes = args.files.iter().map(|f| in_process(f)).collect::<Vec<_>>();
+        let (self1, children1) = proc_cpu();
+        local.push(Round {
+            outcomes,
+            cpu: self1 - self0,
+        });
+        let outcomes = runtime.block_on(async {
             let mut v = Vec::new();
             for f in &args.files {
                 v.push(sandboxed(&sandbox, f).await);
             }
             v
-        }));
+        });
+        let (self2, children2) = proc_cpu();
+        boxed.push(Round {
+            outcomes,
+            cpu: (self2 - self1) + (children2 - children1),
+        });
         if let Some(python) = &args.python {
             match pypdf(python, &args.files) {
-                Ok(v) => py.push(v),
+                Ok(v) => {
+                    let cpu = v.iter().map(|o| o.cpu_seconds).sum();
+                    py.push(Round { outcomes: v, cpu })
+                }
                 Err(e) => {
                     eprintln!("pypdf: {e}");
                     return std::process::ExitCode::FAILURE;
@@ -213,8 +262,11 @@ fn main() -> std::process::ExitCode {
         println!("| file | hearth pages | hearth chars | hearth outcome | pypdf pages | pypdf chars | pypdf outcome |");
         println!("|---|---|---|---|---|---|---|");
         for (i, f) in args.files.iter().enumerate() {
-            let h = &boxed[0][i];
-            let p = py.first().map(|r| r[i].clone()).unwrap_or_default();
+            let h = &boxed[0].outcomes[i];
+            let p = py
+                .first()
+                .map(|r| r.outcomes[i].clone())
+                .unwrap_or_default();
             let name = f
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -233,11 +285,11 @@ fn main() -> std::process::ExitCode {
         println!();
     }
     println!(
-        "{} files, {} rounds\n\n| parser | pages read | files failed | chars | best round s | pages/s | median round s | pages/s |",
+        "{} files, {} rounds\n\n| parser | pages read | files failed | chars | best round s | pages/s | median round s | pages/s | CPU s (best round) | pages per CPU-s |",
         args.files.len(),
         args.rounds
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     summary("hearth in-process (pdf-extract 0.12.1)", &local);
     summary("hearth sandbox (a child per file)", &boxed);
     if !py.is_empty() {
