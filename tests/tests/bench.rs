@@ -1,7 +1,8 @@
 //! `hearth bench` against a fake OpenAI-compatible server with known, fixed delays.
 //!
 //! The fake server (plain `std::net`, a thread per connection) streams chat completions: it waits
-//! `ttft` before the first token and `itl` between tokens, sends `max_tokens` tokens with
+//! `ttft` before the first token and `itl` between tokens (or a longer `stall` before one chosen
+//! token of every request), sends `max_tokens` tokens with
 //! continuous usage, and records when each request arrived and what it asked for. The real
 //! `hearth bench` binary runs against it; the tests read its `--json` report and exit status.
 
@@ -26,11 +27,13 @@ struct Behavior {
     capacity: usize,
     /// Answer every n-th chat request with 429.
     reject_every: Option<usize>,
+    /// Wait this long instead of `itl` before the given (1-based) token of every request.
+    stall: Option<(u64, Duration)>,
 }
 
 impl Behavior {
     fn new(ttft_ms: u64, itl_ms: u64) -> Behavior {
-        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None }
+        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None, stall: None }
     }
 }
 
@@ -139,8 +142,10 @@ fn serve(stream: TcpStream, behavior: Behavior, seen: &Mutex<Seen>, slots: &Slot
         chunk(&mut out, json!({"role": "assistant", "content": ""}), Value::Null, 0)?;
         std::thread::sleep(behavior.ttft);
         for i in 1..=tokens {
-            if i > 1 {
-                std::thread::sleep(behavior.itl);
+            match behavior.stall {
+                Some((at, stall)) if at == i => std::thread::sleep(stall),
+                _ if i > 1 => std::thread::sleep(behavior.itl),
+                _ => {}
             }
             chunk(&mut out, json!({"content": " tok"}), Value::Null, i)?;
         }
@@ -202,6 +207,51 @@ fn reports_the_servers_ttft_and_itl() {
     assert_ne!(bodies[0]["messages"], bodies[1]["messages"], "every synthetic prompt differs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("TTFT mean") && stdout.contains("synchronous"), "{stdout}");
+}
+
+#[test]
+fn pooled_token_gaps_show_a_stall_that_the_per_request_itl_averages_away() {
+    // 21 tokens a request: 19 gaps of 10 ms and one of 300 ms before the 11th token.
+    let server = FakeServer::start(Behavior { stall: Some((11, Duration::from_millis(300))), ..Behavior::new(20, 10) });
+    let dir = tempfile::tempdir().unwrap();
+    let slo = dir.path().join("slo.toml");
+    std::fs::write(&slo, "itl_p99_ms = 60\nitl_gap_p99_ms = 100\n").unwrap();
+    let (output, report) = bench(
+        &server.base,
+        dir.path(),
+        "stall",
+        &["--profile", "synchronous", "--max-requests", "4", "--data", "synthetic:prompt_tokens=8,output_tokens=21", "--slo", slo.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3), "the gap objective fails, the per-request one passes
+{}", text(&output));
+    let report = report.unwrap();
+    let s = &report["profiles"][0]["summary"];
+    assert_eq!(s["completed"], 4, "{}", text(&output));
+    let (itl, gap) = (&s["itl_ms"], &s["itl_gap_ms"]);
+    let f = |v: &Value| v.as_f64().unwrap();
+    // Each request's mean gap is (19 × 10 + 300) / 20 = 24.5 ms: the stall is averaged away.
+    within(f(&itl["mean"]), 24.5, 35.0, "per-request ITL mean", &output);
+    within(f(&itl["max"]), 24.5, 40.0, "per-request ITL max", &output);
+    // Pooled, one gap in 20 is the stall: the p99 and the max are 300 ms, the median 10 ms.
+    assert_eq!(gap["count"], 80, "4 requests × 20 gaps
+{}", text(&output));
+    within(f(&gap["p50"]), 10.0, 20.0, "gap p50", &output);
+    within(f(&gap["p90"]), 10.0, 40.0, "gap p90", &output);
+    within(f(&gap["p99"]), 300.0, 400.0, "gap p99", &output);
+    within(f(&gap["max"]), 300.0, 450.0, "gap max", &output);
+    within(f(&gap["mean"]), f(&itl["mean"]) * 0.99, f(&itl["mean"]) * 1.01, "gap mean = per-request ITL mean", &output);
+    for record in report["profiles"][0]["records"].as_array().unwrap() {
+        within(f(&record["max_gap_ms"]), 300.0, 450.0, "each record's longest gap", &output);
+    }
+    let verdicts = &report["profiles"][0]["verdicts"];
+    let failing: Vec<&str> = verdicts.as_array().unwrap().iter().filter(|v| v["pass"] == false).map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(failing, vec!["itl_gap_p99_ms"], "{verdicts}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let row = stdout.lines().skip_while(|l| !l.starts_with("token gaps (ms)")).nth(2).unwrap_or_else(|| panic!("no token gap table\n{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..2], ["synchronous", "80"], "{stdout}");
+    let p99: f64 = cells[5].parse().unwrap();
+    assert!((300.0..=400.0).contains(&p99), "the table's gap p99 column: {row}");
 }
 
 #[test]

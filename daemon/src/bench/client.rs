@@ -5,6 +5,8 @@
 //! from the server's own `usage` (vLLM, hearth and llama.cpp's server send it; without it every
 //! chunk with text counts as one token). With a fixed output length the request also carries
 //! `max_tokens`, `max_completion_tokens` and `ignore_eos: true`, so the server cannot stop early.
+//! Besides the record, a request yields every gap between consecutive output tokens (µs; tokens
+//! of one chunk after its first have a gap of 0), which the profile pools ([`super::stats::Gaps`]).
 //! Failures are classified into a small set of kinds: `connect`, `timeout`, `http_<status>`,
 //! `stream` (the body broke), `server_error` (an error event inside the stream), `incomplete`
 //! (the stream ended before `[DONE]` or a finish reason), `decode` (a chunk was not JSON).
@@ -55,6 +57,9 @@ pub struct RequestRecord {
     pub prompt_tokens: u64,
     /// Output tokens received.
     pub output_tokens: u64,
+    /// The longest gap between two consecutive output tokens, ms (needs two tokens).
+    #[serde(default)]
+    pub max_gap_ms: Option<f64>,
     /// Success, failure or cancellation.
     pub outcome: Outcome,
 }
@@ -93,12 +98,17 @@ pub struct Client {
     api_key: Option<String>,
 }
 
+/// Most gaps kept for one request (4 MiB); a longer stream's later gaps are not recorded.
+const MAX_GAPS_PER_REQUEST: usize = 1 << 20;
+
 /// What the stream told us, before it becomes a record.
 #[derive(Debug, Default)]
 struct Progress {
     first_token: Option<Instant>,
     last_token: Option<Instant>,
     output_tokens: u64,
+    /// Gap before each output token after the first, µs.
+    gaps_us: Vec<u32>,
     usage_output: Option<u64>,
     usage_prompt: Option<u64>,
     finished: bool,
@@ -159,9 +169,9 @@ impl Client {
         body
     }
 
-    /// Send one request and measure it. `epoch` is the profile's start; `scheduled_s` is where
-    /// the schedule put it.
-    pub async fn send(&self, index: u64, prompt: &Prompt, epoch: Instant, scheduled_s: f64) -> RequestRecord {
+    /// Send one request and measure it: its record and its inter-token gaps in µs. `epoch` is
+    /// the profile's start; `scheduled_s` is where the schedule put it.
+    pub async fn send(&self, index: u64, prompt: &Prompt, epoch: Instant, scheduled_s: f64) -> (RequestRecord, Vec<u32>) {
         let start = Instant::now();
         let mut progress = Progress::default();
         let outcome = match self.stream(prompt, &mut progress).await {
@@ -171,7 +181,7 @@ impl Client {
         };
         let end = Instant::now();
         let at = |t: Instant| t.duration_since(epoch).as_secs_f64();
-        RequestRecord {
+        let record = RequestRecord {
             index,
             scheduled_s,
             start_s: at(start),
@@ -180,8 +190,10 @@ impl Client {
             last_token_s: progress.last_token.map(at),
             prompt_tokens: progress.usage_prompt.unwrap_or(prompt.prompt_tokens),
             output_tokens: progress.usage_output.unwrap_or(progress.output_tokens),
+            max_gap_ms: progress.gaps_us.iter().max().map(|&us| f64::from(us) / 1000.0),
             outcome,
-        }
+        };
+        (record, progress.gaps_us)
     }
 
     async fn stream(&self, prompt: &Prompt, progress: &mut Progress) -> Result<(), (String, String)> {
@@ -237,6 +249,14 @@ impl Client {
         };
         if new_tokens > 0 {
             progress.first_token.get_or_insert(now);
+            let room = MAX_GAPS_PER_REQUEST.saturating_sub(progress.gaps_us.len());
+            if let Some(last) = progress.last_token.filter(|_| room > 0) {
+                progress.gaps_us.push(u32::try_from(now.duration_since(last).as_micros()).unwrap_or(u32::MAX));
+            }
+            // The chunk's other tokens arrived with its first.
+            let together = usize::try_from(new_tokens - 1).unwrap_or(usize::MAX);
+            let room = MAX_GAPS_PER_REQUEST.saturating_sub(progress.gaps_us.len());
+            progress.gaps_us.extend(std::iter::repeat_n(0, together.min(room)));
             progress.last_token = Some(now);
             progress.output_tokens += new_tokens;
         }
@@ -315,8 +335,30 @@ mod tests {
         assert_eq!((p.output_tokens, p.usage_output, p.usage_prompt), (3, Some(3), Some(7)));
         assert_eq!(p.first_token, Some(t0 + Duration::from_millis(5)));
         assert_eq!(p.last_token, Some(t0 + Duration::from_millis(9)));
+        // Two tokens arrived together (a gap of 0 between them), the third 4 ms later.
+        assert_eq!(p.gaps_us, vec![0, 4000]);
         assert!(c.event("[DONE]", t0, &mut p).unwrap());
         assert!(p.finished);
+    }
+
+    #[test]
+    fn every_gap_is_kept_and_they_add_up_to_the_decode_span() {
+        let c = client(Endpoint::Chat);
+        let mut p = Progress::default();
+        let t0 = Instant::now();
+        let chunk = |n: u64| json!({"choices": [{"delta": {"content": "x"}, "finish_reason": null}], "usage": {"prompt_tokens": 1, "completion_tokens": n}}).to_string();
+        // Tokens 1..=10 every 10 ms, one 300 ms stall before token 6, three tokens at once at the end.
+        let mut at = t0;
+        for n in 1..=10 {
+            at += Duration::from_millis(if n == 1 { 0 } else if n == 6 { 300 } else { 10 });
+            c.event(&chunk(n), at, &mut p).unwrap();
+        }
+        at += Duration::from_millis(10);
+        c.event(&chunk(13), at, &mut p).unwrap();
+        assert_eq!(p.gaps_us.len() as u64, p.output_tokens - 1);
+        assert_eq!(p.gaps_us.iter().map(|&g| u64::from(g)).sum::<u64>(), (at - t0).as_micros() as u64);
+        assert_eq!(p.gaps_us.iter().max(), Some(&300_000));
+        assert_eq!(&p.gaps_us[p.gaps_us.len() - 3..], [10_000, 0, 0]);
     }
 
     #[test]

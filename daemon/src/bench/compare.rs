@@ -11,7 +11,7 @@ use super::BenchError;
 
 type Metric = (&'static str, fn(&Summary) -> Option<f64>);
 
-const METRICS: [Metric; 12] = [
+const METRICS: [Metric; 14] = [
     ("req/s", |s| Some(s.requests_per_s)),
     ("out tok/s", |s| Some(s.output_tokens_per_s)),
     ("total tok/s", |s| Some(s.total_tokens_per_s)),
@@ -20,6 +20,8 @@ const METRICS: [Metric; 12] = [
     ("TTFT p99 ms", |s| s.ttft_ms.map(|d| d.p99)),
     ("ITL p50 ms", |s| s.itl_ms.map(|d| d.p50)),
     ("ITL p95 ms", |s| s.itl_ms.map(|d| d.p95)),
+    ("ITL gap p99 ms", |s| s.itl_gap_ms.map(|d| d.p99)),
+    ("ITL gap max ms", |s| s.itl_gap_ms.map(|d| d.max)),
     ("TPOT p95 ms", |s| s.tpot_ms.map(|d| d.p95)),
     ("E2E p50 ms", |s| s.e2e_ms.map(|d| d.p50)),
     ("E2E p95 ms", |s| s.e2e_ms.map(|d| d.p95)),

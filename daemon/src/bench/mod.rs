@@ -3,8 +3,9 @@
 //!
 //! A run is a list of load profiles ([`profile`]) each bounded by `--max-seconds` and/or
 //! `--max-requests`, fed by synthetic or file prompts ([`data`]). Every request streams; the
-//! [`client`] turns the stream into one record with its token timings; [`run`] drives a profile
-//! and [`stats`] summarizes it (TTFT, ITL, TPOT, end-to-end latency, rates, errors by kind).
+//! [`client`] turns the stream into one record with its token timings and inter-token gaps; [`run`]
+//! drives a profile and [`stats`] summarizes it (TTFT, ITL per request and over every gap pooled,
+//! TPOT, end-to-end latency, rates, errors by kind).
 //! [`slo`] checks each summary against `--slo` limits and finds the highest rate that meets them;
 //! [`economics`] adds cost per million output tokens and the target's GPU utilization. [`report`]
 //! prints the tables and writes `--json` (every raw record), [`plot`] writes `--report` (HTML with
@@ -148,7 +149,8 @@ pub struct RunArgs {
     /// Seed of synthetic prompts and Poisson arrivals.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// A TOML file of objectives (`ttft_p95_ms = 500`, `itl_p95_ms = 50`, `error_rate = 0.001`).
+    /// A TOML file of objectives (`ttft_p95_ms = 500`, `itl_p95_ms = 50`, `itl_gap_p99_ms = 200`,
+    /// `error_rate = 0.001`).
     #[arg(long)]
     pub slo: Option<PathBuf>,
     /// Write every request record and the summaries to this JSON file.
@@ -267,7 +269,7 @@ impl Runner<'_> {
         run.summary.cost_per_million_output_tokens = self.args.gpu_cost_per_hour.and_then(|c| economics::cost_per_million(c, run.summary.output_tokens_per_s));
         let s = &run.summary;
         self.progress.println(format!(
-            "{}: {} ok, {} errors, {} cancelled in {:.1} s; {:.2} req/s, {:.1} output tok/s, TTFT p50 {} ms, ITL p50 {} ms",
+            "{}: {} ok, {} errors, {} cancelled in {:.1} s; {:.2} req/s, {:.1} output tok/s, TTFT p50 {} ms, ITL p50 {} ms, gap p99 {} ms",
             s.profile,
             s.completed,
             s.errored,
@@ -277,6 +279,7 @@ impl Runner<'_> {
             s.output_tokens_per_s,
             s.ttft_ms.map_or("-".into(), |d| format!("{:.1}", d.p50)),
             s.itl_ms.map_or("-".into(), |d| format!("{:.1}", d.p50)),
+            s.itl_gap_ms.map_or("-".into(), |d| format!("{:.1}", d.p99)),
         ));
         run
     }

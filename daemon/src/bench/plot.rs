@@ -1,7 +1,8 @@
 //! The HTML report: the terminal tables and four charts drawn with plotters' SVG backend, inline
 //! in one self-contained file (no scripts, no external resources).
 //!
-//! Charts: TTFT percentiles against the achieved request rate, ITL percentiles against it, output
+//! Charts: TTFT percentiles against the achieved request rate, ITL percentiles against it (each
+//! request's mean gap, and the p99 and max of every gap pooled, where stalls show), output
 //! throughput against it (each profile is a point, joined in rate order), and the cumulative
 //! distribution of TTFT per profile. Text uses plotters' built-in size estimate, so no font files
 //! are needed; the browser renders the `<text>` elements.
@@ -82,13 +83,14 @@ fn by_rate(report: &Report) -> Vec<&Summary> {
     s
 }
 
-fn percentile_series(profiles: &[&Summary], pick: fn(&Summary) -> Option<&super::stats::Distribution>, name: &str) -> Vec<Series> {
-    ["p50", "p95", "p99"]
+fn percentile_series(profiles: &[&Summary], pick: fn(&Summary) -> Option<&super::stats::Distribution>, name: &str, stats: &[&str]) -> Vec<Series> {
+    stats
         .iter()
         .map(|stat| Series {
             label: format!("{name} {stat}"),
             points: profiles.iter().filter_map(|s| Some((s.requests_per_s, pick(s)?.get(stat)?))).collect(),
         })
+        .filter(|s| !s.points.is_empty())
         .collect()
 }
 
@@ -113,9 +115,11 @@ fn ttft_cdf(report: &Report) -> Vec<Series> {
 /// Write the HTML report.
 pub fn write_html(report: &Report, path: &Path) -> Result<(), BenchError> {
     let profiles = by_rate(report);
+    let mut itl = percentile_series(&profiles, |s| s.itl_ms.as_ref(), "ITL", &["p50", "p95", "p99"]);
+    itl.extend(percentile_series(&profiles, |s| s.itl_gap_ms.as_ref(), "every gap", &["p99", "max"]));
     let charts = [
-        line_chart("Time to first token vs request rate", "requests/s", "ms", &percentile_series(&profiles, |s| s.ttft_ms.as_ref(), "TTFT"), true)?,
-        line_chart("Inter-token latency vs request rate", "requests/s", "ms", &percentile_series(&profiles, |s| s.itl_ms.as_ref(), "ITL"), true)?,
+        line_chart("Time to first token vs request rate", "requests/s", "ms", &percentile_series(&profiles, |s| s.ttft_ms.as_ref(), "TTFT", &["p50", "p95", "p99"]), true)?,
+        line_chart("Inter-token latency vs request rate", "requests/s", "ms", &itl, true)?,
         line_chart(
             "Throughput vs request rate",
             "requests/s",

@@ -1,5 +1,6 @@
 //! The results of a run: the JSON document (every raw request record and every summary), and
-//! the terminal tables printed at the end.
+//! the terminal tables printed at the end: throughput, latency, and the inter-token gaps (every
+//! gap pooled, beside the per-request ITL that averages a stall away).
 
 use std::path::Path;
 
@@ -117,6 +118,19 @@ impl Report {
             &["latency (ms)", "TTFT mean", "p50", "p95", "p99", "ITL mean", "p50", "p95", "p99", "TPOT p50", "p95", "E2E p50", "p95", "p99"],
             &latency,
         );
+        out += "\n";
+        let gaps: Vec<Vec<String>> = self
+            .profiles
+            .iter()
+            .map(|p| {
+                let s = &p.summary;
+                let mut row = vec![s.profile.clone(), s.itl_gap_ms.map_or("-".into(), |d| d.count.to_string())];
+                row.extend(["mean", "p50", "p90", "p99", "max"].iter().map(|st| ms(s.itl_gap_ms.as_ref(), st)));
+                row.extend(["p99", "max"].iter().map(|st| ms(s.itl_ms.as_ref(), st)));
+                row
+            })
+            .collect();
+        out += &table(&["token gaps (ms)", "gaps", "mean", "p50", "p90", "p99", "max", "request ITL p99", "max"], &gaps);
         if let Some(slo) = &self.slo {
             out += "\n";
             let mut headers = vec!["SLO".to_owned()];

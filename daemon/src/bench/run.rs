@@ -6,7 +6,8 @@
 //! `--max-concurrency` permits, and spawns the request. A profile ends when `--max-requests` have
 //! been sent and answered, or at `--max-seconds`: then nothing new is sent and requests still in
 //! flight are dropped (their connection closes, so the server stops generating) and recorded as
-//! cancelled. Requests take consecutive indices into the data set across profiles, so a sweep
+//! cancelled. The inter-token gaps of successful requests are pooled into one histogram per
+//! profile as each request ends, so memory does not grow with the run. Requests take consecutive indices into the data set across profiles, so a sweep
 //! never replays a prompt a prefix cache has already seen (until the data set wraps around).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 use super::client::{Client, Outcome, RequestRecord};
 use super::data::Dataset;
 use super::profile::{Mode, Profile, Schedule};
-use super::stats::Summary;
+use super::stats::{Gaps, Summary};
 
 /// What bounds each profile.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,8 @@ struct Shared {
     deadline: Option<Instant>,
     first_index: u64,
     records: Mutex<Vec<RequestRecord>>,
+    /// Inter-token gaps of the successful requests.
+    gaps: Mutex<Gaps>,
     live: Mutex<Live>,
     progress: ProgressBar,
     name: String,
@@ -71,13 +74,13 @@ impl Shared {
         let index = self.first_index + i;
         let prompt = self.data.get(index);
         let send = self.client.send(index, prompt, self.epoch, scheduled_s);
-        let record = match self.deadline {
+        let (record, gaps) = match self.deadline {
             None => send.await,
             Some(deadline) => {
                 let start_s = self.epoch.elapsed().as_secs_f64();
                 tokio::select! {
-                    record = send => record,
-                    () = tokio::time::sleep_until(deadline.into()) => RequestRecord {
+                    sent = send => sent,
+                    () = tokio::time::sleep_until(deadline.into()) => (RequestRecord {
                         index,
                         scheduled_s,
                         start_s,
@@ -86,11 +89,15 @@ impl Shared {
                         last_token_s: None,
                         prompt_tokens: prompt.prompt_tokens,
                         output_tokens: 0,
+                        max_gap_ms: None,
                         outcome: Outcome::Cancelled,
-                    },
+                    }, Vec::new()),
                 }
             }
         };
+        if record.outcome == Outcome::Ok {
+            self.gaps.lock().unwrap_or_else(PoisonError::into_inner).record(&gaps);
+        }
         self.note(&record);
         self.records.lock().unwrap_or_else(PoisonError::into_inner).push(record);
     }
@@ -138,6 +145,7 @@ pub async fn run_profile(client: &Client, data: Arc<Dataset>, profile: Profile, 
         deadline: limits.max_duration.map(|d| epoch + d),
         first_index,
         records: Mutex::new(Vec::new()),
+        gaps: Mutex::new(Gaps::default()),
         live: Mutex::new(Live::default()),
         progress: progress.clone(),
         name: profile.to_string(),
@@ -189,6 +197,7 @@ pub async fn run_profile(client: &Client, data: Arc<Dataset>, profile: Profile, 
     while tasks.join_next().await.is_some() {}
     let mut records = std::mem::take(&mut *shared.records.lock().unwrap_or_else(PoisonError::into_inner));
     records.sort_by_key(|r| r.index);
-    let summary = Summary::of(&profile.to_string(), profile.target_rate(), &records);
+    let gaps = std::mem::take(&mut *shared.gaps.lock().unwrap_or_else(PoisonError::into_inner));
+    let summary = Summary::of(&profile.to_string(), profile.target_rate(), &records, &gaps);
     ProfileRun { records, summary }
 }

@@ -1,7 +1,9 @@
 //! Service-level objectives: a TOML file of limits, checked against each profile's summary.
 //!
 //! Keys (all optional, any number):
-//! - `{ttft,itl,tpot,e2e}_{mean,p50,p90,p95,p99,max}_ms = LIMIT`: an upper bound in milliseconds;
+//! - `{ttft,itl,itl_gap,tpot,e2e}_{mean,p50,p90,p95,p99,max}_ms = LIMIT`: an upper bound in
+//!   milliseconds (`itl` is each request's mean gap, `itl_gap` every gap pooled: `itl_gap_p99_ms`
+//!   and `itl_gap_max_ms` bound stalls);
 //! - `error_rate = FRACTION`: an upper bound on errored / (completed + errored);
 //! - `min_requests_per_s`, `min_output_tokens_per_s`, `min_total_tokens_per_s`: lower bounds.
 //!
@@ -15,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::stats::Summary;
 use super::BenchError;
 
-const LATENCY_METRICS: [&str; 4] = ["ttft", "itl", "tpot", "e2e"];
+/// Latency metrics, longest first where one name begins another (`itl_gap` before `itl`).
+const LATENCY_METRICS: [&str; 5] = ["ttft", "itl_gap", "itl", "tpot", "e2e"];
 const LATENCY_STATS: [&str; 6] = ["mean", "p50", "p90", "p95", "p99", "max"];
 
 /// One objective.
@@ -61,9 +64,9 @@ fn bound(key: &str) -> Option<Bound<'_>> {
     if let Some(rate) = key.strip_prefix("min_") {
         return ["requests_per_s", "output_tokens_per_s", "total_tokens_per_s"].contains(&rate).then_some(Bound::MinRate(rate));
     }
-    let (metric, rest) = key.split_once('_')?;
-    let stat = rest.strip_suffix("_ms")?;
-    (LATENCY_METRICS.contains(&metric) && LATENCY_STATS.contains(&stat)).then_some(Bound::Latency { metric, stat })
+    let stat_ms = |metric: &'static str| Some((metric, key.strip_prefix(metric)?.strip_prefix('_')?.strip_suffix("_ms")?));
+    let (metric, stat) = LATENCY_METRICS.iter().find_map(|&m| stat_ms(m).filter(|(_, stat)| LATENCY_STATS.contains(stat)))?;
+    Some(Bound::Latency { metric, stat })
 }
 
 impl Slo {
@@ -80,7 +83,7 @@ impl Slo {
         for (key, value) in table {
             if bound(&key).is_none() {
                 return Err(format!(
-                    "unknown objective `{key}`; expected {{ttft,itl,tpot,e2e}}_{{mean,p50,p90,p95,p99,max}}_ms, error_rate, min_requests_per_s, min_output_tokens_per_s or min_total_tokens_per_s"
+                    "unknown objective `{key}`; expected {{ttft,itl,itl_gap,tpot,e2e}}_{{mean,p50,p90,p95,p99,max}}_ms, error_rate, min_requests_per_s, min_output_tokens_per_s or min_total_tokens_per_s"
                 ));
             }
             let limit = match value {
@@ -138,6 +141,7 @@ pub fn highest_sustainable_rate<'a>(results: impl IntoIterator<Item = (&'a Summa
 mod tests {
     use super::*;
     use crate::bench::client::{Outcome, RequestRecord};
+    use crate::bench::stats::{Distribution, Gaps};
 
     fn summary(ttft: f64, errors: usize) -> Summary {
         let mut records: Vec<RequestRecord> = (0..10)
@@ -150,13 +154,14 @@ mod tests {
                 last_token_s: Some(i as f64 + 0.5),
                 prompt_tokens: 8,
                 output_tokens: 10,
+                max_gap_ms: None,
                 outcome: Outcome::Ok,
             })
             .collect();
         for r in records.iter_mut().take(errors) {
             r.outcome = Outcome::Error { kind: "http_500".into(), message: String::new() };
         }
-        Summary::of("constant:1", Some(1.0), &records)
+        Summary::of("constant:1", Some(1.0), &records, &Gaps::default())
     }
 
     #[test]
@@ -172,9 +177,23 @@ mod tests {
     #[test]
     fn a_profile_with_nothing_measured_fails_latency_objectives() {
         let slo = Slo::parse("ttft_p95_ms = 150").unwrap();
-        let empty = Summary::of("synchronous", None, &[]);
+        let empty = Summary::of("synchronous", None, &[], &Gaps::default());
         let verdicts = slo.check(&empty);
         assert_eq!((verdicts[0].actual, verdicts[0].pass), (None, false));
+    }
+
+    #[test]
+    fn itl_gap_objectives_bound_every_gap_not_each_requests_mean() {
+        let slo = Slo::parse("itl_p99_ms = 100\nitl_gap_p99_ms = 100\nitl_gap_max_ms = 1000").unwrap();
+        let mut s = summary(100.0, 0);
+        s.itl_gap_ms = Distribution::of([10.0, 10.0, 500.0]);
+        let verdicts = slo.check(&s);
+        let failing: Vec<&str> = verdicts.iter().filter(|v| !v.pass).map(|v| v.key.as_str()).collect();
+        assert_eq!(failing, vec!["itl_gap_p99_ms"], "{verdicts:?}");
+        assert_eq!(verdicts[1].actual, Some(500.0));
+        for bad in ["itl_gap_p97_ms = 1", "itl_gap_ms = 1", "gap_p99_ms = 1", "itl_gapp99_ms = 1"] {
+            assert!(Slo::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,14 @@
 //! - **TTFT**: first token received − request sent.
 //! - **ITL** (inter-token latency): (last token − first token) / (output tokens − 1), one value per
 //!   request, weighted by its output tokens − 1; it excludes the first token's wait.
+//! - **ITL gap**: every gap between consecutive output tokens of every request, pooled (vLLM's
+//!   benchmark calls this ITL). A request's mean hides a stall: one 300 ms wait among 10 ms gaps
+//!   moves a 21-token request's ITL to 24.5 ms, while the gaps' max (and their p99, once stalls
+//!   pass 1 % of the gaps) show 300 ms. Tokens that arrive in one chunk arrive together: the first
+//!   takes the gap since the previous chunk, the others a gap of 0. So a request adds output
+//!   tokens − 1 gaps summing to last − first token, and the gaps' mean equals the ITL mean. The
+//!   gaps go into an HDR histogram ([`Gaps`], fixed memory whatever the run's length) with three
+//!   significant digits: percentiles are nearest-rank to within 0.1 %; mean, min and max are exact.
 //! - **TPOT** (time per output token): end-to-end latency / output tokens, weighted by output
 //!   tokens; it includes the first token's wait. (GuideLLM 0.3.1's code divides the decode span by
 //!   the output tokens instead, which is ITL × (n−1)/n; its docstring describes ours.)
@@ -17,9 +25,14 @@
 
 use std::collections::BTreeMap;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::client::{Outcome, RequestRecord};
+
+/// The longest gap the histogram resolves, µs (an hour); longer ones count as an hour in the
+/// percentiles (max stays exact).
+const MAX_GAP_US: u64 = 3_600_000_000;
 
 /// Mean and percentiles of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -94,6 +107,61 @@ impl Distribution {
     }
 }
 
+/// Every inter-token gap of a profile's successful requests, pooled in an HDR histogram of
+/// microseconds (about 190 KB whatever the number of gaps).
+#[derive(Debug, Clone)]
+pub struct Gaps {
+    histogram: Histogram<u64>,
+    /// Exact sum, µs.
+    sum_us: u128,
+    /// Exact smallest gap, µs.
+    min_us: u64,
+    /// Exact largest gap, µs.
+    max_us: u64,
+}
+
+impl Default for Gaps {
+    fn default() -> Self {
+        #[expect(clippy::expect_used, reason = "constant bounds that the crate accepts (1 ≤ low, high ≥ 2 × low, sigfig ≤ 5)")]
+        let histogram = Histogram::new_with_bounds(1, MAX_GAP_US, 3).expect("valid histogram bounds");
+        Gaps { histogram, sum_us: 0, min_us: u64::MAX, max_us: 0 }
+    }
+}
+
+impl Gaps {
+    /// Add one request's gaps, µs.
+    pub fn record(&mut self, gaps_us: &[u32]) {
+        for &gap in gaps_us {
+            let gap = u64::from(gap);
+            self.histogram.saturating_record(gap);
+            self.sum_us += u128::from(gap);
+            self.min_us = self.min_us.min(gap);
+            self.max_us = self.max_us.max(gap);
+        }
+    }
+
+    /// The distribution in milliseconds; `None` without gaps. Percentiles are the histogram's
+    /// nearest rank (the bucket's upper edge, kept within the exact min and max).
+    pub fn distribution(&self) -> Option<Distribution> {
+        let count = self.histogram.len();
+        if count == 0 {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let at = |q: f64| ms(self.histogram.value_at_quantile(q).clamp(self.min_us, self.max_us));
+        Some(Distribution {
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            mean: self.sum_us as f64 / count as f64 / 1000.0,
+            min: ms(self.min_us),
+            p50: at(0.50),
+            p90: at(0.90),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: ms(self.max_us),
+        })
+    }
+}
+
 /// Everything reported about one profile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -129,8 +197,11 @@ pub struct Summary {
     pub output_tokens_mean: f64,
     /// Time to first token, ms.
     pub ttft_ms: Option<Distribution>,
-    /// Inter-token latency, ms.
+    /// Inter-token latency, ms: each request's mean gap, weighted by its gaps.
     pub itl_ms: Option<Distribution>,
+    /// Every gap between consecutive tokens of every successful request, pooled, ms.
+    #[serde(default)]
+    pub itl_gap_ms: Option<Distribution>,
     /// Time per output token, ms.
     pub tpot_ms: Option<Distribution>,
     /// End-to-end request latency, ms.
@@ -142,8 +213,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarize the records of one profile.
-    pub fn of(profile: &str, target_rate: Option<f64>, records: &[RequestRecord]) -> Summary {
+    /// Summarize the records of one profile and the pooled gaps of its successful requests.
+    pub fn of(profile: &str, target_rate: Option<f64>, records: &[RequestRecord], gaps: &Gaps) -> Summary {
         let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.outcome == Outcome::Ok).collect();
         let mut errors = BTreeMap::new();
         for record in records {
@@ -183,6 +254,7 @@ impl Summary {
             output_tokens_mean: mean(output),
             ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_ms())),
             itl_ms: Distribution::weighted(ok.iter().filter_map(|r| Some((r.itl_ms()?, r.output_tokens.saturating_sub(1) as f64))).collect()),
+            itl_gap_ms: gaps.distribution(),
             tpot_ms: Distribution::weighted(ok.iter().filter_map(|r| Some((r.tpot_ms()?, r.output_tokens as f64))).collect()),
             e2e_ms: Distribution::of(ok.iter().map(|r| r.e2e_ms())),
             gpu_utilization: None,
@@ -190,11 +262,12 @@ impl Summary {
         }
     }
 
-    /// A metric by SLO name: `ttft`, `itl`, `tpot`, `e2e` with a statistic, or a rate.
+    /// A latency metric by SLO name: `ttft`, `itl`, `itl_gap`, `tpot`, `e2e`.
     pub fn latency(&self, metric: &str) -> Option<&Distribution> {
         match metric {
             "ttft" => self.ttft_ms.as_ref(),
             "itl" => self.itl_ms.as_ref(),
+            "itl_gap" => self.itl_gap_ms.as_ref(),
             "tpot" => self.tpot_ms.as_ref(),
             "e2e" => self.e2e_ms.as_ref(),
             _ => None,
@@ -217,6 +290,7 @@ mod tests {
             last_token_s: Some(end),
             prompt_tokens: 10,
             output_tokens: tokens,
+            max_gap_ms: None,
             outcome: Outcome::Ok,
         }
     }
@@ -250,7 +324,7 @@ mod tests {
             RequestRecord { outcome: Outcome::Error { kind: "http_500".into(), message: String::new() }, ..record(2, 2.2, 2.2, 2.3, 0) },
             RequestRecord { outcome: Outcome::Cancelled, ..record(3, 2.3, 2.3, 2.4, 0) },
         ];
-        let s = Summary::of("synchronous", None, &records);
+        let s = Summary::of("synchronous", None, &records, &Gaps::default());
         assert_eq!((s.completed, s.errored, s.cancelled), (2, 1, 1));
         assert_eq!(s.errors.get("http_500"), Some(&1));
         assert!((s.error_rate - 1.0 / 3.0).abs() < 1e-9);
@@ -264,5 +338,52 @@ mod tests {
         assert!((s.e2e_ms.unwrap().p99 - 1100.0).abs() < 1e-6);
         assert!((s.mean_concurrency - 1.0).abs() < 1e-9);
         assert!((s.send_rate - 3.0 / 2.3).abs() < 1e-9);
+        assert!(s.itl_gap_ms.is_none(), "no gaps were recorded");
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= b.abs() * 1e-3 + 1e-9
+    }
+
+    #[test]
+    fn gap_percentiles_are_nearest_rank_within_the_histograms_precision() {
+        let mut gaps = Gaps::default();
+        assert!(gaps.distribution().is_none());
+        gaps.record(&(1..=100).map(|ms| ms * 1000).collect::<Vec<u32>>());
+        let d = gaps.distribution().unwrap();
+        assert_eq!(d.count, 100);
+        for (got, want) in [(d.p50, 50.0), (d.p90, 90.0), (d.p95, 95.0), (d.p99, 99.0)] {
+            assert!(close(got, want), "{got} vs {want}");
+        }
+        assert_eq!((d.min, d.max), (1.0, 100.0), "min and max are exact");
+        assert!((d.mean - 50.5).abs() < 1e-9, "the mean is exact: {}", d.mean);
+        // Zero gaps (tokens of one chunk) and gaps past the histogram's range still count.
+        let mut edge = Gaps::default();
+        edge.record(&[0, 0, u32::MAX]);
+        let d = edge.distribution().unwrap();
+        assert_eq!((d.min, d.p50, d.max), (0.0, 0.0, f64::from(u32::MAX) / 1000.0));
+        assert!(d.p99 <= d.max);
+    }
+
+    #[test]
+    fn a_stall_shows_in_the_pooled_gaps_but_not_in_the_per_request_itl() {
+        // Four requests of 21 tokens, 10 ms apart but for one 300 ms stall each.
+        let mut gaps = Gaps::default();
+        let per_request: Vec<u32> = (0..20).map(|i| if i == 9 { 300_000 } else { 10_000 }).collect();
+        let records: Vec<RequestRecord> = (0..4u32)
+            .map(|i| {
+                gaps.record(&per_request);
+                let start = f64::from(i);
+                RequestRecord { max_gap_ms: Some(300.0), ..record(u64::from(i), start, start + 0.05, start + 0.05 + 0.49, 21) }
+            })
+            .collect();
+        let s = Summary::of("synchronous", None, &records, &gaps);
+        let (itl, gap) = (s.itl_ms.unwrap(), s.itl_gap_ms.unwrap());
+        assert!(close(itl.p99, 24.5) && close(itl.max, 24.5), "each request's mean is 24.5 ms: {itl:?}");
+        assert_eq!(gap.count, 80);
+        assert!(close(gap.p50, 10.0) && close(gap.p90, 10.0), "{gap:?}");
+        assert!(close(gap.p99, 300.0) && close(gap.max, 300.0), "1 gap in 20 is a stall: {gap:?}");
+        assert!(close(gap.mean, itl.mean), "the pooled mean is the per-request weighted mean: {} vs {}", gap.mean, itl.mean);
+        assert_eq!(s.latency("itl_gap").map(|d| d.p99), Some(gap.p99));
     }
 }
