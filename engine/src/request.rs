@@ -25,6 +25,8 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// Additive biases per token id.
     pub logit_bias: Vec<(i32, f32)>,
+    /// A GBNF grammar (root rule `root`) every output must match: structured output.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -38,6 +40,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             logit_bias: Vec::new(),
+            grammar: None,
         }
     }
 }

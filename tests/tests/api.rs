@@ -205,3 +205,39 @@ async fn bad_requests_get_clear_400s_and_the_server_survives() {
     let (status, body) = post(&server, "/v1/chat/completions", &chat_body("Say hi", json!({"max_tokens": 4}))).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Structured output: `response_format` becomes a grammar the sampler enforces, so even a 135M
+/// model's output parses, has exactly the schema's keys in order, and the enum holds.
+#[tokio::test]
+async fn response_format_json_schema_is_enforced() {
+    let server = Server::start();
+    let schema = json!({"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 24}, "population": {"type": "integer"}, "size": {"enum": ["small", "large"]},
+        "rivers": {"type": "array", "items": {"type": "string", "maxLength": 24}, "maxItems": 2}},
+        "required": ["city", "population", "size", "rivers"], "additionalProperties": false});
+    let format = json!({"type": "json_schema", "json_schema": {"name": "city", "strict": true, "schema": schema}});
+    for temperature in [0.0, 1.0] {
+        let body = chat_body("Describe Paris as JSON.", json!({"response_format": format, "max_tokens": 200, "temperature": temperature, "seed": 7}));
+        let (status, v) = post(&server, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{v}");
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+        let keys: Vec<&str> = parsed.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        assert_eq!(keys, ["city", "population", "size", "rivers"], "{text}");
+        assert!(parsed["city"].is_string() && parsed["population"].is_i64(), "{text}");
+        assert!(["small", "large"].contains(&parsed["size"].as_str().unwrap_or("")), "{text}");
+        assert!(parsed["rivers"].as_array().is_some_and(|r| r.len() <= 2 && r.iter().all(Value::is_string)), "{text}");
+        assert!(parsed["city"].as_str().is_some_and(|c| c.chars().count() <= 24), "{text}");
+    }
+    let body = chat_body("Give me a JSON object.", json!({"response_format": {"type": "json_object"}, "max_tokens": 120}));
+    let (status, v) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    if v["choices"][0]["finish_reason"] == "stop" {
+        assert!(serde_json::from_str::<Value>(text).is_ok_and(|j| j.is_object()), "{text:?}");
+    } else {
+        assert!(text.trim_start().starts_with('{'), "{text:?}");
+    }
+    let bad = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a+$"}}});
+    assert_error("unsupported keyword", post(&server, "/v1/chat/completions", &chat_body("x", json!({"response_format": bad}))).await, 400, "pattern");
+}

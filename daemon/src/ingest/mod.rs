@@ -64,7 +64,11 @@ impl Ingestor {
     ) -> anyhow::Result<Arc<Ingestor>> {
         let ingest = settings.ingest.clone();
         let queue = JobQueue::open(settings.server.state_dir.join("ingest").join("queue"), ingest.max_pending)?;
-        let program = std::env::current_exe()?;
+        // /proc/self/exe still runs this build after a package upgrade replaced the file on disk.
+        let program = match std::path::PathBuf::from("/proc/self/exe") {
+            p if p.exists() => p,
+            _ => std::env::current_exe()?,
+        };
         let limits = ingest::Limits {
             memory_bytes: ingest.parse_memory_mb << 20,
             cpu_seconds: ingest.parse_cpu_seconds,

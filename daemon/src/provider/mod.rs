@@ -49,6 +49,9 @@ pub struct Sampling {
     pub frequency_penalty: Option<f64>,
     /// Token id and bias; a local model also checks the id against its vocabulary.
     pub logit_bias: Vec<(u32, f64)>,
+    /// OpenAI's `response_format`: a local model turns it into a grammar
+    /// ([`crate::service::structured`]); a remote upstream receives it as sent.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// A generation request after hearth's own checks.

@@ -182,6 +182,7 @@ fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
         presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0)?,
         frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0)?,
         logit_bias,
+        response_format: p.response_format.clone(),
     })
 }
 
@@ -201,12 +202,6 @@ fn check_unsupported(p: &GenerationParams) -> Result<(), ApiError> {
     if let Some(n) = p.n {
         if n != 1 {
             return Err(ApiError::invalid("n", format!("only n = 1 is supported, got {n}")));
-        }
-    }
-    if let Some(format) = &p.response_format {
-        let kind = format.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        if kind != "text" {
-            return Err(ApiError::invalid("response_format", format!("response_format type {kind:?} is not supported yet; use \"text\"")));
         }
     }
     Ok(())

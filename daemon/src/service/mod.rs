@@ -7,6 +7,7 @@ pub mod files;
 pub mod generate;
 pub mod listing;
 pub mod responses;
+pub mod structured;
 pub mod vector_stores;
 
 /// Seconds since the Unix epoch, for OpenAI's `created` fields.

@@ -158,7 +158,13 @@ impl<'m> ChatWorker<'m> {
     fn accept(&mut self, cmd: Command) {
         match cmd {
             Command::Generate(submitted) => {
-                let sampler = build_sampler(&submitted.request.sampling, self.model.n_vocab());
+                let sampler = match build_sampler(&submitted.request.sampling, &self.model) {
+                    Ok(sampler) => sampler,
+                    Err(message) => {
+                        let _ = submitted.events.try_send(crate::Event::Failed(message));
+                        return;
+                    }
+                };
                 self.next_key += 1;
                 self.waiting.push_back(Sequence::new(self.next_key, submitted, sampler));
             }

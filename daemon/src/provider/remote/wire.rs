@@ -50,6 +50,9 @@ pub fn generation_request(remote_model: &str, spec: GenerateSpec) -> (&'static s
             body.insert(key.into(), value);
         }
     }
+    if let Some(format) = &s.response_format {
+        body.insert("response_format".into(), format.clone());
+    }
     if !s.logit_bias.is_empty() {
         let bias: Map<String, Value> = s.logit_bias.iter().map(|(token, bias)| (token.to_string(), json!(bias))).collect();
         body.insert("logit_bias".into(), Value::Object(bias));
