@@ -6,10 +6,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use engine::{Engine, EngineError, KvCacheDtype, ModelConfig, ModelKind};
+use engine::{Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings, Settings};
+use crate::config::{EngineSettings, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, Settings};
 use crate::error::ApiError;
 
 /// Why a model could not be brought up.
@@ -38,7 +38,7 @@ impl Models {
                 verify_sha256(m, expected)?;
             }
             tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
-            let engine = Engine::start(engine_config(m, settings.engine.threads))
+            let engine = Engine::start(engine_config(m, &settings.engine))
                 .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
             engines.push(engine);
         }
@@ -56,7 +56,7 @@ impl Models {
     }
 }
 
-fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
+fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
     ModelConfig {
         name: m.name.clone(),
         kind: match m.kind {
@@ -75,8 +75,14 @@ fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
             KvCacheDtypeSetting::F16 => KvCacheDtype::F16,
             KvCacheDtypeSetting::Q8_0 => KvCacheDtype::Q8_0,
         },
-        threads,
+        threads: engine.threads,
         n_gpu_layers: m.n_gpu_layers,
+        gpu_memory_utilization: engine.gpu_memory_utilization,
+        flash_attention: match engine.flash_attention {
+            FlashAttentionSetting::Auto => FlashAttention::Auto,
+            FlashAttentionSetting::On => FlashAttention::On,
+            FlashAttentionSetting::Off => FlashAttention::Off,
+        },
     }
 }
 

@@ -14,11 +14,12 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::backend::backend;
+use crate::backend::{backend, backend_report};
 use crate::chat_template::ChatTemplate;
 use crate::embedding::{EmbedJob, EmbeddingWorker};
 use crate::request::Submitted;
-use crate::scheduler::ChatWorker;
+use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
+use crate::scheduler::{ChatWorker, MAX_LLAMA_SEQS};
 use crate::telemetry::{EngineStats, Telemetry};
 use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, TokenStream};
 
@@ -44,6 +45,12 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Size of the weights in bytes.
     pub size_bytes: u64,
+    /// KV cache capacity in tokens (chat models), as configured or sized from GPU memory.
+    pub kv_cache_tokens: u32,
+    /// Layers asked to be offloaded (`n_gpu_layers`); they are offloaded only where `on_gpu`.
+    pub n_gpu_layers: u32,
+    /// True when a GPU was found and the model's layers were offloaded to it.
+    pub on_gpu: bool,
     /// Unix time the model was loaded.
     pub loaded_at: u64,
 }
@@ -91,6 +98,8 @@ impl Engine {
             0 => n_ctx_train,
             n => n.min(n_ctx_train),
         };
+        let on_gpu = config.n_gpu_layers > 0 && backend_report().is_some_and(crate::BackendReport::has_gpu);
+        let kv_cache_tokens = resolve_kv_tokens(&config, &model, max_model_len, on_gpu)?;
         let info = ModelInfo {
             name: config.name.clone(),
             kind: config.kind,
@@ -100,6 +109,9 @@ impl Engine {
             n_vocab: u32::try_from(model.n_vocab()).unwrap_or(0),
             n_params: model.n_params(),
             size_bytes: model.size(),
+            kv_cache_tokens,
+            n_gpu_layers: config.n_gpu_layers,
+            on_gpu,
             loaded_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -117,7 +129,7 @@ impl Engine {
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
-        let thread_config = ModelConfig { max_model_len, ..config.clone() };
+        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
             .spawn(move || match config.kind {
@@ -132,7 +144,7 @@ impl Engine {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(EngineError::Stopped(config.name.clone())),
         }
-        tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, "Model loaded.");
+        tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, on_gpu, kv_cache_tokens, "Model loaded.");
         Ok(Engine {
             inner: Arc::new(Inner {
                 info,
@@ -251,6 +263,46 @@ pub(crate) fn report_ready<W>(created: Result<W, EngineError>, ready: &SyncSende
             None
         }
     }
+}
+
+/// The KV capacity to create: the configured one, or (`0` on a GPU) what `gpu_memory_utilization`
+/// leaves after the weights, capped where more could never be used (every llama.cpp sequence id at
+/// `max_model_len`) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
+/// models: the worker then uses `max_model_len`.
+fn resolve_kv_tokens(config: &ModelConfig, model: &LlamaModel, max_model_len: u32, on_gpu: bool) -> Result<u32, EngineError> {
+    if config.kv_cache_tokens != 0 || !on_gpu || config.kind != ModelKind::Chat {
+        return Ok(config.kv_cache_tokens);
+    }
+    let memory = cuda_memory().or_else(|| {
+        let gpus: Vec<_> = crate::backend::devices().into_iter().filter(|d| d.kind.is_gpu()).collect();
+        (!gpus.is_empty()).then(|| gpus.iter().fold((0, 0), |(f, t), d| (f + d.memory_free, t + d.memory_total)))
+    });
+    let Some((free, total)) = memory else { return Ok(0) };
+    let per_token = kv_bytes_per_token(model, config.kv_cache_dtype);
+    let block = u64::from(config.block_size.max(1));
+    let cap = u64::from(MAX_LLAMA_SEQS) * u64::from(max_model_len);
+    let tokens = kv_tokens_for_memory(free, total, config.gpu_memory_utilization, per_token).min(cap) / block * block;
+    if tokens < u64::from(max_model_len) {
+        return Err(EngineError::Context {
+            model: config.name.clone(),
+            reason: format!(
+                "GPU memory left after the weights ({:.1} GiB free of {:.1} GiB, gpu_memory_utilization {}) holds {tokens} KV tokens, \
+                 fewer than max_model_len {max_model_len}: lower max_model_len, raise gpu_memory_utilization or set kv_cache_tokens",
+                free as f64 / f64::from(1u32 << 30),
+                total as f64 / f64::from(1u32 << 30),
+                config.gpu_memory_utilization
+            ),
+        });
+    }
+    tracing::info!(
+        model = %config.name,
+        kv_tokens = tokens,
+        kv_gib = format!("{:.2}", (tokens * per_token) as f64 / f64::from(1u32 << 30)),
+        free_gib = format!("{:.2}", free as f64 / f64::from(1u32 << 30)),
+        utilization = config.gpu_memory_utilization,
+        "KV cache sized from GPU memory."
+    );
+    Ok(u32::try_from(tokens).unwrap_or(u32::MAX / 2))
 }
 
 fn check_readable(path: &Path) -> Result<(), EngineError> {

@@ -12,6 +12,7 @@ mod held;
 mod metrics;
 mod models;
 mod sse;
+mod tokenize;
 
 use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(chat::configure)
         .configure(completions::configure)
         .configure(embeddings::configure)
+        .configure(tokenize::configure)
         .default_service(web::to(not_found));
 }
 

@@ -7,8 +7,8 @@
 //! that are each one token, with their leading space, in the byte-level BPE vocabularies of the
 //! models this is for (SmolLM2, Llama 3, Qwen 2, GPT-2); so N words ≈ N tokens. When the target
 //! has a `/tokenize` endpoint (vLLM's `{"count"}` or llama.cpp's `{"tokens"}` answer), every
-//! prompt is trimmed or extended until the target's own count is exactly N (and P). hearth has no
-//! `/tokenize` yet, so against hearth the count is the approximation; the server's reported
+//! prompt is trimmed or extended until the target's own count is exactly N (and P); hearth has
+//! one too. Against a target without it the count is the approximation; the server's reported
 //! `usage.prompt_tokens` (which also counts the chat template) goes into the records.
 //! The output length is exact either way: requests carry `max_tokens` and `ignore_eos: true`.
 //!
