@@ -8,9 +8,11 @@
 //! cargo run --release -p hearth-engine --example raw_bench -- MODEL.gguf [--streams 1,4,8,16]
 //!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
 //!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
+//!     [--no-prefix-caching]
 //!
 //! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
-//! largest run on the CPU).
+//! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
+//! distinct, so it only keeps finished sequences' cells until their ids are reused.
 
 use std::io::Write;
 use std::time::Instant;
@@ -31,6 +33,7 @@ struct Args {
     gpu_util: f32,
     backend_dir: Option<String>,
     csv: Option<String>,
+    prefix_caching: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -49,6 +52,7 @@ fn parse() -> Result<Args, String> {
         gpu_util: 0.9,
         backend_dir: None,
         csv: None,
+        prefix_caching: true,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
@@ -66,13 +70,14 @@ fn parse() -> Result<Args, String> {
             "--gpu-util" => a.gpu_util = num(value()?)? as f32,
             "--backend-dir" => a.backend_dir = Some(value()?),
             "--csv" => a.csv = Some(value()?),
+            "--no-prefix-caching" => a.prefix_caching = false,
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
     }
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
-                    [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE]"
+                    [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching]"
             .into());
     }
     Ok(a)
@@ -106,7 +111,7 @@ async fn main() -> Result<(), String> {
         max_queue: 1024 + max_streams as usize * args.waves,
         kv_cache_tokens,
         block_size: 16,
-        enable_prefix_caching: false,
+        enable_prefix_caching: args.prefix_caching,
         kv_cache_dtype: KvCacheDtype::F16,
         threads: args.threads,
         n_gpu_layers: 999,

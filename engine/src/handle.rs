@@ -6,8 +6,8 @@
 //! submission until it leaves the engine, and a failed `try_acquire` is [`EngineError::Overloaded`].
 
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -25,6 +25,8 @@ use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, T
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
 const EVENTS_PER_REQUEST: usize = 256;
+/// How long dropping the last handle waits for the engine thread to free its context.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Facts about a loaded model, for `/v1/models` and start-up logs.
 #[derive(Debug, Clone)]
@@ -69,6 +71,23 @@ struct Inner {
     admission: Arc<Semaphore>,
     max_queue: usize,
     telemetry: Arc<Telemetry>,
+    /// Disconnects when the engine thread has finished (its context freed). In a mutex only so
+    /// that the handle is `Sync`; it is used once, in `drop`.
+    stopped: Mutex<Receiver<()>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: close the command channel and wait (bounded) for the engine thread
+    /// to free its llama.cpp context. Without the wait, a process that returns from `main` can
+    /// tear down the CUDA runtime while the thread still frees device memory, and ggml aborts.
+    fn drop(&mut self) {
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.commands, closed));
+        let stopped = self.stopped.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stopped.recv_timeout(STOP_WAIT).is_ok() {
+            tracing::warn!(model = %self.info.name, "Engine thread sent on its stop channel; ignoring.");
+        }
+    }
 }
 
 /// A cheap, cloneable handle to one model's engine thread.
@@ -126,17 +145,22 @@ impl Engine {
         let permits = config.max_queue + config.max_num_seqs as usize;
         let (commands, inbox) = sync_channel(permits);
         let (ready_tx, ready_rx) = sync_channel(1);
+        let (stopped_tx, stopped) = sync_channel::<()>(0);
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
         let thread_config = ModelConfig { max_model_len, kv_cache_tokens, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
-            .spawn(move || match config.kind {
-                ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
-                ModelKind::Embedding => {
-                    EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
+            .spawn(move || {
+                match config.kind {
+                    ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
+                    ModelKind::Embedding => {
+                        EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
+                    }
                 }
+                drop(thread_model);
+                drop(stopped_tx); // the context and this thread's share of the model are gone
             })
             .map_err(|e| EngineError::Context { model: config.name.clone(), reason: e.to_string() })?;
         match ready_rx.recv() {
@@ -154,6 +178,7 @@ impl Engine {
                 admission: Arc::new(Semaphore::new(permits)),
                 max_queue: config.max_queue,
                 telemetry,
+                stopped: Mutex::new(stopped),
             }),
         })
     }

@@ -27,7 +27,9 @@ mkdir -p "$out"
 
 echo "== raw ceiling (in-process)"
 "$here/examples/raw_bench" "$model" --streams "$streams" --prompt 128 --output 128 --rounds 2 --waves "$waves" \
-    --threads "$threads" --max-batch 2048 --kv-tokens 0 --temperature 0 --csv "$out/raw.csv" 2>&1 | tee "$out/raw.log"
+    --threads "$threads" --max-batch 2048 --kv-tokens 0 --temperature 0 --csv "$out/raw.csv" >"$out/raw.log" 2>&1 \
+    || echo "raw_bench exited with $?"
+cat "$out/raw.csv"
 
 echo "== hearth over HTTP"
 state=$(mktemp -d)

@@ -39,7 +39,7 @@ use rayon::prelude::*;
 use self::sequence::Sequence;
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
-use crate::kv::{BlockManager, KvOp, SeqKey};
+use crate::kv::{coalesce, BlockManager, KvOp, SeqKey};
 use crate::sampling::build_sampler;
 use crate::telemetry::{StepPhases, Telemetry};
 use crate::{EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
@@ -475,9 +475,9 @@ impl<'m> ChatWorker<'m> {
         }
     }
 
-    /// Apply the block manager's decisions to llama.cpp's cache.
+    /// Apply the block manager's decisions to llama.cpp's cache, merged where one call does.
     fn apply(&mut self, ops: &[KvOp]) {
-        for op in ops {
+        for op in &coalesce(ops) {
             let result = match *op {
                 KvOp::Share { from, to, p0, p1 } => self.ctx.copy_kv_cache_seq(from, to, Some(p0 as u32), Some(p1 as u32)).map(|()| true),
                 KvOp::Untag { seq, p0, p1 } => self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(p0 as u32), Some(p1 as u32)),
