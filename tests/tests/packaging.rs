@@ -50,6 +50,12 @@ fn the_rpm_installs_the_binary_unit_user_and_config() {
     assert!(scripts.contains("postinstall scriptlet") && scripts.contains("systemd-tmpfiles --create"), "{scripts}");
     let requires = rpm_query(&["-qp", "--requires"]);
     assert!(requires.lines().any(|l| l.starts_with("systemd")), "{requires}");
+    // llama.cpp's libraries are private to the package: whatever of them the binary requires,
+    // the package provides, or no package manager could install it.
+    let provides = rpm_query(&["-qp", "--provides"]);
+    for need in requires.lines().filter(|l| l.starts_with("libllama") || l.starts_with("libggml")) {
+        assert!(provides.lines().any(|p| p.trim() == need.trim()), "{need} is required but not provided:\n{provides}");
+    }
 }
 
 #[test]
