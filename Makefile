@@ -43,9 +43,13 @@ models:
 	packaging/models/fetch_models.sh
 
 # The RPM, from the release binary (stripped here: cargo-generate-rpm does not strip), into target/rpm/.
+# llama.cpp's shared libraries go to /usr/lib64/hearth (the binary's run path) and the CPU backends to
+# /usr/lib64/hearth/backends; the release build puts both beside the binary (engine/build.rs).
 rpm: tools
-	mkdir -p target/release/rpm target/rpm
+	rm -rf target/release/rpm && mkdir -p target/release/rpm/lib target/release/rpm/backends target/rpm
 	strip --strip-debug -o target/release/rpm/hearth target/release/hearth
+	for f in target/release/lib/*.so*; do strip --strip-debug -o target/release/rpm/lib/$$(basename $$f) $$f; done
+	for f in target/release/backends/libggml-cpu-*.so; do strip --strip-debug -o target/release/rpm/backends/$$(basename $$f) $$f; done
 	$(CARGO) generate-rpm -p daemon -o target/rpm/
 
 build:

@@ -113,6 +113,32 @@ pub struct LimitSettings {
 pub struct EngineSettings {
     /// CPU threads for llama.cpp; 0 means every core.
     pub threads: u32,
+    /// Directory of the ggml backend libraries; empty means next to the binary
+    /// (`backends/`, or `../lib64/hearth/backends` for an installed `/usr/bin/hearth`).
+    pub backend_dir: PathBuf,
+    /// Refuse to start without a GPU instead of falling back to the CPU.
+    pub require_gpu: bool,
+    /// Share of each GPU's memory hearth may use; the KV cache of a chat model with
+    /// `kv_cache_tokens = 0` gets what the weights leave of it.
+    pub gpu_memory_utilization: f32,
+    /// Flash attention: "auto" (where the device supports it), "on" or "off".
+    pub flash_attention: FlashAttentionSetting,
+}
+
+/// `flash_attention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttentionSetting {
+    Auto,
+    On,
+    Off,
+}
+
+impl EngineSettings {
+    /// The configured backend directory, or `None` for the default search.
+    pub fn backend_dir(&self) -> Option<PathBuf> {
+        (!self.backend_dir.as_os_str().is_empty()).then(|| self.backend_dir.clone())
+    }
 }
 
 /// What a model is served for.
@@ -377,6 +403,10 @@ impl Settings {
         }
         if self.limits.max_tokens == 0 {
             return Err(invalid("limits.max_tokens", "must be at least 1".into()));
+        }
+        let utilization = self.engine.gpu_memory_utilization;
+        if !(utilization > 0.0 && utilization <= 1.0) {
+            return Err(invalid("engine.gpu_memory_utilization", format!("{utilization} is outside (0, 1]")));
         }
         if self.models.is_empty() {
             return Err(invalid("models", "at least one [[models]] entry is needed".into()));

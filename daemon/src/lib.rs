@@ -2,6 +2,7 @@
 //! between the API and the engine. `main.rs` only parses arguments and calls in here.
 
 pub mod api;
+pub mod compute;
 pub mod config;
 pub mod debug_hang;
 pub mod error;

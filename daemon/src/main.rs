@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hearth::config::{ProviderSetting, Settings, Sources};
-use hearth::{server, telemetry};
+use hearth::{compute, server, telemetry};
 
 /// hearth: a chat and an embedding model, a vector store and a watched folder, on one machine.
 #[derive(Debug, Parser)]
@@ -28,6 +28,9 @@ enum Command {
     Serve,
     /// Check the configuration and exit: 0 when valid, 2 with the reason when not.
     Validate,
+    /// List the compute devices (CPU, GPUs) found through the configured backend directory, and why
+    /// a backend there was not used; exits 1 when `require_gpu` is set and no GPU is usable.
+    Info,
     /// Load-test an OpenAI-compatible endpoint against SLOs (GuideLLM-style); `bench compare A.json B.json`.
     Bench(bench::BenchArgs),
     /// Score retrieval and answers over a vector store against a question set (RAGAS-style).
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate => validate(&settings),
+        Command::Info => info(&settings),
         Command::Bench(args) => bench::main(args),
         Command::Eval(args) => eval::main(args),
         Command::ParseWorker { .. } => ExitCode::FAILURE, // handled above
@@ -88,5 +92,20 @@ fn validate(settings: &Settings) -> ExitCode {
         return ExitCode::from(2);
     }
     println!("configuration is valid: listening on {}, {} model(s), state in {}", settings.server.listen, settings.models.len(), settings.server.state_dir.display());
+    ExitCode::SUCCESS
+}
+
+fn info(settings: &Settings) -> ExitCode {
+    let report = match compute::init(&settings.engine, true) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(report) = engine::backend_report() {
+                print!("{}", compute::describe(report, &engine::devices()));
+            }
+            eprintln!("hearth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", compute::describe(report, &engine::devices()));
     ExitCode::SUCCESS
 }

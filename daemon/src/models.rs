@@ -11,10 +11,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use engine::{Engine, EngineError, KvCacheDtype, ModelConfig, ModelKind};
+use engine::{Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
+use crate::config::{EngineSettings, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::error::ApiError;
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
@@ -48,7 +48,7 @@ impl Models {
                         verify_sha256(m, expected)?;
                     }
                     tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
-                    let engine = Engine::start(engine_config(m, settings.engine.threads))
+                    let engine = Engine::start(engine_config(m, &settings.engine))
                         .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
                     Backend::Local(engine)
                 }
@@ -129,7 +129,7 @@ fn model_kind(kind: ModelKindSetting) -> ModelKind {
     }
 }
 
-fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
+fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
     ModelConfig {
         name: m.name.clone(),
         kind: model_kind(m.kind),
@@ -145,8 +145,14 @@ fn engine_config(m: &ModelSettings, threads: u32) -> ModelConfig {
             KvCacheDtypeSetting::F16 => KvCacheDtype::F16,
             KvCacheDtypeSetting::Q8_0 => KvCacheDtype::Q8_0,
         },
-        threads,
+        threads: engine.threads,
         n_gpu_layers: m.n_gpu_layers,
+        gpu_memory_utilization: engine.gpu_memory_utilization,
+        flash_attention: match engine.flash_attention {
+            FlashAttentionSetting::Auto => FlashAttention::Auto,
+            FlashAttentionSetting::On => FlashAttention::On,
+            FlashAttentionSetting::Off => FlashAttention::Off,
+        },
     }
 }
 

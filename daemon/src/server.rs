@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer};
 use anyhow::Context;
 
 use crate::api;
+use crate::compute;
 use crate::config::Settings;
 use crate::files::FileRegistry;
 use crate::ingest::Ingestor;
@@ -31,7 +32,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let manager = ServiceManager::from_env();
     let state_dir = settings.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    engine::init_backend(&engine::BackendOptions { log_to_tracing: true, backend_dir: None })?;
+    compute::init(&settings.engine, true)?;
 
     let addr = settings.listen_addr();
     let workers = match settings.server.http_workers {

@@ -1,13 +1,23 @@
 //! The raw ceiling: the engine driven in-process, no HTTP. N sequences with a fixed prompt length
-//! and a fixed output length (`ignore_eos`) run concurrently; the aggregate output tokens per second
-//! is what hearth's HTTP server can at best deliver for the same shape.
+//! and a fixed output length (`ignore_eos`) run concurrently — `--waves W` runs N×W requests, N at
+//! a time, as a load generator's concurrent profile does; the aggregate output tokens per second
+//! is what hearth's HTTP server can at best deliver for the same shape. Each run also prints where
+//! the engine's steps spent their time (from the engine's own counters): scheduling, llama.cpp's
+//! decode (with the wait for the device), sampling, and emitting text to the clients.
 //!
 //! cargo run --release -p hearth-engine --example raw_bench -- MODEL.gguf [--streams 1,4,8,16]
-//!     [--prompt 128] [--output 64] [--threads 2] [--rounds 2]
+//!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
+//!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
+//!     [--no-prefix-caching]
+//!
+//! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
+//! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
+//! distinct, so it only keeps finished sequences' cells until their ids are reused.
 
+use std::io::Write;
 use std::time::Instant;
 
-use engine::{Engine, Event, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, SamplingParams};
+use engine::{BackendOptions, Engine, EngineStats, Event, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, SamplingParams};
 
 struct Args {
     model: String,
@@ -16,25 +26,59 @@ struct Args {
     output: u32,
     threads: u32,
     rounds: usize,
+    waves: usize,
+    temperature: f32,
+    max_batch: u32,
+    kv_tokens: Option<u32>,
+    gpu_util: f32,
+    backend_dir: Option<String>,
+    csv: Option<String>,
+    prefix_caching: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mut a = Args { model: String::new(), streams: vec![1, 4, 8, 16], prompt: 128, output: 64, threads: 0, rounds: 2 };
+    let mut a = Args {
+        model: String::new(),
+        streams: vec![1, 4, 8, 16],
+        prompt: 128,
+        output: 64,
+        threads: 0,
+        rounds: 2,
+        waves: 1,
+        temperature: 0.0,
+        max_batch: 512,
+        kv_tokens: None,
+        gpu_util: 0.9,
+        backend_dir: None,
+        csv: None,
+        prefix_caching: true,
+    };
+    let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--streams" => a.streams = value()?.split(',').map(|s| s.parse().map_err(|e| format!("{e}"))).collect::<Result<_, _>>()?,
-            "--prompt" => a.prompt = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--output" => a.output = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--threads" => a.threads = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--rounds" => a.rounds = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--prompt" => a.prompt = num(value()?)? as usize,
+            "--output" => a.output = num(value()?)? as u32,
+            "--threads" => a.threads = num(value()?)? as u32,
+            "--rounds" => a.rounds = num(value()?)? as usize,
+            "--waves" => a.waves = (num(value()?)? as usize).max(1),
+            "--temperature" => a.temperature = num(value()?)? as f32,
+            "--max-batch" => a.max_batch = num(value()?)? as u32,
+            "--kv-tokens" => a.kv_tokens = Some(num(value()?)? as u32),
+            "--gpu-util" => a.gpu_util = num(value()?)? as f32,
+            "--backend-dir" => a.backend_dir = Some(value()?),
+            "--csv" => a.csv = Some(value()?),
+            "--no-prefix-caching" => a.prefix_caching = false,
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
     }
     if a.model.is_empty() {
-        return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R]".into());
+        return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
+                    [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching]"
+            .into());
     }
     Ok(a)
 }
@@ -42,39 +86,66 @@ fn parse() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = parse()?;
+    engine::init_backend(&BackendOptions { log_to_tracing: false, backend_dir: args.backend_dir.clone().map(Into::into) }).map_err(|e| e.to_string())?;
+    let report = engine::backend_report().ok_or("no backend report")?;
+    for d in &report.devices {
+        eprintln!("device {} ({}): {}, {} MiB", d.name, d.kind.as_str(), d.description, d.memory_total >> 20);
+    }
+    for f in &report.failures {
+        eprintln!("backend not used: {} ({}): {}", f.backend, f.file.display(), f.reason);
+    }
     let max_streams = args.streams.iter().copied().max().unwrap_or(1) as u32;
+    let needed = (max_streams * (args.prompt as u32 + args.output + 32)).max(4096);
+    let kv_cache_tokens = match args.kv_tokens {
+        Some(0) if report.has_gpu() => 0,
+        Some(0) | None => needed,
+        Some(n) => n,
+    };
     let engine = Engine::start(ModelConfig {
         name: "bench".into(),
         kind: ModelKind::Chat,
         path: args.model.clone().into(),
         max_model_len: 2048,
         max_num_seqs: max_streams,
-        max_num_batched_tokens: 512.max(max_streams),
-        max_queue: 1024,
-        kv_cache_tokens: (max_streams * (args.prompt as u32 + args.output + 32)).max(4096),
+        max_num_batched_tokens: args.max_batch.max(max_streams),
+        max_queue: 1024 + max_streams as usize * args.waves,
+        kv_cache_tokens,
         block_size: 16,
-        enable_prefix_caching: false,
+        enable_prefix_caching: args.prefix_caching,
         kv_cache_dtype: KvCacheDtype::F16,
         threads: args.threads,
         n_gpu_layers: 999,
+        gpu_memory_utilization: args.gpu_util,
+        flash_attention: FlashAttention::Auto,
     })
     .map_err(|e| e.to_string())?;
-    println!("streams,round,output_tokens,seconds,output_tok_per_s");
+    let info = engine.info();
+    eprintln!("model loaded: on_gpu {}, kv_cache_tokens {}", info.on_gpu, info.kv_cache_tokens);
+    let header = "streams,round,output_tokens,seconds,output_tok_per_s,steps,avg_batch,schedule_ms_per_step,decode_ms_per_step,sample_ms_per_step,emit_ms_per_step";
+    println!("{header}");
+    let mut csv = args.csv.as_ref().map(std::fs::File::create).transpose().map_err(|e| e.to_string())?;
+    if let Some(f) = csv.as_mut() {
+        writeln!(f, "{header}").map_err(|e| e.to_string())?;
+    }
     for &n in &args.streams {
         for round in 0..args.rounds {
+            let before = engine.stats();
             let start = Instant::now();
-            let runs = (0..n).map(|i| {
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(n));
+            let runs = (0..n * args.waves).map(|i| {
                 // Distinct prompts (no prefix sharing): token ids cycle through a safe range.
-                let prompt: Vec<i32> = (0..args.prompt).map(|t| 1000 + ((t * 7 + i * 131) % 20000) as i32).collect();
+                let prompt: Vec<i32> = (0..args.prompt).map(|t| 1000 + ((t * 7 + i * 131 + round * 977) % 20000) as i32).collect();
                 let request = GenerateRequest {
                     prompt,
                     max_tokens: args.output,
                     stop: Vec::new(),
                     ignore_eos: true,
-                    sampling: SamplingParams { temperature: 0.0, ..SamplingParams::default() },
+                    sampling: SamplingParams { temperature: args.temperature, ..SamplingParams::default() },
                 };
                 let engine = engine.clone();
+                let slots = slots.clone();
                 async move {
+                    let _slot = slots.acquire_owned().await.map_err(|e| e.to_string())?;
                     let mut stream = engine.generate(request).map_err(|e| e.to_string())?;
                     while let Some(event) = stream.next().await {
                         match event {
@@ -88,10 +159,29 @@ async fn main() -> Result<(), String> {
             });
             let tokens: u64 = futures_sum(runs).await?;
             let secs = start.elapsed().as_secs_f64();
-            println!("{n},{round},{tokens},{secs:.3},{:.1}", tokens as f64 / secs);
+            let line = format!("{n},{round},{tokens},{secs:.3},{:.1},{}", tokens as f64 / secs, phases(&before, &engine.stats()));
+            println!("{line}");
+            if let Some(f) = csv.as_mut() {
+                writeln!(f, "{line}").map_err(|e| e.to_string())?;
+            }
         }
     }
     Ok(())
+}
+
+/// Steps, mean batch size and milliseconds per step in each phase between two snapshots.
+fn phases(a: &EngineStats, b: &EngineStats) -> String {
+    let steps = b.steps.saturating_sub(a.steps).max(1);
+    let per_step = |x: u64, y: u64| y.saturating_sub(x) as f64 / steps as f64 / 1e6;
+    format!(
+        "{},{:.1},{:.3},{:.3},{:.3},{:.3}",
+        b.steps - a.steps,
+        b.batch_tokens.saturating_sub(a.batch_tokens) as f64 / steps as f64,
+        per_step(a.schedule_ns, b.schedule_ns),
+        per_step(a.decode_ns, b.decode_ns),
+        per_step(a.sample_ns, b.sample_ns),
+        per_step(a.emit_ns, b.emit_ns)
+    )
 }
 
 async fn futures_sum<F: std::future::Future<Output = Result<u64, String>> + Send + 'static>(runs: impl Iterator<Item = F>) -> Result<u64, String> {

@@ -21,6 +21,18 @@ pub enum KvCacheDtype {
     Q8_0,
 }
 
+/// Whether attention uses llama.cpp's flash-attention kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashAttention {
+    /// On where the device supports it (llama.cpp decides per device).
+    #[default]
+    Auto,
+    /// Always (context creation fails where unsupported).
+    On,
+    /// Never.
+    Off,
+}
+
 /// Everything the engine needs to load and serve one model.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -38,7 +50,8 @@ pub struct ModelConfig {
     pub max_num_batched_tokens: u32,
     /// Requests allowed to wait for admission before new ones are refused.
     pub max_queue: usize,
-    /// KV cache capacity in tokens, shared by all sequences; 0 means `max_model_len`.
+    /// KV cache capacity in tokens, shared by all sequences; 0 means automatic: sized from GPU
+    /// memory by `gpu_memory_utilization` when the model is on a GPU, else `max_model_len`.
     pub kv_cache_tokens: u32,
     /// Tokens per KV block (the unit of admission, sharing and eviction).
     pub block_size: u32,
@@ -50,6 +63,10 @@ pub struct ModelConfig {
     pub threads: u32,
     /// Layers offloaded to a GPU when one is present.
     pub n_gpu_layers: u32,
+    /// Share of each GPU's memory hearth may use (weights, KV cache, buffers), for automatic KV sizing.
+    pub gpu_memory_utilization: f32,
+    /// Flash attention policy.
+    pub flash_attention: FlashAttention,
 }
 
 impl ModelConfig {

@@ -70,6 +70,22 @@ mod tests {
         assert_eq!(a.push(&[b'a', 0xff, b'b']), "a\u{fffd}b");
     }
 
+    proptest::proptest! {
+        /// Random byte tokens (what random-weight models emit) split anywhere: the text is always
+        /// valid UTF-8 and equals a lossy decoding of all the bytes at once.
+        #[test]
+        fn any_bytes_in_any_pieces_decode_like_lossy_utf8(pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..6), 0..40)) {
+            let mut a = Utf8Assembler::default();
+            let mut text = String::new();
+            for piece in &pieces {
+                text.push_str(&a.push(piece));
+            }
+            text.push_str(&a.finish());
+            let all: Vec<u8> = pieces.concat();
+            proptest::prop_assert_eq!(text, String::from_utf8_lossy(&all).into_owned());
+        }
+    }
+
     #[test]
     fn truncated_character_at_end_is_replaced() {
         let mut a = Utf8Assembler::default();

@@ -6,24 +6,27 @@
 //! submission until it leaves the engine, and a failed `try_acquire` is [`EngineError::Overloaded`].
 
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::backend::backend;
+use crate::backend::{backend, backend_report};
 use crate::chat_template::ChatTemplate;
 use crate::embedding::{EmbedJob, EmbeddingWorker};
 use crate::request::Submitted;
-use crate::scheduler::ChatWorker;
+use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
+use crate::scheduler::{ChatWorker, MAX_LLAMA_SEQS};
 use crate::telemetry::{EngineStats, Telemetry};
 use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, TokenStream};
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
 const EVENTS_PER_REQUEST: usize = 256;
+/// How long dropping the last handle waits for the engine thread to free its context.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Facts about a loaded model, for `/v1/models` and start-up logs.
 #[derive(Debug, Clone)]
@@ -44,6 +47,12 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Size of the weights in bytes.
     pub size_bytes: u64,
+    /// KV cache capacity in tokens (chat models), as configured or sized from GPU memory.
+    pub kv_cache_tokens: u32,
+    /// Layers asked to be offloaded (`n_gpu_layers`); they are offloaded only where `on_gpu`.
+    pub n_gpu_layers: u32,
+    /// True when a GPU was found and the model's layers were offloaded to it.
+    pub on_gpu: bool,
     /// Unix time the model was loaded.
     pub loaded_at: u64,
 }
@@ -62,6 +71,23 @@ struct Inner {
     admission: Arc<Semaphore>,
     max_queue: usize,
     telemetry: Arc<Telemetry>,
+    /// Disconnects when the engine thread has finished (its context freed). In a mutex only so
+    /// that the handle is `Sync`; it is used once, in `drop`.
+    stopped: Mutex<Receiver<()>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: close the command channel and wait (bounded) for the engine thread
+    /// to free its llama.cpp context. Without the wait, a process that returns from `main` can
+    /// tear down the CUDA runtime while the thread still frees device memory, and ggml aborts.
+    fn drop(&mut self) {
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.commands, closed));
+        let stopped = self.stopped.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stopped.recv_timeout(STOP_WAIT).is_ok() {
+            tracing::warn!(model = %self.info.name, "Engine thread sent on its stop channel; ignoring.");
+        }
+    }
 }
 
 /// A cheap, cloneable handle to one model's engine thread.
@@ -91,6 +117,8 @@ impl Engine {
             0 => n_ctx_train,
             n => n.min(n_ctx_train),
         };
+        let on_gpu = config.n_gpu_layers > 0 && backend_report().is_some_and(crate::BackendReport::has_gpu);
+        let kv_cache_tokens = resolve_kv_tokens(&config, &model, max_model_len, on_gpu)?;
         let info = ModelInfo {
             name: config.name.clone(),
             kind: config.kind,
@@ -100,6 +128,9 @@ impl Engine {
             n_vocab: u32::try_from(model.n_vocab()).unwrap_or(0),
             n_params: model.n_params(),
             size_bytes: model.size(),
+            kv_cache_tokens,
+            n_gpu_layers: config.n_gpu_layers,
+            on_gpu,
             loaded_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -114,17 +145,22 @@ impl Engine {
         let permits = config.max_queue + config.max_num_seqs as usize;
         let (commands, inbox) = sync_channel(permits);
         let (ready_tx, ready_rx) = sync_channel(1);
+        let (stopped_tx, stopped) = sync_channel::<()>(0);
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
-        let thread_config = ModelConfig { max_model_len, ..config.clone() };
+        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
-            .spawn(move || match config.kind {
-                ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
-                ModelKind::Embedding => {
-                    EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
+            .spawn(move || {
+                match config.kind {
+                    ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
+                    ModelKind::Embedding => {
+                        EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
+                    }
                 }
+                drop(thread_model);
+                drop(stopped_tx); // the context and this thread's share of the model are gone
             })
             .map_err(|e| EngineError::Context { model: config.name.clone(), reason: e.to_string() })?;
         match ready_rx.recv() {
@@ -132,7 +168,7 @@ impl Engine {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(EngineError::Stopped(config.name.clone())),
         }
-        tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, "Model loaded.");
+        tracing::info!(model = %info.name, n_ctx_train, max_model_len, params = info.n_params, on_gpu, kv_cache_tokens, "Model loaded.");
         Ok(Engine {
             inner: Arc::new(Inner {
                 info,
@@ -142,6 +178,7 @@ impl Engine {
                 admission: Arc::new(Semaphore::new(permits)),
                 max_queue: config.max_queue,
                 telemetry,
+                stopped: Mutex::new(stopped),
             }),
         })
     }
@@ -251,6 +288,46 @@ pub(crate) fn report_ready<W>(created: Result<W, EngineError>, ready: &SyncSende
             None
         }
     }
+}
+
+/// The KV capacity to create: the configured one, or (`0` on a GPU) what `gpu_memory_utilization`
+/// leaves after the weights, capped where more could never be used (every llama.cpp sequence id at
+/// `max_model_len`) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
+/// models: the worker then uses `max_model_len`.
+fn resolve_kv_tokens(config: &ModelConfig, model: &LlamaModel, max_model_len: u32, on_gpu: bool) -> Result<u32, EngineError> {
+    if config.kv_cache_tokens != 0 || !on_gpu || config.kind != ModelKind::Chat {
+        return Ok(config.kv_cache_tokens);
+    }
+    let memory = cuda_memory().or_else(|| {
+        let gpus: Vec<_> = crate::backend::devices().into_iter().filter(|d| d.kind.is_gpu()).collect();
+        (!gpus.is_empty()).then(|| gpus.iter().fold((0, 0), |(f, t), d| (f + d.memory_free, t + d.memory_total)))
+    });
+    let Some((free, total)) = memory else { return Ok(0) };
+    let per_token = kv_bytes_per_token(model, config.kv_cache_dtype);
+    let block = u64::from(config.block_size.max(1));
+    let cap = u64::from(MAX_LLAMA_SEQS) * u64::from(max_model_len);
+    let tokens = kv_tokens_for_memory(free, total, config.gpu_memory_utilization, per_token).min(cap) / block * block;
+    if tokens < u64::from(max_model_len) {
+        return Err(EngineError::Context {
+            model: config.name.clone(),
+            reason: format!(
+                "GPU memory left after the weights ({:.1} GiB free of {:.1} GiB, gpu_memory_utilization {}) holds {tokens} KV tokens, \
+                 fewer than max_model_len {max_model_len}: lower max_model_len, raise gpu_memory_utilization or set kv_cache_tokens",
+                free as f64 / f64::from(1u32 << 30),
+                total as f64 / f64::from(1u32 << 30),
+                config.gpu_memory_utilization
+            ),
+        });
+    }
+    tracing::info!(
+        model = %config.name,
+        kv_tokens = tokens,
+        kv_gib = format!("{:.2}", (tokens * per_token) as f64 / f64::from(1u32 << 30)),
+        free_gib = format!("{:.2}", free as f64 / f64::from(1u32 << 30)),
+        utilization = config.gpu_memory_utilization,
+        "KV cache sized from GPU memory."
+    );
+    Ok(u32::try_from(tokens).unwrap_or(u32::MAX / 2))
 }
 
 fn check_readable(path: &Path) -> Result<(), EngineError> {

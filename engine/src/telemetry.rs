@@ -22,6 +22,29 @@ pub struct EngineStats {
     pub prefix_cache_hits: u64,
     /// Sequences preempted to free KV cells (counter).
     pub preemptions: u64,
+    /// Engine steps that computed a batch (counter).
+    pub steps: u64,
+    /// Tokens in those batches: decode tokens plus prefill tokens (counter).
+    pub batch_tokens: u64,
+    /// Time in each phase of those steps, nanoseconds (counters): admission, planning and batch
+    /// building; llama.cpp's decode including the wait for the device; sampling; detokenizing
+    /// and handing events to clients.
+    pub schedule_ns: u64,
+    /// See `schedule_ns`.
+    pub decode_ns: u64,
+    /// See `schedule_ns`.
+    pub sample_ns: u64,
+    /// See `schedule_ns`.
+    pub emit_ns: u64,
+}
+
+/// Where one step's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StepPhases {
+    pub schedule: Duration,
+    pub decode: Duration,
+    pub sample: Duration,
+    pub emit: Duration,
 }
 
 /// Shared between an engine thread (writer) and its handles (readers).
@@ -36,6 +59,9 @@ pub(crate) struct Telemetry {
     prefix_queries: AtomicU64,
     prefix_hits: AtomicU64,
     preemptions: AtomicU64,
+    steps: AtomicU64,
+    batch_tokens: AtomicU64,
+    phase_ns: [AtomicU64; 4],
 }
 
 impl Default for Telemetry {
@@ -50,6 +76,9 @@ impl Default for Telemetry {
             prefix_queries: AtomicU64::new(0),
             prefix_hits: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+            batch_tokens: AtomicU64::new(0),
+            phase_ns: Default::default(),
         }
     }
 }
@@ -84,6 +113,15 @@ impl Telemetry {
         self.preemptions.fetch_add(1, Relaxed);
     }
 
+    /// A step computed `batch_tokens` tokens and spent `phases`.
+    pub(crate) fn step_done(&self, batch_tokens: u64, phases: StepPhases) {
+        self.steps.fetch_add(1, Relaxed);
+        self.batch_tokens.fetch_add(batch_tokens, Relaxed);
+        for (counter, d) in self.phase_ns.iter().zip([phases.schedule, phases.decode, phases.sample, phases.emit]) {
+            counter.fetch_add(d.as_nanos() as u64, Relaxed);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> EngineStats {
         EngineStats {
             running: self.running.load(Relaxed),
@@ -93,6 +131,12 @@ impl Telemetry {
             prefix_cache_queries: self.prefix_queries.load(Relaxed),
             prefix_cache_hits: self.prefix_hits.load(Relaxed),
             preemptions: self.preemptions.load(Relaxed),
+            steps: self.steps.load(Relaxed),
+            batch_tokens: self.batch_tokens.load(Relaxed),
+            schedule_ns: self.phase_ns[0].load(Relaxed),
+            decode_ns: self.phase_ns[1].load(Relaxed),
+            sample_ns: self.phase_ns[2].load(Relaxed),
+            emit_ns: self.phase_ns[3].load(Relaxed),
         }
     }
 }

@@ -29,11 +29,13 @@ struct Behavior {
     reject_every: Option<usize>,
     /// Wait this long instead of `itl` before the given (1-based) token of every request.
     stall: Option<(u64, Duration)>,
+    /// Serve `/tokenize`, counting this many tokens per word (`a` counts one).
+    tokens_per_word: Option<usize>,
 }
 
 impl Behavior {
     fn new(ttft_ms: u64, itl_ms: u64) -> Behavior {
-        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None, stall: None }
+        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None, stall: None, tokens_per_word: None }
     }
 }
 
@@ -111,6 +113,11 @@ fn serve(stream: TcpStream, behavior: Behavior, seen: &Mutex<Seen>, slots: &Slot
     match path {
         "/v1/models" => return respond(&mut out, "200 OK", "application/json", &json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).to_string()),
         "/metrics" => return respond(&mut out, "200 OK", "text/plain", "# TYPE hearth_gpu_utilization_ratio gauge\nhearth_gpu_utilization_ratio{gpu=\"0\"} 0.25\n"),
+        "/tokenize" if behavior.tokens_per_word.is_some() => {
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let count = fake_token_count(request["content"].as_str().unwrap_or(""), behavior.tokens_per_word.unwrap_or(1));
+            return respond(&mut out, "200 OK", "application/json", &json!({"tokens": vec![0; count]}).to_string());
+        }
         "/v1/chat/completions" => {}
         _ => return respond(&mut out, "404 Not Found", "application/json", r#"{"error":{"message":"not found"}}"#),
     }
@@ -156,6 +163,11 @@ fn serve(stream: TcpStream, behavior: Behavior, seen: &Mutex<Seen>, slots: &Slot
     *slots.used.lock().unwrap() -= 1;
     slots.freed.notify_all();
     result
+}
+
+/// The fake server's tokenizer: `per_word` tokens a word, one for `a`.
+fn fake_token_count(text: &str, per_word: usize) -> usize {
+    text.split_whitespace().map(|w| if w == "a" { 1 } else { per_word }).sum()
 }
 
 /// Run `hearth bench` with arguments against `base`, writing the JSON report into `dir`.
@@ -391,4 +403,20 @@ fn bad_slo_files_and_unreachable_targets_are_clear_errors() {
     let (output, _) = bench(&format!("http://{closed}"), dir.path(), "closed", &["--max-requests", "1"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("could not reach"), "{}", text(&output));
+}
+
+#[test]
+fn synthetic_prompts_are_sized_with_the_targets_tokenizer_even_when_words_take_several_tokens() {
+    // Random-weight test models have vocabularies where an English word is several tokens.
+    let server = FakeServer::start(Behavior { tokens_per_word: Some(4), ..Behavior::new(1, 1) });
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = bench(&server.base, dir.path(), "fit", &["--profile", "concurrent:2", "--max-requests", "6", "--data", "synthetic:prompt_tokens=50,output_tokens=3"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(report.unwrap()["token_counting"].as_str().unwrap().starts_with("exact"));
+    let bodies = &server.seen.lock().unwrap().bodies;
+    assert_eq!(bodies.len(), 6);
+    for body in bodies {
+        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(fake_token_count(prompt, 4), 50, "{prompt}");
+    }
 }

@@ -33,9 +33,16 @@ fn the_rpm_installs_the_binary_unit_user_and_config() {
         "/usr/lib/sysusers.d/hearth.conf",
         "/usr/lib/tmpfiles.d/hearth.conf",
         "/etc/hearth/hearth.toml",
+        "/usr/lib64/hearth/libllama.so.0",
+        "/usr/lib64/hearth/libggml.so.0",
+        "/usr/lib64/hearth/libggml-base.so.0",
     ] {
         assert!(files.lines().any(|l| l == path), "{path} missing from the RPM:\n{files}");
     }
+    // The CPU backends, one per instruction-set level, and no CUDA backend in the base package.
+    let cpu_backends = files.lines().filter(|l| l.starts_with("/usr/lib64/hearth/backends/libggml-cpu-")).count();
+    assert!(cpu_backends >= 4, "CPU backends missing from the RPM:\n{files}");
+    assert!(!files.contains("libggml-cuda"), "{files}");
     // The operator's configuration survives upgrades.
     assert_eq!(rpm_query(&["-qp", "--configfiles"]).trim(), "/etc/hearth/hearth.toml");
     let scripts = rpm_query(&["-qp", "--scripts"]);
@@ -43,20 +50,33 @@ fn the_rpm_installs_the_binary_unit_user_and_config() {
     assert!(scripts.contains("postinstall scriptlet") && scripts.contains("systemd-tmpfiles --create"), "{scripts}");
     let requires = rpm_query(&["-qp", "--requires"]);
     assert!(requires.lines().any(|l| l.starts_with("systemd")), "{requires}");
+    // llama.cpp's libraries are private to the package: whatever of them the binary requires,
+    // the package provides, or no package manager could install it.
+    let provides = rpm_query(&["-qp", "--provides"]);
+    for need in requires.lines().filter(|l| l.starts_with("libllama") || l.starts_with("libggml")) {
+        assert!(provides.lines().any(|p| p.trim() == need.trim()), "{need} is required but not provided:\n{provides}");
+    }
 }
 
 #[test]
-fn the_packaged_binary_runs() {
+fn the_packaged_binary_runs_and_finds_its_libraries_and_backends() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cpio = Command::new("sh")
         .arg("-c")
-        .arg(format!("rpm2cpio {} | cpio -idm --quiet ./usr/bin/hearth", the_rpm().display()))
+        .arg(format!("rpm2cpio {} | cpio -idm --quiet './usr/bin/hearth' './usr/lib64/hearth/*'", the_rpm().display()))
         .current_dir(dir.path())
         .status()
         .unwrap_or_else(|e| panic!("rpm2cpio: {e}"));
     assert!(cpio.success());
-    let out = Command::new(dir.path().join("usr/bin/hearth")).arg("--version").output().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hearth {}", env!("CARGO_PKG_VERSION")));
+    let hearth = dir.path().join("usr/bin/hearth");
+    let out = Command::new(&hearth).arg("--version").output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hearth {}", env!("CARGO_PKG_VERSION")), "{out:?}");
+    // As installed: the run path finds ../lib64/hearth, and the backends are found in
+    // ../lib64/hearth/backends without configuration.
+    let out = Command::new(&hearth).arg("info").env_remove("HEARTH__ENGINE__BACKEND_DIR").output().unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("usr/lib64/hearth/backends") && text.contains("backends loaded:   CPU"), "{text}");
 }
 
 /// No container engine or registry is reachable here, so the images are not built in CI; this

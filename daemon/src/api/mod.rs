@@ -15,6 +15,7 @@ mod models;
 mod responses;
 mod sse;
 mod vector_stores;
+mod tokenize;
 
 use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(files::configure)
         .configure(vector_stores::configure)
         .configure(responses::configure)
+        .configure(tokenize::configure)
         .default_service(web::to(not_found));
 }
 

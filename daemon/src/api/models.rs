@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use engine::ModelKind;
 use serde_json::{json, Value};
 
+use crate::compute;
 use crate::error::ApiError;
 use crate::provider::Backend;
 use crate::state::AppState;
@@ -44,6 +45,10 @@ fn model_json(backend: &Backend) -> Value {
                     "n_vocab": info.n_vocab,
                     "n_params": info.n_params,
                     "size": info.size_bytes,
+                    "kv_cache_tokens": info.kv_cache_tokens,
+                    "n_gpu_layers": info.n_gpu_layers,
+                    "on_gpu": info.on_gpu,
+                    "devices": engine::devices().iter().map(compute::device_json).collect::<Vec<_>>(),
                 },
             })
         }

@@ -96,6 +96,8 @@ pub struct Client {
     endpoint: Endpoint,
     model: String,
     api_key: Option<String>,
+    /// Sampling temperature sent with every request; `None` leaves the server's default.
+    temperature: Option<f64>,
 }
 
 /// Most gaps kept for one request (4 MiB); a longer stream's later gaps are not recorded.
@@ -123,7 +125,13 @@ impl Client {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| BenchError::Http(format!("could not build the HTTP client: {e}")))?;
-        Ok(Client { http, base: normalize_base(base), endpoint, model, api_key })
+        Ok(Client { http, base: normalize_base(base), endpoint, model, api_key, temperature: None })
+    }
+
+    /// Send this sampling temperature with every request (0: greedy, as raw benchmarks decode).
+    pub fn with_temperature(mut self, temperature: Option<f64>) -> Client {
+        self.temperature = temperature;
+        self
     }
 
     /// The target's base URL.
@@ -160,6 +168,9 @@ impl Client {
         match self.endpoint {
             Endpoint::Chat => body["messages"] = json!([{"role": "user", "content": prompt.text}]),
             Endpoint::Completions => body["prompt"] = json!(prompt.text),
+        }
+        if let Some(t) = self.temperature {
+            body["temperature"] = json!(t);
         }
         if let Some(n) = prompt.output_tokens {
             body["max_tokens"] = json!(n);
@@ -392,5 +403,7 @@ mod tests {
         assert_eq!(body["messages"][0]["content"], "hi");
         let open = Prompt { output_tokens: None, ..prompt };
         assert!(client(Endpoint::Completions).body(&open).get("ignore_eos").is_none());
+        assert!(body.get("temperature").is_none());
+        assert_eq!(client(Endpoint::Chat).with_temperature(Some(0.0)).body(&open)["temperature"], 0.0);
     }
 }

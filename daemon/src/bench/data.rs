@@ -7,8 +7,8 @@
 //! that are each one token, with their leading space, in the byte-level BPE vocabularies of the
 //! models this is for (SmolLM2, Llama 3, Qwen 2, GPT-2); so N words ≈ N tokens. When the target
 //! has a `/tokenize` endpoint (vLLM's `{"count"}` or llama.cpp's `{"tokens"}` answer), every
-//! prompt is trimmed or extended until the target's own count is exactly N (and P). hearth has no
-//! `/tokenize` yet, so against hearth the count is the approximation; the server's reported
+//! prompt is trimmed or extended until the target's own count is exactly N (and P); hearth has
+//! one too. Against a target without it the count is the approximation; the server's reported
 //! `usage.prompt_tokens` (which also counts the chat template) goes into the records.
 //! The output length is exact either way: requests carry `max_tokens` and `ignore_eos: true`.
 //!
@@ -167,27 +167,52 @@ impl Tokenizer {
         }
     }
 
-    /// Adjust the word list until the target counts exactly `want` tokens (a few rounds at
-    /// most; the approximation stands if it does not converge).
+    /// Adjust the prompt until the target counts exactly `want` tokens: whole words first, in
+    /// proportion to the tokens a word takes in this vocabulary (one in byte-level BPE vocabularies,
+    /// several in others), then single-token filler words (` a`) for the last few. A few rounds
+    /// at most; the closest prompt stands if it does not converge.
     async fn fit(self, client: &Client, mut words: Vec<&'static str>, want: u32) -> String {
+        let mut filler = 0usize;
         if self == Tokenizer::Target {
-            for round in 0..8 {
-                let Some(have) = count_tokens(client, &join(&words)).await else { break };
-                let want = u64::from(want);
+            let want = u64::from(want);
+            for _ in 0..24 {
+                let text = join_filled(&words, filler);
+                let Some(have) = count_tokens(client, &text).await else { break };
                 if have == want {
-                    break;
+                    return text;
                 }
+                let per_word = (have as f64 / (words.len() + filler).max(1) as f64).max(1.0);
                 if have > want {
-                    let drop = ((have - want) as usize).min(words.len().saturating_sub(1)).max(1);
-                    words.truncate(words.len().saturating_sub(drop));
+                    let excess = (have - want) as usize;
+                    if filler > 0 {
+                        filler -= excess.min(filler);
+                    } else {
+                        let drop = ((excess as f64 / per_word).ceil() as usize).clamp(1, words.len().saturating_sub(1).max(1));
+                        words.truncate(words.len().saturating_sub(drop).max(1));
+                    }
                 } else {
-                    let extra = (want - have) as usize;
-                    words.extend((0..extra).map(|k| WORDS[(round * 31 + k * 7) % WORDS.len()]));
+                    let missing = (want - have) as usize;
+                    let more_words = (missing as f64 / per_word).floor() as usize;
+                    if more_words >= 2 {
+                        let start = words.len();
+                        words.extend((0..more_words).map(|k| WORDS[(start * 31 + k * 7) % WORDS.len()]));
+                    } else {
+                        filler += missing;
+                    }
                 }
             }
         }
-        join(&words)
+        join_filled(&words, filler)
     }
+}
+
+/// The words, then `filler` one-token words.
+fn join_filled(words: &[&str], filler: usize) -> String {
+    let mut text = join(words);
+    for _ in 0..filler {
+        text.push_str(" a");
+    }
+    text
 }
 
 /// The target's token count for `text`, or `None` when it has no usable `/tokenize`.

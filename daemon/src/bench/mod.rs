@@ -171,6 +171,9 @@ pub struct RunArgs {
     /// Bearer token for the target.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Sampling temperature for every request (0: greedy); default: the server's own.
+    #[arg(long)]
+    pub temperature: Option<f64>,
     /// Seconds before one request is abandoned as a timeout.
     #[arg(long, default_value_t = 600.0)]
     pub request_timeout: f64,
@@ -291,7 +294,8 @@ async fn execute(args: RunArgs) -> Result<ExitCode, BenchError> {
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let probe = Client::new(&args.target, args.endpoint, String::new(), args.api_key.clone(), Duration::from_secs(30))?;
     let model = pick_model(&args, probe.http(), probe.base()).await?;
-    let client = Client::new(&args.target, args.endpoint, model.clone(), args.api_key.clone(), Duration::from_secs_f64(args.request_timeout))?;
+    let client = Client::new(&args.target, args.endpoint, model.clone(), args.api_key.clone(), Duration::from_secs_f64(args.request_timeout))?
+        .with_temperature(args.temperature);
     let data = Arc::new(Dataset::build(&args.data, request_budget(&args).try_into().unwrap_or(usize::MAX), args.seed, &client).await?);
     let progress = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}") {

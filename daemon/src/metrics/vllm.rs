@@ -8,6 +8,9 @@
 //!   upstream and waiting for a slot), and for local models only `vllm:kv_cache_usage_perc` and
 //!   the counters `vllm:prefix_cache_queries`, `vllm:prefix_cache_hits`, `vllm:num_preemptions`
 //!   (a remote model's KV cache is the upstream's, on the upstream's own `/metrics`);
+//! - **engine steps** (hearth's own, for profiling local engines): `hearth_engine_steps_total`,
+//!   `hearth_engine_batch_tokens_total` and `hearth_engine_step_seconds_total` by `phase`
+//!   (`schedule`, `decode` including the wait for the device, `sample`, `emit`);
 //! - **per request**, recorded by the service layer through a [`RequestTimer`]: token counters,
 //!   `vllm:request_success` by `finished_reason`, and the histograms of time to first token,
 //!   inter-token latency, end-to-end latency, queue time, prompt and generation lengths.
@@ -171,6 +174,28 @@ impl Collector for ModelRegistry {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (m, s) in &local {
                 ConstCounter::new(value(s)).encode(family.encode_family(&labels(m))?)?;
+            }
+        }
+
+        let step_counters: [StatFamily<u64>; 2] = [
+            ("hearth_engine_steps", "Engine steps that computed a batch.", |s| s.steps),
+            ("hearth_engine_batch_tokens", "Tokens computed in engine steps (decode plus prefill).", |s| s.batch_tokens),
+        ];
+        for (name, help, value) in step_counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (m, s) in &local {
+                ConstCounter::new(value(s)).encode(family.encode_family(&labels(m))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "hearth_engine_step_seconds",
+            "Time of engine steps by phase: schedule, decode (with the wait for the device), sample, emit.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (m, s) in &local {
+            for (phase, ns) in [("schedule", s.schedule_ns), ("decode", s.decode_ns), ("sample", s.sample_ns), ("emit", s.emit_ns)] {
+                ConstCounter::new(ns as f64 / 1e9).encode(family.encode_family(&[("model_name", m.name.as_str()), ("provider", "local"), ("phase", phase)])?)?;
             }
         }
 

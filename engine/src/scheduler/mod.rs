@@ -9,6 +9,13 @@
 //! (it is recomputed later, usually from the prefix cache); run one llama.cpp batch; sample.
 //! There are no fixed slots: any sequence may grow to `max_model_len` while blocks last.
 //!
+//! Host work per step is kept small because on a GPU it is what limits throughput: sampling runs
+//! on a small thread pool, one sequence per task, straight from llama.cpp's logits rows (greedy
+//! requests take an argmax and skip the sampler chain); only detokenizing and handing events to
+//! the clients stay on the engine thread. Each step's time is split into phases (schedule, decode,
+//! sample, emit) and published with the other counters, so `/metrics` and `raw_bench` show where
+//! a step goes.
+//!
 //! Invariants: a llama.cpp sequence id is running, parked (holding cached cells) or free, and a
 //! free id has no cells; every KV decision goes through the [`BlockManager`], whose [`KvOp`]s are
 //! applied to llama.cpp in order.
@@ -20,28 +27,33 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use rayon::prelude::*;
 
 use self::sequence::Sequence;
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
-use crate::kv::{BlockManager, KvOp, SeqKey};
+use crate::kv::{coalesce, BlockManager, KvOp, SeqKey};
 use crate::sampling::build_sampler;
-use crate::telemetry::Telemetry;
-use crate::{EngineError, Event, FinishReason, KvCacheDtype, ModelConfig};
+use crate::telemetry::{StepPhases, Telemetry};
+use crate::{EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
 
 /// How long an idle engine waits for work before beating its heartbeat again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How long to wait when every sequence is held back by a slow client.
 const BLOCKED_WAIT: Duration = Duration::from_millis(2);
 /// llama.cpp's limit on sequence ids per context.
-const MAX_LLAMA_SEQS: u32 = 256;
+pub(crate) const MAX_LLAMA_SEQS: u32 = 256;
+/// Fewer sequences to sample than this are sampled on the engine thread (no hand-off cost).
+const PARALLEL_SAMPLING_MIN: usize = 4;
+/// Most threads that sample in parallel.
+const MAX_SAMPLING_THREADS: usize = 8;
 
 /// The engine thread's state for one chat model.
 pub(crate) struct ChatWorker<'m> {
@@ -60,6 +72,8 @@ pub(crate) struct ChatWorker<'m> {
     /// Finished sequences whose last events still wait for a slow client.
     draining: Vec<Sequence>,
     telemetry: Arc<Telemetry>,
+    /// Threads that sample the sequences of a step in parallel.
+    samplers: rayon::ThreadPool,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -121,8 +135,22 @@ impl<'m> ChatWorker<'m> {
             .with_type_k(kv_type)
             .with_type_v(kv_type)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            .with_flash_attention_policy(match config.flash_attention {
+                FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+                FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            });
         let context_error = |reason: String| EngineError::Context { model: config.name.clone(), reason };
+        let sampling_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SAMPLING_THREADS);
+        let samplers = rayon::ThreadPoolBuilder::new()
+            .num_threads(sampling_threads)
+            .thread_name({
+                let name = config.name.clone();
+                move |i| format!("sample-{name}-{i}")
+            })
+            .build()
+            .map_err(|e| context_error(format!("cannot start the sampling threads: {e}")))?;
         let ctx = model.new_context(backend()?, params).map_err(|e| context_error(e.to_string()))?;
         let block_size = config.block_size.max(1) as usize;
         let num_blocks = ctx.n_ctx() as usize / block_size;
@@ -148,6 +176,7 @@ impl<'m> ChatWorker<'m> {
             draining: Vec::new(),
             config,
             telemetry,
+            samplers,
         })
     }
 
@@ -176,6 +205,7 @@ impl<'m> ChatWorker<'m> {
 
     /// One scheduling step. Returns false when there was nothing to compute.
     fn step(&mut self) -> bool {
+        let started = Instant::now();
         self.drop_gone_clients();
         self.admit();
         let planned = self.plan();
@@ -184,7 +214,15 @@ impl<'m> ChatWorker<'m> {
             return false;
         }
         self.fill_batch(&planned);
-        if let Err(e) = self.ctx.decode(&mut self.batch) {
+        let batch_tokens = self.batch.n_tokens();
+        let scheduled = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        if decoded.is_ok() {
+            // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
+            self.ctx.synchronize();
+        }
+        let computed = Instant::now();
+        if let Err(e) = decoded {
             tracing::error!(model = %self.config.name, error = %e, "Batch failed.");
             for mut seq in std::mem::take(&mut self.running) {
                 seq.outbox.push_back(Event::Failed(format!("inference failed: {e}")));
@@ -195,7 +233,13 @@ impl<'m> ChatWorker<'m> {
         for seq in &self.running {
             self.blocks.register(seq.key, &seq.tokens, seq.n_past);
         }
-        self.sample_all();
+        self.sample_tokens();
+        let sampled = Instant::now();
+        self.emit();
+        self.telemetry.step_done(
+            batch_tokens.max(0) as u64,
+            StepPhases { schedule: scheduled - started, decode: computed - scheduled, sample: sampled - computed, emit: sampled.elapsed() },
+        );
         true
     }
 
@@ -334,18 +378,40 @@ impl<'m> ChatWorker<'m> {
         }
     }
 
-    /// Sample the next token of every sequence that had logits in this step.
-    fn sample_all(&mut self) {
+    /// Pick the next token of every sequence that had logits in this step, in parallel when
+    /// there are several.
+    fn sample_tokens(&mut self) {
+        let Self { ctx, running, samplers, .. } = self;
+        let ctx: &LlamaContext<'m> = ctx;
+        let mut jobs: Vec<(&mut Sequence, &[f32])> = running
+            .iter_mut()
+            .filter_map(|seq| {
+                let at = seq.logits_at.take()?;
+                Some((seq, ctx.get_logits_ith(at)))
+            })
+            .collect();
+        if jobs.len() < PARALLEL_SAMPLING_MIN {
+            for (seq, logits) in &mut jobs {
+                seq.sampled = Some(seq.pick(logits));
+            }
+        } else {
+            samplers.install(|| {
+                jobs.par_iter_mut().for_each(|(seq, logits)| seq.sampled = Some(seq.pick(logits)));
+            });
+        }
+    }
+
+    /// Turn each sampled token into text and events; finish the sequences that are done.
+    fn emit(&mut self) {
         let vocab = self.model.vocab();
         let max_len = self.config.max_model_len as usize;
         let mut i = 0;
         while i < self.running.len() {
             let seq = &mut self.running[i];
-            let Some(at) = seq.logits_at.take() else {
+            let Some(token) = seq.sampled.take() else {
                 i += 1;
                 continue;
             };
-            let token = seq.sampler.sample(&self.ctx, at);
             seq.n_generated += 1;
             let request = &seq.submitted.request;
             let finish = if vocab.is_eog(token) && !request.ignore_eos {
@@ -415,9 +481,9 @@ impl<'m> ChatWorker<'m> {
         }
     }
 
-    /// Apply the block manager's decisions to llama.cpp's cache.
+    /// Apply the block manager's decisions to llama.cpp's cache, merged where one call does.
     fn apply(&mut self, ops: &[KvOp]) {
-        for op in ops {
+        for op in &coalesce(ops) {
             let result = match *op {
                 KvOp::Share { from, to, p0, p1 } => self.ctx.copy_kv_cache_seq(from, to, Some(p0 as u32), Some(p1 as u32)).map(|()| true),
                 KvOp::Untag { seq, p0, p1 } => self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(p0 as u32), Some(p1 as u32)),
