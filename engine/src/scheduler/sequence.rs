@@ -41,7 +41,7 @@ pub(super) struct Sequence {
     /// Time from submission to first admission.
     pub queued: Option<Duration>,
     pub sampler: LlamaSampler,
-    /// Plain greedy decoding (temperature 0, no biases or penalties): an argmax, no sampler chain.
+    /// Plain greedy decoding (temperature 0, no biases, penalties or grammar): an argmax, no sampler chain.
     pub greedy: bool,
     /// Index in this step's batch whose logits belong to this sequence.
     pub logits_at: Option<i32>,
@@ -61,7 +61,8 @@ impl Sequence {
         let greedy = sampling.temperature <= 0.0
             && sampling.logit_bias.is_empty()
             && sampling.presence_penalty == 0.0
-            && sampling.frequency_penalty == 0.0;
+            && sampling.frequency_penalty == 0.0
+            && sampling.grammar.is_none();
         Self {
             key,
             llama_id: None,
