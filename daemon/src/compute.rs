@@ -115,7 +115,7 @@ mod tests {
             memory_total: 8 << 30,
             memory_free: 4 << 30,
         };
-        let text = describe(&report, &[cpu.clone()]);
+        let text = describe(&report, std::slice::from_ref(&cpu));
         assert!(text.contains("CPU      cpu    AMD EPYC  (8192 MiB total, 4096 MiB free)"), "{text}");
         assert!(text.contains("cuda (/usr/lib64/hearth/backends/libggml-cuda.so): cannot be loaded: libcudart.so.13"), "{text}");
         assert!(text.ends_with("GPU: no (running on the CPU)\n"), "{text}");

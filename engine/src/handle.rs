@@ -21,7 +21,7 @@ use crate::request::Submitted;
 use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
 use crate::scheduler::{ChatWorker, MAX_LLAMA_SEQS};
 use crate::telemetry::{EngineStats, Telemetry};
-use crate::{ChatMessage, EngineError, GenerateRequest, ModelConfig, ModelKind, TokenStream};
+use crate::{ChatMessage, EngineError, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, TokenStream};
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
 const EVENTS_PER_REQUEST: usize = 256;
@@ -149,7 +149,8 @@ impl Engine {
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
-        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, ..config.clone() };
+        let flash_attention = resolve_flash_attention(config.flash_attention, on_gpu, config.kv_cache_dtype);
+        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
             .spawn(move || {
@@ -290,6 +291,20 @@ pub(crate) fn report_ready<W>(created: Result<W, EngineError>, ready: &SyncSende
     }
 }
 
+/// What `flash_attention = auto` means: llama.cpp's own per-device choice where the model runs on a
+/// GPU; on the CPU, off, except that a quantized KV cache needs it. (With the AVX-512 `zen4` CPU
+/// backend and flash attention on, a 176-token prompt computed in one batch gave a different first
+/// greedy token than the same prompt computed after a cached prefix, in tests/tests/engine.rs; with
+/// it off, or with the AVX2 `haswell` backend, both agree.)
+fn resolve_flash_attention(policy: FlashAttention, on_gpu: bool, kv: KvCacheDtype) -> FlashAttention {
+    match policy {
+        FlashAttention::Auto if on_gpu => FlashAttention::Auto,
+        FlashAttention::Auto if kv != KvCacheDtype::F16 => FlashAttention::On,
+        FlashAttention::Auto => FlashAttention::Off,
+        explicit => explicit,
+    }
+}
+
 /// The KV capacity to create: the configured one, or (`0` on a GPU) what `gpu_memory_utilization`
 /// leaves after the weights, capped where more could never be used (every llama.cpp sequence id at
 /// `max_model_len`) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
@@ -347,4 +362,19 @@ fn load_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
         }
     };
     ChatTemplate::new(source, piece(vocab.bos()), piece(vocab.eos()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_flash_attention_is_the_devices_choice_on_a_gpu_and_off_on_the_cpu_unless_the_kv_is_quantized() {
+        use FlashAttention::{Auto, Off, On};
+        assert_eq!(resolve_flash_attention(Auto, true, KvCacheDtype::F16), Auto);
+        assert_eq!(resolve_flash_attention(Auto, false, KvCacheDtype::F16), Off);
+        assert_eq!(resolve_flash_attention(Auto, false, KvCacheDtype::Q8_0), On);
+        assert_eq!(resolve_flash_attention(On, false, KvCacheDtype::F16), On);
+        assert_eq!(resolve_flash_attention(Off, true, KvCacheDtype::F16), Off);
+    }
 }

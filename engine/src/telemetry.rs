@@ -27,8 +27,8 @@ pub struct EngineStats {
     /// Tokens in those batches: decode tokens plus prefill tokens (counter).
     pub batch_tokens: u64,
     /// Time in each phase of those steps, nanoseconds (counters): admission, planning and batch
-    /// building; llama.cpp's decode including the wait for the device; sampling; detokenizing
-    /// and handing events to clients.
+    /// building; llama.cpp's decode including the wait for the device; sampling (with registering
+    /// newly full blocks in the prefix cache); detokenizing and queueing events for clients.
     pub schedule_ns: u64,
     /// See `schedule_ns`.
     pub decode_ns: u64,

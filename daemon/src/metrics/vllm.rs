@@ -165,10 +165,12 @@ impl Collector for ModelRegistry {
             let usage = if s.kv_capacity_tokens == 0 { 0.0 } else { s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64 };
             ConstGauge::new(usage).encode(family.encode_family(&labels(m))?)?;
         }
-        let engine_counters: [StatFamily<u64>; 3] = [
+        let engine_counters: [StatFamily<u64>; 5] = [
             ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", |s| s.prefix_cache_queries),
             ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", |s| s.prefix_cache_hits),
             ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", |s| s.preemptions),
+            ("hearth_engine_steps", "Engine steps that computed a batch.", |s| s.steps),
+            ("hearth_engine_batch_tokens", "Tokens computed in engine steps (decode plus prefill).", |s| s.batch_tokens),
         ];
         for (name, help, value) in engine_counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -177,16 +179,6 @@ impl Collector for ModelRegistry {
             }
         }
 
-        let step_counters: [StatFamily<u64>; 2] = [
-            ("hearth_engine_steps", "Engine steps that computed a batch.", |s| s.steps),
-            ("hearth_engine_batch_tokens", "Tokens computed in engine steps (decode plus prefill).", |s| s.batch_tokens),
-        ];
-        for (name, help, value) in step_counters {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (m, s) in &local {
-                ConstCounter::new(value(s)).encode(family.encode_family(&labels(m))?)?;
-            }
-        }
         let mut family = encoder.encode_descriptor(
             "hearth_engine_step_seconds",
             "Time of engine steps by phase: schedule, decode (with the wait for the device), sample, emit.",
