@@ -123,9 +123,18 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// What one timed window measured.
+struct Window {
+    /// Queries per second of wall time.
+    qps: f64,
+    /// Queries per CPU-second of this process.
+    cpu_qps: f64,
+    /// The last pass's results, for recall.
+    results: Vec<Vec<(u64, f32)>>,
+}
+
 /// One timed window: the whole query set, searched again and again until `min_secs` have passed.
-/// Returns queries per second of wall time, queries per CPU-second, and the last pass's results.
-fn window(index: &VectorIndex, queries: &[Vec<f32>], threads: usize, min_secs: f64) -> BoxResult<(f64, f64, Vec<Vec<(u64, f32)>>)> {
+fn window(index: &VectorIndex, queries: &[Vec<f32>], threads: usize, min_secs: f64) -> BoxResult<Window> {
     let (t, c) = (Instant::now(), cpu_ns());
     let mut done = 0usize;
     loop {
@@ -134,7 +143,7 @@ fn window(index: &VectorIndex, queries: &[Vec<f32>], threads: usize, min_secs: f
         let wall = t.elapsed().as_secs_f64();
         if wall >= min_secs {
             let cpu = (cpu_ns() - c).max(1) as f64 / 1e9;
-            return Ok((done as f64 / wall, done as f64 / cpu, results));
+            return Ok(Window { qps: done as f64 / wall, cpu_qps: done as f64 / cpu, results });
         }
     }
 }
@@ -215,10 +224,10 @@ fn main() -> BoxResult<()> {
                 let (mut qps, mut cpu_qps) = (Vec::new(), Vec::new());
                 let mut results = Vec::new();
                 for _ in 0..args.repeats {
-                    let (w, c, r) = window(&index, &queries, threads, args.min_secs)?;
-                    qps.push(w);
-                    cpu_qps.push(c);
-                    results = r;
+                    let w = window(&index, &queries, threads, args.min_secs)?;
+                    qps.push(w.qps);
+                    cpu_qps.push(w.cpu_qps);
+                    results = w.results;
                 }
                 let recall = recall_at_10(&results, &gt);
                 println!(
