@@ -52,7 +52,27 @@ async fn health_ready_and_models() {
     assert_eq!(models["data"][1]["meta"]["n_embd"], 384);
     let (status, one) = get(&server, &format!("/v1/models/{CHAT}")).await;
     assert_eq!((status, one["meta"]["kind"].as_str()), (200, Some("chat")));
+    // The compute devices this build found (the CPU here), and where the model runs.
+    let devices = one["meta"]["devices"].as_array().cloned().unwrap_or_default();
+    assert!(devices.iter().any(|d| d["type"] == "cpu" && d["memory_total"].as_u64().unwrap_or(0) > 0), "{one}");
+    assert_eq!((one["meta"]["on_gpu"].as_bool(), one["meta"]["kv_cache_tokens"].as_u64()), (Some(false), Some(32768)), "{one}");
     assert_error("unknown route", get(&server, "/v2/nothing").await, 404, "/v2/nothing");
+}
+
+#[tokio::test]
+async fn tokenize_counts_with_the_models_own_tokenizer() {
+    let server = Server::start();
+    let (status, plain) = post(&server, "/tokenize", &json!({"content": "The quick brown fox"})).await;
+    assert_eq!(status, 200, "{plain}");
+    let tokens = plain["tokens"].as_array().cloned().unwrap_or_default();
+    assert!(!tokens.is_empty() && tokens.iter().all(Value::is_i64), "{plain}");
+    assert_eq!(plain["count"].as_u64(), Some(tokens.len() as u64));
+    // vLLM's spelling, for the embedding model by name, gives that model's own count.
+    let (status, embed) = post(&server, "/tokenize", &json!({"model": EMBED, "prompt": "The quick brown fox", "add_special_tokens": true})).await;
+    assert_eq!(status, 200, "{embed}");
+    assert!(embed["count"].as_u64().unwrap_or(0) > tokens.len() as u64, "CLS and SEP are added: {embed}");
+    assert_error("no text", post(&server, "/tokenize", &json!({"model": CHAT})).await, 400, "content");
+    assert_error("unknown model", post(&server, "/tokenize", &json!({"model": "nope", "content": "x"})).await, 400, "nope");
 }
 
 #[tokio::test]
