@@ -151,15 +151,8 @@ impl FileRegistry {
     }
 
     fn write_record(&self, record: &FileRecord) -> Result<(), FileError> {
-        let tmp = self.dir.join("tmp").join(format!("{}.json", record.id));
         let json = serde_json::to_vec_pretty(record).map_err(|e| FileError::Io { context: "encoding a file record".into(), source: e.into() })?;
-        let mut f = std::fs::File::create(&tmp).map_err(io("writing a file record"))?;
-        f.write_all(&json).and_then(|()| f.sync_all()).map_err(io("writing a file record"))?;
-        std::fs::rename(&tmp, self.record_path(&record.id)?).map_err(io("writing a file record"))?;
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        crate::durable::write_atomic(&self.record_path(&record.id)?, &json).map_err(io("writing a file record"))
     }
 
     fn record_path(&self, id: &str) -> Result<PathBuf, FileError> {

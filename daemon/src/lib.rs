@@ -5,6 +5,7 @@ pub mod api;
 pub mod compute;
 pub mod config;
 pub mod debug_hang;
+pub mod durable;
 pub mod error;
 pub mod files;
 pub mod ingest;

@@ -184,3 +184,24 @@ fn http_get_status(url: &str) -> std::io::Result<u16> {
     stream.read_exact(&mut head)?;
     std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))
 }
+
+/// `POST /v1/files` (purpose `assistants`) with a hand-built multipart body; returns the file id.
+/// Panics with the server's answer when the upload is refused.
+pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String {
+    let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
+    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = reqwest::Client::new()
+        .post(server.url("/v1/files"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload: {e}"));
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(status, 200, "upload {name}: {v}");
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}

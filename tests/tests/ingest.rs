@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{repo_root, Options, Server};
+use hearth_tests::{repo_root, upload_file, Options, Server};
 
 /// The ingest crate's minimal PDF writer, for hand-made hostile files.
 #[path = "../../ingest/tests/common/mod.rs"]
@@ -31,26 +31,6 @@ async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// `POST /v1/files` with a hand-built multipart body (the test needs no multipart library).
-async fn upload(server: &Server, name: &str, content: &[u8]) -> String {
-    let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
-    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-    body.extend_from_slice(content);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = reqwest::Client::new()
-        .post(server.url("/v1/files"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("upload: {e}"));
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 200, "upload {name}: {v}");
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
 
 async fn create_store(server: &Server, name: &str) -> String {
@@ -140,7 +120,7 @@ async fn api_errors_say_what_is_wrong() {
     let vs = create_store(&server, "errors").await;
     let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": "file-0123"})).await;
     assert!(status == 400 && v["error"]["message"].as_str().unwrap_or_default().contains("file-0123"), "{v}");
-    let file = upload(&server, "a.txt", b"some text").await;
+    let file = upload_file(&server, "a.txt", b"some text").await;
     let bad = json!({"file_id": file, "chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}}});
     let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &bad).await;
     assert!(status == 400 && v["error"]["message"].as_str().unwrap_or_default().contains("max_chunk_size_tokens"), "{v}");
@@ -148,7 +128,7 @@ async fn api_errors_say_what_is_wrong() {
     assert!(status == 400 && v["error"]["param"] == "max_num_results", "{v}");
     let (status, v) = get(&server, "/v1/files/../../etc/passwd").await;
     assert!(status == 404, "{v}");
-    let binary = upload(&server, "blob.bin", &[0u8, 159, 146, 150, 255, 0, 1, 2]).await;
+    let binary = upload_file(&server, "blob.bin", &[0u8, 159, 146, 150, 255, 0, 1, 2]).await;
     let (_, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": binary})).await;
     assert_eq!(v["status"], "in_progress", "{v}");
     let done = wait_file(&server, &vs, &binary).await;
@@ -184,7 +164,7 @@ async fn hostile_pdfs_fail_with_a_reason_and_the_daemon_keeps_serving() {
     let mut ids = Vec::new();
     for (name, bytes, _) in &cases {
         assert!(bytes.len() > 100, "{name} is missing");
-        let id = upload(&server, name, bytes).await;
+        let id = upload_file(&server, name, bytes).await;
         let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": id})).await;
         assert_eq!(status, 200, "{v}");
         ids.push(id);
@@ -270,7 +250,7 @@ async fn a_restart_mid_ingestion_resumes_the_queue() {
         let vs = create_store(&server, "resume").await;
         let mut files = Vec::new();
         for i in 0..4 {
-            let id = upload(&server, &format!("long{i}.txt"), text.as_bytes()).await;
+            let id = upload_file(&server, &format!("long{i}.txt"), text.as_bytes()).await;
             let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": id})).await;
             assert_eq!(status, 200, "{v}");
             files.push(id);

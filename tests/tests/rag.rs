@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{hearth_command, repo_root, Server};
+use hearth_tests::{hearth_command, repo_root, upload_file, Server};
 use serde_json::{json, Value};
 
 async fn post(server: &Server, path: &str, body: &Value) -> Value {
@@ -22,19 +22,8 @@ async fn populated_store(server: &Server, name: &str) -> String {
         let path = repo_root().join(path);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let boundary = "ragtestboundary";
-        let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n").into_bytes();
-        body.extend(bytes);
-        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let r = reqwest::Client::new()
-            .post(server.url("/v1/files"))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let file: Value = r.json().await.unwrap_or(Value::Null);
-        post(server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": file["id"]})).await;
+        let file = upload_file(server, &name, &bytes).await;
+        post(server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": file})).await;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

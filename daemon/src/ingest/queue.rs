@@ -7,7 +7,6 @@
 //! is invisible to the others until it is finished. The queue is bounded by `max_pending`.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -103,12 +102,7 @@ impl JobQueue {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let name = format!("{seq:020}-{}-{}.json", job.vector_store_id, job.file_id);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(job).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(&name))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        crate::durable::write_atomic(&self.dir.join(&name), &serde_json::to_vec(job).map_err(std::io::Error::other)?)?;
         self.wake.notify_one();
         Ok(())
     }

@@ -16,7 +16,6 @@
 //!   the folder with it (files added, edited or removed while hearth was down).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -239,13 +238,7 @@ impl Folder {
     }
 
     fn save(&self) {
-        let write = || -> std::io::Result<()> {
-            let tmp = self.state_path.with_extension("json.tmp");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&self.known).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.state_path)
-        };
+        let write = || crate::durable::write_atomic(&self.state_path, &serde_json::to_vec(&self.known).map_err(std::io::Error::other)?);
         if let Err(e) = write() {
             tracing::error!(path = %self.state_path.display(), error = %e, "Could not save the watched folder's state.");
         }

@@ -58,10 +58,7 @@ fn save(ingestor: &Ingestor, batch: &Batch) -> Result<(), ApiError> {
     let write = || -> std::io::Result<()> {
         let dir = dir(ingestor);
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{}.tmp", batch.id));
-        std::fs::write(&tmp, serde_json::to_vec(batch).map_err(std::io::Error::other)?)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, dir.join(format!("{}.json", batch.id)))
+        crate::durable::write_atomic(&dir.join(format!("{}.json", batch.id)), &serde_json::to_vec(batch).map_err(std::io::Error::other)?)
     };
     write().map_err(|e| ApiError::Internal(format!("cannot save a file batch: {e}")))
 }

@@ -304,9 +304,7 @@ fn save(state_dir: &std::path::Path, id: &str, record: &Record) -> Result<(), Ap
     let write = || -> std::io::Result<()> {
         let dir = responses_dir(state_dir);
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{id}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, dir.join(format!("{id}.json")))
+        crate::durable::write_atomic(&dir.join(format!("{id}.json")), &serde_json::to_vec(record).map_err(std::io::Error::other)?)
     };
     write().map_err(|e| ApiError::Internal(format!("cannot store the response: {e}")))
 }
