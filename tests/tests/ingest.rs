@@ -267,3 +267,30 @@ async fn a_restart_mid_ingestion_resumes_the_queue() {
     let hits = search(&server, &vs, "Sentence number 399").await;
     assert!(!hits.is_empty());
 }
+
+/// CPU seconds (user + system) the process has used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_else(|e| panic!("read stat: {e}"));
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+#[tokio::test]
+async fn an_idle_daemon_watching_a_folder_uses_almost_no_cpu() {
+    // The default settings: a real watched folder with files in it, nothing to do.
+    let server = Server::start();
+    std::fs::write(server.inbox().join("notes.md"), "# Notes\n\nThe kettle is in the left cupboard.\n").unwrap_or_else(|e| panic!("{e}"));
+    let vs = inbox_store(&server).await;
+    eventually(&server, "the dropped file is ingested", || async {
+        let files = inbox_files(&server, &vs).await;
+        (files.len() == 1 && files[0]["status"] == "completed").then_some(())
+    })
+    .await;
+    let before = cpu_seconds(server.pid());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = cpu_seconds(server.pid()) - before;
+    // Reading its own folder must not wake the watcher again (a loop that once kept a core 80% busy).
+    assert!(used < 0.5, "an idle daemon used {used:.2} CPU-seconds in 5 s\n{}", server.log());
+}

@@ -105,8 +105,12 @@ impl Folder {
 
     fn run(mut self, rescan: Duration) {
         let (tx, rx) = mpsc::sync_channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |_event| {
-            let _ = tx.try_send(()); // a wake-up is already pending when full
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Only changes wake the scanner: the scan's own directory reads and file hashing
+            // raise access events, and waking on those would rescan forever.
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = tx.try_send(()); // a wake-up is already pending when full
+            }
         })
         .and_then(|mut w| notify::Watcher::watch(&mut w, &self.root, notify::RecursiveMode::Recursive).map(|()| w));
         let _watcher = match watcher {
