@@ -186,6 +186,8 @@ pub struct ModelSettings {
     pub block_size: u32,
     #[serde(default = "defaults::enable_prefix_caching")]
     pub enable_prefix_caching: bool,
+    #[serde(default = "defaults::prefix_cache_max_tokens")]
+    pub prefix_cache_max_tokens: u32,
     #[serde(default)]
     pub kv_cache_dtype: KvCacheDtypeSetting,
     #[serde(default = "defaults::max_queue")]
@@ -228,7 +230,7 @@ pub struct ModelSettings {
 }
 
 /// `[[models]]` keys that only a local model has.
-pub const LOCAL_ONLY_KEYS: [&str; 9] = [
+pub const LOCAL_ONLY_KEYS: [&str; 10] = [
     "path",
     "sha256",
     "max_num_seqs",
@@ -236,6 +238,7 @@ pub const LOCAL_ONLY_KEYS: [&str; 9] = [
     "kv_cache_tokens",
     "block_size",
     "enable_prefix_caching",
+    "prefix_cache_max_tokens",
     "kv_cache_dtype",
     "n_gpu_layers",
 ];
@@ -277,6 +280,9 @@ mod defaults {
     }
     pub fn enable_prefix_caching() -> bool {
         true
+    }
+    pub fn prefix_cache_max_tokens() -> u32 {
+        8192
     }
     pub fn max_num_seqs() -> u32 {
         16

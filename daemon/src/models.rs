@@ -141,6 +141,7 @@ fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
         kv_cache_tokens: m.kv_cache_tokens,
         block_size: m.block_size,
         enable_prefix_caching: m.enable_prefix_caching,
+        prefix_cache_max_tokens: m.prefix_cache_max_tokens,
         kv_cache_dtype: match m.kv_cache_dtype {
             KvCacheDtypeSetting::F16 => KvCacheDtype::F16,
             KvCacheDtypeSetting::Q8_0 => KvCacheDtype::Q8_0,

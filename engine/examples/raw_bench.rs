@@ -8,7 +8,7 @@
 //! cargo run --release -p hearth-engine --example raw_bench -- MODEL.gguf [--streams 1,4,8,16]
 //!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
 //!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
-//!     [--no-prefix-caching]
+//!     [--no-prefix-caching] [--prefix-cache-tokens 8192]
 //!
 //! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
 //! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
@@ -34,6 +34,7 @@ struct Args {
     backend_dir: Option<String>,
     csv: Option<String>,
     prefix_caching: bool,
+    prefix_cache_tokens: u32,
 }
 
 fn parse() -> Result<Args, String> {
@@ -53,6 +54,7 @@ fn parse() -> Result<Args, String> {
         backend_dir: None,
         csv: None,
         prefix_caching: true,
+        prefix_cache_tokens: 8192,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
@@ -71,13 +73,15 @@ fn parse() -> Result<Args, String> {
             "--backend-dir" => a.backend_dir = Some(value()?),
             "--csv" => a.csv = Some(value()?),
             "--no-prefix-caching" => a.prefix_caching = false,
+            "--prefix-cache-tokens" => a.prefix_cache_tokens = num(value()?)? as u32,
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
     }
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
-                    [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching]"
+                    [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching] \
+                    [--prefix-cache-tokens N]"
             .into());
     }
     Ok(a)
@@ -112,6 +116,7 @@ async fn main() -> Result<(), String> {
         kv_cache_tokens,
         block_size: 16,
         enable_prefix_caching: args.prefix_caching,
+        prefix_cache_max_tokens: args.prefix_cache_tokens,
         kv_cache_dtype: KvCacheDtype::F16,
         threads: args.threads,
         n_gpu_layers: 999,

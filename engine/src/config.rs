@@ -57,6 +57,9 @@ pub struct ModelConfig {
     pub block_size: u32,
     /// Reuse the KV of prompt prefixes seen before.
     pub enable_prefix_caching: bool,
+    /// Most tokens of finished requests kept in the prefix cache; 0 means as many as the KV cache
+    /// holds. Every kept cell adds to each step's attention work (llama.cpp's unified cache).
+    pub prefix_cache_max_tokens: u32,
     /// KV cache element type.
     pub kv_cache_dtype: KvCacheDtype,
     /// CPU threads for llama.cpp; 0 means every available core.

@@ -306,8 +306,8 @@ fn resolve_flash_attention(policy: FlashAttention, on_gpu: bool, kv: KvCacheDtyp
 }
 
 /// The KV capacity to create: the configured one, or (`0` on a GPU) what `gpu_memory_utilization`
-/// leaves after the weights, capped where more could never be used (every llama.cpp sequence id at
-/// `max_model_len`) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
+/// leaves after the weights, capped where more could never be used (every running sequence at
+/// `max_model_len` plus the bounded prefix cache) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
 /// models: the worker then uses `max_model_len`.
 fn resolve_kv_tokens(config: &ModelConfig, model: &LlamaModel, max_model_len: u32, on_gpu: bool) -> Result<u32, EngineError> {
     if config.kv_cache_tokens != 0 || !on_gpu || config.kind != ModelKind::Chat {
@@ -320,7 +320,13 @@ fn resolve_kv_tokens(config: &ModelConfig, model: &LlamaModel, max_model_len: u3
     let Some((free, total)) = memory else { return Ok(0) };
     let per_token = kv_bytes_per_token(model, config.kv_cache_dtype);
     let block = u64::from(config.block_size.max(1));
-    let cap = u64::from(MAX_LLAMA_SEQS) * u64::from(max_model_len);
+    let every_id = u64::from(MAX_LLAMA_SEQS) * u64::from(max_model_len);
+    let cap = match (config.enable_prefix_caching, config.prefix_cache_max_tokens) {
+        // Running sequences at full length plus the bounded prefix cache: more is never used.
+        (true, n) if n > 0 => every_id.min(u64::from(config.max_num_seqs) * u64::from(max_model_len) + u64::from(n)),
+        (true, _) => every_id,
+        (false, _) => u64::from(config.max_num_seqs) * u64::from(max_model_len),
+    };
     let tokens = kv_tokens_for_memory(free, total, config.gpu_memory_utilization, per_token).min(cap) / block * block;
     if tokens < u64::from(max_model_len) {
         return Err(EngineError::Context {

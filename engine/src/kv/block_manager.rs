@@ -12,6 +12,9 @@
 //! Allocation is O(1) from the free list, falling back to evicting the oldest evictable block.
 //! When a sequence is released its blocks are queued tail first, so a chain's tail is evicted
 //! before its head and a cached prefix stays reachable for as long as possible.
+//! The evictable pool may be bounded (`with_cache_limit`): beyond the bound the oldest blocks are
+//! evicted as soon as they are released. With llama.cpp's unified KV cache every cell in use adds
+//! to each decode step's attention and mask work, so unbounded caching slows every step down.
 //! Invariants (checked by `check_invariants` in the tests): reference counts equal the number of
 //! sequence tables containing a block; `held[id]` equals the number of blocks held by `id`; the
 //! cache map only points at registered blocks with that hash.
@@ -83,6 +86,8 @@ pub(crate) struct BlockManager {
     cached: HashMap<u64, BlockId>,
     evictable: BTreeMap<u64, BlockId>,
     clock: u64,
+    /// Most evictable blocks kept; beyond it the oldest are evicted on release.
+    max_evictable: usize,
     seqs: HashMap<SeqKey, SeqTable>,
     held: HashMap<i32, usize>,
 }
@@ -99,9 +104,16 @@ impl BlockManager {
             cached: HashMap::new(),
             evictable: BTreeMap::new(),
             clock: 0,
+            max_evictable: usize::MAX,
             seqs: HashMap::new(),
             held: HashMap::new(),
         }
+    }
+
+    /// Keep at most `blocks` unreferenced cached blocks (the rest of the cache stays free).
+    pub(crate) fn with_cache_limit(mut self, blocks: usize) -> Self {
+        self.max_evictable = blocks;
+        self
     }
 
     /// Tokens per block.
@@ -249,6 +261,11 @@ impl BlockManager {
                 }
                 self.free.push(b);
             }
+        }
+        while self.evictable.len() > self.max_evictable {
+            let Some((_, &b)) = self.evictable.first_key_value() else { break };
+            self.evict(b, &mut ops);
+            self.free.push(b);
         }
         ops
     }

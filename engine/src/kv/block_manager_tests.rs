@@ -151,6 +151,27 @@ fn eviction_takes_the_oldest_tail_first() {
 }
 
 #[test]
+fn a_bounded_cache_evicts_the_oldest_on_release() {
+    let mut m = BlockManager::new(8, BS, 1, true).with_cache_limit(2);
+    let mut tags = HashMap::new();
+    let (a, b): (Vec<i32>, Vec<i32>) = ((0..8).collect(), (50..58).collect());
+    for (key, id, tokens) in [(1, 0, &a), (2, 1, &b)] {
+        apply(&mut tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
+        m.materialize(&mut tags);
+        m.register(key, tokens, tokens.len());
+    }
+    apply(&mut tags, &m.release(1));
+    assert_eq!(m.evictable.len(), 2, "both blocks of the first sequence stay cached");
+    apply(&mut tags, &m.release(2));
+    m.check_invariants(&tags);
+    assert_eq!(m.evictable.len(), 2);
+    // The first sequence's blocks were the oldest: gone, with their cells; the second's stay.
+    assert_eq!(m.match_prefix(&[a.clone(), vec![99]].concat()).tokens, 0);
+    assert_eq!(m.match_prefix(&[b.clone(), vec![99]].concat()).tokens, 8);
+    assert!(!m.is_holding(0) && m.is_holding(1));
+}
+
+#[test]
 fn no_space_changes_nothing() {
     let mut m = BlockManager::new(2, BS, 1, true);
     assert_eq!(m.allocate(1, 0, 9, &PrefixMatch::default()), Err(NoSpace));
@@ -197,8 +218,11 @@ fn action() -> impl Strategy<Value = Action> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
     #[test]
-    fn random_workloads_keep_every_invariant(actions in prop::collection::vec(action(), 1..60), blocks in 2usize..16) {
+    fn random_workloads_keep_every_invariant(actions in prop::collection::vec(action(), 1..60), blocks in 2usize..16, limit in prop::option::of(0usize..6)) {
         let mut m = BlockManager::new(blocks, BS, 3, true);
+        if let Some(limit) = limit {
+            m = m.with_cache_limit(limit);
+        }
         let mut tags = HashMap::new();
         // running: (key, llama id, tokens)
         let mut running: Vec<(SeqKey, i32, Vec<i32>)> = Vec::new();
@@ -245,6 +269,7 @@ proptest! {
                 }
             }
             m.check_invariants(&tags);
+            prop_assert!(m.evictable.len() <= limit.unwrap_or(usize::MAX));
         }
         for r in running.drain(..) {
             apply(&mut tags, &m.release(r.0));

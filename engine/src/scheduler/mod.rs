@@ -166,7 +166,10 @@ impl<'m> ChatWorker<'m> {
         Ok(Self {
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
-            blocks: BlockManager::new(num_blocks, block_size, salt, config.enable_prefix_caching),
+            blocks: BlockManager::new(num_blocks, block_size, salt, config.enable_prefix_caching).with_cache_limit(match config.prefix_cache_max_tokens {
+                0 => usize::MAX,
+                n => (n as usize).div_ceil(block_size),
+            }),
             ctx,
             n_llama_ids: n_llama_ids as i32,
             parked: VecDeque::new(),
