@@ -3,7 +3,8 @@
 //! server and the process with the reason.
 //!
 //! Under systemd (`Type=notify`, see [`crate::service_manager`]): `STATUS=` lines while loading,
-//! `READY=1` once the models are loaded, then the watchdog task. SIGTERM or SIGINT sends
+//! `READY=1` once the models are loaded, then the watchdog task and `STATUS=` lines while files
+//! are being ingested. SIGTERM or SIGINT sends
 //! `STOPPING=1` and drains: the listener closes, requests in flight (streams included) get up to
 //! [`DRAIN_TIMEOUT`] to finish, then the process exits 0. The unit's `TimeoutStopSec` is longer.
 
@@ -89,11 +90,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let ingestor = start_ingestion(&state).await.context("start-up failed")?;
+    state.metrics().attach_store(ingestor.store().clone());
     state.set_ingest(ingestor);
     tracing::info!("Ready.");
-    manager.ready(&format!("Serving {} model(s) on {addr}", model_names.len()));
+    let serving = format!("Serving {} model(s) on {addr}", model_names.len());
+    manager.ready(&serving);
     if let Some(timeout) = manager.watchdog_timeout() {
         actix_web::rt::spawn(service_manager::run_watchdog(manager, state.clone(), timeout));
+    }
+    if manager.enabled() {
+        actix_web::rt::spawn(service_manager::report_ingestion(manager, state.clone(), serving));
     }
 
     tokio::select! {

@@ -1,6 +1,7 @@
 //! systemd integration (`Type=notify`): `STATUS=` while loading, `READY=1` once every model is
-//! loaded, `WATCHDOG=1` from a task that pings only while every engine thread is making
-//! progress, and `STOPPING=1` when a drain begins.
+//! loaded, `STATUS=` while the ingestion queue is not empty ([`report_ingestion`]), `WATCHDOG=1`
+//! from a task that pings only while every engine thread is making progress, and `STOPPING=1`
+//! when a drain begins.
 //!
 //! Messages go to `NOTIFY_SOCKET` through libsystemd (the systemd crate); outside systemd the
 //! variable is unset and every call is a no-op. The watchdog is armed by systemd only after
@@ -25,6 +26,11 @@ impl ServiceManager {
     /// Notify only when started by a service manager.
     pub fn from_env() -> Self {
         Self { enabled: std::env::var_os("NOTIFY_SOCKET").is_some() }
+    }
+
+    /// True when started by a service manager (`NOTIFY_SOCKET` set).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     fn send(&self, state: &[(&str, &str)]) {
@@ -98,6 +104,31 @@ pub async fn run_watchdog(manager: ServiceManager, state: AppState, timeout: Dur
     }
 }
 
+/// The `STATUS=` line while serving with `pending` files waiting for or in ingestion.
+pub fn ingestion_status(serving: &str, pending: usize) -> String {
+    match pending {
+        0 => serving.to_owned(),
+        n => format!("{serving}; ingesting {n} file(s)"),
+    }
+}
+
+/// Keep `STATUS=` in step with the ingestion queue: `serving` plus the files waiting or in
+/// ingestion while there are any, `serving` alone once the queue is empty. Polls twice a second
+/// and sends only when the count changes.
+pub async fn report_ingestion(manager: ServiceManager, state: AppState, serving: String) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let pending = state.ingest().map_or(0, |i| i.queue_len());
+        if pending != last {
+            manager.status(&ingestion_status(&serving, pending));
+            last = pending;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +140,12 @@ mod tests {
         assert_eq!(stalled_engine(ages, limit), Some(("embed", Duration::from_secs(4))));
         assert_eq!(stalled_engine([("chat", Duration::from_secs(3))], limit), None);
         assert_eq!(stalled_engine(std::iter::empty(), limit), None);
+    }
+
+    #[test]
+    fn the_status_names_the_files_being_ingested() {
+        assert_eq!(ingestion_status("Serving 2 model(s)", 0), "Serving 2 model(s)");
+        assert_eq!(ingestion_status("Serving 2 model(s)", 3), "Serving 2 model(s); ingesting 3 file(s)");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Logging: structured fields to journald when systemd started us (it sets `JOURNAL_STREAM`), to
-//! the terminal otherwise. tracing-journald fails where there is no journal socket (containers),
+//! the terminal otherwise. In the journal an event's fields carry an `F_` prefix
+//! (`journalctl -u hearth F_MODEL=all-minilm-l6-v2`), beside `TARGET`, `CODE_FILE` and
+//! `CODE_LINE`; levels map to syslog priorities as syslog means them (`info` is 6, not
+//! tracing-journald's default 5, "notice"), so `journalctl -p notice` shows warnings and errors
+//! without the routine lines. tracing-journald fails where there is no journal socket (containers),
 //! and then the terminal formatter is used. `RUST_LOG` overrides the default filter. The
 //! watchdog's test hook ([`crate::debug_hang`]) joins only when its environment variable is set.
 
@@ -16,7 +20,12 @@ pub fn init() {
     let registry = tracing_subscriber::registry().with(filter).with(crate::debug_hang::HangEngine::from_env());
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
-            let _ = registry.with(journald.with_syslog_identifier("hearth".into())).try_init();
+            let priorities = tracing_journald::PriorityMappings {
+                info: tracing_journald::Priority::Informational,
+                debug: tracing_journald::Priority::Debug,
+                ..tracing_journald::PriorityMappings::new()
+            };
+            let _ = registry.with(journald.with_syslog_identifier("hearth".into()).with_priority_mappings(priorities)).try_init();
             return;
         }
     }

@@ -216,3 +216,139 @@ async fn promtool_accepts_the_exposition() {
     assert!(matches!(out.status.code(), Some(0) | Some(3)), "promtool exit {:?}: {report}", out.status);
     assert!(report.contains("vllm:prompt_tokens_total"), "promtool saw the vllm series: {report}");
 }
+
+/// vLLM's bucket boundaries (`vllm/v1/metrics/loggers.py`), written out here rather than taken
+/// from hearth, so a drift on either side fails.
+const VLLM_TTFT: [f64; 22] =
+    [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+const VLLM_ITL: [f64; 19] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const VLLM_REQUEST_LATENCY: [f64; 21] =
+    [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+
+/// vLLM's `build_1_2_5_buckets(max_model_len)`.
+fn vllm_1_2_5(max: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut scale = 1.0;
+    loop {
+        for m in [1.0, 2.0, 5.0] {
+            if m * scale > max {
+                return out;
+            }
+            out.push(m * scale);
+        }
+        scale *= 10.0;
+    }
+}
+
+/// The finite `le` boundaries of `name` for `model`, sorted.
+fn buckets_of(s: &Scrape, name: &str, model: &str) -> Vec<f64> {
+    let prefix = format!("{name}_bucket{{");
+    let mut les: Vec<f64> = s
+        .samples
+        .keys()
+        .filter(|k| k.starts_with(&prefix) && k.contains(&format!("model_name=\"{model}\"")))
+        .filter_map(|k| k.split("le=\"").nth(1)?.split('"').next()?.parse().ok())
+        .filter(|le: &f64| le.is_finite())
+        .collect();
+    les.sort_by(f64::total_cmp);
+    les
+}
+
+/// Every vLLM series that issue #7 lists, for every served model, labelled `model_name`, with
+/// vLLM's bucket boundaries; the engine-side series for the local models.
+#[tokio::test]
+async fn every_vllm_series_is_there_with_vllms_buckets_for_each_model() {
+    let server = Server::start();
+    let models: Value = reqwest::get(server.url("/v1/models")).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let s = scrape(&server).await;
+    for model in [CHAT, EMBED] {
+        for name in [
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:kv_cache_usage_perc",
+            "vllm:prefix_cache_queries_total",
+            "vllm:prefix_cache_hits_total",
+            "vllm:num_preemptions_total",
+            "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total",
+        ] {
+            s.model(name, model);
+        }
+        for reason in ["stop", "length", "abort"] {
+            s.get("vllm:request_success_total", &format!("model_name=\"{model}\",provider=\"local\",finished_reason=\"{reason}\""));
+        }
+        let max_len = models["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|m| m["id"] == model))
+            .and_then(|m| m["max_model_len"].as_f64())
+            .unwrap_or_else(|| panic!("no max_model_len for {model}: {models}"));
+        let tokens = vllm_1_2_5(max_len);
+        for (name, expected) in [
+            ("vllm:time_to_first_token_seconds", &VLLM_TTFT[..]),
+            ("vllm:inter_token_latency_seconds", &VLLM_ITL[..]),
+            ("vllm:e2e_request_latency_seconds", &VLLM_REQUEST_LATENCY[..]),
+            ("vllm:request_queue_time_seconds", &VLLM_REQUEST_LATENCY[..]),
+            ("vllm:request_prompt_tokens", &tokens[..]),
+            ("vllm:request_generation_tokens", &tokens[..]),
+        ] {
+            assert_eq!(buckets_of(&s, name, model), expected, "{name} buckets for {model}");
+            s.model(&format!("{name}_count"), model);
+            s.model(&format!("{name}_sum"), model);
+            s.get(&format!("{name}_bucket"), &format!("le=\"+Inf\",model_name=\"{model}\",provider=\"local\""));
+        }
+    }
+    // No vllm: sample without its model's label.
+    let unlabelled: Vec<&String> = s.samples.keys().filter(|k| k.starts_with("vllm:") && !k.contains("model_name=\"")).collect();
+    assert!(unlabelled.is_empty(), "vllm series without model_name: {unlabelled:?}");
+}
+
+/// Wait until `ready` holds for a scrape, or panic with the last one.
+async fn scrape_until(server: &Server, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = scrape(server).await;
+        if ready(&s) {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {what} within 60 s:\n{}\n--- log:\n{}", s.text, server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Files dropped into the watched folder move the ingestion series (files by outcome, chunks,
+/// parse failures by reason) and the store's (documents by status, chunks, vector stores).
+#[tokio::test]
+async fn ingestion_and_store_series_follow_the_watched_folder() {
+    let server = Server::start();
+    let before = scrape_until(&server, "the inbox vector store", |s| s.samples.get("hearth_store_vector_stores{state=\"ready\"}") == Some(&1.0)).await;
+    assert_eq!(before.get("hearth_store_documents", "status=\"completed\""), 0.0);
+    assert_eq!(before.get("hearth_store_chunks", ""), 0.0);
+    assert_eq!(before.get("hearth_ingest_parse_failures_total", "reason=\"unknown_format\""), 0.0);
+    assert_eq!(before.get("hearth_store_rebuilt_vector_stores", ""), 0.0);
+
+    let text: String = (0..40).map(|i| format!("Paragraph {i}: the hearth keeps the fire of the house burning through the winter.\n\n")).collect();
+    std::fs::write(server.inbox().join("notes.txt"), text).unwrap_or_else(|e| panic!("{e}"));
+    // Not PDF, Markdown, HTML or text (an ELF header: NUL bytes): refused before parsing.
+    std::fs::write(server.inbox().join("blob.bin"), b"\x7fELF\x02\x01\x01\x00\x00\x00".repeat(64)).unwrap_or_else(|e| panic!("{e}"));
+    // A PDF by its header, but nothing after it: the sandboxed parser rejects it.
+    std::fs::write(server.inbox().join("broken.pdf"), b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog").unwrap_or_else(|e| panic!("{e}"));
+
+    let after = scrape_until(&server, "all three files finished", |s| {
+        s.samples.get("hearth_ingest_files_total{status=\"completed\"}") == Some(&1.0)
+            && s.samples.get("hearth_ingest_files_total{status=\"failed\"}") == Some(&2.0)
+    })
+    .await;
+    assert_eq!(after.get("hearth_ingest_parse_failures_total", "reason=\"unknown_format\""), 1.0, "{}", after.text);
+    assert_eq!(after.get("hearth_ingest_parse_failures_total", "reason=\"malformed\""), 1.0, "{}", after.text);
+    let failures: f64 = after.samples.iter().filter(|(k, _)| k.starts_with("hearth_ingest_parse_failures_total{")).map(|(_, v)| v).sum();
+    assert_eq!(failures, 2.0, "the blob and the broken PDF, each once");
+    let chunks = after.get("hearth_ingest_chunks_total", "");
+    assert!(chunks >= 1.0);
+    assert_eq!(after.get("hearth_store_documents", "status=\"completed\""), 1.0);
+    assert_eq!(after.get("hearth_store_documents", "status=\"failed\""), 2.0);
+    assert_eq!(after.get("hearth_store_documents", "status=\"in_progress\""), 0.0);
+    assert_eq!(after.get("hearth_store_chunks", ""), chunks, "the store holds what ingestion stored");
+    assert_eq!(after.get("hearth_store_indexed_chunks", ""), chunks);
+    assert_eq!(after.get("hearth_ingest_queue_files", ""), 0.0);
+    assert!(after.get("hearth_store_disk_bytes", "") > 0.0);
+}

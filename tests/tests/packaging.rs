@@ -94,3 +94,44 @@ fn the_containerfiles_copy_every_workspace_member() {
         }
     }
 }
+
+/// The Containerfiles' smoke steps (`RUN ["/usr/bin/hearth", ...]`, possibly behind
+/// `/usr/bin/env K=V`) pass with the configuration the images ship, run here against this build.
+/// The CPU image's `hearth info` step once failed in a real build: the container configuration
+/// listens on 0.0.0.0 and the key only comes at run time.
+#[test]
+fn the_containerfiles_smoke_steps_pass_with_the_image_configuration() {
+    let config = hearth_tests::repo_root().join("packaging/container/hearth.toml");
+    let mut ran = 0;
+    for file in ["packaging/Containerfile", "packaging/Containerfile.cuda"] {
+        let text = std::fs::read_to_string(hearth_tests::repo_root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let steps: Vec<Vec<String>> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("RUN ["))
+            .filter_map(|rest| serde_json::from_str::<Vec<String>>(&format!("[{rest}")).ok())
+            .filter(|argv| argv.iter().any(|a| a == "/usr/bin/hearth"))
+            .collect();
+        assert!(steps.iter().any(|argv| argv.contains(&"--version".to_owned())), "{file} has no `hearth --version` smoke step");
+        for argv in steps {
+            let at = argv.iter().position(|a| a == "/usr/bin/hearth").unwrap_or_default();
+            let env: Vec<(&str, &str)> = match argv[..at].split_first() {
+                None => Vec::new(),
+                Some((program, assignments)) => {
+                    assert_eq!(program, "/usr/bin/env", "{file}: {argv:?}");
+                    assignments.iter().filter_map(|a| a.split_once('=')).collect()
+                }
+            };
+            let out = hearth_tests::hearth_command()
+                .arg("--config")
+                .arg(&config)
+                .args(&argv[at + 1..])
+                .envs(env)
+                .env_remove("HEARTH__ENGINE__BACKEND_DIR")
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(out.status.success(), "{file}: {argv:?} fails with the image's configuration: {}", String::from_utf8_lossy(&out.stderr));
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "smoke steps run: {ran}");
+}

@@ -116,11 +116,15 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
 
     let head = read_head(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
+        ingestor.metrics.parse_failed(None);
         Step::Failed(format!("unsupported file type: `{}` is not PDF, Markdown, HTML or UTF-8 text", record.filename))
     })?;
     let key = (job.vector_store_id.clone(), job.file_id.clone());
     ingestor.set_progress(&key, Progress::Parsing);
-    let parsed = ingestor.sandbox().parse(&path, format).await.map_err(|e| Step::Failed(e.to_string()))?;
+    let parsed = ingestor.sandbox().parse(&path, format).await.map_err(|e| {
+        ingestor.metrics.parse_failed(Some(&e));
+        Step::Failed(e.to_string())
+    })?;
 
     let context = engine.max_model_len().map_or(DEFAULT_EMBEDDING_CONTEXT, |n| n as usize);
     let max_tokens = job.max_chunk_size_tokens.min(context.saturating_sub(SPECIAL_TOKENS).max(1));

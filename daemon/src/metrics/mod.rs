@@ -8,10 +8,12 @@
 //!   the registry. Per-request series (tokens, TTFT, inter-token latency,
 //!   end-to-end and queue time, finish reasons) are recorded by the service layer through a
 //!   [`RequestTimer`], so handlers stay a few lines.
-//! - **hearth's own series** are `hearth_*`: HTTP requests by route and status ([`http`]), and GPU
-//!   telemetry from NVML ([`gpu`]), present only where NVML loads. Ingestion and store series
-//!   join as further `register_*` steps in [`Metrics::new`]: each area owns its families and
-//!   registers them (or a collector) there, and nothing else changes.
+//! - **hearth's own series** are `hearth_*`: HTTP requests by route and status ([`http`]),
+//!   ingestion (files by outcome, pages, chunks, parse failures by reason, queue; [`ingest`]), the
+//!   store (documents by status, chunks, vector stores by index state, rebuilds, disk; [`store`],
+//!   read at scrape time once the store is open), and GPU telemetry from NVML ([`gpu`]), present
+//!   only where NVML loads. Each area owns its families and registers them (or a collector) in
+//!   [`Metrics::new`].
 //! - **Bounded cardinality**: every label value comes from configuration (model names, GPU
 //!   indices) or a closed set (route patterns, status codes, finish reasons), never from a
 //!   request's free text.
@@ -22,6 +24,7 @@
 pub mod gpu;
 pub mod http;
 pub mod ingest;
+pub mod store;
 pub mod text;
 pub mod vllm;
 
@@ -51,6 +54,7 @@ struct Inner {
     http: http::HttpMetrics,
     ingest: ingest::IngestMetrics,
     models: vllm::ModelRegistry,
+    store: store::StoreCollector,
 }
 
 /// An encoded scrape.
@@ -69,15 +73,22 @@ impl Metrics {
         let ingest = ingest::IngestMetrics::register(&mut registry);
         let models = vllm::ModelRegistry::default();
         registry.register_collector(Box::new(models.clone()));
+        let store = store::StoreCollector::default();
+        registry.register_collector(Box::new(store.clone()));
         if let Some(gpus) = gpu::GpuCollector::open() {
             registry.register_collector(Box::new(gpus));
         }
-        Self { inner: Arc::new(Inner { registry, http, ingest, models }) }
+        Self { inner: Arc::new(Inner { registry, http, ingest, models, store }) }
     }
 
     /// Start reporting the loaded models.
     pub fn attach_models(&self, models: &Models) {
         self.inner.models.attach(models);
+    }
+
+    /// Start reporting the opened store.
+    pub fn attach_store(&self, store: Arc<::store::Store>) {
+        self.inner.store.attach(store);
     }
 
     /// A timer for one generation on `model`, submitted with `prompt_tokens` tokens, for a
@@ -96,6 +107,11 @@ impl Metrics {
     /// Record a file whose ingestion finished (`completed` or `failed`).
     pub fn ingested(&self, status: &'static str, pages: usize, chunks: usize) {
         self.inner.ingest.finished(status, pages, chunks);
+    }
+
+    /// Record a file the sandboxed parser could not read, or whose format is unknown (`None`).
+    pub fn parse_failed(&self, failure: Option<&::ingest::ParseFailure>) {
+        self.inner.ingest.parse_failed(failure.map_or("unknown_format", ingest::parse_failure_reason));
     }
 
     /// Record the ingestion queue's length.
