@@ -8,7 +8,7 @@
 mod block_manager;
 mod hash;
 
-pub(crate) use block_manager::{BlockManager, KvOp, SeqKey};
+pub(crate) use block_manager::{BlockManager, KvOp, PrefixMatch, SeqKey};
 
 /// Merge runs of operations that llama.cpp can do in one call: consecutive `Untag`s of one
 /// sequence, or `Share`s between the same two sequences, over touching position ranges (in

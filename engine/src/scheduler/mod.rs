@@ -39,7 +39,7 @@ use rayon::prelude::*;
 use self::sequence::Sequence;
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
-use crate::kv::{coalesce, BlockManager, KvOp, SeqKey};
+use crate::kv::{coalesce, BlockManager, KvOp, PrefixMatch, SeqKey};
 use crate::sampling::build_sampler;
 use crate::telemetry::{StepPhases, Telemetry};
 use crate::{EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
@@ -273,14 +273,18 @@ impl<'m> ChatWorker<'m> {
             if self.waiting.is_empty() {
                 break;
             }
-            // The id first: finding one may evict a parked id's cached blocks, which must not be
+            // Taking an id may evict a parked id's cached blocks, so first ask whether the request
+            // could fit even with its whole cached prefix; if not, nothing is evicted for it.
+            let Some(front) = self.waiting.front() else { break };
+            if !self.fits(&self.blocks.match_prefix(&front.tokens)) {
+                break;
+            }
+            // The id before the prefix: finding one may evict cached blocks, which must not be
             // part of the prefix this sequence is about to share.
             let Some(llama_id) = self.free_llama_id() else { break };
             let Some(seq) = self.waiting.front() else { break };
             let prefix = self.blocks.match_prefix(&seq.tokens);
-            let need = self.blocks.blocks_to_admit(seq.tokens.len(), &prefix);
-            // Keep one block of headroom per running sequence so admissions do not cause preemptions.
-            if need + self.running.len() > self.blocks.available_blocks() && !self.running.is_empty() {
+            if !self.fits(&prefix) {
                 break;
             }
             let (key, total) = (seq.key, seq.tokens.len());
@@ -296,6 +300,14 @@ impl<'m> ChatWorker<'m> {
             seq.n_past = prefix.tokens;
             self.running.push(seq);
         }
+    }
+
+    /// Whether the first waiting sequence, reusing `prefix`, fits in the blocks available, keeping
+    /// one block of headroom per running sequence so that admissions do not cause preemptions.
+    fn fits(&self, prefix: &PrefixMatch) -> bool {
+        let Some(seq) = self.waiting.front() else { return false };
+        let need = self.blocks.blocks_to_admit(seq.tokens.len(), prefix);
+        self.running.is_empty() || need + self.running.len() <= self.blocks.available_blocks()
     }
 
     /// A llama.cpp sequence id that is neither running nor holding cells, evicting the oldest
