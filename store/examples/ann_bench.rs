@@ -3,7 +3,8 @@
 //! embeddings, 384-d); `store/bench/faiss_hnsw.py` measures faiss's HNSW on the same files and
 //! `store/bench/ann_compare.py` interleaves the two. Reports build time, memory, recall@10 and
 //! queries per second per quantization, `ef` and thread count; then insert throughput and bytes
-//! on disk per chunk through the whole store (sled + HNSW + BM25).
+//! on disk per chunk through the whole store (sled + HNSW + BM25), with the first quantization
+//! of `--quant`.
 //!
 //! Each speed is the median of `--repeats` timed windows; a window searches the whole query set
 //! again and again until `--min-secs` have passed, so that short runs are not lost in the 10 ms
@@ -261,7 +262,9 @@ fn main() -> BoxResult<()> {
         std::fs::remove_dir_all(&dir)?;
     }
     let store = Store::open(StoreConfig { search_threads: max_threads, ..StoreConfig::new(&dir) })?;
-    let index = VectorIndexConfig { connectivity: args.m, expansion_add: args.ef_construction, expansion_search: 64, quantization: Quantization::F16 };
+    // The whole store runs with the first quantization of --quant.
+    let quantization = args.quants.first().copied().unwrap_or_default();
+    let index = VectorIndexConfig { connectivity: args.m, expansion_add: args.ef_construction, expansion_search: 64, quantization };
     let model = meta["model"].as_str().unwrap_or("glove-6b-50d").to_string();
     let coll = store.create_collection(NewCollection { name: "bench".into(), embedding_model: model, dimension: d, metadata: Attributes::new(), index })?;
     let t = Instant::now();
@@ -289,21 +292,74 @@ fn main() -> BoxResult<()> {
     let chunks = docs * 100;
     store.checkpoint()?;
     println!("store   insert {chunks} chunks in {docs} documents of 100: {secs:.1} s = {:.0} chunks/s (sled flush + HNSW + BM25 commit per document)", chunks as f64 / secs);
-    let t = Instant::now();
+    // Searches: the same 1,000 queries through Store::search and through a bare index of the same
+    // vectors and settings, each the median of --repeats windows, so the difference is what the
+    // store adds (reading and decoding the hits' records and documents, filters, fusion).
     let searches = 1000.min(q);
-    for query in &queries[..searches] {
-        store.search(&coll.id, &SearchRequest::new(SearchMode::Vector, "", Some(query.clone())))?;
-    }
-    println!("store   Store::search vector ef=64 top-10 with records: {:.0} QPS (1 thread)", searches as f64 / t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    for (i, query) in queries[..searches].iter().enumerate() {
-        let text = match texts.get(n + i) {
-            Some(t) => t.split_whitespace().take(12).collect::<Vec<_>>().join(" "),
-            None => format!("row {} document", i * 7),
-        };
-        store.search(&coll.id, &SearchRequest::new(SearchMode::Hybrid, text, Some(query.clone())))?;
-    }
-    println!("store   Store::search hybrid (RRF of 30+30): {:.0} QPS (1 thread)", searches as f64 / t.elapsed().as_secs_f64());
+    let requests: Vec<SearchRequest> = queries[..searches].iter().map(|v| SearchRequest::new(SearchMode::Vector, "", Some(v.clone()))).collect();
+    let hybrid: Vec<SearchRequest> = queries[..searches]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let text = match texts.get(n + i) {
+                Some(t) => t.split_whitespace().take(12).collect::<Vec<_>>().join(" "),
+                None => format!("row {} document", i * 7),
+            };
+            SearchRequest::new(SearchMode::Hybrid, text, Some(v.clone()))
+        })
+        .collect();
+    let bare = VectorIndex::new(d, &index, 1)?;
+    let items: Vec<(u64, &[f32])> = base[..chunks * d].chunks_exact(d).enumerate().map(|(i, v)| (i as u64, v)).collect();
+    bare.add_many(&items, 1)?;
+    bare.set_expansion_search(64);
+    let timed = |run: &mut dyn FnMut() -> BoxResult<()>| -> BoxResult<(f64, f64)> {
+        run()?;
+        let (mut qps, mut cpu_qps) = (Vec::new(), Vec::new());
+        for _ in 0..args.repeats {
+            let (t, c, mut done) = (Instant::now(), cpu_ns(), 0usize);
+            while t.elapsed().as_secs_f64() < args.min_secs {
+                run()?;
+                done += searches;
+            }
+            qps.push(done as f64 / t.elapsed().as_secs_f64());
+            cpu_qps.push(done as f64 / ((cpu_ns() - c).max(1) as f64 / 1e9));
+        }
+        Ok((median(&qps), median(&cpu_qps)))
+    };
+    let (bare_qps, bare_cpu) = timed(&mut || {
+        for v in &queries[..searches] {
+            bare.search(v, 10)?;
+        }
+        Ok(())
+    })?;
+    let (store_qps, store_cpu) = timed(&mut || {
+        for r in &requests {
+            store.search(&coll.id, r)?;
+        }
+        Ok(())
+    })?;
+    let (hybrid_qps, hybrid_cpu) = timed(&mut || {
+        for r in &hybrid {
+            store.search(&coll.id, r)?;
+        }
+        Ok(())
+    })?;
+    // The cost of a hit's record, from the slope between 1 and 10 results (the HNSW work is the
+    // same: ef=64 candidates either way).
+    let top1: Vec<SearchRequest> = requests.iter().cloned().map(|mut r| { r.max_num_results = 1; r }).collect();
+    let (_, top1_cpu) = timed(&mut || {
+        for r in &top1 {
+            store.search(&coll.id, r)?;
+        }
+        Ok(())
+    })?;
+    println!("store   bare index ({quantization:?}) ef=64 top-10: {bare_qps:.0} QPS ({bare_cpu:.0} per CPU-second), 1 thread");
+    println!("store   Store::search vector top-1: {top1_cpu:.0} per CPU-second; each further hit's record costs {:.1} us", (1e6 / store_cpu - 1e6 / top1_cpu) / 9.0);
+    println!(
+        "store   Store::search vector ef=64 top-10 with records: {store_qps:.0} QPS ({store_cpu:.0} per CPU-second); records add {:.0} us per search (CPU)",
+        1e6 / store_cpu - 1e6 / bare_cpu
+    );
+    println!("store   Store::search hybrid (RRF of 30+30): {hybrid_qps:.0} QPS ({hybrid_cpu:.0} per CPU-second)");
     drop(store);
     let total = dir_bytes(&dir);
     let sled = dir_bytes(&dir.join("sled"));
