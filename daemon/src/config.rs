@@ -28,6 +28,32 @@ pub struct Settings {
     pub models: Vec<ModelSettings>,
     pub ingest: IngestSettings,
     pub rag: RagSettings,
+    pub store: StoreSettings,
+}
+
+/// `[store]`: the vector index each new vector store gets.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    /// HNSW graph degree (`M`).
+    pub connectivity: usize,
+    /// Candidates examined while inserting (`efConstruction`).
+    pub expansion_add: usize,
+    /// Candidates examined while searching (`ef`).
+    pub expansion_search: usize,
+    /// Element type of the stored vectors.
+    pub quantization: store::Quantization,
+}
+
+impl StoreSettings {
+    /// The index configuration of a vector store created now.
+    pub fn index(&self) -> store::VectorIndexConfig {
+        store::VectorIndexConfig {
+            connectivity: self.connectivity,
+            expansion_add: self.expansion_add,
+            expansion_search: self.expansion_search,
+            quantization: self.quantization,
+        }
+    }
 }
 
 /// `[rag]`: answers over the vector stores (the Responses API's `file_search`, `hearth eval`).
@@ -471,6 +497,14 @@ impl Settings {
             }
         }
         self.validate_ingest(merged)?;
+        let index = &self.store;
+        if !(2..=128).contains(&index.connectivity) || !(1..=4096).contains(&index.expansion_add) || !(1..=4096).contains(&index.expansion_search) {
+            return Err(ConfigError::Invalid {
+                key: "store.connectivity".into(),
+                origin: origin_of(merged, "store.connectivity"),
+                reason: "connectivity must be 2..=128, expansion_add and expansion_search 1..=4096".into(),
+            });
+        }
         if !(-1.0..=1.0).contains(&self.rag.min_relevance) {
             return Err(ConfigError::Invalid { key: "rag.min_relevance".into(), origin: origin_of(merged, "rag.min_relevance"), reason: "must be a cosine similarity between -1 and 1".into() });
         }

@@ -8,7 +8,7 @@
 //! cargo run --release -p hearth-engine --example raw_bench -- MODEL.gguf [--streams 1,4,8,16]
 //!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
 //!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
-//!     [--no-prefix-caching] [--prefix-cache-tokens 8192]
+//!     [--no-prefix-caching] [--prefix-cache-tokens 8192] [--flash-attention auto|on|off]
 //!
 //! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
 //! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
@@ -35,6 +35,7 @@ struct Args {
     csv: Option<String>,
     prefix_caching: bool,
     prefix_cache_tokens: u32,
+    flash_attention: FlashAttention,
 }
 
 fn parse() -> Result<Args, String> {
@@ -55,6 +56,7 @@ fn parse() -> Result<Args, String> {
         csv: None,
         prefix_caching: true,
         prefix_cache_tokens: 8192,
+        flash_attention: FlashAttention::Auto,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
@@ -74,6 +76,14 @@ fn parse() -> Result<Args, String> {
             "--csv" => a.csv = Some(value()?),
             "--no-prefix-caching" => a.prefix_caching = false,
             "--prefix-cache-tokens" => a.prefix_cache_tokens = num(value()?)? as u32,
+            "--flash-attention" => {
+                a.flash_attention = match value()?.as_str() {
+                    "on" => FlashAttention::On,
+                    "off" => FlashAttention::Off,
+                    "auto" => FlashAttention::Auto,
+                    other => return Err(format!("--flash-attention {other}: use on, off or auto")),
+                }
+            }
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
@@ -81,7 +91,7 @@ fn parse() -> Result<Args, String> {
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
                     [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching] \
-                    [--prefix-cache-tokens N]"
+                    [--prefix-cache-tokens N] [--flash-attention auto|on|off]"
             .into());
     }
     Ok(a)
@@ -121,7 +131,7 @@ async fn main() -> Result<(), String> {
         threads: args.threads,
         n_gpu_layers: 999,
         gpu_memory_utilization: args.gpu_util,
-        flash_attention: FlashAttention::Auto,
+        flash_attention: args.flash_attention,
     })
     .map_err(|e| e.to_string())?;
     let info = engine.info();

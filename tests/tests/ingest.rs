@@ -294,3 +294,21 @@ async fn an_idle_daemon_watching_a_folder_uses_almost_no_cpu() {
     // Reading its own folder must not wake the watcher again (a loop that once kept a core 80% busy).
     assert!(used < 0.5, "an idle daemon used {used:.2} CPU-seconds in 5 s\n{}", server.log());
 }
+
+/// `[store] quantization = "i8"`: vector stores made from then on keep 8-bit vectors, and search
+/// still finds the page (the store makes the i8 codes from the normalised embeddings itself).
+#[tokio::test]
+async fn a_vector_store_with_i8_vectors_finds_the_page() {
+    let server = Server::start_with(Options { config: Some("[store]\nquantization = \"i8\"\nexpansion_search = 96\n"), ..Options::default() });
+    std::fs::copy(fixture("three_pages.pdf"), server.inbox().join("three_pages.pdf")).unwrap_or_else(|e| panic!("{e}"));
+    let vs = inbox_store(&server).await;
+    eventually(&server, "the PDF is ingested", || async {
+        let files = inbox_files(&server, &vs).await;
+        (files.len() == 1 && files[0]["status"] == "completed").then_some(())
+    })
+    .await;
+    let hits = search(&server, &vs, "What is the secret launch code?").await;
+    let top = hits.first().unwrap_or_else(|| panic!("no hits\n{}", server.log()));
+    assert_eq!(top["page"], 2, "{hits:?}");
+    assert!(top["content"].to_string().contains("ZEBRA-4817"), "{top}");
+}

@@ -53,6 +53,22 @@ fn validate_names_a_misspelt_environment_variable() {
 }
 
 #[test]
+fn validate_names_invalid_vector_index_settings() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = write_config(&dir, "[store]\nconnectivity = 1\n");
+    let out = run(&["validate", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("store.connectivity"), "{}", stderr(&out));
+
+    let out = run(&["validate"], &[("HEARTH__STORE__QUANTIZATION", "i4")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("store.quantization"), "{}", stderr(&out));
+
+    let out = run(&["validate"], &[("HEARTH__STORE__QUANTIZATION", "i8"), ("HEARTH__STORE__EXPANSION_SEARCH", "128")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
 fn validate_names_an_invalid_value() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = write_config(&dir, "[server]\nmax_body_bytes = \"lots\"\n");

@@ -46,6 +46,8 @@ pub struct Ingestor {
     queue: JobQueue,
     sandbox: ingest::Sandbox,
     settings: IngestSettings,
+    /// The vector index a new vector store gets (`[store]`).
+    index: store::VectorIndexConfig,
     state_dir: std::path::PathBuf,
     embedders: Vec<Backend>,
     metrics: Metrics,
@@ -83,6 +85,7 @@ impl Ingestor {
             queue,
             sandbox,
             settings: ingest,
+            index: settings.store.index(),
             state_dir: settings.server.state_dir.clone(),
             embedders,
             metrics,
@@ -231,6 +234,11 @@ impl Ingestor {
     }
 
     /// `[ingest]`'s chunking, used when a request names none.
+    /// The vector index configuration of a vector store created now.
+    pub fn vector_index(&self) -> store::VectorIndexConfig {
+        self.index
+    }
+
     pub fn default_chunking(&self) -> ingest::ChunkingOptions {
         ingest::ChunkingOptions { max_chunk_size_tokens: self.settings.max_chunk_size_tokens, chunk_overlap_tokens: self.settings.chunk_overlap_tokens }
     }

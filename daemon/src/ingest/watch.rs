@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use store::{Attributes, NewCollection, VectorIndexConfig};
+use store::{Attributes, NewCollection};
 
 use super::Ingestor;
 use crate::config::{IngestSettings, WatchSettings};
@@ -261,7 +261,7 @@ fn ensure_vector_store(ingestor: &Ingestor, name: &str, root: &Path, embedder: &
         embedding_model: embedder.name().to_owned(),
         dimension,
         metadata,
-        index: VectorIndexConfig::default(),
+        index: ingestor.vector_index(),
     })?;
     Ok(created.id)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest, VectorIndexConfig};
+use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest};
 
 use super::blocking;
 use super::listing::{page, ListQuery};
@@ -179,7 +179,7 @@ pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Resu
                 embedding_model: engine.name().to_owned(),
                 dimension,
                 metadata: request.metadata,
-                index: VectorIndexConfig::default(),
+                index: ingestor.vector_index(),
             })
             .map_err(store_error)?;
         for file in &files {
