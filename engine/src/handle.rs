@@ -149,7 +149,7 @@ impl Engine {
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
-        let flash_attention = resolve_flash_attention(config.flash_attention, on_gpu, config.kv_cache_dtype);
+        let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
         let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
@@ -291,16 +291,15 @@ pub(crate) fn report_ready<W>(created: Result<W, EngineError>, ready: &SyncSende
     }
 }
 
-/// What `flash_attention = auto` means: llama.cpp's own per-device choice where the model runs on a
-/// GPU; on the CPU, off, except that a quantized KV cache needs it. (With the AVX-512 `zen4` CPU
-/// backend and flash attention on, a 176-token prompt computed in one batch gave a different first
-/// greedy token than the same prompt computed after a cached prefix, in tests/tests/engine.rs; with
-/// it off, or with the AVX2 `haswell` backend, both agree.)
-fn resolve_flash_attention(policy: FlashAttention, on_gpu: bool, kv: KvCacheDtype) -> FlashAttention {
+/// What `flash_attention = auto` means: llama.cpp's own per-device choice, which turns it on for
+/// the CPU too. On the CPU it made decoding over long shared contexts several times faster (RAG
+/// load, BENCHMARKS.md). It once made a prompt computed in one batch and the same prompt computed
+/// after a cached prefix disagree (the `zen4` backend picks kernels by batch size); the scheduler
+/// now cuts cold prefill where a cached copy would resume (`prefill_chunk`), so both compute the
+/// same tail in the same shape.
+fn resolve_flash_attention(policy: FlashAttention, kv: KvCacheDtype) -> FlashAttention {
     match policy {
-        FlashAttention::Auto if on_gpu => FlashAttention::Auto,
-        FlashAttention::Auto if kv != KvCacheDtype::F16 => FlashAttention::On,
-        FlashAttention::Auto => FlashAttention::Off,
+        FlashAttention::Auto if kv != KvCacheDtype::F16 => FlashAttention::On, // a quantized V cache needs it
         explicit => explicit,
     }
 }
@@ -375,12 +374,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_flash_attention_is_the_devices_choice_on_a_gpu_and_off_on_the_cpu_unless_the_kv_is_quantized() {
+    fn auto_flash_attention_is_the_devices_choice_unless_the_kv_is_quantized() {
         use FlashAttention::{Auto, Off, On};
-        assert_eq!(resolve_flash_attention(Auto, true, KvCacheDtype::F16), Auto);
-        assert_eq!(resolve_flash_attention(Auto, false, KvCacheDtype::F16), Off);
-        assert_eq!(resolve_flash_attention(Auto, false, KvCacheDtype::Q8_0), On);
-        assert_eq!(resolve_flash_attention(On, false, KvCacheDtype::F16), On);
-        assert_eq!(resolve_flash_attention(Off, true, KvCacheDtype::F16), Off);
+        assert_eq!(resolve_flash_attention(Auto, KvCacheDtype::F16), Auto);
+        assert_eq!(resolve_flash_attention(Auto, KvCacheDtype::Q8_0), On);
+        assert_eq!(resolve_flash_attention(On, KvCacheDtype::F16), On);
+        assert_eq!(resolve_flash_attention(Off, KvCacheDtype::F16), Off);
+        assert_eq!(resolve_flash_attention(Off, KvCacheDtype::Q8_0), Off);
     }
 }

@@ -350,7 +350,7 @@ impl<'m> ChatWorker<'m> {
             if !seq.outbox.is_empty() {
                 continue; // its client is behind
             }
-            let take = seq.remaining().min(budget);
+            let take = prefill_chunk(seq.n_past, seq.tokens.len(), budget, self.blocks.block_size(), self.config.enable_prefix_caching);
             let target = seq.n_past + take;
             loop {
                 match self.blocks.grow(key, target) {
@@ -507,5 +507,41 @@ impl<'m> ChatWorker<'m> {
                 tracing::error!(?op, "llama.cpp refused a KV operation; the cache and the block table may disagree.");
             }
         }
+    }
+}
+
+/// Tokens of a sequence to compute this step: all that remain, within the step's budget, except
+/// that with prefix caching a prefill chunk stops at the last full block of the token list. A
+/// later request with the same tokens resumes from exactly there (its cached prefix), so the cold
+/// and the cached request compute their tail in the same shape and give the same output: llama.cpp
+/// picks kernels by batch size, and their results may differ in the last bits.
+fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size: usize, caching: bool) -> usize {
+    let take = len.saturating_sub(n_past).min(budget);
+    let resume_at = len.saturating_sub(1) / block_size.max(1) * block_size.max(1);
+    if caching && n_past < resume_at && n_past + take > resume_at {
+        resume_at - n_past
+    } else {
+        take
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefill_chunk;
+
+    #[test]
+    fn a_prefill_chunk_stops_where_a_cached_copy_would_resume() {
+        // 176 tokens, blocks of 16: a later identical prompt reuses 160 and computes 16.
+        assert_eq!(prefill_chunk(0, 176, 512, 16, true), 160);
+        assert_eq!(prefill_chunk(160, 176, 512, 16, true), 16);
+        // Without caching, or when the budget ends first, nothing changes.
+        assert_eq!(prefill_chunk(0, 176, 512, 16, false), 176);
+        assert_eq!(prefill_chunk(0, 176, 100, 16, true), 100);
+        assert_eq!(prefill_chunk(100, 176, 512, 16, true), 60);
+        // Shorter than a block plus one token: computed at once; decode takes one token.
+        assert_eq!(prefill_chunk(0, 16, 512, 16, true), 16);
+        assert_eq!(prefill_chunk(0, 17, 512, 16, true), 16);
+        assert_eq!(prefill_chunk(176, 177, 512, 16, true), 1);
+        assert_eq!(prefill_chunk(5, 5, 512, 16, true), 0);
     }
 }
