@@ -147,8 +147,8 @@ pub struct EngineSettings {
     /// Share of each GPU's memory hearth may use; the KV cache of a chat model with
     /// `kv_cache_tokens = 0` gets what the weights leave of it.
     pub gpu_memory_utilization: f32,
-    /// Flash attention: "auto" (on a GPU where the device supports it; off on the CPU unless the
-    /// KV cache is quantized), "on" or "off".
+    /// Flash attention: "auto" (llama.cpp's choice per device, GPU and CPU; always on for a
+    /// quantized KV cache), "on" or "off".
     pub flash_attention: FlashAttentionSetting,
 }
 
