@@ -11,14 +11,9 @@ import sys
 
 from openai import OpenAI
 
+from checks import check
+
 CHAT = "smollm2-135m-instruct"
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 def citations(response):

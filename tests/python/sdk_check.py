@@ -6,15 +6,10 @@ import sys
 import openai
 from openai import OpenAI
 
+from checks import check
+
 CHAT = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 def main():

@@ -12,6 +12,8 @@ import time
 
 from openai import OpenAI
 
+from checks import check
+
 NOTE = b"""# Garden log
 
 ## Tomatoes
@@ -20,13 +22,6 @@ The tomato bed by the south fence gets watered every Tuesday at dawn.
 ## Beehive
 The blue beehive produced eleven kilograms of heather honey in September.
 """
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 def main():

@@ -185,6 +185,23 @@ fn http_get_status(url: &str) -> std::io::Result<u16> {
     std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))
 }
 
+/// Run `tests/python/SCRIPT` with the repository's virtual environment (the real `openai` package)
+/// against `server`, passing `args`; panics with the script's output and the server's log unless
+/// it exits 0 and prints `passed_line`. The scripts stop with a message at their first failed check.
+pub fn run_python_check<S: AsRef<std::ffi::OsStr>>(server: &Server, script: &str, args: &[S], passed_line: &str) {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(python.is_file(), "{} missing: run `make setup` (it installs the openai package)", python.display());
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run python: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}", server.log());
+    assert!(stdout.contains(passed_line), "{stdout}");
+}
+
 /// `POST /v1/files` (purpose `assistants`) with a hand-built multipart body; returns the file id.
 /// Panics with the server's answer when the upload is refused.
 pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String {

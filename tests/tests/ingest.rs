@@ -4,10 +4,9 @@
 //! of ingestion that resumes the queue.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{repo_root, upload_file, Options, Server};
+use hearth_tests::{repo_root, run_python_check, upload_file, Options, Server};
 
 /// The ingest crate's minimal PDF writer, for hand-made hostile files.
 #[path = "../../ingest/tests/common/mod.rs"]
@@ -80,6 +79,17 @@ async fn inbox_files(server: &Server, vs: &str) -> Vec<Value> {
     v["data"].as_array().cloned().unwrap_or_default()
 }
 
+/// The inbox store's id, once the one file dropped into the watched folder is ingested.
+async fn inbox_with_one_file_ingested(server: &Server) -> String {
+    let vs = inbox_store(server).await;
+    eventually(server, "the dropped file is ingested", || async {
+        let files = inbox_files(server, &vs).await;
+        (files.len() == 1 && files[0]["status"] == "completed").then_some(())
+    })
+    .await;
+    vs
+}
+
 async fn search(server: &Server, vs: &str, query: &str) -> Vec<Value> {
     let (status, v) = post(server, &format!("/v1/vector_stores/{vs}/search"), &json!({"query": query, "max_num_results": 5})).await;
     assert_eq!(status, 200, "{v}");
@@ -96,20 +106,10 @@ async fn completed_count(server: &Server) -> u64 {
 
 #[test]
 fn the_openai_package_drives_files_and_vector_stores() {
-    let python = repo_root().join(".venv/bin/python");
     let server = Server::start();
-    let out = Command::new(python)
-        .arg(repo_root().join("tests/python/vector_store_check.py"))
-        .arg(server.url("/v1"))
-        .arg(fixture("three_pages.pdf"))
-        .arg("2")
-        .arg("ZEBRA-4817")
-        .arg("What is the secret launch code?")
-        .output()
-        .unwrap_or_else(|e| panic!("run python: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "vector_store_check failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
-    assert!(stdout.contains("all vector store SDK checks passed"), "{stdout}");
+    let (url, pdf) = (server.url("/v1"), fixture("three_pages.pdf"));
+    let args: [&std::ffi::OsStr; 5] = [url.as_ref(), pdf.as_os_str(), "2".as_ref(), "ZEBRA-4817".as_ref(), "What is the secret launch code?".as_ref()];
+    run_python_check(&server, "vector_store_check.py", &args, "all vector store SDK checks passed");
 }
 
 #[tokio::test]
@@ -282,12 +282,7 @@ async fn an_idle_daemon_watching_a_folder_uses_almost_no_cpu() {
     // The default settings: a real watched folder with files in it, nothing to do.
     let server = Server::start();
     std::fs::write(server.inbox().join("notes.md"), "# Notes\n\nThe kettle is in the left cupboard.\n").unwrap_or_else(|e| panic!("{e}"));
-    let vs = inbox_store(&server).await;
-    eventually(&server, "the dropped file is ingested", || async {
-        let files = inbox_files(&server, &vs).await;
-        (files.len() == 1 && files[0]["status"] == "completed").then_some(())
-    })
-    .await;
+    inbox_with_one_file_ingested(&server).await;
     let before = cpu_seconds(server.pid());
     tokio::time::sleep(Duration::from_secs(5)).await;
     let used = cpu_seconds(server.pid()) - before;
@@ -301,12 +296,7 @@ async fn an_idle_daemon_watching_a_folder_uses_almost_no_cpu() {
 async fn a_vector_store_with_i8_vectors_finds_the_page() {
     let server = Server::start_with(Options { config: Some("[store]\nquantization = \"i8\"\nexpansion_search = 96\n"), ..Options::default() });
     std::fs::copy(fixture("three_pages.pdf"), server.inbox().join("three_pages.pdf")).unwrap_or_else(|e| panic!("{e}"));
-    let vs = inbox_store(&server).await;
-    eventually(&server, "the PDF is ingested", || async {
-        let files = inbox_files(&server, &vs).await;
-        (files.len() == 1 && files[0]["status"] == "completed").then_some(())
-    })
-    .await;
+    let vs = inbox_with_one_file_ingested(&server).await;
     let hits = search(&server, &vs, "What is the secret launch code?").await;
     let top = hits.first().unwrap_or_else(|| panic!("no hits\n{}", server.log()));
     assert_eq!(top["page"], 2, "{hits:?}");

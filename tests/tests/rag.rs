@@ -3,10 +3,9 @@
 //! question), and `hearth eval` on a tiny committed question set, where an empty store must
 //! score worse than the populated one (the metrics can fail).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{hearth_command, repo_root, upload_file, Server};
+use hearth_tests::{hearth_command, repo_root, run_python_check, upload_file, Server};
 use serde_json::{json, Value};
 
 async fn post(server: &Server, path: &str, body: &Value) -> Value {
@@ -40,16 +39,7 @@ async fn populated_store(server: &Server, name: &str) -> String {
 async fn answers_cite_the_right_file_and_page_through_the_openai_package() {
     let server = Server::start();
     let vs = populated_store(&server, "rag").await;
-    let out = Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/python/responses_check.py"))
-        .arg(server.url("/v1"))
-        .arg(&vs)
-        .arg("three_pages.pdf")
-        .output()
-        .unwrap_or_else(|e| panic!("run python: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "responses_check failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
-    assert!(stdout.contains("all responses SDK checks passed"), "{stdout}");
+    run_python_check(&server, "responses_check.py", &[server.url("/v1"), vs, "three_pages.pdf".into()], "all responses SDK checks passed");
 }
 
 fn eval(server: &Server, store: &str) -> Value {
