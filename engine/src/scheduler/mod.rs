@@ -517,7 +517,8 @@ impl<'m> ChatWorker<'m> {
 /// picks kernels by batch size, and their results may differ in the last bits.
 fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size: usize, caching: bool) -> usize {
     let take = len.saturating_sub(n_past).min(budget);
-    let resume_at = len.saturating_sub(1) / block_size.max(1) * block_size.max(1);
+    let block_size = block_size.max(1);
+    let resume_at = len.saturating_sub(1) / block_size * block_size;
     if caching && n_past < resume_at && n_past + take > resume_at {
         resume_at - n_past
     } else {
