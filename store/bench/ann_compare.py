@@ -10,7 +10,7 @@ recall levels, so that a graph that needs a larger ef for the same recall is cha
 
   store/bench/ann_compare.py DATA_DIR --ann-bench PATH [--rounds 3] [--m 16]
       [--ef-construction 128] [--ef 16,32,64,128] [--threads 1,2] [--quant f16]
-      [--repeats 3] [--min-secs 1] [--out DIR]
+      [--repeats 3] [--min-secs 1] [--build-threads 1] [--out DIR]
 
 Writes the raw JSON lines and rounds.json (load average around each program) into --out
 (default DATA_DIR/compare-<time>) and prints markdown tables.
@@ -56,10 +56,10 @@ def summarize(out_dir, targets):
                 s["cpu_qps"] += rec["cpu_qps"]
     med = statistics.median
 
-    print("\n| engine | vectors | build (1 thread) | index serialized | RSS growth during build |")
+    print("\n| engine | vectors | build (threads) | index serialized | RSS growth during build |")
     print("|---|---|---|---|---|")
     for (engine, quant), recs in sorted(builds.items()):
-        print(f"| {engine} | {quant} | {med(r['build_s'] for r in recs):.1f} s | {med(r['index_bytes'] for r in recs) / 2**20:.1f} MiB "
+        print(f"| {engine} | {quant} | {med(r['build_s'] for r in recs):.1f} s ({recs[0].get('build_threads', 1)}) | {med(r['index_bytes'] for r in recs) / 2**20:.1f} MiB "
               f"| {med(r['rss_bytes'] for r in recs) / 2**20:.1f} MiB |")
 
     print("\n| engine | vectors | threads | ef | recall@10 | QPS (median) | QPS min–max | queries per CPU-second |")
@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--faiss-quant", default="f32", help="faiss's: f32 (HNSWFlat), f16, i8 (HNSWSQ)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--min-secs", type=float, default=1.0)
+    ap.add_argument("--build-threads", type=int, default=1, help="threads that build each index (both engines)")
     ap.add_argument("--targets", default="0.9,0.95,0.97,0.99")
     ap.add_argument("--out")
     ap.add_argument("--summarize-only", action="store_true", help="only print the tables of an earlier --out")
@@ -112,7 +113,8 @@ def main():
         return
     os.makedirs(out, exist_ok=True)
     common = ["--m", str(args.m), "--ef-construction", str(args.ef_construction), "--ef", args.ef, "--threads", args.threads,
-              "--repeats", str(args.repeats), "--min-secs", str(args.min_secs)]
+              "--repeats", str(args.repeats), "--min-secs", str(args.min_secs),
+              "--build-threads", str(args.build_threads)]
     programs = {
         "faiss": lambda r: [sys.executable, os.path.join(HERE, "faiss_hnsw.py"), args.data_dir, *common, "--quant", args.faiss_quant, "--json", f"{out}/round{r}-faiss.jsonl"],
         "hearth": lambda r: [args.ann_bench, args.data_dir, *common, "--quant", args.quant, "--store-docs", "0",

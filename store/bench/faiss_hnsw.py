@@ -9,7 +9,9 @@ IndexHNSWFlat, f16 and i8 are IndexHNSWSQ with faiss's fp16 and (trained, per-di
 scalar quantizers, the counterparts of the store's quantizations.
 
   store/bench/faiss_hnsw.py DATA_DIR [--m 16] [--ef-construction 128] [--ef 32,64,128]
-      [--threads 1,2] [--quant f32] [--repeats 3] [--min-secs 1] [--json FILE]
+      [--threads 1,2] [--quant f32] [--repeats 3] [--min-secs 1] [--build-threads 1] [--json FILE]
+
+--build-threads N builds on N OpenMP threads (default 1, the single-threaded build timed before).
 
 Requires numpy and faiss-cpu (PyPI).
 """
@@ -50,9 +52,9 @@ def emit(path, record):
             f.write(json.dumps(record) + "\n")
 
 
-def build(base, quant, m, ef_construction):
-    """Builds the index on one thread: (index, seconds, RSS growth in bytes)."""
-    faiss.omp_set_num_threads(1)
+def build(base, quant, m, ef_construction, threads=1):
+    """Builds the index on `threads` threads: (index, seconds, RSS growth in bytes)."""
+    faiss.omp_set_num_threads(threads)
     d, ip = base.shape[1], faiss.METRIC_INNER_PRODUCT
     if quant == "f32":
         index = faiss.IndexHNSWFlat(d, m, ip)
@@ -69,15 +71,15 @@ def build(base, quant, m, ef_construction):
 
 
 def measure(base, queries, gt, m=16, ef_construction=128, efs=(32, 64, 128), threads=(1, 2), repeats=3, min_secs=1.0,
-            json_path=None, quants=("f32",)):
+            json_path=None, quants=("f32",), build_threads=1):
     print(f"faiss {faiss.__version__} ({faiss.get_compile_options().strip()}), {base.shape[0]} x {base.shape[1]}d, {len(queries)} queries")
     for quant in quants:
-        index, seconds, rss = build(base, quant, m, ef_construction)
+        index, seconds, rss = build(base, quant, m, ef_construction, build_threads)
         size = faiss.serialize_index(index).nbytes
         print(f"faiss   quant={quant} HNSW M={m} efC={ef_construction}: build {seconds:.1f} s ({base.shape[0] / seconds:.0f} vectors/s, "
-              f"1 thread), index {size / 2**20:.1f} MiB serialized, RSS +{rss / 2**20:.1f} MiB")
+              f"{build_threads} thread(s)), index {size / 2**20:.1f} MiB serialized, RSS +{rss / 2**20:.1f} MiB")
         emit(json_path, {"kind": "build", "engine": "faiss", "quant": quant, "n": int(base.shape[0]), "d": int(base.shape[1]),
-                         "m": m, "ef_construction": ef_construction, "build_s": seconds, "index_bytes": int(size), "rss_bytes": int(rss)})
+                         "m": m, "ef_construction": ef_construction, "build_s": seconds, "build_threads": build_threads, "index_bytes": int(size), "rss_bytes": int(rss)})
         for th in threads:
             faiss.omp_set_num_threads(th)
             for ef in efs:
@@ -106,11 +108,13 @@ def main():
     ap.add_argument("--quant", default="f32", help="comma-separated: f32, f16, i8")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--min-secs", type=float, default=1.0)
+    ap.add_argument("--build-threads", type=int, default=1)
     ap.add_argument("--json")
     args = ap.parse_args()
     base, queries, gt = load(args.data_dir)
     measure(base, queries, gt, args.m, args.ef_construction, [int(x) for x in args.ef.split(",")],
-            [int(x) for x in args.threads.split(",")], args.repeats, args.min_secs, args.json, args.quant.split(","))
+            [int(x) for x in args.threads.split(",")], args.repeats, args.min_secs, args.json, args.quant.split(","),
+            max(1, args.build_threads))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@
 //!
 //! `cargo run --release -p hearth-store --example ann_bench -- DATA_DIR [--m 16]
 //! [--ef-construction 128] [--ef 32,64,128,256] [--threads 1,2] [--quant f32,f16,i8]
-//! [--repeats 3] [--min-secs 1] [--json FILE] [--store-docs 1000]`
+//! [--repeats 3] [--min-secs 1] [--build-threads 1] [--json FILE] [--store-docs 1000]`
+//!
+//! `--build-threads N` builds each index on N threads (usearch's concurrent add); the default, 1,
+//! is the single-threaded build the earlier runs timed.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -39,6 +42,7 @@ struct Args {
     min_secs: f64,
     json: Option<PathBuf>,
     store_docs: usize,
+    build_threads: usize,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> BoxResult<Vec<T>> {
@@ -58,6 +62,7 @@ fn parse_args() -> BoxResult<Args> {
         min_secs: 1.0,
         json: None,
         store_docs: 1000,
+        build_threads: 1,
     };
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -69,6 +74,7 @@ fn parse_args() -> BoxResult<Args> {
             "--store-docs" => a.store_docs = value()?.parse()?,
             "--repeats" => a.repeats = value()?.parse::<usize>()?.max(1),
             "--min-secs" => a.min_secs = value()?.parse()?,
+            "--build-threads" => a.build_threads = value()?.parse::<usize>()?.max(1),
             "--json" => a.json = Some(PathBuf::from(value()?)),
             "--quant" => {
                 a.quants = value()?
@@ -198,16 +204,17 @@ fn main() -> BoxResult<()> {
     for &quant in &args.quants {
         let config = VectorIndexConfig { connectivity: args.m, expansion_add: args.ef_construction, expansion_search: 64, quantization: quant };
         let rss_before = rss_bytes();
-        let index = VectorIndex::new(d, &config, max_threads)?;
+        let index = VectorIndex::new(d, &config, max_threads.max(args.build_threads))?;
         let items: Vec<(u64, &[f32])> = base.chunks_exact(d).enumerate().map(|(i, v)| (i as u64, v)).collect();
         let t = Instant::now();
-        index.add_many(&items, 1)?;
+        index.add_many(&items, args.build_threads)?;
         let build = t.elapsed().as_secs_f64();
         let rss = rss_bytes().saturating_sub(rss_before);
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         println!(
-            "hearth  quant={quant:?} build {build:.1} s ({:.0} vectors/s, 1 thread), index {:.1} MiB serialized, {:.1} MiB in memory (usearch), RSS +{:.1} MiB",
+            "hearth  quant={quant:?} build {build:.1} s ({:.0} vectors/s, {} thread(s)), index {:.1} MiB serialized, {:.1} MiB in memory (usearch), RSS +{:.1} MiB",
             n as f64 / build,
+            args.build_threads,
             mib(index.serialized_len()),
             mib(index.memory_usage()),
             mib(rss as usize)
@@ -215,7 +222,7 @@ fn main() -> BoxResult<()> {
         emit(
             json,
             serde_json::json!({"kind": "build", "engine": "hearth", "quant": quant, "n": n, "d": d, "m": args.m,
-                "ef_construction": args.ef_construction, "build_s": build, "index_bytes": index.serialized_len(),
+                "ef_construction": args.ef_construction, "build_s": build, "build_threads": args.build_threads, "index_bytes": index.serialized_len(),
                 "memory_bytes": index.memory_usage(), "rss_bytes": rss}),
         )?;
         for &threads in &args.threads {
@@ -308,9 +315,9 @@ fn main() -> BoxResult<()> {
             SearchRequest::new(SearchMode::Hybrid, text, Some(v.clone()))
         })
         .collect();
-    let bare = VectorIndex::new(d, &index, 1)?;
+    let bare = VectorIndex::new(d, &index, args.build_threads)?;
     let items: Vec<(u64, &[f32])> = base[..chunks * d].chunks_exact(d).enumerate().map(|(i, v)| (i as u64, v)).collect();
-    bare.add_many(&items, 1)?;
+    bare.add_many(&items, args.build_threads)?;
     bare.set_expansion_search(64);
     let timed = |run: &mut dyn FnMut() -> BoxResult<()>| -> BoxResult<(f64, f64)> {
         run()?;
