@@ -150,6 +150,18 @@ pub struct EngineSettings {
     /// Flash attention: "auto" (llama.cpp's choice per device, GPU and CPU; always on for a
     /// quantized KV cache), "on" or "off".
     pub flash_attention: FlashAttentionSetting,
+    /// Decode tokens and prefill chunks of a step as one llama.cpp batch ("mixed") or two
+    /// ("split"); "auto" mixes on a GPU and splits on the CPU.
+    pub batch_mixing: BatchMixingSetting,
+}
+
+/// `batch_mixing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchMixingSetting {
+    Auto,
+    Mixed,
+    Split,
 }
 
 /// `flash_attention`.

@@ -11,10 +11,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use engine::{Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
+use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{EngineSettings, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
+use crate::config::{BatchMixingSetting, EngineSettings, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::error::ApiError;
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
@@ -153,6 +153,11 @@ fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
             FlashAttentionSetting::Auto => FlashAttention::Auto,
             FlashAttentionSetting::On => FlashAttention::On,
             FlashAttentionSetting::Off => FlashAttention::Off,
+        },
+        batch_mixing: match engine.batch_mixing {
+            BatchMixingSetting::Auto => BatchMixing::Auto,
+            BatchMixingSetting::Mixed => BatchMixing::Mixed,
+            BatchMixingSetting::Split => BatchMixing::Split,
         },
     }
 }

@@ -9,6 +9,7 @@
 //!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
 //!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
 //!     [--no-prefix-caching] [--prefix-cache-tokens 8192] [--flash-attention auto|on|off]
+//!     [--batch-mixing auto|mixed|split]
 //!
 //! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
 //! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
@@ -17,7 +18,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use engine::{BackendOptions, Engine, EngineStats, Event, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, SamplingParams};
+use engine::{BackendOptions, BatchMixing, Engine, EngineStats, Event, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, SamplingParams};
 
 struct Args {
     model: String,
@@ -36,6 +37,7 @@ struct Args {
     prefix_caching: bool,
     prefix_cache_tokens: u32,
     flash_attention: FlashAttention,
+    batch_mixing: BatchMixing,
 }
 
 fn parse() -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse() -> Result<Args, String> {
         prefix_caching: true,
         prefix_cache_tokens: 8192,
         flash_attention: FlashAttention::Auto,
+        batch_mixing: BatchMixing::Auto,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
@@ -84,6 +87,14 @@ fn parse() -> Result<Args, String> {
                     other => return Err(format!("--flash-attention {other}: use on, off or auto")),
                 }
             }
+            "--batch-mixing" => {
+                a.batch_mixing = match value()?.as_str() {
+                    "mixed" => BatchMixing::Mixed,
+                    "split" => BatchMixing::Split,
+                    "auto" => BatchMixing::Auto,
+                    other => return Err(format!("--batch-mixing {other}: use mixed, split or auto")),
+                }
+            }
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
@@ -91,7 +102,7 @@ fn parse() -> Result<Args, String> {
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
                     [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching] \
-                    [--prefix-cache-tokens N] [--flash-attention auto|on|off]"
+                    [--prefix-cache-tokens N] [--flash-attention auto|on|off] [--batch-mixing auto|mixed|split]"
             .into());
     }
     Ok(a)
@@ -132,6 +143,7 @@ async fn main() -> Result<(), String> {
         n_gpu_layers: 999,
         gpu_memory_utilization: args.gpu_util,
         flash_attention: args.flash_attention,
+        batch_mixing: args.batch_mixing,
     })
     .map_err(|e| e.to_string())?;
     let info = engine.info();

@@ -33,6 +33,23 @@ pub enum FlashAttention {
     Off,
 }
 
+/// Whether one step's decode tokens and prefill chunks go to llama.cpp as one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchMixing {
+    /// `Mixed` on a GPU, `Split` on the CPU.
+    #[default]
+    Auto,
+    /// One batch: on a GPU the decode tokens ride along with the prefill almost for free, since a
+    /// step there is bound by reading the weights once.
+    Mixed,
+    /// Two batches, decode tokens first. llama.cpp's CPU flash-attention kernel computes a batch
+    /// of 64 tokens or more in tiles of 64 query rows, and a tile's work covers every KV cell that
+    /// any of its rows may see: decode tokens of many sequences in one tile make it dense over all
+    /// their cells, where a batch of decode tokens alone skips each row's foreign cells. On the
+    /// CPU a step is compute-bound, so two batches cost nothing extra in weight reads.
+    Split,
+}
+
 /// Everything the engine needs to load and serve one model.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -70,6 +87,8 @@ pub struct ModelConfig {
     pub gpu_memory_utilization: f32,
     /// Flash attention policy.
     pub flash_attention: FlashAttention,
+    /// One llama.cpp batch per step, or decode and prefill apart.
+    pub batch_mixing: BatchMixing,
 }
 
 impl ModelConfig {

@@ -21,7 +21,7 @@ use crate::request::Submitted;
 use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
 use crate::scheduler::{ChatWorker, MAX_LLAMA_SEQS};
 use crate::telemetry::{EngineStats, Telemetry};
-use crate::{ChatMessage, EngineError, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, TokenStream};
+use crate::{BatchMixing, ChatMessage, EngineError, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, TokenStream};
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
 const EVENTS_PER_REQUEST: usize = 256;
@@ -150,7 +150,8 @@ impl Engine {
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
         let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
-        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, ..config.clone() };
+        let batch_mixing = resolve_batch_mixing(config.batch_mixing, on_gpu);
+        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, ..config.clone() };
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
             .spawn(move || {
@@ -304,6 +305,16 @@ fn resolve_flash_attention(policy: FlashAttention, kv: KvCacheDtype) -> FlashAtt
     }
 }
 
+/// What `batch_mixing = auto` means: one batch a step on a GPU, decode and prefill apart on the CPU
+/// (see [`BatchMixing`]; measured in BENCHMARKS.md).
+fn resolve_batch_mixing(policy: BatchMixing, on_gpu: bool) -> BatchMixing {
+    match policy {
+        BatchMixing::Auto if on_gpu => BatchMixing::Mixed,
+        BatchMixing::Auto => BatchMixing::Split,
+        explicit => explicit,
+    }
+}
+
 /// The KV capacity to create: the configured one, or (`0` on a GPU) what `gpu_memory_utilization`
 /// leaves after the weights, capped where more could never be used (every running sequence at
 /// `max_model_len` plus the bounded prefix cache) and rounded down to whole blocks. `0` stays `0` for the CPU and for embedding
@@ -372,6 +383,14 @@ fn load_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_batch_mixing_mixes_on_a_gpu_and_splits_on_the_cpu() {
+        assert_eq!(resolve_batch_mixing(BatchMixing::Auto, true), BatchMixing::Mixed);
+        assert_eq!(resolve_batch_mixing(BatchMixing::Auto, false), BatchMixing::Split);
+        assert_eq!(resolve_batch_mixing(BatchMixing::Mixed, false), BatchMixing::Mixed);
+        assert_eq!(resolve_batch_mixing(BatchMixing::Split, true), BatchMixing::Split);
+    }
 
     #[test]
     fn auto_flash_attention_is_the_devices_choice_unless_the_kv_is_quantized() {

@@ -7,20 +7,22 @@
 //! - free: no holder, no references, no cells;
 //! - active: referenced by at least one sequence;
 //! - evictable: unreferenced but full and registered in the prefix cache; its cells stay tagged by
-//!   its holder until the block is needed again, least recently freed first.
+//!   its holder until the block is needed again. The pool is a segmented LRU ([`Evictable`]):
+//!   blocks never served from the cache are evicted first and kept to a smaller bound.
 //!
 //! Allocation is O(1) from the free list, falling back to evicting the oldest evictable block.
 //! When a sequence is released its blocks are queued tail first, so a chain's tail is evicted
 //! before its head and a cached prefix stays reachable for as long as possible.
-//! The evictable pool may be bounded (`with_cache_limit`): beyond the bound the oldest blocks are
-//! evicted as soon as they are released. With llama.cpp's unified KV cache every cell in use adds
+//! The evictable pool may be bounded (`with_cache_limit`): beyond a bound blocks are evicted as soon
+//! as they are released. With llama.cpp's unified KV cache every cell in use adds
 //! to each decode step's attention and mask work, so unbounded caching slows every step down.
 //! Invariants (checked by `check_invariants` in the tests): reference counts equal the number of
 //! sequence tables containing a block; `held[id]` equals the number of blocks held by `id`; the
 //! cache map only points at registered blocks with that hash.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use super::evictable::{Evictable, Slot};
 use super::hash::block_hash;
 
 /// Index of a block.
@@ -61,8 +63,10 @@ struct Block {
     hash: Option<u64>,
     /// The block's tokens, kept while registered, to rule out hash collisions.
     tokens: Vec<i32>,
-    /// LRU stamp while evictable.
-    stamp: u64,
+    /// Where the block sits in the evictable pool, while it is there.
+    slot: Slot,
+    /// Served from the prefix cache at least once since it was computed.
+    reused: bool,
 }
 
 #[derive(Debug)]
@@ -84,10 +88,7 @@ pub(crate) struct BlockManager {
     blocks: Vec<Block>,
     free: Vec<BlockId>,
     cached: HashMap<u64, BlockId>,
-    evictable: BTreeMap<u64, BlockId>,
-    clock: u64,
-    /// Most evictable blocks kept; beyond it the oldest are evicted on release.
-    max_evictable: usize,
+    evictable: Evictable,
     seqs: HashMap<SeqKey, SeqTable>,
     held: HashMap<i32, usize>,
 }
@@ -102,17 +103,16 @@ impl BlockManager {
             blocks: vec![Block::default(); num_blocks],
             free: (0..num_blocks as BlockId).rev().collect(),
             cached: HashMap::new(),
-            evictable: BTreeMap::new(),
-            clock: 0,
-            max_evictable: usize::MAX,
+            evictable: Evictable::new(),
             seqs: HashMap::new(),
             held: HashMap::new(),
         }
     }
 
-    /// Keep at most `blocks` unreferenced cached blocks (the rest of the cache stays free).
-    pub(crate) fn with_cache_limit(mut self, blocks: usize) -> Self {
-        self.max_evictable = blocks;
+    /// Keep at most `blocks` unreferenced cached blocks (the rest of the cache stays free), of which
+    /// at most `probation` were never served from the cache.
+    pub(crate) fn with_cache_limit(mut self, blocks: usize, probation: usize) -> Self {
+        self.evictable.bound(blocks, probation);
         self
     }
 
@@ -176,9 +176,10 @@ impl BlockManager {
         for &b in &prefix.blocks {
             let block = &mut self.blocks[b as usize];
             if block.ref_count == 0 {
-                self.evictable.remove(&block.stamp);
+                self.evictable.remove(block.slot);
             }
             block.ref_count += 1;
+            block.reused = true;
             let holder = block.holder.unwrap_or(llama_id);
             let (p0, p1) = (block.index * self.block_size, (block.index + 1) * self.block_size);
             ops.push(KvOp::Share { from: holder, to: llama_id, p0, p1 });
@@ -251,9 +252,7 @@ impl BlockManager {
                 continue;
             }
             if block.hash.is_some() {
-                self.clock += 1;
-                block.stamp = self.clock;
-                self.evictable.insert(self.clock, b);
+                block.slot = self.evictable.push(b, block.reused);
             } else {
                 if let Some(holder) = block.holder.take() {
                     ops.push(KvOp::Untag { seq: holder, p0, p1 });
@@ -262,8 +261,7 @@ impl BlockManager {
                 self.free.push(b);
             }
         }
-        while self.evictable.len() > self.max_evictable {
-            let Some((_, &b)) = self.evictable.first_key_value() else { break };
+        while let Some(b) = self.evictable.over_bound() {
             self.evict(b, &mut ops);
             self.free.push(b);
         }
@@ -288,7 +286,7 @@ impl BlockManager {
     fn take_block(&mut self, llama_id: i32, index: usize, ops: &mut Vec<KvOp>) -> BlockId {
         let b = match self.free.pop() {
             Some(b) => b,
-            None => match self.evictable.first_key_value().map(|(_, &b)| b) {
+            None => match self.evictable.oldest() {
                 Some(b) => {
                     self.evict(b, ops);
                     b
@@ -307,7 +305,7 @@ impl BlockManager {
     fn evict(&mut self, b: BlockId, ops: &mut Vec<KvOp>) {
         let bs = self.block_size;
         let block = &mut self.blocks[b as usize];
-        self.evictable.remove(&block.stamp);
+        self.evictable.remove(block.slot);
         if let Some(h) = block.hash.take() {
             if self.cached.get(&h) == Some(&b) {
                 self.cached.remove(&h);

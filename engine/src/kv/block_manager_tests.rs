@@ -15,7 +15,7 @@ impl BlockManager {
     fn check_invariants(&self, tags: &HashMap<(i32, usize), BlockId>) {
         let free: HashSet<BlockId> = self.free.iter().copied().collect();
         assert_eq!(free.len(), self.free.len(), "a block is free twice");
-        let evictable: HashSet<BlockId> = self.evictable.values().copied().collect();
+        let evictable: HashSet<BlockId> = self.evictable.blocks().collect();
         let mut refs = vec![0u32; self.blocks.len()];
         for t in self.seqs.values() {
             for &b in &t.blocks {
@@ -152,7 +152,7 @@ fn eviction_takes_the_oldest_tail_first() {
 
 #[test]
 fn a_bounded_cache_evicts_the_oldest_on_release() {
-    let mut m = BlockManager::new(8, BS, 1, true).with_cache_limit(2);
+    let mut m = BlockManager::new(8, BS, 1, true).with_cache_limit(2, 2);
     let mut tags = HashMap::new();
     let (a, b): (Vec<i32>, Vec<i32>) = ((0..8).collect(), (50..58).collect());
     for (key, id, tokens) in [(1, 0, &a), (2, 1, &b)] {
@@ -169,6 +169,35 @@ fn a_bounded_cache_evicts_the_oldest_on_release() {
     assert_eq!(m.match_prefix(&[a.clone(), vec![99]].concat()).tokens, 0);
     assert_eq!(m.match_prefix(&[b.clone(), vec![99]].concat()).tokens, 8);
     assert!(!m.is_holding(0) && m.is_holding(1));
+}
+
+#[test]
+fn one_off_prompts_cycle_through_probation_and_leave_a_reused_prefix_cached() {
+    // Room for 2 cached blocks, 1 of them never reused.
+    let mut m = BlockManager::new(16, BS, 1, true).with_cache_limit(2, 1);
+    let mut tags = HashMap::new();
+    let system: Vec<i32> = (0..4).collect();
+    let mut next = (0, 0);
+    let mut run = |m: &mut BlockManager, tags: &mut HashMap<(i32, usize), BlockId>, prompt: Vec<i32>| {
+        let hit = m.match_prefix(&prompt);
+        apply(tags, &m.allocate(next.0, next.1, prompt.len(), &hit).unwrap_or_else(|_| panic!("space")));
+        m.materialize(tags);
+        m.register(next.0, &prompt, prompt.len());
+        apply(tags, &m.release(next.0));
+        next = (next.0 + 1, next.1 + 1);
+        hit.tokens
+    };
+    // The shared prefix is computed, then served once: it is now protected.
+    assert_eq!(run(&mut m, &mut tags, [system.clone(), vec![50]].concat()), 0);
+    assert_eq!(run(&mut m, &mut tags, [system.clone(), vec![51]].concat()), 4);
+    // A stream of one-off prompts (two blocks each) passes through probation.
+    for k in 0..5 {
+        let one_off: Vec<i32> = (0..9).map(|t| 1000 * (k + 1) + t).collect();
+        assert_eq!(run(&mut m, &mut tags, one_off), 0);
+        assert_eq!(m.evictable.segment_lens(), (1, 1), "one probation block, the protected prefix");
+        m.check_invariants(&tags);
+    }
+    assert_eq!(m.match_prefix(&[system.clone(), vec![52]].concat()).tokens, 4, "the reused prefix survived");
 }
 
 #[test]
@@ -218,10 +247,10 @@ fn action() -> impl Strategy<Value = Action> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
     #[test]
-    fn random_workloads_keep_every_invariant(actions in prop::collection::vec(action(), 1..60), blocks in 2usize..16, limit in prop::option::of(0usize..6)) {
+    fn random_workloads_keep_every_invariant(actions in prop::collection::vec(action(), 1..60), blocks in 2usize..16, limit in prop::option::of(0usize..6), probation in 0usize..6) {
         let mut m = BlockManager::new(blocks, BS, 3, true);
         if let Some(limit) = limit {
-            m = m.with_cache_limit(limit);
+            m = m.with_cache_limit(limit, probation);
         }
         let mut tags = HashMap::new();
         // running: (key, llama id, tokens)
@@ -270,6 +299,9 @@ proptest! {
             }
             m.check_invariants(&tags);
             prop_assert!(m.evictable.len() <= limit.unwrap_or(usize::MAX));
+            if limit.is_some() {
+                prop_assert!(m.evictable.segment_lens().0 <= probation, "probation over its bound");
+            }
         }
         for r in running.drain(..) {
             apply(&mut tags, &m.release(r.0));

@@ -6,6 +6,7 @@
 //! cached prefix into a new sequence instead of recomputing it, untag, or drop cells.
 
 mod block_manager;
+mod evictable;
 mod hash;
 
 pub(crate) use block_manager::{BlockManager, KvOp, PrefixMatch, SeqKey};

@@ -42,7 +42,7 @@ use crate::handle::{report_ready, Command};
 use crate::kv::{coalesce, BlockManager, KvOp, PrefixMatch, SeqKey};
 use crate::sampling::build_sampler;
 use crate::telemetry::{StepPhases, Telemetry};
-use crate::{EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
+use crate::{BatchMixing, EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
 
 /// How long an idle engine waits for work before beating its heartbeat again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -166,10 +166,10 @@ impl<'m> ChatWorker<'m> {
         Ok(Self {
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
-            blocks: BlockManager::new(num_blocks, block_size, salt, config.enable_prefix_caching).with_cache_limit(match config.prefix_cache_max_tokens {
-                0 => usize::MAX,
-                n => (n as usize).div_ceil(block_size),
-            }),
+            blocks: {
+                let (total, probation) = cache_bounds(config.prefix_cache_max_tokens, block_size);
+                BlockManager::new(num_blocks, block_size, salt, config.enable_prefix_caching).with_cache_limit(total, probation)
+            },
             ctx,
             n_llama_ids: n_llama_ids as i32,
             parked: VecDeque::new(),
@@ -216,32 +216,45 @@ impl<'m> ChatWorker<'m> {
         if planned.is_empty() {
             return false;
         }
-        self.fill_batch(&planned);
-        let batch_tokens = self.batch.n_tokens();
         let scheduled = Instant::now();
-        let decoded = self.ctx.decode(&mut self.batch);
-        if decoded.is_ok() {
-            // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
-            self.ctx.synchronize();
-        }
-        let computed = Instant::now();
-        if let Err(e) = decoded {
-            tracing::error!(model = %self.config.name, error = %e, "Batch failed.");
-            for mut seq in std::mem::take(&mut self.running) {
-                seq.outbox.push_back(Event::Failed(format!("inference failed: {e}")));
-                self.finish(seq);
+        let (mut batch_tokens, mut decode, mut sample) = (0, Duration::ZERO, Duration::ZERO);
+        for part in batches(&planned, self.config.batch_mixing) {
+            self.fill_batch(part);
+            batch_tokens += self.batch.n_tokens().max(0) as u64;
+            let t0 = Instant::now();
+            let decoded = self.ctx.decode(&mut self.batch);
+            if decoded.is_ok() {
+                // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
+                self.ctx.synchronize();
             }
-            return true;
+            decode += t0.elapsed();
+            if let Err(e) = decoded {
+                tracing::error!(model = %self.config.name, error = %e, "Batch failed.");
+                for mut seq in std::mem::take(&mut self.running) {
+                    seq.outbox.push_back(Event::Failed(format!("inference failed: {e}")));
+                    self.finish(seq);
+                }
+                return true;
+            }
+            let t1 = Instant::now();
+            self.sample_tokens(); // before the next batch overwrites the logits
+            sample += t1.elapsed();
         }
         for seq in &self.running {
             self.blocks.register(seq.key, &seq.tokens, seq.n_past);
         }
-        self.sample_tokens();
-        let sampled = Instant::now();
+        let emitting = Instant::now();
         self.emit();
+        tracing::trace!(
+            tokens = batch_tokens,
+            sequences = planned.len(),
+            decoding = planned.iter().filter(|p| p.1 == 1).count(),
+            decode_us = decode.as_micros() as u64,
+            "Step."
+        );
         self.telemetry.step_done(
-            batch_tokens.max(0) as u64,
-            StepPhases { schedule: scheduled - started, decode: computed - scheduled, sample: sampled - computed, emit: sampled.elapsed() },
+            batch_tokens,
+            StepPhases { schedule: scheduled - started, decode, sample, emit: emitting.elapsed() },
         );
         true
     }
@@ -510,6 +523,29 @@ impl<'m> ChatWorker<'m> {
     }
 }
 
+/// The prefix cache's bounds in blocks: `prefix_cache_max_tokens` in all (0: unbounded), and a
+/// quarter of that for blocks never served from the cache (one-off prompts), which go first.
+fn cache_bounds(max_tokens: u32, block_size: usize) -> (usize, usize) {
+    match max_tokens {
+        0 => (usize::MAX, usize::MAX),
+        n => {
+            let total = (n as usize).div_ceil(block_size.max(1));
+            (total, total.div_ceil(4))
+        }
+    }
+}
+
+/// The llama.cpp batches of one step's plan: all of it, or (`Split`) its single tokens first and
+/// its prefill chunks after. `plan` orders decode tokens first, so splitting is one cut.
+fn batches(planned: &[(SeqKey, usize)], mixing: BatchMixing) -> Vec<&[(SeqKey, usize)]> {
+    let cut = match mixing {
+        BatchMixing::Split => planned.iter().position(|p| p.1 > 1).unwrap_or(planned.len()),
+        BatchMixing::Auto | BatchMixing::Mixed => 0,
+    };
+    let (single, rest) = planned.split_at(cut);
+    [single, rest].into_iter().filter(|part| !part.is_empty()).collect()
+}
+
 /// Tokens of a sequence to compute this step: all that remain, within the step's budget, except
 /// that with prefix caching a prefill chunk stops at the last full block of the token list. A
 /// later request with the same tokens resumes from exactly there (its cached prefix), so the cold
@@ -528,7 +564,25 @@ fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size: usize, ca
 
 #[cfg(test)]
 mod tests {
-    use super::prefill_chunk;
+    use super::{batches, cache_bounds, prefill_chunk, BatchMixing};
+
+    #[test]
+    fn a_quarter_of_the_prefix_cache_is_for_blocks_never_reused() {
+        assert_eq!(cache_bounds(8192, 16), (512, 128));
+        assert_eq!(cache_bounds(100, 16), (7, 2));
+        assert_eq!(cache_bounds(0, 16), (usize::MAX, usize::MAX));
+    }
+
+    #[test]
+    fn a_split_step_runs_its_single_tokens_apart_from_its_prefill_chunks() {
+        let planned = [(1, 1), (2, 1), (3, 112), (4, 16)];
+        assert_eq!(batches(&planned, BatchMixing::Split), vec![&planned[..2], &planned[2..]]);
+        assert_eq!(batches(&planned, BatchMixing::Mixed), vec![&planned[..]]);
+        // Only one kind: one batch either way.
+        assert_eq!(batches(&planned[..2], BatchMixing::Split), vec![&planned[..2]]);
+        assert_eq!(batches(&planned[2..], BatchMixing::Split), vec![&planned[2..]]);
+        assert!(batches(&[], BatchMixing::Split).is_empty());
+    }
 
     #[test]
     fn a_prefill_chunk_stops_where_a_cached_copy_would_resume() {
