@@ -192,6 +192,7 @@ impl BlockManager {
             table.blocks.push(b);
         }
         self.seqs.insert(key, table);
+        self.trim(&mut ops);
         Ok(ops)
     }
 
@@ -261,11 +262,16 @@ impl BlockManager {
                 self.free.push(b);
             }
         }
-        while let Some(b) = self.evictable.over_bound() {
-            self.evict(b, &mut ops);
+        self.trim(&mut ops);
+        ops
+    }
+
+    /// Evict what the pool's bounds no longer allow (probation shrinks as running sequences grow).
+    fn trim(&mut self, ops: &mut Vec<KvOp>) {
+        while let Some(b) = self.evictable.over_bound(self.active_blocks()) {
+            self.evict(b, ops);
             self.free.push(b);
         }
-        ops
     }
 
     /// Evict every block `llama_id` holds, if none is in use, so the id can be reused.

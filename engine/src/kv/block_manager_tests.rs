@@ -159,9 +159,11 @@ fn a_bounded_cache_evicts_the_oldest_on_release() {
         apply(&mut tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
         m.materialize(&mut tags);
         m.register(key, tokens, tokens.len());
+        if key == 1 {
+            apply(&mut tags, &m.release(1));
+            assert_eq!(m.evictable.len(), 2, "both blocks of the first sequence stay cached");
+        }
     }
-    apply(&mut tags, &m.release(1));
-    assert_eq!(m.evictable.len(), 2, "both blocks of the first sequence stay cached");
     apply(&mut tags, &m.release(2));
     m.check_invariants(&tags);
     assert_eq!(m.evictable.len(), 2);
@@ -198,6 +200,24 @@ fn one_off_prompts_cycle_through_probation_and_leave_a_reused_prefix_cached() {
         m.check_invariants(&tags);
     }
     assert_eq!(m.match_prefix(&[system.clone(), vec![52]].concat()).tokens, 4, "the reused prefix survived");
+}
+
+#[test]
+fn running_sequences_push_one_off_blocks_out_but_not_reused_ones() {
+    let mut m = BlockManager::new(16, BS, 1, true).with_cache_limit(8, 4);
+    let mut tags = HashMap::new();
+    let one_off: Vec<i32> = (0..12).collect();
+    apply(&mut tags, &m.allocate(1, 0, 12, &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
+    m.materialize(&mut tags);
+    m.register(1, &one_off, 12);
+    apply(&mut tags, &m.release(1));
+    assert_eq!(m.evictable.segment_lens(), (3, 0), "idle: a one-off prompt stays in probation");
+    // A running sequence of 2 blocks leaves probation room for 2.
+    apply(&mut tags, &m.allocate(2, 1, 8, &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
+    m.materialize(&mut tags);
+    assert_eq!(m.evictable.segment_lens(), (2, 0));
+    assert_eq!(m.match_prefix(&[one_off.clone(), vec![7]].concat()).tokens, 8, "the head of the chain stays");
+    m.check_invariants(&tags);
 }
 
 #[test]
@@ -287,6 +307,10 @@ proptest! {
                     if which < running.len() {
                         let r = running.remove(which);
                         apply(&mut tags, &m.release(r.0));
+                        if limit.is_some() {
+                            // After a release, probation fits in the room running sequences leave.
+                            prop_assert!(m.evictable.segment_lens().0 <= probation.saturating_sub(m.active_blocks()));
+                        }
                     }
                 }
                 Action::EvictHolder { id } => {

@@ -3,9 +3,11 @@
 //! A block computed once and never served from the prefix cache waits in *probation*; a block the
 //! cache has served at least once (a shared system prompt, an earlier turn of a chat) is
 //! *protected*. Eviction takes the oldest probation block first, and probation has its own, smaller
-//! bound, so a stream of one-off prompts cycles through probation instead of pushing reused prefixes
-//! out. That matters more here than in vLLM: in llama.cpp's unified KV cache every cell in use adds
-//! to each step's attention work, so never-reused cells that linger slow every request down.
+//! bound, which shrinks by the blocks running sequences use: one-off prompts stay only in room the
+//! running sequences leave (a lone user's last chat turn stays; under load they go at once), and
+//! they cannot push reused prefixes out. That matters more here than in vLLM: in llama.cpp's unified
+//! KV cache every cell in use adds to each step's attention work, and new prompts placed between
+//! lingering cells make prefill attention denser, so never-reused cells slow every request down.
 //!
 //! Entries are keyed by a stamp from one clock, so "oldest" is least recently released.
 
@@ -67,9 +69,10 @@ impl Evictable {
         self.probation.values().next().or_else(|| self.protected.values().next()).copied()
     }
 
-    /// The block to evict to get back within the bounds, if the pool is over one.
-    pub(crate) fn over_bound(&self) -> Option<BlockId> {
-        if self.probation.len() > self.max_probation {
+    /// The block to evict to get back within the bounds, if the pool is over one, while running
+    /// sequences use `in_use` blocks.
+    pub(crate) fn over_bound(&self, in_use: usize) -> Option<BlockId> {
+        if self.probation.len() > self.max_probation.saturating_sub(in_use) {
             return self.probation.values().next().copied();
         }
         (self.len() > self.max_total).then(|| self.oldest()).flatten()
@@ -100,9 +103,11 @@ mod tests {
             pool.push(b, false);
         }
         // Three never-reused blocks against a probation bound of two: the oldest of them goes.
-        assert_eq!(pool.over_bound(), Some(2));
+        assert_eq!(pool.over_bound(0), Some(2));
         pool.remove(Slot { stamp: 2, protected: false });
-        assert_eq!(pool.over_bound(), None);
+        assert_eq!(pool.over_bound(0), None);
+        // Running sequences using a block leave room for one.
+        assert_eq!(pool.over_bound(1), Some(3));
         // The protected block is older than every probation block, and still evicted last.
         assert_eq!(pool.oldest(), Some(3));
         pool.remove(Slot { stamp: 3, protected: false });
@@ -118,9 +123,12 @@ mod tests {
         pool.bound(2, 1);
         pool.push(7, true);
         pool.push(8, true);
-        assert_eq!(pool.over_bound(), None);
+        assert_eq!(pool.over_bound(0), None);
         pool.push(9, true);
-        assert_eq!(pool.over_bound(), Some(7));
+        assert_eq!(pool.over_bound(0), Some(7));
+        // Load does not shrink the protected segment.
         assert_eq!(pool.segment_lens(), (0, 3));
+        pool.remove(Slot { stamp: 1, protected: true });
+        assert_eq!(pool.over_bound(100), None);
     }
 }
