@@ -237,10 +237,16 @@ impl BlockManager {
         }
     }
 
-    /// Drop `key`'s table. Registered blocks stay cached (evictable); the rest are freed.
+    /// Drop `key`'s table. Registered blocks stay cached (evictable), replacing the never-reused
+    /// blocks of the sequence released before; the rest are freed.
     pub(crate) fn release(&mut self, key: SeqKey) -> Vec<KvOp> {
         let mut ops = Vec::new();
         let Some(table) = self.seqs.remove(&key) else { return ops };
+        // Probation keeps only the last finished sequence's never-reused blocks.
+        while let Some(b) = self.evictable.oldest_in_probation() {
+            self.evict(b, &mut ops);
+            self.free.push(b);
+        }
         for &b in table.blocks.iter().rev() {
             let bs = self.block_size;
             let block = &mut self.blocks[b as usize];

@@ -221,6 +221,23 @@ fn running_sequences_push_one_off_blocks_out_but_not_reused_ones() {
 }
 
 #[test]
+fn probation_keeps_only_the_last_finished_sequence() {
+    let mut m = BlockManager::new(16, BS, 1, true).with_cache_limit(8, 8);
+    let mut tags = HashMap::new();
+    let (a, b): (Vec<i32>, Vec<i32>) = ((0..9).collect(), (50..59).collect());
+    for (key, id, tokens) in [(1, 0, &a), (2, 1, &b)] {
+        apply(&mut tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
+        m.materialize(&mut tags);
+        m.register(key, tokens, tokens.len());
+        apply(&mut tags, &m.release(key));
+    }
+    assert_eq!(m.evictable.segment_lens(), (2, 0));
+    assert_eq!(m.match_prefix(&a).tokens, 0, "the earlier one-off prompt is gone");
+    assert_eq!(m.match_prefix(&b).tokens, 8, "the last one stays for a next turn");
+    m.check_invariants(&tags);
+}
+
+#[test]
 fn no_space_changes_nothing() {
     let mut m = BlockManager::new(2, BS, 1, true);
     assert_eq!(m.allocate(1, 0, 9, &PrefixMatch::default()), Err(NoSpace));

@@ -2,10 +2,10 @@
 //!
 //! A block computed once and never served from the prefix cache waits in *probation*; a block the
 //! cache has served at least once (a shared system prompt, an earlier turn of a chat) is
-//! *protected*. Eviction takes the oldest probation block first, and probation has its own, smaller
-//! bound, which shrinks by the blocks running sequences use: one-off prompts stay only in room the
-//! running sequences leave (a lone user's last chat turn stays; under load they go at once), and
-//! they cannot push reused prefixes out. That matters more here than in vLLM: in llama.cpp's unified
+//! *protected*. Eviction takes the oldest probation block first, and probation holds only the last
+//! finished sequence's blocks (its caller evicts the rest first), within its own, smaller bound,
+//! which shrinks by the blocks running sequences use: a lone user's last chat turn stays, one-off
+//! prompts in a stream of them do not linger, and they cannot push reused prefixes out. That matters more here than in vLLM: in llama.cpp's unified
 //! KV cache every cell in use adds to each step's attention work, and new prompts placed between
 //! lingering cells make prefill attention denser, so never-reused cells slow every request down.
 //!
@@ -62,6 +62,11 @@ impl Evictable {
     pub(crate) fn remove(&mut self, slot: Slot) {
         let segment = if slot.protected { &mut self.protected } else { &mut self.probation };
         segment.remove(&slot.stamp);
+    }
+
+    /// The oldest block in probation.
+    pub(crate) fn oldest_in_probation(&self) -> Option<BlockId> {
+        self.probation.values().next().copied()
     }
 
     /// The block to evict first: the oldest in probation, else the oldest protected one.
