@@ -248,7 +248,7 @@ impl<'m> ChatWorker<'m> {
         tracing::trace!(
             tokens = batch_tokens,
             sequences = planned.len(),
-            decoding = planned.iter().filter(|p| p.1 == 1).count(),
+            decoding = planned.iter().filter(|w| w.part == Part::Decode).count(),
             decode_us = decode.as_micros() as u64,
             "Step."
         );
@@ -350,11 +350,13 @@ impl<'m> ChatWorker<'m> {
     }
 
     /// Decide what each running sequence computes this step and make room for it in the KV cache.
-    fn plan(&mut self) -> Vec<(SeqKey, usize)> {
+    /// The work comes out grouped by [`Part`]: decode tokens, prefill chunks, prompt tails.
+    fn plan(&mut self) -> Vec<Work> {
         let mut budget = self.config.max_num_batched_tokens as usize;
         let mut order: Vec<SeqKey> = self.running.iter().filter(|s| s.remaining() == 1).map(|s| s.key).collect();
         order.extend(self.running.iter().filter(|s| s.remaining() > 1).map(|s| s.key));
-        let mut planned: Vec<(SeqKey, usize)> = Vec::with_capacity(order.len());
+        let same_step_tails = self.config.batch_mixing == BatchMixing::Split;
+        let mut planned: Vec<Work> = Vec::with_capacity(order.len());
         for key in order {
             if budget == 0 {
                 break;
@@ -363,18 +365,20 @@ impl<'m> ChatWorker<'m> {
             if !seq.outbox.is_empty() {
                 continue; // its client is behind
             }
-            let take = prefill_chunk(seq.n_past, seq.tokens.len(), budget, self.blocks.block_size(), self.config.enable_prefix_caching);
+            let shape = Shape { block_size: self.blocks.block_size(), caching: self.config.enable_prefix_caching, same_step_tails };
+            let work = step_work(seq.n_past, seq.tokens.len(), budget, shape);
+            let take: usize = work.iter().map(|w| w.0).sum();
             let target = seq.n_past + take;
             loop {
                 match self.blocks.grow(key, target) {
                     Ok(ops) => {
                         self.apply(&ops);
-                        planned.push((key, take));
+                        planned.extend(work.iter().map(|&(take, part)| Work { key, take, part }));
                         budget -= take;
                         break;
                     }
                     Err(_) => {
-                        let victim = self.running.iter().rposition(|s| s.key != key && !planned.iter().any(|p| p.0 == s.key));
+                        let victim = self.running.iter().rposition(|s| s.key != key && !planned.iter().any(|p| p.key == s.key));
                         match victim {
                             Some(v) => self.preempt(v),
                             None => break, // wait for planned sequences to finish
@@ -383,12 +387,13 @@ impl<'m> ChatWorker<'m> {
                 }
             }
         }
+        planned.sort_by_key(|w| w.part); // stable: admission order within a part
         planned
     }
 
-    fn fill_batch(&mut self, planned: &[(SeqKey, usize)]) {
+    fn fill_batch(&mut self, planned: &[Work]) {
         self.batch.clear();
-        for &(key, take) in planned {
+        for &Work { key, take, .. } in planned {
             let Some(seq) = self.running.iter_mut().find(|s| s.key == key) else { continue };
             let Some(llama_id) = seq.llama_id else { continue };
             let end = seq.n_past + take;
@@ -535,15 +540,63 @@ fn cache_bounds(max_tokens: u32, block_size: usize) -> (usize, usize) {
     }
 }
 
-/// The llama.cpp batches of one step's plan: all of it, or (`Split`) its single tokens first and
-/// its prefill chunks after. `plan` orders decode tokens first, so splitting is one cut.
-fn batches(planned: &[(SeqKey, usize)], mixing: BatchMixing) -> Vec<&[(SeqKey, usize)]> {
-    let cut = match mixing {
-        BatchMixing::Split => planned.iter().position(|p| p.1 > 1).unwrap_or(planned.len()),
-        BatchMixing::Auto | BatchMixing::Mixed => 0,
-    };
-    let (single, rest) = planned.split_at(cut);
-    [single, rest].into_iter().filter(|part| !part.is_empty()).collect()
+/// One sequence's share of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Work {
+    key: SeqKey,
+    take: usize,
+    part: Part,
+}
+
+/// Which llama.cpp batch of a split step a piece of work goes to, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    /// One token of a running sequence.
+    Decode,
+    /// Prompt tokens up to the prompt's last full block.
+    Chunk,
+    /// A prompt's tokens after its last full block: what a cached copy of it computes.
+    Tail,
+}
+
+/// The llama.cpp batches of one step's plan (grouped by part): all of it (`Mixed`), or one batch
+/// per part (`Split`): decode tokens, prefill chunks, prompt tails.
+fn batches(planned: &[Work], mixing: BatchMixing) -> Vec<&[Work]> {
+    match mixing {
+        BatchMixing::Split => planned.chunk_by(|a, b| a.part == b.part).collect(),
+        BatchMixing::Auto | BatchMixing::Mixed => [planned].into_iter().filter(|p| !p.is_empty()).collect(),
+    }
+}
+
+/// How a step cuts prompts.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    block_size: usize,
+    caching: bool,
+    /// A prompt's tail may follow its last chunk in the same step (as its own batch).
+    same_step_tails: bool,
+}
+
+/// What a sequence with `n_past` of its `len` tokens computed does this step, within `budget`:
+/// `(tokens, part)` pieces. A cold prompt's prefill stops at its last full block
+/// ([`prefill_chunk`]); its tail follows in the same step when the step is split and the budget
+/// allows, else in the next step.
+fn step_work(n_past: usize, len: usize, budget: usize, shape: Shape) -> Vec<(usize, Part)> {
+    let remaining = len.saturating_sub(n_past);
+    if remaining <= 1 {
+        return vec![(remaining, Part::Decode)];
+    }
+    let tail_start = len.saturating_sub(1) / shape.block_size.max(1) * shape.block_size.max(1);
+    if shape.caching && n_past >= tail_start {
+        return vec![(remaining.min(budget), Part::Tail)];
+    }
+    let take = prefill_chunk(n_past, len, budget, shape.block_size, shape.caching);
+    let tail = len - tail_start;
+    if shape.caching && shape.same_step_tails && n_past + take == tail_start && take + tail <= budget {
+        vec![(take, Part::Chunk), (tail, Part::Tail)]
+    } else {
+        vec![(take, Part::Chunk)]
+    }
 }
 
 /// Tokens of a sequence to compute this step: all that remain, within the step's budget, except
@@ -564,7 +617,7 @@ fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size: usize, ca
 
 #[cfg(test)]
 mod tests {
-    use super::{batches, cache_bounds, prefill_chunk, BatchMixing};
+    use super::{batches, cache_bounds, prefill_chunk, step_work, BatchMixing, Part, Shape, Work};
 
     #[test]
     fn a_quarter_of_the_prefix_cache_is_for_blocks_never_reused() {
@@ -574,14 +627,32 @@ mod tests {
     }
 
     #[test]
-    fn a_split_step_runs_its_single_tokens_apart_from_its_prefill_chunks() {
-        let planned = [(1, 1), (2, 1), (3, 112), (4, 16)];
-        assert_eq!(batches(&planned, BatchMixing::Split), vec![&planned[..2], &planned[2..]]);
+    fn a_split_step_runs_decode_tokens_chunks_and_tails_as_separate_batches() {
+        let w = |key, take, part| Work { key, take, part };
+        let planned = [w(1, 1, Part::Decode), w(2, 1, Part::Decode), w(3, 112, Part::Chunk), w(3, 16, Part::Tail), w(4, 16, Part::Tail)];
+        assert_eq!(batches(&planned, BatchMixing::Split), vec![&planned[..2], &planned[2..3], &planned[3..]]);
         assert_eq!(batches(&planned, BatchMixing::Mixed), vec![&planned[..]]);
-        // Only one kind: one batch either way.
         assert_eq!(batches(&planned[..2], BatchMixing::Split), vec![&planned[..2]]);
-        assert_eq!(batches(&planned[2..], BatchMixing::Split), vec![&planned[2..]]);
         assert!(batches(&[], BatchMixing::Split).is_empty());
+        assert!(batches(&[], BatchMixing::Mixed).is_empty());
+    }
+
+    #[test]
+    fn a_cold_prompts_tail_follows_its_chunk_in_the_same_step_when_split() {
+        let split = Shape { block_size: 16, caching: true, same_step_tails: true };
+        let mixed = Shape { same_step_tails: false, ..split };
+        // 128 tokens: 112 up to the last full block, then the 16 a cached copy would compute.
+        assert_eq!(step_work(0, 128, 512, split), vec![(112, Part::Chunk), (16, Part::Tail)]);
+        assert_eq!(step_work(0, 128, 512, mixed), vec![(112, Part::Chunk)]);
+        assert_eq!(step_work(112, 128, 512, mixed), vec![(16, Part::Tail)]);
+        // A cached copy resumes at the tail: the same piece, in the same part.
+        assert_eq!(step_work(112, 128, 512, split), vec![(16, Part::Tail)]);
+        // No room for the tail: next step.
+        assert_eq!(step_work(0, 128, 120, split), vec![(112, Part::Chunk)]);
+        // Decoding, and prompts without caching.
+        assert_eq!(step_work(128, 129, 512, split), vec![(1, Part::Decode)]);
+        let uncached = Shape { caching: false, ..split };
+        assert_eq!(step_work(0, 128, 512, uncached), vec![(128, Part::Chunk)]);
     }
 
     #[test]
