@@ -116,6 +116,9 @@ struct Progress {
     finished: bool,
 }
 
+/// How long an idle connection is kept for reuse: below the common 5 s server keep-alive.
+const IDLE_CONNECTION_LIFETIME: Duration = Duration::from_secs(2);
+
 impl Client {
     /// A client for `base` (`http://host:port`; a trailing `/v1` or `/` is dropped).
     pub fn new(base: &str, endpoint: Endpoint, model: String, api_key: Option<String>, timeout: Duration) -> Result<Client, BenchError> {
@@ -123,6 +126,10 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(1024)
+            // Servers close idle keep-alive connections (llama.cpp's server and uvicorn after 5 s);
+            // a request sent on one just as it closes fails with "error sending request", which
+            // is the client's fault, not the server's. Dropping idle connections sooner avoids it.
+            .pool_idle_timeout(IDLE_CONNECTION_LIFETIME)
             .build()
             .map_err(|e| BenchError::Http(format!("could not build the HTTP client: {e}")))?;
         Ok(Client { http, base: normalize_base(base), endpoint, model, api_key, temperature: None })
@@ -208,7 +215,15 @@ impl Client {
     }
 
     async fn stream(&self, prompt: &Prompt, progress: &mut Progress) -> Result<(), (String, String)> {
-        let response = self.post(self.endpoint.path()).json(&self.body(prompt)).send().await.map_err(classify)?;
+        let send = || self.post(self.endpoint.path()).json(&self.body(prompt)).send();
+        let response = match send().await {
+            // A pooled connection the server closed just as it was reused (llama.cpp's server closes
+            // some after a streamed response): the request never reached the server, so send it
+            // once more, on a new connection, rather than count a server error.
+            Err(e) if e.is_request() && !e.is_timeout() && !e.is_connect() => send().await,
+            sent => sent,
+        }
+        .map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
             let kind = if status.is_client_error() || status.is_server_error() { status_kind(status.as_u16()) } else { format!("http_{}", status.as_u16()) };
