@@ -91,6 +91,14 @@ fn apply(tags: &mut HashMap<(i32, usize), BlockId>, ops: &[KvOp]) {
     }
 }
 
+/// Admit `tokens` as sequence `key` on llama id `id` with no cached prefix, compute and register
+/// them (the engine's path for a cold prompt).
+fn admit_cold(m: &mut BlockManager, tags: &mut HashMap<(i32, usize), BlockId>, key: SeqKey, id: i32, tokens: &[i32]) {
+    apply(tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("no space for {key}")));
+    m.materialize(tags);
+    m.register(key, tokens, tokens.len());
+}
+
 #[test]
 fn allocate_and_release_without_cache_frees_everything() {
     let mut m = BlockManager::new(8, BS, 0, false);
@@ -156,9 +164,7 @@ fn a_bounded_cache_evicts_the_oldest_on_release() {
     let mut tags = HashMap::new();
     let (a, b): (Vec<i32>, Vec<i32>) = ((0..8).collect(), (50..58).collect());
     for (key, id, tokens) in [(1, 0, &a), (2, 1, &b)] {
-        apply(&mut tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
-        m.materialize(&mut tags);
-        m.register(key, tokens, tokens.len());
+        admit_cold(&mut m, &mut tags, key, id, tokens);
         if key == 1 {
             apply(&mut tags, &m.release(1));
             assert_eq!(m.evictable.len(), 2, "both blocks of the first sequence stay cached");
@@ -207,14 +213,11 @@ fn running_sequences_push_one_off_blocks_out_but_not_reused_ones() {
     let mut m = BlockManager::new(16, BS, 1, true).with_cache_limit(8, 4);
     let mut tags = HashMap::new();
     let one_off: Vec<i32> = (0..12).collect();
-    apply(&mut tags, &m.allocate(1, 0, 12, &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
-    m.materialize(&mut tags);
-    m.register(1, &one_off, 12);
+    admit_cold(&mut m, &mut tags, 1, 0, &one_off);
     apply(&mut tags, &m.release(1));
     assert_eq!(m.evictable.segment_lens(), (3, 0), "idle: a one-off prompt stays in probation");
     // A running sequence of 2 blocks leaves probation room for 2.
-    apply(&mut tags, &m.allocate(2, 1, 8, &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
-    m.materialize(&mut tags);
+    admit_cold(&mut m, &mut tags, 2, 1, &[70; 8]);
     assert_eq!(m.evictable.segment_lens(), (2, 0));
     assert_eq!(m.match_prefix(&[one_off.clone(), vec![7]].concat()).tokens, 8, "the head of the chain stays");
     m.check_invariants(&tags);
@@ -226,9 +229,7 @@ fn probation_keeps_only_the_last_finished_sequence() {
     let mut tags = HashMap::new();
     let (a, b): (Vec<i32>, Vec<i32>) = ((0..9).collect(), (50..59).collect());
     for (key, id, tokens) in [(1, 0, &a), (2, 1, &b)] {
-        apply(&mut tags, &m.allocate(key, id, tokens.len(), &PrefixMatch::default()).unwrap_or_else(|_| panic!("space")));
-        m.materialize(&mut tags);
-        m.register(key, tokens, tokens.len());
+        admit_cold(&mut m, &mut tags, key, id, tokens);
         apply(&mut tags, &m.release(key));
     }
     assert_eq!(m.evictable.segment_lens(), (2, 0));
