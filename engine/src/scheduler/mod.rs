@@ -107,6 +107,8 @@ impl<'m> ChatWorker<'m> {
                 }
             }
         }
+        // llama.cpp's own counters (prompt/eval time, graphs reused), for comparing with its tools.
+        tracing::debug!(model = %worker.config.name, timings = ?worker.ctx.timings(), "llama.cpp counters.");
         tracing::info!(model = %worker.config.name, "Engine thread stopped.");
     }
 
