@@ -244,8 +244,7 @@ impl BlockManager {
         let Some(table) = self.seqs.remove(&key) else { return ops };
         // Probation keeps only the last finished sequence's never-reused blocks.
         while let Some(b) = self.evictable.oldest_in_probation() {
-            self.evict(b, &mut ops);
-            self.free.push(b);
+            self.discard(b, &mut ops);
         }
         for &b in table.blocks.iter().rev() {
             let bs = self.block_size;
@@ -275,8 +274,7 @@ impl BlockManager {
     /// Evict what the pool's bounds no longer allow (probation shrinks as running sequences grow).
     fn trim(&mut self, ops: &mut Vec<KvOp>) {
         while let Some(b) = self.evictable.over_bound(self.active_blocks()) {
-            self.evict(b, ops);
-            self.free.push(b);
+            self.discard(b, ops);
         }
     }
 
@@ -288,8 +286,7 @@ impl BlockManager {
         }
         let mut ops = Vec::new();
         for b in held {
-            self.evict(b, &mut ops);
-            self.free.push(b);
+            self.discard(b, &mut ops);
         }
         Some(ops)
     }
@@ -311,6 +308,12 @@ impl BlockManager {
         *block = Block { ref_count: 1, holder: Some(llama_id), index, ..Block::default() };
         *self.held.entry(llama_id).or_default() += 1;
         b
+    }
+
+    /// Evict a block and put it on the free list.
+    fn discard(&mut self, b: BlockId, ops: &mut Vec<KvOp>) {
+        self.evict(b, ops);
+        self.free.push(b);
     }
 
     /// Turn an evictable block into a free one (the caller pushes or reuses it).

@@ -5,9 +5,10 @@
 //! *protected*. Eviction takes the oldest probation block first, and probation holds only the last
 //! finished sequence's blocks (its caller evicts the rest first), within its own, smaller bound,
 //! which shrinks by the blocks running sequences use: a lone user's last chat turn stays, one-off
-//! prompts in a stream of them do not linger, and they cannot push reused prefixes out. That matters more here than in vLLM: in llama.cpp's unified
-//! KV cache every cell in use adds to each step's attention work, and new prompts placed between
-//! lingering cells make prefill attention denser, so never-reused cells slow every request down.
+//! prompts in a stream of them do not linger, and they cannot push reused prefixes out. That
+//! matters more here than in vLLM: in llama.cpp's unified KV cache every cell in use adds to each
+//! step's attention work, and new prompts placed between lingering cells make prefill attention
+//! denser, so never-reused cells slow every request down.
 //!
 //! Entries are keyed by a stamp from one clock, so "oldest" is least recently released.
 

@@ -357,7 +357,11 @@ impl<'m> ChatWorker<'m> {
         let mut budget = self.config.max_num_batched_tokens as usize;
         let mut order: Vec<SeqKey> = self.running.iter().filter(|s| s.remaining() == 1).map(|s| s.key).collect();
         order.extend(self.running.iter().filter(|s| s.remaining() > 1).map(|s| s.key));
-        let same_step_tails = self.config.batch_mixing == BatchMixing::Split;
+        let shape = Shape {
+            block_size: self.blocks.block_size(),
+            caching: self.config.enable_prefix_caching,
+            same_step_tails: self.config.batch_mixing == BatchMixing::Split,
+        };
         let mut planned: Vec<Work> = Vec::with_capacity(order.len());
         for key in order {
             if budget == 0 {
@@ -367,7 +371,6 @@ impl<'m> ChatWorker<'m> {
             if !seq.outbox.is_empty() {
                 continue; // its client is behind
             }
-            let shape = Shape { block_size: self.blocks.block_size(), caching: self.config.enable_prefix_caching, same_step_tails };
             let work = step_work(seq.n_past, seq.tokens.len(), budget, shape);
             let take: usize = work.iter().map(|w| w.0).sum();
             let target = seq.n_past + take;
@@ -588,7 +591,7 @@ fn step_work(n_past: usize, len: usize, budget: usize, shape: Shape) -> Vec<(usi
     if remaining <= 1 {
         return vec![(remaining, Part::Decode)];
     }
-    let tail_start = len.saturating_sub(1) / shape.block_size.max(1) * shape.block_size.max(1);
+    let tail_start = tail_start(len, shape.block_size);
     if shape.caching && n_past >= tail_start {
         return vec![(remaining.min(budget), Part::Tail)];
     }
@@ -601,6 +604,13 @@ fn step_work(n_past: usize, len: usize, budget: usize, shape: Shape) -> Vec<(usi
     }
 }
 
+/// Where the tail of `len` tokens starts: the end of its last full block that leaves at least one
+/// token after it, which is where a cached copy of the same tokens resumes.
+fn tail_start(len: usize, block_size: usize) -> usize {
+    let block_size = block_size.max(1);
+    len.saturating_sub(1) / block_size * block_size
+}
+
 /// Tokens of a sequence to compute this step: all that remain, within the step's budget, except
 /// that with prefix caching a prefill chunk stops at the last full block of the token list. A
 /// later request with the same tokens resumes from exactly there (its cached prefix), so the cold
@@ -608,8 +618,7 @@ fn step_work(n_past: usize, len: usize, budget: usize, shape: Shape) -> Vec<(usi
 /// picks kernels by batch size, and their results may differ in the last bits.
 fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size: usize, caching: bool) -> usize {
     let take = len.saturating_sub(n_past).min(budget);
-    let block_size = block_size.max(1);
-    let resume_at = len.saturating_sub(1) / block_size * block_size;
+    let resume_at = tail_start(len, block_size);
     if caching && n_past < resume_at && n_past + take > resume_at {
         resume_at - n_past
     } else {
