@@ -153,6 +153,9 @@ pub struct EngineSettings {
     /// Decode tokens and prefill chunks of a step as one llama.cpp batch ("mixed") or two
     /// ("split"); "auto" mixes on a GPU and splits on the CPU.
     pub batch_mixing: BatchMixingSetting,
+    /// While requests decode, a step's prompt prefill is cut so that the step takes at most this
+    /// many times a step of decode tokens alone (learned as it runs); 0 turns the limit off.
+    pub max_decode_slowdown: f32,
 }
 
 /// `batch_mixing`.
@@ -452,6 +455,10 @@ impl Settings {
         let utilization = self.engine.gpu_memory_utilization;
         if !(utilization > 0.0 && utilization <= 1.0) {
             return Err(invalid("engine.gpu_memory_utilization", format!("{utilization} is outside (0, 1]")));
+        }
+        let slowdown = self.engine.max_decode_slowdown;
+        if !(slowdown == 0.0 || (1.0..=100.0).contains(&slowdown)) {
+            return Err(invalid("engine.max_decode_slowdown", format!("{slowdown} is neither 0 (off) nor within 1..=100")));
         }
         if self.models.is_empty() {
             return Err(invalid("models", "at least one [[models]] entry is needed".into()));

@@ -159,6 +159,7 @@ fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
             BatchMixingSetting::Mixed => BatchMixing::Mixed,
             BatchMixingSetting::Split => BatchMixing::Split,
         },
+        max_decode_slowdown: engine.max_decode_slowdown,
     }
 }
 

@@ -38,6 +38,7 @@ struct Args {
     prefix_cache_tokens: u32,
     flash_attention: FlashAttention,
     batch_mixing: BatchMixing,
+    max_decode_slowdown: f32,
 }
 
 fn parse() -> Result<Args, String> {
@@ -60,6 +61,7 @@ fn parse() -> Result<Args, String> {
         prefix_cache_tokens: 8192,
         flash_attention: FlashAttention::Auto,
         batch_mixing: BatchMixing::Auto,
+        max_decode_slowdown: 0.0,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
     while let Some(arg) = it.next() {
@@ -95,6 +97,7 @@ fn parse() -> Result<Args, String> {
                     other => return Err(format!("--batch-mixing {other}: use mixed, split or auto")),
                 }
             }
+            "--max-decode-slowdown" => a.max_decode_slowdown = num(value()?)? as f32,
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
         }
@@ -102,7 +105,7 @@ fn parse() -> Result<Args, String> {
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
                     [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching] \
-                    [--prefix-cache-tokens N] [--flash-attention auto|on|off] [--batch-mixing auto|mixed|split]"
+                    [--prefix-cache-tokens N] [--flash-attention auto|on|off] [--batch-mixing auto|mixed|split] [--max-decode-slowdown F]"
             .into());
     }
     Ok(a)
@@ -144,6 +147,7 @@ async fn main() -> Result<(), String> {
         gpu_memory_utilization: args.gpu_util,
         flash_attention: args.flash_attention,
         batch_mixing: args.batch_mixing,
+        max_decode_slowdown: args.max_decode_slowdown,
     })
     .map_err(|e| e.to_string())?;
     let info = engine.info();

@@ -89,6 +89,9 @@ pub struct ModelConfig {
     pub flash_attention: FlashAttention,
     /// One llama.cpp batch per step, or decode and prefill apart.
     pub batch_mixing: BatchMixing,
+    /// While sequences decode, a step's prefill is cut so that the step takes at most this many
+    /// times a step of decode tokens alone; 0 means no limit but `max_num_batched_tokens`.
+    pub max_decode_slowdown: f32,
 }
 
 impl ModelConfig {

@@ -151,3 +151,44 @@ async fn kv_pressure_preempts_and_still_completes_everything() {
     // Every block came back: nothing leaked through preemption and recompute.
     assert_eq!(metric(&server, "vllm:kv_cache_usage_perc").await, 0.0);
 }
+
+/// How many events a decoding stream receives while a ~1,000-token prompt is read (from sending
+/// it until its answer arrives), and that answer.
+async fn stream_events_during_a_long_prompt(server: &Server) -> (usize, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let client = reqwest::Client::new();
+    let body = json!({"model": CHAT, "prompt": "Count slowly from one:", "max_tokens": 4000, "stream": true, "ignore_eos": true});
+    let r = client.post(server.url("/v1/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    let mut stream = r.bytes_stream();
+    let _ = stream.next().await; // decoding now
+    let events = Arc::new(AtomicUsize::new(0));
+    let reader = tokio::spawn({
+        let events = Arc::clone(&events);
+        async move {
+            while let Some(Ok(chunk)) = stream.next().await {
+                events.fetch_add(chunk.windows(6).filter(|w| w == b"data: ").count(), Ordering::Relaxed);
+            }
+        }
+    });
+    let long = "The river carried the boats down to the sea, past mills and orchards. ".repeat(70);
+    let before = events.load(Ordering::Relaxed);
+    let answer = complete(server, &long, 4).await;
+    let during = events.load(Ordering::Relaxed) - before;
+    reader.abort();
+    assert!(answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 900, "{answer}");
+    (during, text(&answer))
+}
+
+#[tokio::test]
+async fn paced_prefill_keeps_streams_decoding_while_a_long_prompt_is_read() {
+    let unpaced = stream_events_during_a_long_prompt(&Server::start()).await;
+    let paced_server = Server::start_with(Options { config: Some("[engine]\nmax_decode_slowdown = 2.0\n"), ..Options::default() });
+    let paced = stream_events_during_a_long_prompt(&paced_server).await;
+    eprintln!("stream events during the long prompt: paced {}, unpaced {}", paced.0, unpaced.0);
+    // Unpaced, the prompt is two 512-token steps; paced, it is read a few tokens a step alongside the stream.
+    assert!(paced.0 >= 20 && paced.0 >= 4 * unpaced.0.max(1), "stream events during the prompt: paced {}, unpaced {}", paced.0, unpaced.0);
+    // Reading it a few tokens at a time computes the same thing.
+    assert_eq!(paced.1, unpaced.1);
+}

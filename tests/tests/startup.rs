@@ -87,6 +87,16 @@ fn validate_names_an_invalid_value() {
 }
 
 #[test]
+fn validate_names_an_invalid_engine_setting() {
+    let out = run(&["validate"], &[("HEARTH__ENGINE__MAX_DECODE_SLOWDOWN", "0.5")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("engine.max_decode_slowdown") && err.contains("0.5"), "{err}");
+    let out = run(&["validate"], &[("HEARTH__ENGINE__MAX_DECODE_SLOWDOWN", "2")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
 fn a_non_loopback_address_needs_an_api_key() {
     let out = run(&["serve"], &[("HEARTH__SERVER__LISTEN", "0.0.0.0:0")]);
     assert_eq!(out.status.code(), Some(2));

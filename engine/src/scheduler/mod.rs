@@ -20,6 +20,7 @@
 //! free id has no cells; every KV decision goes through the [`BlockManager`], whose [`KvOp`]s are
 //! applied to llama.cpp in order.
 
+mod pacing;
 mod sequence;
 
 use std::collections::VecDeque;
@@ -36,6 +37,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use rayon::prelude::*;
 
+use self::pacing::PrefillPacer;
 use self::sequence::Sequence;
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
@@ -74,6 +76,8 @@ pub(crate) struct ChatWorker<'m> {
     telemetry: Arc<Telemetry>,
     /// Threads that sample the sequences of a step in parallel.
     samplers: rayon::ThreadPool,
+    /// Sizes the prefill of steps that also decode (`max_decode_slowdown`).
+    pacer: PrefillPacer,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -179,6 +183,7 @@ impl<'m> ChatWorker<'m> {
             waiting: VecDeque::new(),
             running: Vec::new(),
             draining: Vec::new(),
+            pacer: PrefillPacer::new(config.max_decode_slowdown),
             config,
             telemetry,
             samplers,
@@ -247,11 +252,15 @@ impl<'m> ChatWorker<'m> {
         }
         let emitting = Instant::now();
         self.emit();
+        let decoding = planned.iter().filter(|w| w.part == Part::Decode).count();
+        let prefilled = planned.iter().filter(|w| w.part != Part::Decode).map(|w| w.take).sum();
+        self.pacer.record(decoding, prefilled, started.elapsed().as_secs_f64());
         tracing::trace!(
             tokens = batch_tokens,
             sequences = planned.len(),
-            decoding = planned.iter().filter(|w| w.part == Part::Decode).count(),
+            decoding,
             decode_us = decode.as_micros() as u64,
+            pacer = ?self.pacer,
             "Step."
         );
         self.telemetry.step_done(
@@ -363,6 +372,7 @@ impl<'m> ChatWorker<'m> {
             same_step_tails: self.config.batch_mixing == BatchMixing::Split,
         };
         let mut planned: Vec<Work> = Vec::with_capacity(order.len());
+        let mut paced = false;
         for key in order {
             if budget == 0 {
                 break;
@@ -370,6 +380,12 @@ impl<'m> ChatWorker<'m> {
             let Some(seq) = self.running.iter().find(|s| s.key == key) else { continue };
             if !seq.outbox.is_empty() {
                 continue; // its client is behind
+            }
+            if seq.remaining() > 1 && !paced {
+                // The decode tokens are planned: what prefill may add without stalling them too long.
+                let decoding = planned.len();
+                budget = self.pacer.prefill_budget(decoding, budget, shape.block_size);
+                paced = true;
             }
             let work = step_work(seq.n_past, seq.tokens.len(), budget, shape);
             let take: usize = work.iter().map(|w| w.0).sum();
@@ -564,11 +580,27 @@ enum Part {
     Tail,
 }
 
+/// Query rows from which llama.cpp's CPU flash attention computes a batch in dense tiles
+/// (`GGML_FA_TILE_Q`); below it each row skips the cells it may not see.
+const FA_TILE_ROWS: usize = 64;
+
 /// The llama.cpp batches of one step's plan (grouped by part): all of it (`Mixed`), or one batch
-/// per part (`Split`): decode tokens, prefill chunks, prompt tails.
+/// per part (`Split`): decode tokens, prefill chunks, prompt tails. A split step's decode tokens
+/// and chunks still go together while they are fewer than [`FA_TILE_ROWS`]: there the kernel
+/// has no tiles to make dense, and a batch of its own would cost a pass over the weights (paced
+/// prefill adds a few tokens to every step). Tails always go alone, as a cached copy computes them.
 fn batches(planned: &[Work], mixing: BatchMixing) -> Vec<&[Work]> {
     match mixing {
-        BatchMixing::Split => planned.chunk_by(|a, b| a.part == b.part).collect(),
+        BatchMixing::Split => {
+            let mut parts: Vec<&[Work]> = planned.chunk_by(|a, b| a.part == b.part).collect();
+            if let [decode, chunk, ..] = parts[..] {
+                let tokens = |p: &[Work]| p.iter().map(|w| w.take).sum::<usize>();
+                if decode[0].part == Part::Decode && chunk[0].part == Part::Chunk && tokens(decode) + tokens(chunk) < FA_TILE_ROWS {
+                    parts.splice(..2, [&planned[..decode.len() + chunk.len()]]);
+                }
+            }
+            parts
+        }
         BatchMixing::Auto | BatchMixing::Mixed => [planned].into_iter().filter(|p| !p.is_empty()).collect(),
     }
 }
@@ -646,6 +678,20 @@ mod tests {
         assert_eq!(batches(&planned[..2], BatchMixing::Split), vec![&planned[..2]]);
         assert!(batches(&[], BatchMixing::Split).is_empty());
         assert!(batches(&[], BatchMixing::Mixed).is_empty());
+    }
+
+    #[test]
+    fn a_split_step_keeps_decode_tokens_and_a_small_chunk_together() {
+        let w = |key, take, part| Work { key, take, part };
+        // 2 decode tokens and a 40-token chunk: below the kernel's tile, one batch; the tail alone.
+        let small = [w(1, 1, Part::Decode), w(2, 1, Part::Decode), w(3, 40, Part::Chunk), w(3, 16, Part::Tail)];
+        assert_eq!(batches(&small, BatchMixing::Split), vec![&small[..3], &small[3..]]);
+        // 2 + 62 tokens reach the tile: apart.
+        let large = [w(1, 1, Part::Decode), w(2, 1, Part::Decode), w(3, 62, Part::Chunk)];
+        assert_eq!(batches(&large, BatchMixing::Split), vec![&large[..2], &large[2..]]);
+        // Decode tokens and a tail are never merged.
+        let tail = [w(1, 1, Part::Decode), w(3, 16, Part::Tail)];
+        assert_eq!(batches(&tail, BatchMixing::Split), vec![&tail[..1], &tail[1..]]);
     }
 
     #[test]
