@@ -4,9 +4,11 @@
 //! Every step: drop requests whose client went away; admit waiting requests first-come
 //! first-served while llama.cpp sequence ids and KV blocks last (a cached prefix is tagged into
 //! the new sequence instead of being recomputed); plan the step's tokens — one decode token for
-//! each running sequence first, then chunks of prefill, all under `max_num_batched_tokens` — and
+//! each running sequence first, then chunks of prefill, all under `max_num_batched_tokens` and,
+//! with `max_decode_slowdown`, under a time budget the [`PrefillPacer`] learns from past steps — and
 //! grow each sequence's blocks, preempting the most recently admitted sequence when blocks run out
-//! (it is recomputed later, usually from the prefix cache); run one llama.cpp batch; sample.
+//! (it is recomputed later, usually from the prefix cache); run the step as one llama.cpp batch, or
+//! on the CPU as one per kind of work (see [`batches`]); sample.
 //! There are no fixed slots: any sequence may grow to `max_model_len` while blocks last.
 //!
 //! Host work per step is kept small because on a GPU it is what limits throughput: sampling runs
@@ -587,8 +589,8 @@ const FA_TILE_ROWS: usize = 64;
 /// The llama.cpp batches of one step's plan (grouped by part): all of it (`Mixed`), or one batch
 /// per part (`Split`): decode tokens, prefill chunks, prompt tails. A split step's decode tokens
 /// and chunks still go together while they are fewer than [`FA_TILE_ROWS`]: there the kernel
-/// has no tiles to make dense, and a batch of its own would cost a pass over the weights (paced
-/// prefill adds a few tokens to every step). Tails always go alone, as a cached copy computes them.
+/// has no tiles to make dense, and a few paced prefill tokens are not worth a graph computation of
+/// their own. Tails always go alone, as a cached copy computes them.
 fn batches(planned: &[Work], mixing: BatchMixing) -> Vec<&[Work]> {
     match mixing {
         BatchMixing::Split => {
