@@ -7,9 +7,10 @@
 //! running estimates, exponential moving averages of measured steps, give that number: the time of
 //! a decode-only step, and the marginal time of one prefill token (a mixed step's time less a
 //! decode step's, per prefill token; a prefill-only step's time per token). They follow the
-//! context's growth and a busy machine; the decode step's estimate leans to its fast samples. Until both are known a step prefills at most
-//! `first_guess` tokens. Steps without decoding sequences are never paced, and a paced step still
-//! prefills at least one token, so a prompt always makes progress.
+//! context's growth and a busy machine; the decode step's estimate leans to its fast samples.
+//! Until both are known a step prefills at most `first_guess` tokens. Steps without decoding
+//! sequences are never paced, and a paced step still prefills at least one token, so a prompt
+//! always makes progress.
 
 /// Weight of the newest measurement in the per-token moving average.
 const SMOOTHING: f64 = 0.2;
@@ -20,6 +21,9 @@ const DECODE_FASTER: f64 = 0.5;
 const DECODE_SLOWER: f64 = 0.05;
 /// Lower bound of the per-token estimate, so that a step measured as free does not unbound the budget.
 const MIN_TOKEN_SECONDS: f64 = 1e-7;
+/// Added before rounding the budget down, so that a quotient that is whole but for float error
+/// (4.999…) is not cut a token short.
+const ROUNDING_SLACK: f64 = 1e-6;
 
 /// Learns step costs and sizes the prefill of steps that also decode.
 #[derive(Debug, Clone)]
@@ -48,7 +52,7 @@ impl PrefillPacer {
             return budget;
         }
         let tokens = match (self.decode_step, self.prefill_token) {
-            (Some(step), Some(token)) => ((self.slowdown - 1.0) * step / token + 1e-6).floor() as usize,
+            (Some(step), Some(token)) => ((self.slowdown - 1.0) * step / token + ROUNDING_SLACK).floor() as usize,
             _ => first_guess,
         };
         tokens.clamp(1, budget)
