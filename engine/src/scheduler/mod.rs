@@ -13,7 +13,8 @@
 //!
 //! Host work per step is kept small because on a GPU it is what limits throughput: sampling runs
 //! on a small thread pool, one sequence per task, straight from llama.cpp's logits rows (greedy
-//! requests take an argmax and skip the sampler chain); only detokenizing and handing events to
+//! requests take an argmax, plain temperature sampling runs in Rust without llama.cpp's candidate
+//! array: see `sampling`); only detokenizing and handing events to
 //! the clients stay on the engine thread. Each step's time is split into phases (schedule, decode,
 //! sample, emit) and published with the other counters, so `/metrics` and `raw_bench` show where
 //! a step goes.

@@ -8,17 +8,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use std::cell::RefCell;
-
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::data::LlamaTokenData;
-use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::detokenize::Utf8Assembler;
 use crate::kv::SeqKey;
 use crate::request::Submitted;
+use crate::sampling::Sampler;
 use crate::stop::StopMatcher;
 use crate::{Event, Usage};
 
@@ -40,9 +36,7 @@ pub(super) struct Sequence {
     pub n_cached: usize,
     /// Time from submission to first admission.
     pub queued: Option<Duration>,
-    pub sampler: LlamaSampler,
-    /// Plain greedy decoding (temperature 0, no biases, penalties or grammar): an argmax, no sampler chain.
-    pub greedy: bool,
+    pub sampler: Sampler,
     /// Index in this step's batch whose logits belong to this sequence.
     pub logits_at: Option<i32>,
     /// The token picked this step, waiting to be emitted.
@@ -54,15 +48,9 @@ pub(super) struct Sequence {
 }
 
 impl Sequence {
-    pub(super) fn new(key: SeqKey, mut submitted: Submitted, sampler: LlamaSampler) -> Self {
+    pub(super) fn new(key: SeqKey, mut submitted: Submitted, sampler: Sampler) -> Self {
         let tokens = std::mem::take(&mut submitted.request.prompt);
         let stop = StopMatcher::new(&submitted.request.stop);
-        let sampling = &submitted.request.sampling;
-        let greedy = sampling.temperature <= 0.0
-            && sampling.logit_bias.is_empty()
-            && sampling.presence_penalty == 0.0
-            && sampling.frequency_penalty == 0.0
-            && sampling.grammar.is_none();
         Self {
             key,
             llama_id: None,
@@ -74,7 +62,6 @@ impl Sequence {
             n_cached: 0,
             queued: None,
             sampler,
-            greedy,
             logits_at: None,
             sampled: None,
             utf8: Utf8Assembler::default(),
@@ -89,25 +76,9 @@ impl Sequence {
     }
 
     /// Pick the next token from this sequence's row of logits (one entry per vocabulary token).
-    /// Runs on a sampling thread; the candidate buffer is reused per thread.
+    /// Runs on a sampling thread.
     pub(super) fn pick(&mut self, logits: &[f32]) -> LlamaToken {
-        if self.greedy {
-            return argmax(logits);
-        }
-        thread_local! {
-            static CANDIDATES: RefCell<Vec<LlamaTokenData>> = const { RefCell::new(Vec::new()) };
-        }
-        CANDIDATES.with(|buffer| {
-            let mut data = buffer.take();
-            data.clear();
-            data.extend(logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0)));
-            let mut candidates = LlamaTokenDataArray::new(data, false);
-            self.sampler.apply(&mut candidates);
-            let token = candidates.selected_token().unwrap_or_else(|| argmax(logits));
-            self.sampler.accept(token);
-            buffer.replace(candidates.data);
-            token
-        })
+        self.sampler.pick(logits)
     }
 
     /// Move events to the client; false when the client has gone away.
@@ -127,30 +98,5 @@ impl Sequence {
 
     pub(super) fn usage(&self) -> Usage {
         Usage { prompt_tokens: self.n_prompt as u32, completion_tokens: self.n_generated, cached_tokens: self.n_cached as u32 }
-    }
-}
-
-/// The first token with the highest logit, as llama.cpp's greedy sampler picks it (NaN never wins).
-pub(super) fn argmax(logits: &[f32]) -> LlamaToken {
-    let mut best = 0;
-    let mut best_logit = f32::NEG_INFINITY;
-    for (i, &logit) in logits.iter().enumerate() {
-        if logit > best_logit {
-            best = i;
-            best_logit = logit;
-        }
-    }
-    LlamaToken(best as i32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argmax_takes_the_first_maximum_and_skips_nan() {
-        assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), LlamaToken(1));
-        assert_eq!(argmax(&[f32::NAN, -5.0, f32::NAN]), LlamaToken(1));
-        assert_eq!(argmax(&[]), LlamaToken(0));
     }
 }
