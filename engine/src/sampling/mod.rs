@@ -129,17 +129,11 @@ fn pick_with_chain(chain: &mut LlamaSampler, logits: &[f32]) -> LlamaToken {
     })
 }
 
-/// The first token with the highest logit, as llama.cpp's greedy sampler picks it (NaN never wins).
+/// The first token with the highest logit, as llama.cpp's greedy sampler picks it (NaN never wins):
+/// a vectorized maximum, then a scan for its first occurrence.
 pub(crate) fn argmax(logits: &[f32]) -> LlamaToken {
-    let mut best = 0;
-    let mut best_logit = f32::NEG_INFINITY;
-    for (i, &logit) in logits.iter().enumerate() {
-        if logit > best_logit {
-            best = i;
-            best_logit = logit;
-        }
-    }
-    LlamaToken(best as i32)
+    let best = native::max_logit(logits).unwrap_or(f32::NEG_INFINITY);
+    LlamaToken(logits.iter().position(|&logit| logit == best).unwrap_or(0) as i32)
 }
 
 /// A seed from the standard library's per-process random keys.
@@ -157,6 +151,14 @@ mod tests {
         assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), LlamaToken(1));
         assert_eq!(argmax(&[f32::NAN, -5.0, f32::NAN]), LlamaToken(1));
         assert_eq!(argmax(&[]), LlamaToken(0));
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), LlamaToken(0));
+        // Longer than the vector lanes, the maximum twice, once in the tail the lanes do not cover.
+        let mut logits: Vec<f32> = (0..21).map(|i| i as f32 * 0.1).collect();
+        logits[13] = 9.0;
+        logits[20] = 9.0;
+        assert_eq!(argmax(&logits), LlamaToken(13));
+        logits[13] = 0.0;
+        assert_eq!(argmax(&logits), LlamaToken(20));
     }
 
     /// The tokens llama.cpp's chain leaves as candidates after its truncations (every one of them

@@ -60,7 +60,7 @@ impl NativeSampler {
         Self {
             temperature,
             top_k: top_k.max(0) as usize,
-            top_p: if top_p > 0.0 && top_p < 1.0 { top_p } else { 1.0 },
+            top_p: if top_p < 1.0 { top_p.max(0.0) } else { 1.0 }, // 0 keeps the best token alone
             min_p: min_p.clamp(0.0, 1.0),
             rng: fastrand::Rng::with_seed(u64::from(seed)),
         }
@@ -244,7 +244,7 @@ fn bucket(distance: f32) -> usize {
 }
 
 /// The largest logit, NaN never winning; `None` when every logit is NaN or -inf.
-fn max_logit(logits: &[f32]) -> Option<f32> {
+pub(super) fn max_logit(logits: &[f32]) -> Option<f32> {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = logits.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -381,6 +381,9 @@ mod tests {
         assert!(seen[0] > 0.0 && seen[1] > 0.0 && seen[2] == 0.0 && seen[3] == 0.0, "{seen:?}");
         // At a high temperature the two are drawn almost evenly: temperature comes after the cut.
         assert!((seen[0] - 0.55).abs() < 0.03, "{seen:?}");
+        // p = 0 keeps the best token alone, as llama.cpp's top-p does.
+        let mut nucleus_of_one = NativeSampler::new(5.0, 0, 0.0, 0.0, 2);
+        assert!((0..100).all(|_| nucleus_of_one.pick(&logits).0 == 0));
     }
 
     #[test]
