@@ -153,8 +153,9 @@ async fn kv_pressure_preempts_and_still_completes_everything() {
 }
 
 /// How many events a decoding stream receives while a ~1,000-token prompt is read (from sending
-/// it until its answer arrives), and that answer.
-async fn stream_events_during_a_long_prompt(server: &Server) -> (usize, String) {
+/// it until its answer arrives), that answer, and whether a short prompt sent while the long one
+/// is being read was answered in less than half the long one's time.
+async fn stream_events_during_a_long_prompt(server: &Server) -> (usize, String, bool) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let client = reqwest::Client::new();
@@ -174,11 +175,20 @@ async fn stream_events_during_a_long_prompt(server: &Server) -> (usize, String) 
     });
     let long = "The river carried the boats down to the sea, past mills and orchards. ".repeat(70);
     let before = events.load(Ordering::Relaxed);
-    let answer = complete(server, &long, 4).await;
+    let started = Instant::now();
+    let long_request = complete(server, &long, 4);
+    let short_request = async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // the long prompt is being read by now
+        complete(server, "Say hi.", 4).await;
+        Instant::now()
+    };
+    let ((answer, long_done), short_done) = tokio::join!(async { (long_request.await, Instant::now()) }, short_request);
     let during = events.load(Ordering::Relaxed) - before;
     reader.abort();
     assert!(answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 900, "{answer}");
-    (during, text(&answer))
+    let (short_took, long_took) = (short_done - started, long_done - started);
+    eprintln!("answered after: short prompt {short_took:?}, long prompt {long_took:?}");
+    (during, text(&answer), short_took < long_took / 2)
 }
 
 #[tokio::test]
@@ -191,4 +201,6 @@ async fn paced_prefill_keeps_streams_decoding_while_a_long_prompt_is_read() {
     assert!(paced.0 >= 20 && paced.0 >= 4 * unpaced.0.max(1), "stream events during the prompt: paced {}, unpaced {}", paced.0, unpaced.0);
     // Reading it a few tokens at a time computes the same thing.
     assert_eq!(paced.1, unpaced.1);
+    // A short prompt that arrives meanwhile is not stuck behind the long one's slow reading.
+    assert!(paced.2, "a short prompt sent while the long one was read was answered after it");
 }

@@ -24,6 +24,7 @@
 //! applied to llama.cpp in order.
 
 mod pacing;
+mod prefill_order;
 mod sequence;
 
 use std::collections::VecDeque;
@@ -41,6 +42,7 @@ use llama_cpp_2::token::LlamaToken;
 use rayon::prelude::*;
 
 use self::pacing::PrefillPacer;
+use self::prefill_order::prefill_order;
 use self::sequence::Sequence;
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
@@ -363,56 +365,67 @@ impl<'m> ChatWorker<'m> {
         None
     }
 
-    /// Decide what each running sequence computes this step and make room for it in the KV cache.
+    /// Decide what each running sequence computes this step and make room for it in the KV cache:
+    /// first one decode token of every decoding sequence, then prompt prefill in [`prefill_order`]
+    /// under what the token budget (and, with `max_decode_slowdown`, the pacer) leaves.
     /// The work comes out grouped by [`Part`]: decode tokens, prefill chunks, prompt tails.
     fn plan(&mut self) -> Vec<Work> {
         let mut budget = self.config.max_num_batched_tokens as usize;
-        let mut order: Vec<SeqKey> = self.running.iter().filter(|s| s.remaining() == 1).map(|s| s.key).collect();
-        order.extend(self.running.iter().filter(|s| s.remaining() > 1).map(|s| s.key));
         let shape = Shape {
             block_size: self.blocks.block_size(),
             caching: self.config.enable_prefix_caching,
             same_step_tails: self.config.batch_mixing == BatchMixing::Split,
         };
-        let mut planned: Vec<Work> = Vec::with_capacity(order.len());
-        let mut paced = false;
-        for key in order {
+        let decoding: Vec<SeqKey> = self.running.iter().filter(|s| s.remaining() == 1).map(|s| s.key).collect();
+        let prompts: Vec<(SeqKey, usize)> =
+            self.running.iter().filter(|s| s.remaining() > 1).map(|s| (s.key, s.remaining())).collect();
+        let mut planned: Vec<Work> = Vec::with_capacity(self.running.len());
+        for key in decoding {
             if budget == 0 {
                 break;
             }
-            let Some(seq) = self.running.iter().find(|s| s.key == key) else { continue };
-            if !seq.outbox.is_empty() {
-                continue; // its client is behind
+            budget -= self.plan_sequence(key, budget, shape, &mut planned);
+        }
+        if !prompts.is_empty() && budget > 0 {
+            // What prefill may add without stalling the decode tokens planned above too long.
+            budget = self.pacer.prefill_budget(planned.len(), budget, shape.block_size);
+            for turn in prefill_order(&prompts, budget) {
+                let available = budget.saturating_sub(turn.held_back);
+                if available > 0 {
+                    budget -= self.plan_sequence(turn.key, available, shape, &mut planned);
+                }
             }
-            if seq.remaining() > 1 && !paced {
-                // The decode tokens are planned: what prefill may add without stalling them too long.
-                let decoding = planned.len();
-                budget = self.pacer.prefill_budget(decoding, budget, shape.block_size);
-                paced = true;
-            }
-            let work = step_work(seq.n_past, seq.tokens.len(), budget, shape);
-            let take: usize = work.iter().map(|w| w.0).sum();
-            let target = seq.n_past + take;
-            loop {
-                match self.blocks.grow(key, target) {
-                    Ok(ops) => {
-                        self.apply(&ops);
-                        planned.extend(work.iter().map(|&(take, part)| Work { key, take, part }));
-                        budget -= take;
-                        break;
-                    }
-                    Err(_) => {
-                        let victim = self.running.iter().rposition(|s| s.key != key && !planned.iter().any(|p| p.key == s.key));
-                        match victim {
-                            Some(v) => self.preempt(v),
-                            None => break, // wait for planned sequences to finish
-                        }
+        }
+        planned.sort_by_key(|w| w.part); // stable: planning order within a part
+        planned
+    }
+
+    /// Plan one sequence's work within `budget` tokens, growing its blocks (preempting the most
+    /// recently admitted unplanned sequence when they run out). Returns the tokens planned.
+    fn plan_sequence(&mut self, key: SeqKey, budget: usize, shape: Shape, planned: &mut Vec<Work>) -> usize {
+        let Some(seq) = self.running.iter().find(|s| s.key == key) else { return 0 };
+        if !seq.outbox.is_empty() {
+            return 0; // its client is behind
+        }
+        let work = step_work(seq.n_past, seq.tokens.len(), budget, shape);
+        let take: usize = work.iter().map(|w| w.0).sum();
+        let target = seq.n_past + take;
+        loop {
+            match self.blocks.grow(key, target) {
+                Ok(ops) => {
+                    self.apply(&ops);
+                    planned.extend(work.iter().map(|&(take, part)| Work { key, take, part }));
+                    return take;
+                }
+                Err(_) => {
+                    let victim = self.running.iter().rposition(|s| s.key != key && !planned.iter().any(|p| p.key == s.key));
+                    match victim {
+                        Some(v) => self.preempt(v),
+                        None => return 0, // wait for planned sequences to finish
                     }
                 }
             }
         }
-        planned.sort_by_key(|w| w.part); // stable: admission order within a part
-        planned
     }
 
     fn fill_batch(&mut self, planned: &[Work]) {
