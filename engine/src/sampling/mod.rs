@@ -16,7 +16,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
-pub(crate) use native::NativeSampler;
+use native::NativeSampler;
 
 use crate::SamplingParams;
 
@@ -131,7 +131,7 @@ fn pick_with_chain(chain: &mut LlamaSampler, logits: &[f32]) -> LlamaToken {
 
 /// The first token with the highest logit, as llama.cpp's greedy sampler picks it (NaN never wins):
 /// a vectorized maximum, then a scan for its first occurrence.
-pub(crate) fn argmax(logits: &[f32]) -> LlamaToken {
+fn argmax(logits: &[f32]) -> LlamaToken {
     let best = native::max_logit(logits).unwrap_or(f32::NEG_INFINITY);
     LlamaToken(logits.iter().position(|&logit| logit == best).unwrap_or(0) as i32)
 }

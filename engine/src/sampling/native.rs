@@ -95,12 +95,14 @@ impl NativeSampler {
     fn pick_truncated(&self, logits: &[f32], best: f32, u: f64, scratch: &mut Scratch) -> usize {
         let n_vocab = logits.len();
         let k = if self.top_k > 0 { self.top_k.min(n_vocab) } else { n_vocab };
-        let histogram = Histogram::of(logits, best);
+        // Top-p over the whole vocabulary (no top-k) is the one rule that needs the bucket masses.
+        let nucleus_of_all = self.top_p < 1.0 && k == n_vocab;
+        let histogram = Histogram::of(logits, best, nucleus_of_all);
 
         // The last bucket a survivor can be in. With both top-k and top-p, top-p's reference mass is
         // the top-k tokens', so all of those are needed.
         let mut last = histogram.bucket_of_rank(k);
-        if self.top_p < 1.0 && k == n_vocab {
+        if nucleus_of_all {
             last = last.min(histogram.bucket_of_mass(f64::from(self.top_p) * histogram.total_mass()) + 1);
         }
         if self.min_p > 0.0 && !(self.top_p < 1.0 && k < n_vocab) {
@@ -195,12 +197,15 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn of(logits: &[f32], best: f32) -> Self {
+    /// Counts always; masses only `with_masses` (they cost an exp a token), else they stay 0.
+    fn of(logits: &[f32], best: f32, with_masses: bool) -> Self {
         let mut histogram = Histogram { counts: [0; BUCKETS], masses: [0.0; BUCKETS] };
         for &logit in logits {
             let b = bucket(best - logit);
             histogram.counts[b] += 1;
-            histogram.masses[b] += f64::from(exp_nonpositive(logit - best));
+            if with_masses {
+                histogram.masses[b] += f64::from(exp_nonpositive(logit - best));
+            }
         }
         histogram
     }
@@ -276,6 +281,7 @@ fn lane_sum(values: &[f32]) -> f32 {
 /// smallest normal, and NaN as well. Branch-free so that loops over it vectorize: `2^n · 2^f` with
 /// `n` rounded by the 1.5·2^23 trick and `2^f` a degree-6 Taylor polynomial on |f| ≤ 1/2.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // `clamp` passes NaN through; `max` turns it into -126
 fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
     const C: [f32; 6] = [
@@ -286,7 +292,7 @@ fn exp_nonpositive(x: f32) -> f32 {
         0.001_333_355_8,
         0.000_154_035_3,
     ];
-    let t = (x * std::f32::consts::LOG2_E).max(-126.0).min(0.0); // `max` turns NaN into -126
+    let t = (x * std::f32::consts::LOG2_E).max(-126.0).min(0.0);
     let shifted = t + ROUND;
     let n = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let f = t - (shifted - ROUND);
