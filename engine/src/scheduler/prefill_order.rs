@@ -6,7 +6,9 @@
 //! partial prefills let short prompts jump the queue for the same reason). Prompts with equally
 //! many tokens left keep their admission order, so a wave of similar prompts is first come, first
 //! served. While shorter prompts go ahead, the oldest prompt keeps a quarter of the budget, so a
-//! steady stream of short prompts cannot starve it.
+//! steady stream of short prompts cannot starve it. The quarter is rounded down: a paced budget of
+//! one to three tokens (a slow or busy machine) goes wholly to the shortest prompt, which is then
+//! read in a few steps, instead of the oldest taking the only token of every step for minutes.
 
 use crate::kv::SeqKey;
 
@@ -27,7 +29,7 @@ pub(super) fn prefill_order(prompts: &[(SeqKey, usize)], budget: usize) -> Vec<P
     let Some(&(oldest, oldest_left)) = prompts.first() else { return Vec::new() };
     let mut by_length = prompts.to_vec();
     by_length.sort_by_key(|&(_, left)| left); // stable: ties keep admission order
-    let reserve = oldest_left.min((budget / OLDEST_SHARE).max(1));
+    let reserve = oldest_left.min(budget / OLDEST_SHARE);
     let mut oldest_served = false;
     by_length
         .into_iter()
@@ -59,8 +61,10 @@ mod tests {
         assert_eq!(turns(&[(1, 2000), (2, 64), (3, 40)], 512), vec![(3, 128), (2, 128), (1, 0)]);
         // Under a paced budget of 12 tokens the document still gets 3 a step.
         assert_eq!(turns(&[(1, 2000), (2, 64)], 12), vec![(2, 3), (1, 0)]);
-        // Even a budget below four tokens leaves the oldest one.
-        assert_eq!(turns(&[(1, 2000), (2, 64)], 2), vec![(2, 1), (1, 0)]);
+        // A budget below four tokens goes to the shortest: held back, the only token of a step
+        // would go to the document, and a chat turn would wait for all of it.
+        assert_eq!(turns(&[(1, 2000), (2, 64)], 2), vec![(2, 0), (1, 0)]);
+        assert_eq!(turns(&[(1, 2000), (2, 64)], 1), vec![(2, 0), (1, 0)]);
     }
 
     #[test]
