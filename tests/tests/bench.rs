@@ -31,11 +31,13 @@ struct Behavior {
     stall: Option<(u64, Duration)>,
     /// Serve `/tokenize`, counting this many tokens per word (`a` counts one).
     tokens_per_word: Option<usize>,
+    /// Answer every request with 503 for this long after starting, as a server loading its models.
+    loading: Duration,
 }
 
 impl Behavior {
     fn new(ttft_ms: u64, itl_ms: u64) -> Behavior {
-        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None, stall: None, tokens_per_word: None }
+        Behavior { ttft: Duration::from_millis(ttft_ms), itl: Duration::from_millis(itl_ms), capacity: usize::MAX, reject_every: None, stall: None, tokens_per_word: None, loading: Duration::ZERO }
     }
 }
 
@@ -44,6 +46,8 @@ impl Behavior {
 struct Seen {
     arrivals: Vec<Instant>,
     bodies: Vec<Value>,
+    /// Requests answered 503 while loading.
+    while_loading: usize,
 }
 
 struct FakeServer {
@@ -65,11 +69,12 @@ impl FakeServer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let slots = Arc::new(Slots { used: Mutex::new(0), freed: Condvar::new(), capacity: behavior.capacity });
         let sink = seen.clone();
+        let ready_at = Instant::now() + behavior.loading;
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (sink, slots) = (sink.clone(), slots.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, behavior, &sink, &slots);
+                    let _ = serve(stream, behavior, ready_at, &sink, &slots);
                 });
             }
         });
@@ -84,7 +89,7 @@ impl FakeServer {
     }
 }
 
-fn serve(stream: TcpStream, behavior: Behavior, seen: &Mutex<Seen>, slots: &Slots) -> std::io::Result<()> {
+fn serve(stream: TcpStream, behavior: Behavior, ready_at: Instant, seen: &Mutex<Seen>, slots: &Slots) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -110,6 +115,10 @@ fn serve(stream: TcpStream, behavior: Behavior, seen: &Mutex<Seen>, slots: &Slot
         write!(out, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     };
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    if arrived < ready_at {
+        seen.lock().unwrap().while_loading += 1;
+        return respond(&mut out, "503 Service Unavailable", "application/json", r#"{"error":{"message":"models are still loading; retry shortly"}}"#);
+    }
     match path {
         "/v1/models" => return respond(&mut out, "200 OK", "application/json", &json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).to_string()),
         "/metrics" => return respond(&mut out, "200 OK", "text/plain", "# TYPE hearth_gpu_utilization_ratio gauge\nhearth_gpu_utilization_ratio{gpu=\"0\"} 0.25\n"),
@@ -403,6 +412,31 @@ fn bad_slo_files_and_unreachable_targets_are_clear_errors() {
     let (output, _) = bench(&format!("http://{closed}"), dir.path(), "closed", &["--max-requests", "1"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("could not reach"), "{}", text(&output));
+}
+
+#[test]
+fn a_target_still_loading_its_models_is_waited_for_then_measured() {
+    let server = FakeServer::start(Behavior { loading: Duration::from_millis(1500), ..Behavior::new(5, 5) });
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = bench(&server.base, dir.path(), "loading", &["--model", "fake-model", "--profile", "concurrent:2", "--max-requests", "4", "--data", "synthetic:prompt_tokens=8,output_tokens=4"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("waiting up to 120 s for it to load"), "{}", text(&output));
+    let s = &report.unwrap()["profiles"][0]["summary"];
+    assert_eq!((s["completed"].as_u64(), s["errored"].as_u64()), (Some(4), Some(0)), "{s}");
+    // Only the readiness polls met the 503s; every measured request came after loading.
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 4);
+    assert!(arrivals[0] - started >= Duration::from_millis(1500), "{:?}", arrivals[0] - started);
+    assert!(server.seen.lock().unwrap().while_loading >= 2);
+
+    // A target that keeps loading past --wait-ready is a clear error, and nothing is measured.
+    let stuck = FakeServer::start(Behavior { loading: Duration::from_secs(600), ..Behavior::new(5, 5) });
+    let started = Instant::now();
+    let (output, _) = bench(&stuck.base, dir.path(), "stuck", &["--wait-ready", "1", "--max-requests", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("still answered 503 Service Unavailable after 1 s"), "{}", text(&output));
+    assert!(started.elapsed() < Duration::from_secs(10) && stuck.arrivals().is_empty());
 }
 
 #[test]

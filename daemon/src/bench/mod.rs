@@ -3,6 +3,7 @@
 //!
 //! A run is a list of load profiles ([`profile`]) each bounded by `--max-seconds` and/or
 //! `--max-requests`, fed by synthetic or file prompts ([`data`]). Every request streams; the
+//! bench first waits for the target to load its models ([`ready`]); the
 //! [`client`] turns the stream into one record with its token timings and inter-token gaps; [`run`]
 //! drives a profile and [`stats`] summarizes it (TTFT, ITL per request and over every gap pooled,
 //! TPOT, end-to-end latency, rates, errors by kind).
@@ -21,6 +22,7 @@ mod data;
 mod economics;
 mod plot;
 mod profile;
+mod ready;
 mod report;
 mod run;
 mod slo;
@@ -177,6 +179,10 @@ pub struct RunArgs {
     /// Seconds before one request is abandoned as a timeout.
     #[arg(long, default_value_t = 600.0)]
     pub request_timeout: f64,
+    /// Seconds to wait, before the first profile, for a target that answers 503 while it loads its
+    /// models (0: do not wait).
+    #[arg(long, default_value_t = 120.0)]
+    pub wait_ready: f64,
 }
 
 /// Run `hearth bench`; returns the process exit status.
@@ -202,19 +208,16 @@ pub fn main(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// The model to use: the one given, or the first the target lists.
+/// The model to use, once the target has loaded its models: the one given, or the first the
+/// target lists.
 async fn pick_model(args: &RunArgs, http: &reqwest::Client, base: &str) -> Result<String, BenchError> {
+    let wait = Duration::from_secs_f64(args.wait_ready);
+    let (status, models) = ready::models_when_ready(http, base, args.api_key.as_deref(), wait).await?;
     if let Some(model) = &args.model {
         return Ok(model.clone());
     }
     let url = format!("{base}/v1/models");
-    let mut request = http.get(&url);
-    if let Some(key) = &args.api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.map_err(|e| BenchError::Http(format!("could not reach {url}: {e}")))?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| BenchError::Http(format!("{url} answered {status} without JSON: {e}")))?;
+    let body = models.ok_or_else(|| BenchError::Http(format!("{url} answered {status} without JSON; pass --model")))?;
     body.pointer("/data/0/id")
         .and_then(Value::as_str)
         .map(str::to_owned)
@@ -242,6 +245,9 @@ fn check(args: &RunArgs) -> Result<Limits, BenchError> {
     }
     if !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
         return Err(BenchError::Usage("--request-timeout must be positive".into()));
+    }
+    if !(args.wait_ready.is_finite() && args.wait_ready >= 0.0) {
+        return Err(BenchError::Usage("--wait-ready must be a non-negative number of seconds".into()));
     }
     if args.gpu_cost_per_hour.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
         return Err(BenchError::Usage("--gpu-cost-per-hour must be a non-negative number".into()));
