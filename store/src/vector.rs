@@ -391,6 +391,10 @@ mod tests {
             idx.add_many(&items, 2).unwrap();
             idx.add_many(&items[..10], 1).unwrap(); // idempotent
             assert_eq!(idx.len(), 500);
+            // HNSW is approximate: built by two threads, the graph once hid item 43 from a search
+            // at the default expansion (64) under a loaded `make test`. An expansion past the
+            // index size makes this exact; recall at the defaults is measured in BENCHMARKS.md.
+            idx.set_expansion_search(512);
             let hits = idx.search(&data[42].1, 3).unwrap();
             assert_eq!(hits[0].0, 43, "{q:?}");
             assert!(hits[0].1 > 0.95, "{q:?}: similarity {}", hits[0].1);
