@@ -2,8 +2,8 @@
 //! and check it against service-level objectives, as GuideLLM does, without a Python stack.
 //!
 //! A run is a list of load profiles ([`profile`]) each bounded by `--max-seconds` and/or
-//! `--max-requests`, fed by synthetic or file prompts ([`data`]). Every request streams; the
-//! bench first waits for the target to load its models ([`ready`]); the
+//! `--max-requests`, fed by synthetic or file prompts ([`data`]), once the target has loaded its
+//! models ([`ready`]). Every request streams; the
 //! [`client`] turns the stream into one record with its token timings and inter-token gaps; [`run`]
 //! drives a profile and [`stats`] summarizes it (TTFT, ITL per request and over every gap pooled,
 //! TPOT, end-to-end latency, rates, errors by kind).
