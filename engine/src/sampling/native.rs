@@ -72,7 +72,7 @@ impl NativeSampler {
             return LlamaToken(0); // empty, or nothing but NaN and -inf: no token is better than another
         };
         if best == f32::INFINITY {
-            return LlamaToken(logits.iter().position(|&l| l == best).unwrap_or(0) as i32);
+            return super::argmax(logits); // the first +inf: every other token has weight 0
         }
         let u = self.rng.f64();
         let token = SCRATCH.with(|scratch| {

@@ -462,11 +462,11 @@ impl<'m> ChatWorker<'m> {
             .collect();
         if jobs.len() < PARALLEL_SAMPLING_MIN {
             for (seq, logits) in &mut jobs {
-                seq.sampled = Some(seq.pick(logits));
+                seq.sampled = Some(seq.sampler.pick(logits));
             }
         } else {
             samplers.install(|| {
-                jobs.par_iter_mut().for_each(|(seq, logits)| seq.sampled = Some(seq.pick(logits)));
+                jobs.par_iter_mut().for_each(|(seq, logits)| seq.sampled = Some(seq.sampler.pick(logits)));
             });
         }
     }

@@ -75,12 +75,6 @@ impl Sequence {
         self.tokens.len() - self.n_past
     }
 
-    /// Pick the next token from this sequence's row of logits (one entry per vocabulary token).
-    /// Runs on a sampling thread.
-    pub(super) fn pick(&mut self, logits: &[f32]) -> LlamaToken {
-        self.sampler.pick(logits)
-    }
-
     /// Move events to the client; false when the client has gone away.
     pub(super) fn flush(&mut self) -> bool {
         while let Some(event) = self.outbox.pop_front() {
