@@ -1,6 +1,6 @@
 //! The vector index of one collection: a usearch HNSW graph (cosine), derived from sled.
 //!
-//! Invariants and rules (see DEPENDENCIES.md, usearch):
+//! Invariants and rules (usearch 2.26: no auto-grow, `reserve` not beside `add`, thread slots):
 //! - vectors are normalised before they enter the index or a query, so cosine is an inner
 //!   product;
 //! - with i8 quantization the store makes the codes itself ([`i8_codes`]: each vector scaled so
