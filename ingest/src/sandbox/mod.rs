@@ -5,27 +5,39 @@
 //! run for ever on form XObjects that draw each other exponentially, and inflate compressed
 //! streams without a bound. So the daemon re-executes its own binary in a worker mode
 //! ([`worker_main`], protocol in `worker.rs`) for each file:
-//! - the child sets `RLIMIT_AS`, `RLIMIT_CPU`, `RLIMIT_CORE` = 0 and `RLIMIT_FSIZE` = 0 itself;
-//! - the parent ([`Sandbox::parse`]) enforces the wall-clock limit (SIGKILL), caps stdout at
+//! - the parent hands the child its input as an already-open descriptor (stdin) and an empty
+//!   environment (no API keys, no `HEARTH__*`): the child needs no path and opens nothing;
+//! - the child lowers its resource limits and confines itself with Landlock before it reads a byte
+//!   (`confine.rs`: address space, CPU time, no core dumps, no file writes, few descriptors, no
+//!   processes, no new opens anywhere);
+//! - the parent ([`Sandbox::parse_file`]) enforces the wall-clock limit (SIGKILL), caps stdout at
 //!   `max_output_bytes` (dropping the pipe, which ends the child), keeps the last few KiB of
 //!   stderr, and kills the child if the caller's future is dropped (`kill_on_drop`);
 //! - how the child ended becomes a [`ParseFailure`] whose `Display` is one line for a vector-store
 //!   file's `last_error.message`.
 //!
+//! [`Sandbox::self_check`] runs the same worker with the same confinement and reports what it could
+//! reach (`self_check.rs`): the daemon logs it once at start-up.
+//!
 //! The parent needs a Tokio runtime with the `process`, `time` and `io-util` features; it spawns
 //! one child per call, so the caller bounds concurrency (a semaphore sized to the cores).
 
+mod confine;
+mod self_check;
 mod worker;
 
+pub use confine::{Landlock, OPEN_FILES};
+pub use self_check::{Access, Attempt, SelfCheck, SelfCheckRequest};
 pub use worker::worker_main;
 
 use crate::parse::{Format, ParseError, ParsedDocument};
 use std::ffi::OsString;
+use std::io::{Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use worker::{WorkerReply, WorkerRequest};
 
@@ -121,7 +133,8 @@ impl ParseFailure {
     }
 }
 
-/// Runs parses in child processes: `program args... --format F --memory-bytes N --cpu-seconds N -- PATH`.
+/// Runs parses in child processes: `program args... --format F --memory-bytes N --cpu-seconds N`,
+/// the input on stdin.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     program: PathBuf,
@@ -145,20 +158,75 @@ impl Sandbox {
         &self.limits
     }
 
-    /// Parses the file at `path` as `format` in a fresh child process.
+    /// Parses the file at `path` as `format` in a fresh child process (which gets the open file,
+    /// not the path).
     pub async fn parse(&self, path: &Path, format: Format) -> Result<ParsedDocument, ParseFailure> {
-        let request = WorkerRequest {
+        let file = std::fs::File::open(path)
+            .map_err(|e| ParseFailure::Io(format!("cannot open {}: {e}", path.display())))?;
+        self.parse_file(file, format).await
+    }
+
+    /// Parses `file`, from its start, as `format` in a fresh child process: the child reads the
+    /// descriptor as its stdin.
+    pub async fn parse_file(
+        &self,
+        mut file: std::fs::File,
+        format: Format,
+    ) -> Result<ParsedDocument, ParseFailure> {
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| ParseFailure::Io(format!("cannot rewind the file: {e}")))?;
+        let request = self.request(format, None);
+        match self.run(&request, Input::File(file)).await? {
+            WorkerReply::Ok(doc) => Ok(doc),
+            WorkerReply::Error(e) => Err(ParseFailure::Parse(e)),
+            WorkerReply::SelfCheck(_) => Err(ParseFailure::BadOutput(
+                "a self-check report where a document was expected".into(),
+            )),
+        }
+    }
+
+    /// Runs the worker as for a parse of `input` (piped to it), then has it try the accesses in
+    /// `check` and report what it could reach.
+    pub async fn self_check(
+        &self,
+        check: SelfCheckRequest,
+        input: Vec<u8>,
+        format: Format,
+    ) -> Result<SelfCheck, ParseFailure> {
+        let request = self.request(format, Some(check));
+        match self.run(&request, Input::Bytes(input)).await? {
+            WorkerReply::SelfCheck(report) => Ok(*report),
+            WorkerReply::Ok(_) | WorkerReply::Error(_) => Err(ParseFailure::BadOutput(
+                "the worker parsed but did not report its self-check".into(),
+            )),
+        }
+    }
+
+    fn request(&self, format: Format, self_check: Option<SelfCheckRequest>) -> WorkerRequest {
+        WorkerRequest {
             format,
             memory_bytes: self.limits.memory_bytes,
             cpu_seconds: self.limits.cpu_seconds,
-            path: path.to_path_buf(),
+            self_check,
+        }
+    }
+
+    /// One child: spawn with a cleared environment and `input` on stdin, collect its reply within
+    /// the limits.
+    async fn run(
+        &self,
+        request: &WorkerRequest,
+        input: Input,
+    ) -> Result<WorkerReply, ParseFailure> {
+        let (stdin, bytes) = match input {
+            Input::File(file) => (Stdio::from(file), None),
+            Input::Bytes(bytes) => (Stdio::piped(), Some(bytes)),
         };
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .args(request.to_args())
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            .stdin(Stdio::null())
+            .env_clear()
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -172,11 +240,13 @@ impl Sandbox {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(ParseFailure::Io("the parser's pipes are missing".into()));
         };
+        let feed = child.stdin.take();
         let cap = self.limits.max_output_bytes;
         let run = async {
-            let (out, err) = tokio::join!(
+            let (out, err, ()) = tokio::join!(
                 read_capped(stdout, cap),
-                read_tail(stderr, STDERR_TAIL_BYTES)
+                read_tail(stderr, STDERR_TAIL_BYTES),
+                feed_input(feed, bytes)
             );
             let status = child.wait().await;
             (out, err, status)
@@ -207,22 +277,32 @@ impl Sandbox {
     }
 }
 
+/// What the child reads on stdin.
+enum Input {
+    /// An open file: the child gets the descriptor itself.
+    File(std::fs::File),
+    /// Bytes written into a pipe.
+    Bytes(Vec<u8>),
+}
+
+/// Writes `bytes` into the child's stdin and closes it. A child that exits without reading them
+/// all (a crash) makes the write fail, which its exit status explains.
+async fn feed_input(stdin: Option<tokio::process::ChildStdin>, bytes: Option<Vec<u8>>) {
+    if let (Some(mut stdin), Some(bytes)) = (stdin, bytes) {
+        let _ = stdin.write_all(&bytes).await;
+    }
+}
+
 /// Turns how the child ended into the result.
 fn classify(
     status: ExitStatus,
     stdout: &[u8],
     stderr_tail: String,
     limits: &Limits,
-) -> Result<ParsedDocument, ParseFailure> {
+) -> Result<WorkerReply, ParseFailure> {
     if status.success() {
-        return match serde_json::from_slice::<WorkerReply>(stdout) {
-            Ok(WorkerReply::Ok(doc)) => Ok(doc),
-            Ok(WorkerReply::Error(e)) => Err(ParseFailure::Parse(e)),
-            Err(e) => Err(ParseFailure::BadOutput(format!(
-                "{e} ({} bytes)",
-                stdout.len()
-            ))),
-        };
+        return serde_json::from_slice::<WorkerReply>(stdout)
+            .map_err(|e| ParseFailure::BadOutput(format!("{e} ({} bytes)", stdout.len())));
     }
     // Rust's allocator reports "memory allocation of N bytes failed" and aborts.
     if stderr_tail.contains("memory allocation of") {
@@ -238,7 +318,9 @@ fn classify(
     }
     if status.code() == Some(i32::from(worker::EXIT_READ)) {
         let line = last_line(&stderr_tail);
-        return Err(ParseFailure::Io(format!("could not read the file: {line}")));
+        return Err(ParseFailure::Io(format!(
+            "the parser could not read the file: {line}"
+        )));
     }
     Err(ParseFailure::Crashed {
         signal: status.signal(),

@@ -1,23 +1,25 @@
-//! The child side: argv protocol, resource limits, parse, one JSON reply on stdout.
+//! The child side: argv protocol, confinement, parse, one JSON reply on stdout.
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
-//! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N> -- <path>`; the worker
-//! also takes the path without the `--`, in case an argument parser in front removed it.
-//! The worker sets its own limits before it reads a byte of the file: `RLIMIT_AS` (address space)
-//! = memory bytes, `RLIMIT_CPU` = CPU seconds (SIGXCPU then, SIGKILL a second later),
-//! `RLIMIT_CORE` = 0 (no core dumps of documents), `RLIMIT_FSIZE` = 0 (it writes no files; pipes are
-//! not affected). Limits can only go down: a limit already lower stays.
+//! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N>
+//! [--self-check [--try-read PATH]... [--try-create PATH]...]`; the input is the worker's stdin,
+//! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
+//! nothing. Before it reads a byte of the input it lowers its resource limits and confines itself
+//! with Landlock (`confine.rs`); `--self-check` then reports what it can and cannot reach
+//! (`self_check.rs`).
 //!
 //! Exit status: 0 with a [`WorkerReply`] on stdout (the document, or the [`ParseError`] that is the
-//! file's fault); 2 bad arguments; 3 limits could not be set; 4 the file could not be read
-//! (reason on stderr); 5 stdout could not be written. Anything else — a signal, an abort — is a
-//! crash, which the parent classifies from the status and the stderr tail.
+//! file's fault, or the self-check's report); 2 bad arguments; 3 limits could not be set; 4 the
+//! input could not be read (reason on stderr); 5 stdout could not be written. Anything else — a
+//! signal, an abort — is a crash, which the parent classifies from the status and the stderr tail.
 
+use super::confine::{self, Landlock};
+use super::self_check::{self, SelfCheck, SelfCheckRequest};
 use crate::parse::{panic_message, parse_bytes, Format, ParseError, ParsedDocument};
 use rlimit::Resource;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::panic::catch_unwind;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,105 +35,132 @@ pub(super) const EXIT_WRITE: u8 = 5;
 pub(super) enum WorkerReply {
     Ok(ParsedDocument),
     Error(ParseError),
+    SelfCheck(Box<SelfCheck>),
 }
 
-/// One parse job, as passed on the command line.
+/// One job, as passed on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WorkerRequest {
     pub format: Format,
     pub memory_bytes: u64,
     pub cpu_seconds: u64,
-    pub path: PathBuf,
+    /// A self-check instead of a plain parse.
+    pub self_check: Option<SelfCheckRequest>,
 }
 
 impl WorkerRequest {
     pub fn to_args(&self) -> Vec<OsString> {
-        vec![
+        let mut args: Vec<OsString> = vec![
             "--format".into(),
             self.format.as_str().into(),
             "--memory-bytes".into(),
             self.memory_bytes.to_string().into(),
             "--cpu-seconds".into(),
             self.cpu_seconds.to_string().into(),
-            "--".into(),
-            self.path.clone().into_os_string(),
-        ]
+        ];
+        if let Some(check) = &self.self_check {
+            args.push("--self-check".into());
+            for path in &check.read {
+                args.push("--try-read".into());
+                args.push(path.clone().into_os_string());
+            }
+            for path in &check.create {
+                args.push("--try-create".into());
+                args.push(path.clone().into_os_string());
+            }
+        }
+        args
     }
 
     pub fn from_args(args: &[OsString]) -> Result<Self, String> {
-        let (mut format, mut memory, mut cpu, mut path) = (None, None, None, None);
+        let (mut format, mut memory, mut cpu) = (None, None, None);
+        let mut check: Option<SelfCheckRequest> = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .and_then(|v| v.to_str())
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{name} needs a value"))
+            let Some(name) = arg.to_str() else {
+                return Err(format!("unexpected argument {arg:?}"));
             };
-            match arg.to_str() {
-                Some("--format") => {
-                    let v = value("--format")?;
+            let mut value = || it.next().ok_or_else(|| format!("{name} needs a value"));
+            match name {
+                "--format" => {
+                    let v = value()?.to_string_lossy().into_owned();
                     format = Some(Format::from_name(&v).ok_or(format!("unknown format {v:?}"))?);
                 }
-                Some("--memory-bytes") => memory = Some(number(&value("--memory-bytes")?)?),
-                Some("--cpu-seconds") => cpu = Some(number(&value("--cpu-seconds")?)?),
-                Some("--") => {
-                    path = it.next().map(PathBuf::from);
-                    if it.next().is_some() {
-                        return Err("one path only".into());
+                "--memory-bytes" => memory = Some(number(value()?)?),
+                "--cpu-seconds" => cpu = Some(number(value()?)?),
+                "--self-check" => {
+                    check.get_or_insert_with(SelfCheckRequest::default);
+                }
+                "--try-read" | "--try-create" => {
+                    let path = PathBuf::from(value()?);
+                    let Some(check) = check.as_mut() else {
+                        return Err(format!("{name} comes after --self-check"));
+                    };
+                    match name {
+                        "--try-read" => check.read.push(path),
+                        _ => check.create.push(path),
                     }
                 }
-                // A bare path too: an argument parser in front (clap's trailing arguments) may
-                // have eaten the `--`.
-                Some(a) if !a.starts_with("--") && path.is_none() => path = Some(PathBuf::from(a)),
-                None if path.is_none() => path = Some(PathBuf::from(arg)),
-                _ => return Err(format!("unexpected argument {arg:?}")),
+                other if !other.starts_with("--") => {
+                    return Err(format!(
+                        "unexpected argument {other:?}: the worker reads its input from stdin and takes no path"
+                    ))
+                }
+                other => return Err(format!("unexpected argument {other:?}")),
             }
         }
         Ok(WorkerRequest {
             format: format.ok_or("--format is required")?,
             memory_bytes: memory.ok_or("--memory-bytes is required")?,
             cpu_seconds: cpu.ok_or("--cpu-seconds is required")?,
-            path: path.ok_or("a path after -- is required")?,
+            self_check: check,
         })
     }
 }
 
-fn number(v: &str) -> Result<u64, String> {
-    v.parse().map_err(|_| format!("{v:?} is not a number"))
+fn number(v: &std::ffi::OsStr) -> Result<u64, String> {
+    v.to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{v:?} is not a number"))
 }
 
 /// The parse worker's whole program: `args` are the arguments after the program's own leading
-/// ones (for the daemon, after `hearth parse-worker`). Call it before any logging or runtime is
-/// set up: stdout carries the reply and nothing else.
+/// ones (for the daemon, after `hearth parse-worker`); the input is stdin. Call it before any
+/// logging or runtime is set up: stdout carries the reply and nothing else.
 pub fn worker_main(args: &[OsString]) -> ExitCode {
     let req = match WorkerRequest::from_args(args) {
         Ok(req) => req,
         Err(msg) => {
             eprintln!("parse-worker: {msg}");
             eprintln!(
-                "usage: parse-worker --format <pdf|text|markdown|html> --memory-bytes N --cpu-seconds N -- PATH"
+                "usage: parse-worker --format <pdf|text|markdown|html> --memory-bytes N --cpu-seconds N \
+                 [--self-check [--try-read PATH]... [--try-create PATH]...] < INPUT"
             );
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(e) = apply_limits(req.memory_bytes, req.cpu_seconds) {
+    if let Err(e) = confine::apply_limits(req.memory_bytes, req.cpu_seconds) {
         eprintln!("parse-worker: could not set resource limits: {e}");
         return ExitCode::from(EXIT_LIMITS);
     }
-    let bytes = match std::fs::read(&req.path) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{}: {e}", req.path.display());
-            return ExitCode::from(EXIT_READ);
-        }
-    };
-    let reply = match catch_unwind(|| parse_bytes(&bytes, req.format)) {
-        Ok(Ok(doc)) => WorkerReply::Ok(doc),
-        Ok(Err(e)) => WorkerReply::Error(e),
-        Err(panic) => WorkerReply::Error(ParseError::ParserFailed(panic_message(panic.as_ref()))),
+    let landlock = confine::restrict();
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
+        eprintln!("reading the input: {e}");
+        return ExitCode::from(EXIT_READ);
+    }
+    let parsed = match catch_unwind(|| parse_bytes(&bytes, req.format)) {
+        Ok(result) => result,
+        Err(panic) => Err(ParseError::ParserFailed(panic_message(panic.as_ref()))),
     };
     drop(bytes);
+    let reply = match (req.self_check, parsed) {
+        (Some(check), document) => {
+            WorkerReply::SelfCheck(Box::new(report(&check, landlock, document)))
+        }
+        (None, Ok(doc)) => WorkerReply::Ok(doc),
+        (None, Err(e)) => WorkerReply::Error(e),
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = serde_json::to_writer(&mut out, &reply)
         .map_err(std::io::Error::from)
@@ -143,23 +172,19 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Lowers this process's limits (never raises a hard limit, which would fail).
-fn apply_limits(memory_bytes: u64, cpu_seconds: u64) -> std::io::Result<()> {
-    lower(Resource::CORE, 0, 0)?;
-    lower(Resource::FSIZE, 0, 0)?;
-    lower(Resource::AS, memory_bytes, memory_bytes)?;
-    lower(
-        Resource::CPU,
-        cpu_seconds.max(1),
-        cpu_seconds.max(1).saturating_add(1),
-    )?;
-    Ok(())
-}
-
-fn lower(resource: Resource, soft: u64, hard: u64) -> std::io::Result<()> {
-    let (_, cur_hard) = resource.get()?;
-    let hard = hard.min(cur_hard);
-    resource.set(soft.min(hard), hard)
+fn report(
+    request: &SelfCheckRequest,
+    landlock: Landlock,
+    document: Result<ParsedDocument, ParseError>,
+) -> SelfCheck {
+    SelfCheck {
+        landlock,
+        open_files_limit: confine::current_limit(Resource::NOFILE),
+        processes_limit: confine::current_limit(Resource::NPROC),
+        environment: self_check::environment_names(),
+        attempts: self_check::attempt_all(request),
+        document,
+    }
 }
 
 #[cfg(test)]
@@ -167,20 +192,32 @@ fn lower(resource: Resource, soft: u64, hard: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
     #[test]
     fn args_round_trip() {
         let req = WorkerRequest {
             format: Format::Markdown,
             memory_bytes: 1 << 30,
             cpu_seconds: 60,
-            path: PathBuf::from("/tmp/a file --format.md"),
+            self_check: None,
         };
         assert_eq!(WorkerRequest::from_args(&req.to_args()).unwrap(), req);
+        let check = WorkerRequest {
+            self_check: Some(SelfCheckRequest {
+                read: vec![PathBuf::from("/etc/hostname"), PathBuf::from("/a dir --x")],
+                create: vec![PathBuf::from("/tmp/new")],
+            }),
+            ..req
+        };
+        assert_eq!(WorkerRequest::from_args(&check.to_args()).unwrap(), check);
     }
 
     #[test]
-    fn path_without_double_dash() {
-        let args: Vec<OsString> = [
+    fn a_path_is_refused_the_input_is_stdin() {
+        let err = WorkerRequest::from_args(&args(&[
             "--format",
             "pdf",
             "--memory-bytes",
@@ -188,33 +225,20 @@ mod tests {
             "--cpu-seconds",
             "2",
             "/x.pdf",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        assert_eq!(
-            WorkerRequest::from_args(&args).unwrap().path,
-            PathBuf::from("/x.pdf")
-        );
-        let two: Vec<OsString> = ["/a", "/b"].iter().map(OsString::from).collect();
-        assert!(WorkerRequest::from_args(&two).unwrap_err().contains("/b"));
+        ]))
+        .unwrap_err();
+        assert!(err.contains("/x.pdf") && err.contains("stdin"), "{err}");
     }
 
     #[test]
     fn bad_args_are_reported() {
-        let args: Vec<OsString> = ["--format", "docx", "--", "x"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert!(WorkerRequest::from_args(&args)
-            .unwrap_err()
-            .contains("docx"));
-        let args: Vec<OsString> = ["--format", "pdf", "--", "x"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert!(WorkerRequest::from_args(&args)
-            .unwrap_err()
-            .contains("--memory-bytes"));
+        let err = WorkerRequest::from_args(&args(&["--format", "docx"])).unwrap_err();
+        assert!(err.contains("docx"), "{err}");
+        let err = WorkerRequest::from_args(&args(&["--format", "pdf"])).unwrap_err();
+        assert!(err.contains("--memory-bytes"), "{err}");
+        let err = WorkerRequest::from_args(&args(&["--try-read", "/etc/hostname"])).unwrap_err();
+        assert!(err.contains("--self-check"), "{err}");
+        let err = WorkerRequest::from_args(&args(&["--cpu-seconds", "lots"])).unwrap_err();
+        assert!(err.contains("not a number"), "{err}");
     }
 }
