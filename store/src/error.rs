@@ -78,6 +78,16 @@ pub enum StoreError {
     /// JSON (de)serialisation of a record failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// Creating one more collection would pass [`crate::StoreConfig::max_collections`].
+    #[error("the limit of {limit} vector stores is reached; delete one first")]
+    CollectionLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// New content would leave less free disk space than the reserve
+    /// ([`crate::StoreConfig::min_free_bytes`]).
+    #[error(transparent)]
+    NoSpace(#[from] crate::space::NoSpace),
 }
 
 impl StoreError {
@@ -88,7 +98,8 @@ impl StoreError {
             StoreError::CollectionNotFound(_)
             | StoreError::DocumentNotFound { .. }
             | StoreError::DocumentExists { .. }
-            | StoreError::Invalid(_) => true,
+            | StoreError::Invalid(_)
+            | StoreError::CollectionLimit { .. } => true,
             StoreError::UnsupportedFormat { .. }
             | StoreError::IndexNotReady { .. }
             | StoreError::Corrupt { .. }
@@ -96,7 +107,28 @@ impl StoreError {
             | StoreError::Vector(_)
             | StoreError::Keyword(_)
             | StoreError::Io { .. }
-            | StoreError::Json(_) => false,
+            | StoreError::Json(_)
+            | StoreError::NoSpace(_) => false,
+        }
+    }
+
+    /// True when the disk is full or the reserve is reached: [`StoreError::NoSpace`], or a
+    /// file-system error ENOSPC or EDQUOT from sled, tantivy or the store's own files. Such a
+    /// failure goes away when space comes back; retrying later is the answer.
+    pub fn is_out_of_space(&self) -> bool {
+        fn full(e: &std::io::Error) -> bool {
+            matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        }
+        match self {
+            StoreError::NoSpace(_) => true,
+            StoreError::Io { source, .. } => full(source),
+            StoreError::Sled(sled::Error::Io(e)) => full(e),
+            StoreError::Keyword(e) => {
+                // tantivy wraps the io::Error in several variants; its message is the only common ground.
+                let text = e.to_string();
+                ["No space left on device", "Disk quota exceeded", "StorageFull", "QuotaExceeded"].iter().any(|m| text.contains(m))
+            }
+            _ => false,
         }
     }
 
@@ -131,5 +163,18 @@ mod tests {
         let busy = StoreError::IndexNotReady { collection: "vs_1".into(), index: "keyword" };
         assert!(!busy.is_user_error());
         assert!(busy.to_string().contains("rebuilding"));
+        assert!(StoreError::CollectionLimit { limit: 3 }.to_string().contains("limit of 3 vector stores"));
+    }
+
+    #[test]
+    fn out_of_space_is_recognised_in_every_layer() {
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::io("saving", enospc()).is_out_of_space());
+        assert!(StoreError::Sled(sled::Error::Io(enospc())).is_out_of_space());
+        assert!(StoreError::Keyword(tantivy::TantivyError::from(enospc())).is_out_of_space());
+        assert!(!StoreError::io("saving", std::io::Error::from_raw_os_error(13)).is_out_of_space());
+        let no_space = crate::space::NoSpace { path: "/d".into(), free: 1, needed: 2, reserve: 3 };
+        assert!(StoreError::from(no_space).is_out_of_space());
+        assert!(!StoreError::Invalid("x".into()).is_out_of_space());
     }
 }

@@ -10,7 +10,9 @@
 //! HTTP or async runtimes; the daemon calls it from blocking threads.
 //!
 //! Modules: [`model`] (records), [`filter`] (OpenAI attribute filters), [`vector`] (HNSW),
-//! [`keyword`] (BM25), `store` (the handle and writes), `recovery` (index upkeep), `search`.
+//! [`keyword`] (BM25), `store` (the handle and writes), `recovery` (index upkeep), `search`,
+//! [`writers`] (the bounded pool of tantivy writers), [`space`] (the free-space reserve),
+//! `upkeep` (the one background thread: idle writers, retries after failed saves).
 
 pub mod error;
 pub mod filter;
@@ -18,8 +20,11 @@ pub mod keyword;
 pub mod model;
 mod recovery;
 mod search;
+pub mod space;
 mod store;
+mod upkeep;
 pub mod vector;
+pub mod writers;
 
 pub use error::{Result, StoreError};
 pub use filter::{CompareOp, Filter};
@@ -29,4 +34,6 @@ pub use model::{
 };
 pub use recovery::{CollectionStatus, IndexHealth, StoreStatus};
 pub use search::{AuditReport, SearchHit, SearchMode, SearchRequest};
+pub use space::{NoSpace, SpaceGuard};
 pub use store::{Store, StoreConfig, STORE_FORMAT_VERSION};
+pub use writers::WriterLimits;

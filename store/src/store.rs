@@ -12,13 +12,19 @@
 //! - log entries at or below a collection's `log_floor` have been trimmed; an index saved at an
 //!   older sequence than the floor cannot be caught up and is rebuilt;
 //! - a document and its chunks are written and deleted together, so sled never holds a chunk
-//!   without its document.
+//!   without its document;
+//! - new content (a document, chunks) is refused with [`StoreError::NoSpace`] while the disk is
+//!   short of [`StoreConfig::min_free_bytes`], so sled never meets a full disk on that path
+//!   (sled answers every operation with its first failed write until a restart); deletes and
+//!   status changes still go through;
+//! - the threads a store owns do not grow with its collections: one upkeep thread
+//!   ([`crate::upkeep`]), at most `recovery_threads` recovery threads, and at most
+//!   `writers.max_open` tantivy writers of [`crate::writers::THREADS_PER_WRITER`] threads each.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +34,10 @@ use sled::{Transactional, Tree};
 use crate::error::{Result, StoreError};
 use crate::keyword::KeywordIndex;
 use crate::model::*;
-use crate::recovery::Indexes;
+use crate::recovery::{Indexes, RecoveryQueue};
+use crate::space::SpaceGuard;
 use crate::vector::VectorIndex;
+use crate::writers::{WriterLimits, WriterPool};
 
 /// Version of the sled layout this build writes and reads.
 pub const STORE_FORMAT_VERSION: u32 = 1;
@@ -47,13 +55,36 @@ pub struct StoreConfig {
     pub checkpoint_every: u64,
     /// sled page cache size in bytes.
     pub cache_bytes: u64,
+    /// Most collections the store holds; creating one more fails with
+    /// [`StoreError::CollectionLimit`].
+    pub max_collections: usize,
+    /// Free disk space (bytes) that new documents and chunks may not eat into; 0 turns the guard
+    /// off. See [`crate::space`].
+    pub min_free_bytes: u64,
+    /// How many tantivy writers may be open at once, and when an unused one is closed.
+    pub writers: WriterLimits,
+    /// Threads recovering collections' indexes at once (start-up, rebuilds).
+    pub recovery_threads: usize,
+    /// How often a failed index save, keyword commit or recovery is tried again.
+    pub retry_interval: Duration,
 }
 
 impl StoreConfig {
-    /// Defaults for a data directory.
+    /// Defaults for a data directory: no disk reserve, 1,000 collections, four open writers
+    /// closed after 10 s unused, two recovery threads, retries every 30 s.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        StoreConfig { path: path.into(), search_threads: threads, checkpoint_every: 10_000, cache_bytes: 256 << 20 }
+        StoreConfig {
+            path: path.into(),
+            search_threads: threads,
+            checkpoint_every: 10_000,
+            cache_bytes: 256 << 20,
+            max_collections: 1000,
+            min_free_bytes: 0,
+            writers: WriterLimits::default(),
+            recovery_threads: 2,
+            retry_interval: Duration::from_secs(30),
+        }
     }
 }
 
@@ -121,10 +152,14 @@ pub(crate) struct Inner {
     pub writer: Mutex<()>,
     /// Open collections.
     pub colls: RwLock<HashMap<String, Arc<Coll>>>,
-    /// Background recovery threads.
-    pub recovery: Mutex<Vec<JoinHandle<()>>>,
+    /// Recovery work and the threads doing it.
+    pub recovery: Mutex<RecoveryQueue>,
     /// Set on drop: recovery threads stop early.
     pub closing: AtomicBool,
+    /// The tantivy writers of every collection.
+    pub writers: Arc<WriterPool>,
+    /// The free-space reserve for new content.
+    pub space: SpaceGuard,
 }
 
 /// The embedded store. Cheap to share behind an `Arc`; every method is synchronous.
@@ -133,6 +168,8 @@ pub(crate) struct Inner {
 /// file lock is free, so the same data directory can be opened again at once.
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// The upkeep thread; stopped first when the store is dropped.
+    upkeep: Option<crate::upkeep::Upkeep>,
     /// Declared after `inner`: fields drop in order, so this waits only after sled's handles
     /// (all inside `inner`) are gone.
     _lock_released: SledLockRelease,
@@ -219,8 +256,12 @@ impl Inner {
     fn open_coll(&self, meta: Collection) -> Result<Coll> {
         let t = |suffix: &str| self.db.open_tree(format!("c/{}/{suffix}", meta.id));
         let dir = self.config.path.join("indexes").join(&meta.id);
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            // A full disk must not stop the store from opening: recovery fails and is retried.
+            tracing::warn!(dir = %dir.display(), error = %e, "Cannot create the index directory.");
+        }
         crate::vector::remove_stale_temp_files(&dir);
+        crate::vector::remove_stale_temp_files(&dir.join("keyword"));
         Ok(Coll { docs: t("docs")?, chunks: t("chunks")?, doc_chunks: t("doc_chunks")?, log: t("log")?, dir, meta, idx: RwLock::new(Indexes::starting()) })
     }
 }
@@ -248,6 +289,8 @@ impl Store {
                 db.flush()?;
             }
         }
+        let (config_writers, config_reserve) = (config.writers, config.min_free_bytes);
+        let root = root.clone();
         let inner = Arc::new(Inner {
             collections_tree: db.open_tree("collections")?,
             log_floor: db.open_tree("log_floor")?,
@@ -255,8 +298,10 @@ impl Store {
             config,
             writer: Mutex::new(()),
             colls: RwLock::new(HashMap::new()),
-            recovery: Mutex::new(Vec::new()),
+            recovery: Mutex::new(RecoveryQueue::default()),
             closing: AtomicBool::new(false),
+            writers: WriterPool::new(config_writers),
+            space: SpaceGuard::new(root.clone(), config_reserve),
         });
         let mut opened = Vec::new();
         for item in inner.collections_tree.iter() {
@@ -270,7 +315,8 @@ impl Store {
             crate::recovery::start(&inner, coll)?;
         }
         let lock_file = inner.config.path.join("sled").join("db");
-        Ok(Store { inner, _lock_released: SledLockRelease { file: lock_file } })
+        let upkeep = crate::upkeep::Upkeep::start(&inner);
+        Ok(Store { inner, upkeep, _lock_released: SledLockRelease { file: lock_file } })
     }
 
     /// Creates a collection with empty, ready indexes.
@@ -291,9 +337,13 @@ impl Store {
             created_at: now_secs(),
         };
         let _w = self.inner.lock_writer();
+        let limit = self.inner.config.max_collections;
+        if self.inner.colls.read().unwrap_or_else(|p| p.into_inner()).len() >= limit {
+            return Err(StoreError::CollectionLimit { limit });
+        }
         let coll = self.inner.open_coll(meta.clone())?;
         let vector = VectorIndex::new(meta.dimension, &meta.index, self.inner.config.search_threads)?;
-        let keyword = KeywordIndex::create(&coll.keyword_dir())?;
+        let keyword = KeywordIndex::create(&coll.keyword_dir(), &self.inner.writers)?;
         *coll.indexes_mut() = Indexes::ready(Arc::new(vector), Arc::new(keyword), 0);
         self.inner.collections_tree.insert(meta.id.as_bytes(), serde_json::to_vec(&meta)?)?;
         self.inner.db.flush()?;
@@ -374,6 +424,7 @@ impl Store {
         if doc.id.is_empty() || doc.id.contains('\0') {
             return Err(StoreError::Invalid("a file id must be non-empty and free of NUL".into()));
         }
+        self.inner.space.check(bytes_needed(&chunks))?;
         let _w = self.inner.lock_writer();
         if coll.docs.contains_key(doc.id.as_bytes())? {
             return Err(StoreError::DocumentExists { collection: collection.into(), document: doc.id });
@@ -390,6 +441,7 @@ impl Store {
         for c in &chunks {
             validate_embedding(&c.embedding, coll.meta.dimension)?;
         }
+        self.inner.space.check(bytes_needed(&chunks))?;
         let _w = self.inner.lock_writer();
         let mut doc = coll
             .document(document)?
@@ -536,6 +588,17 @@ impl Store {
         &self.inner.config.path
     }
 
+    /// The free-space reserve the store keeps for new content (uploads elsewhere on the same
+    /// disk may share it).
+    pub fn space(&self) -> &SpaceGuard {
+        &self.inner.space
+    }
+
+    /// Tantivy writers open now (at most `writers.max_open` of the configuration).
+    pub fn open_writers(&self) -> usize {
+        self.inner.writers.open_writers()
+    }
+
     /// Bytes the store occupies on disk (sled plus indexes).
     pub fn disk_bytes(&self) -> u64 {
         fn walk(p: &Path) -> u64 {
@@ -555,8 +618,16 @@ impl Store {
     }
 }
 
+/// What a write of `chunks` may take on disk: twice their text, embeddings and records (sled
+/// keeps old versions of pages until it compacts them), plus the indexes' share; 4 KiB at least.
+fn bytes_needed(chunks: &[NewChunk]) -> u64 {
+    let raw: usize = chunks.iter().map(|c| c.text.len() * 2 + c.embedding.len() * 4 + 256).sum();
+    (raw as u64).saturating_mul(2).max(4096)
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
+        drop(self.upkeep.take());
         crate::recovery::shutdown(&self.inner);
         if Arc::strong_count(&self.inner) > 1 {
             // Recovery threads are joined above and nothing else keeps the shared state.

@@ -337,12 +337,14 @@ impl VectorIndex {
     }
 }
 
-/// Removes leftovers of interrupted saves (`*.tmp`) in `dir`; never fails start-up.
+/// Removes leftovers of interrupted saves in `dir`: ours (`*.tmp`) and tantivy's atomic writes
+/// (`.tmp*`); never fails start-up. Called before any writer works in `dir`.
 pub(crate) fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.to_string_lossy().ends_with(".tmp") {
+        let name = name.to_string_lossy();
+        if (name.ends_with(".tmp") || name.starts_with(".tmp")) && entry.file_type().is_ok_and(|t| t.is_file()) {
             match fs::remove_file(entry.path()) {
                 Ok(()) => tracing::info!(path = %entry.path().display(), "Removed stale temp file."),
                 Err(e) => tracing::warn!(path = %entry.path().display(), error = %e, "Could not remove stale temp file."),
@@ -351,16 +353,23 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) {
     }
 }
 
-/// Writes `parts` to `path` atomically: temp file, fsync, rename, fsync directory.
+/// Writes `parts` to `path` atomically: temp file, fsync, rename, fsync directory. A failed
+/// write (a full disk) removes its temp file, so it gives back the space it took, and leaves the
+/// old file in place.
 pub(crate) fn write_file_atomic(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(ctx("creating"), e))?;
-    for p in parts {
-        f.write_all(p).map_err(|e| StoreError::io(ctx("writing"), e))?;
+    let written = (|| {
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(ctx("creating"), e))?;
+        for p in parts {
+            f.write_all(p).map_err(|e| StoreError::io(ctx("writing"), e))?;
+        }
+        f.sync_all().map_err(|e| StoreError::io(ctx("fsyncing"), e))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    f.sync_all().map_err(|e| StoreError::io(ctx("fsyncing"), e))?;
-    drop(f);
     fs::rename(&tmp, path).map_err(|e| StoreError::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
     if let Some(dir) = path.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(format!("fsyncing {}", dir.display()), e))?;
@@ -483,9 +492,13 @@ mod tests {
     fn stale_temp_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("v.tmp"), b"half").unwrap();
+        fs::write(dir.path().join(".tmpA1b2C3"), b"tantivy's half").unwrap();
         fs::write(dir.path().join("v.hnsw"), b"keep").unwrap();
+        fs::write(dir.path().join("meta.json"), b"keep").unwrap();
         remove_stale_temp_files(dir.path());
         assert!(!dir.path().join("v.tmp").exists());
+        assert!(!dir.path().join(".tmpA1b2C3").exists());
         assert!(dir.path().join("v.hnsw").exists());
+        assert!(dir.path().join("meta.json").exists());
     }
 }
