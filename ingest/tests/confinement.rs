@@ -80,6 +80,13 @@ fn the_worker_reads_nothing_but_its_input_and_sees_no_environment() {
         Vec::<String>::new(),
         "the worker sees the parent's environment"
     );
+    // Under cargo, the jobserver's pipe is inherited (not close-on-exec): the worker closes it.
+    eprintln!("closed inherited descriptors: {:?}", report.closed);
+    assert_eq!(
+        report.open,
+        Vec::<String>::new(),
+        "descriptors beyond stdio stayed open in the worker"
+    );
     assert_eq!(report.open_files_limit, OPEN_FILES);
     assert_eq!(report.processes_limit, 0);
     // And it still parses the input it was handed.

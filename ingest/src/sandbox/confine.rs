@@ -15,6 +15,9 @@
 //!   is set with it. Best effort: an older kernel enforces what it knows ([`Landlock::Partial`]),
 //!   one without Landlock nothing ([`Landlock::Unsupported`]); the daemon's start-up self-check
 //!   logs which.
+//! - **no inherited descriptor**: a parent's descriptor without close-on-exec (a build tool's
+//!   jobserver pipe, a library's `fopen`) would stay readable under Landlock, which checks opens
+//!   only; the worker closes every descriptor above stderr first ([`close_inherited`]).
 //! - **a cleared environment** is the parent's part (`Command::env_clear`, in `mod.rs`).
 //!
 //! What the worker still needs after this: nothing from the file system. The dynamic loader has
@@ -27,6 +30,7 @@ use landlock::{
 };
 use rlimit::Resource;
 use serde::{Deserialize, Serialize};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// `RLIMIT_NOFILE` of the worker: it holds stdin, stdout and stderr and opens nothing.
 pub const OPEN_FILES: u64 = 16;
@@ -83,6 +87,42 @@ fn lower(resource: Resource, value: u64) -> std::io::Result<()> {
 /// The soft limit of `resource`, for the self-check's report.
 pub fn current_limit(resource: Resource) -> u64 {
     resource.get().map_or(u64::MAX, |(soft, _)| soft)
+}
+
+/// The descriptors above 2 this process holds, with what each refers to, from `/proc/self/fd`
+/// (so, before Landlock). The listing's own descriptor is closed when this returns and is not in it.
+pub fn descriptors() -> Vec<(RawFd, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut held = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        let target = target.to_string_lossy().into_owned();
+        // The listing's own: /proc/<pid>/fd.
+        if fd > 2 && !(target.starts_with("/proc/") && target.ends_with("/fd")) {
+            held.push((fd, target));
+        }
+    }
+    held
+}
+
+/// Closes every descriptor above stderr, which this process can only have inherited; returns them
+/// as `"N -> target"`.
+pub fn close_inherited() -> Vec<String> {
+    descriptors()
+        .into_iter()
+        .map(|(fd, target)| {
+            // SAFETY: the worker calls this first thing in a fresh process, before it opens
+            // anything: no object here owns a descriptor above 2 (the listing's own is closed and
+            // not listed), so each one listed was inherited, is owned by nothing, and is closed once.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            format!("{fd} -> {target}")
+        })
+        .collect()
 }
 
 /// Denies this process every new file-system access, TCP bind and connect, and signals or abstract

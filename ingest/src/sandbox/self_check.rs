@@ -34,6 +34,13 @@ pub struct SelfCheck {
     pub processes_limit: u64,
     /// Names of the environment variables it saw (values are never reported).
     pub environment: Vec<String>,
+    /// Descriptors beyond stdin, stdout and stderr that it inherited and closed before confining
+    /// itself, as `"N -> target"` (a parent's descriptor without close-on-exec: Landlock would not
+    /// stop reads on it).
+    pub closed: Vec<String>,
+    /// Descriptors beyond stdin, stdout and stderr still open once it had closed those: none is
+    /// expected.
+    pub open: Vec<String>,
     /// Each attempt and its outcome.
     pub attempts: Vec<Attempt>,
     /// Its input, parsed.

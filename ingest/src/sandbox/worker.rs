@@ -4,8 +4,9 @@
 //! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N>
 //! [--self-check [--try-read PATH]... [--try-create PATH]...]`; the input is the worker's stdin,
 //! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
-//! nothing. Before it reads a byte of the input it lowers its resource limits and confines itself
-//! with Landlock (`confine.rs`); `--self-check` then reports what it can and cannot reach
+//! nothing. Before it reads a byte of the input it closes any descriptor it inherited beyond
+//! stdin, stdout and stderr, lowers its resource limits and confines itself with Landlock
+//! (`confine.rs`); `--self-check` then reports what it can and cannot reach
 //! (`self_check.rs`).
 //!
 //! Exit status: 0 with a [`WorkerReply`] on stdout (the document, or the [`ParseError`] that is the
@@ -13,7 +14,7 @@
 //! input could not be read (reason on stderr); 5 stdout could not be written. Anything else — a
 //! signal, an abort — is a crash, which the parent classifies from the status and the stderr tail.
 
-use super::confine::{self, Landlock};
+use super::confine;
 use super::self_check::{self, SelfCheck, SelfCheckRequest};
 use crate::parse::{panic_message, parse_bytes, Format, ParseError, ParsedDocument};
 use rlimit::Resource;
@@ -139,10 +140,16 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let closed = confine::close_inherited();
     if let Err(e) = confine::apply_limits(req.memory_bytes, req.cpu_seconds) {
         eprintln!("parse-worker: could not set resource limits: {e}");
         return ExitCode::from(EXIT_LIMITS);
     }
+    // For the self-check, listed before Landlock closes /proc to it.
+    let still_open = match req.self_check {
+        Some(_) => confine::descriptors(),
+        None => Vec::new(),
+    };
     let landlock = confine::restrict();
     let mut bytes = Vec::new();
     if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
@@ -155,9 +162,19 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
     };
     drop(bytes);
     let reply = match (req.self_check, parsed) {
-        (Some(check), document) => {
-            WorkerReply::SelfCheck(Box::new(report(&check, landlock, document)))
-        }
+        (Some(check), document) => WorkerReply::SelfCheck(Box::new(SelfCheck {
+            landlock,
+            open_files_limit: confine::current_limit(Resource::NOFILE),
+            processes_limit: confine::current_limit(Resource::NPROC),
+            environment: self_check::environment_names(),
+            closed,
+            open: still_open
+                .into_iter()
+                .map(|(fd, target)| format!("{fd} -> {target}"))
+                .collect(),
+            attempts: self_check::attempt_all(&check),
+            document,
+        })),
         (None, Ok(doc)) => WorkerReply::Ok(doc),
         (None, Err(e)) => WorkerReply::Error(e),
     };
@@ -170,21 +187,6 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         return ExitCode::from(EXIT_WRITE);
     }
     ExitCode::SUCCESS
-}
-
-fn report(
-    request: &SelfCheckRequest,
-    landlock: Landlock,
-    document: Result<ParsedDocument, ParseError>,
-) -> SelfCheck {
-    SelfCheck {
-        landlock,
-        open_files_limit: confine::current_limit(Resource::NOFILE),
-        processes_limit: confine::current_limit(Resource::NPROC),
-        environment: self_check::environment_names(),
-        attempts: self_check::attempt_all(request),
-        document,
-    }
 }
 
 #[cfg(test)]
