@@ -125,13 +125,71 @@ pub struct ServerSettings {
     pub http_workers: usize,
 }
 
-/// `[limits]`: per-request limits.
+/// `[limits]`: budgets on everything a client controls.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LimitSettings {
     /// Largest `max_tokens` a request may ask for.
     pub max_tokens: u32,
     /// Most inputs in one embeddings request.
     pub max_embedding_inputs: usize,
+    /// Most tokens in one embeddings request, all inputs together.
+    pub max_embedding_tokens_per_request: usize,
+    /// Most `stop` strings in one request.
+    pub max_stop_strings: usize,
+    /// Most bytes of all `stop` strings of one request together.
+    pub max_stop_bytes: usize,
+    /// Most schema nodes (each `enum` member counting as one) in a `response_format` schema.
+    pub max_schema_nodes: usize,
+    /// Largest grammar a `response_format` schema may become, in bytes of GBNF.
+    pub max_grammar_bytes: usize,
+    /// Longest a `response_format` schema may take to convert, in milliseconds.
+    pub schema_time_budget_ms: u64,
+    /// Most values in one `in`/`nin` list of a search filter.
+    pub max_filter_values: usize,
+    /// Largest `max_num_results` of a search or a `file_search` tool.
+    pub max_num_results: usize,
+    /// Stored responses older than this are deleted, in seconds.
+    pub responses_ttl_seconds: u64,
+    /// Most stored responses; the oldest are deleted first.
+    pub max_stored_responses: usize,
+    /// Most bytes of stored responses together; the oldest are deleted first.
+    pub max_stored_response_bytes: u64,
+    /// Longest `previous_response_id` chain, in responses.
+    pub max_response_chain: usize,
+}
+
+impl LimitSettings {
+    /// `[limits]` of the embedded default configuration, for tests of the code they bound.
+    #[cfg(test)]
+    pub fn embedded_default() -> LimitSettings {
+        default_builder().build().and_then(|c| c.get("limits")).unwrap_or_else(|e| panic!("the embedded [limits]: {e}"))
+    }
+
+    /// The first key whose value cannot work, and why.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let at_least_one = [
+            ("limits.max_tokens", self.max_tokens as usize),
+            ("limits.max_embedding_inputs", self.max_embedding_inputs),
+            ("limits.max_embedding_tokens_per_request", self.max_embedding_tokens_per_request),
+            ("limits.max_schema_nodes", self.max_schema_nodes),
+            ("limits.max_filter_values", self.max_filter_values),
+            ("limits.max_num_results", self.max_num_results),
+            ("limits.max_stored_responses", self.max_stored_responses),
+            ("limits.max_response_chain", self.max_response_chain),
+            ("limits.schema_time_budget_ms", usize::try_from(self.schema_time_budget_ms).unwrap_or(usize::MAX)),
+            ("limits.responses_ttl_seconds", usize::try_from(self.responses_ttl_seconds).unwrap_or(usize::MAX)),
+        ];
+        if let Some(&(key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err((key, "must be at least 1".into()));
+        }
+        if self.max_grammar_bytes < 4096 {
+            return Err(("limits.max_grammar_bytes", format!("{} is below 4096, too small for any JSON grammar", self.max_grammar_bytes)));
+        }
+        if self.max_stored_response_bytes < 65_536 {
+            return Err(("limits.max_stored_response_bytes", format!("{} is below 65536", self.max_stored_response_bytes)));
+        }
+        Ok(())
+    }
 }
 
 /// `[engine]`: settings shared by every local model.
@@ -449,9 +507,7 @@ impl Settings {
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024".into()));
         }
-        if self.limits.max_tokens == 0 {
-            return Err(invalid("limits.max_tokens", "must be at least 1".into()));
-        }
+        self.limits.check().map_err(|(key, reason)| invalid(key, reason))?;
         let utilization = self.engine.gpu_memory_utilization;
         if !(utilization > 0.0 && utilization <= 1.0) {
             return Err(invalid("engine.gpu_memory_utilization", format!("{utilization} is outside (0, 1]")));

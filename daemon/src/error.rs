@@ -23,6 +23,12 @@ pub enum ApiError {
     /// Missing or wrong API key.
     #[error("invalid or missing API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// Refused by policy: the `Host` or `Origin` is not allowed, or the key lacks the route's scope.
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
+    /// A body of a type the route does not take (`received`: the quoted header, or "missing").
+    #[error("{route} takes a body of type {expected}; this request's Content-Type is {received}")]
+    UnsupportedMediaType { route: String, expected: &'static str, received: String },
     /// The named model is not served here.
     #[error("the model `{0}` does not exist; GET /v1/models lists the models served")]
     ModelNotFound(String),
@@ -59,6 +65,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { param, code, .. } => ("invalid_request_error", param.as_deref(), code),
             ApiError::Unauthorized => ("authentication_error", None, "invalid_api_key"),
+            ApiError::Forbidden { code, .. } => ("permission_error", None, code),
+            ApiError::UnsupportedMediaType { .. } => ("invalid_request_error", None, "unsupported_media_type"),
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model"), "model_not_found"),
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => ("invalid_request_error", None, "not_found"),
             ApiError::PayloadTooLarge { .. } => ("invalid_request_error", None, "payload_too_large"),
@@ -83,6 +91,8 @@ impl ResponseError for ApiError {
             // OpenAI server have it; a missing path is 404.
             ApiError::BadRequest { .. } | ApiError::ModelNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,

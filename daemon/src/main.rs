@@ -31,6 +31,8 @@ enum Command {
     /// List the compute devices (CPU, GPUs) found through the configured backend directory, and why
     /// a backend there was not used; exits 1 when `require_gpu` is set and no GPU is usable.
     Info,
+    /// List the HTTP routes: method, path, the API-key scope each needs, and the body it takes.
+    Routes,
     /// Load-test an OpenAI-compatible endpoint against SLOs (GuideLLM-style); `bench compare A.json B.json`.
     Bench(bench::BenchArgs),
     /// Score retrieval and answers over a vector store against a question set (RAGAS-style).
@@ -59,6 +61,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate => validate(&settings),
         Command::Info => info(&settings),
+        Command::Routes => {
+            for r in hearth::api::routes() {
+                println!("{:<7} {:<58} {:<7} {}", r.method.as_str(), r.path, r.access.to_string(), r.body.name());
+            }
+            ExitCode::SUCCESS
+        }
         Command::Bench(args) => bench::main(args),
         Command::Eval(args) => eval::main(args),
         Command::ParseWorker { .. } => ExitCode::FAILURE, // handled above

@@ -41,12 +41,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         n => n,
     };
     let model_names: Vec<String> = settings.models.iter().map(|m| m.name.clone()).collect();
+    log_access(&settings);
     let state = AppState::new(settings);
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let state = app_state.clone();
+        let origins = state.settings().server.allowed_origins.clone();
+        // Outermost last: count, then Host and Origin, then CORS (preflights), then key, scope and
+        // content type of the matched route; all before a handler reads the body.
         App::new()
-            .wrap(from_fn(api::require_api_key))
+            .wrap(from_fn(api::authorize))
+            .wrap(api::cors(&origins))
+            .wrap(from_fn(api::check_host_and_origin))
             .wrap(from_fn(metrics::track_http))
             .configure(move |cfg| api::configure(cfg, &state))
     })
@@ -115,6 +121,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Who may call: key counts by scope (never the keys), allowed hosts and origins.
+fn log_access(settings: &Settings) {
+    use api::keys::Scope;
+    let server = &settings.server;
+    let count = |scope| server.keys.count(scope);
+    if server.keys.is_empty() {
+        tracing::info!("No API keys: every route is open to clients on this machine.");
+    } else {
+        tracing::info!(
+            admin = count(Scope::Admin),
+            ingest = count(Scope::Ingest),
+            infer = count(Scope::Infer),
+            read = count(Scope::Read),
+            "API keys loaded."
+        );
+    }
+    tracing::info!(allowed_hosts = ?server.allowed_hosts, allowed_origins = ?server.allowed_origins, "Host and origin policy.");
 }
 
 /// Open the store and the files directory, resume queued ingestion and start the watched folders.

@@ -102,7 +102,11 @@ fn a_non_loopback_address_needs_an_api_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("server.listen") && err.contains("api_keys"), "{err}");
-    let ok = run(&["validate"], &[("HEARTH__SERVER__LISTEN", "0.0.0.0:0"), ("HEARTH__SERVER__API_KEYS", "a-long-secret-key")]);
+    let every_interface = [("HEARTH__SERVER__LISTEN", "0.0.0.0:0"), ("HEARTH__SERVER__API_KEYS", "a-long-secret-key")];
+    let names = run(&["validate"], &every_interface);
+    assert_eq!(names.status.code(), Some(2));
+    assert!(stderr(&names).contains("server.allowed_hosts"), "every interface needs the names clients use: {}", stderr(&names));
+    let ok = run(&["validate"], &[every_interface[0], every_interface[1], ("HEARTH__SERVER__ALLOWED_HOSTS", "hearth.lan,10.1.2.3")]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
 

@@ -6,12 +6,14 @@ use serde_json::json;
 
 use super::sse::{self, ChunkShape};
 use super::{fields, held, parse_body, Body};
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/completions", web::post().to(create));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::post("/v1/completions", Scope::Infer, BodyKind::Json), create);
 }
 
 #[derive(Debug, Deserialize)]

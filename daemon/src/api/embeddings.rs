@@ -3,12 +3,14 @@
 use actix_web::{web, HttpResponse};
 
 use super::{parse_json, Body};
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::service::embed::{embeddings, EmbeddingsRequest};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/embeddings", web::post().to(create));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::post("/v1/embeddings", Scope::Infer, BodyKind::Json), create);
 }
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {

@@ -9,17 +9,19 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::service::files::{self, PURPOSES};
 use crate::service::listing::ListQuery;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/files", web::post().to(upload))
-        .route("/v1/files", web::get().to(list))
-        .route("/v1/files/{id}", web::get().to(get))
-        .route("/v1/files/{id}", web::delete().to(delete))
-        .route("/v1/files/{id}/content", web::get().to(content));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::post("/v1/files", Scope::Ingest, BodyKind::Multipart), upload)
+        .add(Route::get("/v1/files", Scope::Read), list)
+        .add(Route::get("/v1/files/{id}", Scope::Read), get)
+        .add(Route::delete("/v1/files/{id}", Scope::Admin), delete)
+        .add(Route::get("/v1/files/{id}/content", Scope::Read), content);
 }
 
 fn bad(param: &str, message: impl Into<String>) -> ApiError {

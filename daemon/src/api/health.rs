@@ -4,11 +4,12 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use super::routes::{Access, Route, Routes};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health)).route("/ready", web::get().to(ready));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::get("/health", Access::Open), health).add(Route::get("/ready", Access::Open), ready);
 }
 
 async fn health() -> HttpResponse {

@@ -1,15 +1,17 @@
 //! `GET /metrics`: the Prometheus scrape. Encoding reads NVML and every engine's counters, so it
 //! runs on a blocking thread; the format follows `Accept` (OpenMetrics for Prometheus, the
-//! classic text format otherwise). Behind the API key when keys are configured.
+//! classic text format otherwise). Needs an `admin` key when keys are configured.
 
 use actix_web::http::header::ACCEPT;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::keys::Scope;
+use super::routes::{Route, Routes};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(scrape));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::get("/metrics", Scope::Admin), scrape);
 }
 
 async fn scrape(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -2,17 +2,26 @@
 //! layer, and shape the response. Bodies are read as bytes under `server.max_body_bytes` (a larger
 //! `Content-Length` is refused with 413 before anything is read) and parsed here, so malformed JSON
 //! and wrong field types get OpenAI-shaped 400s that name the field.
+//!
+//! Each `configure` registers its routes through [`Routes`], with the scope each needs and the body
+//! it takes ([`routes`]); the middleware in front of every handler, outermost first:
+//! `metrics::track_http` (counts every answer, refusals too), [`check_host_and_origin`]
+//! ([`guard`]), CORS for the allowed origins ([`cors`]), then [`authorize`] (key, scope and
+//! content type of the matched route, [`auth`]). `hearth routes` prints the table.
 
 mod auth;
 mod chat;
 mod completions;
 mod embeddings;
 mod files;
+mod guard;
 mod health;
 mod held;
+pub mod keys;
 mod metrics;
 mod models;
 mod responses;
+pub mod routes;
 mod sse;
 mod vector_stores;
 mod tokenize;
@@ -20,25 +29,46 @@ mod tokenize;
 use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;
 
-pub use auth::require_api_key;
+pub use auth::authorize;
+pub use guard::{canonical_origin, check_host_and_origin, check_host_entry, cors, EdgePolicy};
+pub use routes::{Access, BodyKind, Route, RouteTable, Routes};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Register every route and the JSON 404 for the rest.
+/// Every route of every API file, in one place.
+fn register(r: &mut Routes<'_>) {
+    health::configure(r);
+    metrics::configure(r);
+    models::configure(r);
+    chat::configure(r);
+    completions::configure(r);
+    embeddings::configure(r);
+    files::configure(r);
+    vector_stores::configure(r);
+    responses::configure(r);
+    tokenize::configure(r);
+}
+
+/// The route table: every route with its method, path pattern, scope and body.
+pub fn routes() -> Vec<Route> {
+    let mut r = Routes::listing();
+    register(&mut r);
+    r.into_table()
+}
+
+/// Register every route, the policies the middleware reads, and the JSON 404 for the rest.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
+    let mut r = Routes::registering(cfg);
+    register(&mut r);
+    let table = RouteTable::new(r.into_table());
+    let settings = state.settings();
+    let server = &settings.server;
+    let edge = EdgePolicy::new(&server.allowed_hosts, &server.allowed_origins, settings.listen_addr());
     cfg.app_data(web::Data::new(state.clone()))
-        .app_data(web::PayloadConfig::new(state.settings().server.max_body_bytes))
-        .configure(health::configure)
-        .configure(metrics::configure)
-        .configure(models::configure)
-        .configure(chat::configure)
-        .configure(completions::configure)
-        .configure(embeddings::configure)
-        .configure(files::configure)
-        .configure(vector_stores::configure)
-        .configure(responses::configure)
-        .configure(tokenize::configure)
+        .app_data(web::Data::new(table))
+        .app_data(web::Data::new(edge))
+        .app_data(web::PayloadConfig::new(server.max_body_bytes))
         .default_service(web::to(not_found));
 }
 
@@ -87,3 +117,42 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: Result<web::Bytes, actix_web
 
 /// Shorthand for handlers.
 pub(crate) type Body = Result<web::Bytes, actix_web::Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keys::Scope;
+
+    #[test]
+    fn every_route_is_registered_once() {
+        let table = routes();
+        assert!(table.len() >= 30, "{} routes", table.len());
+        for (i, route) in table.iter().enumerate() {
+            assert!(!table[..i].iter().any(|r| r.method == route.method && r.path == route.path), "{route} is registered twice");
+        }
+    }
+
+    #[test]
+    fn the_table_declares_the_documented_scopes() {
+        let table = routes();
+        let access = |method: &str, path: &str| {
+            table.iter().find(|r| r.method.as_str() == method && r.path == path).map(|r| (r.access, r.body)).unwrap_or_else(|| panic!("{method} {path} missing"))
+        };
+        assert_eq!(access("GET", "/health").0, Access::Open);
+        assert_eq!(access("GET", "/ready").0, Access::Open);
+        assert_eq!(access("GET", "/metrics").0, Access::Needs(Scope::Admin));
+        assert_eq!(access("POST", "/v1/chat/completions"), (Access::Needs(Scope::Infer), BodyKind::Json));
+        assert_eq!(access("POST", "/v1/files"), (Access::Needs(Scope::Ingest), BodyKind::Multipart));
+        assert_eq!(access("POST", "/v1/vector_stores/{id}/search"), (Access::Needs(Scope::Read), BodyKind::Json));
+        for route in &table {
+            match route.method.as_str() {
+                "GET" => assert!(matches!(route.access, Access::Open | Access::Needs(Scope::Read | Scope::Admin)), "{route}"),
+                "DELETE" => assert_eq!(route.access, Access::Needs(Scope::Admin), "{route}"),
+                _ => assert_ne!(route.access, Access::Open, "{route}"),
+            }
+            if route.body == BodyKind::Multipart {
+                assert_eq!(route.path, "/v1/files", "multipart only on the upload");
+            }
+        }
+    }
+}

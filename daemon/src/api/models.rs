@@ -4,13 +4,15 @@ use actix_web::{web, HttpResponse};
 use engine::ModelKind;
 use serde_json::{json, Value};
 
+use super::keys::Scope;
+use super::routes::{Route, Routes};
 use crate::compute;
 use crate::error::ApiError;
 use crate::provider::Backend;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/models", web::get().to(list)).route("/v1/models/{id}", web::get().to(one));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::get("/v1/models", Scope::Read), list).add(Route::get("/v1/models/{id}", Scope::Read), one);
 }
 
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -13,15 +13,17 @@ use crate::provider::Event;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use super::{held, parse_body, Body};
 use crate::error::ApiError;
 use crate::service::responses::{self, Prepared};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/responses", web::post().to(create))
-        .route("/v1/responses/{id}", web::get().to(get))
-        .route("/v1/responses/{id}", web::delete().to(delete));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::post("/v1/responses", Scope::Infer, BodyKind::Json), create)
+        .add(Route::get("/v1/responses/{id}", Scope::Read), get)
+        .add(Route::delete("/v1/responses/{id}", Scope::Admin), delete);
 }
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {

@@ -8,11 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{parse_json, Body};
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/tokenize", web::post().to(tokenize));
+pub fn configure(r: &mut Routes<'_>) {
+    r.add(Route::post("/tokenize", Scope::Infer, BodyKind::Json), tokenize);
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,29 +4,34 @@
 
 use actix_web::{web, HttpResponse};
 
+use super::keys::Scope;
+use super::routes::{BodyKind, Route, Routes};
 use super::{parse_json, Body};
 use crate::error::ApiError;
 use crate::service::listing::ListQuery;
 use crate::service::{file_batches, vector_stores as vs};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/vector_stores", web::post().to(create))
-        .route("/v1/vector_stores", web::get().to(list))
-        .route("/v1/vector_stores/{id}", web::get().to(get))
-        .route("/v1/vector_stores/{id}", web::post().to(update))
-        .route("/v1/vector_stores/{id}", web::delete().to(delete))
-        .route("/v1/vector_stores/{id}/search", web::post().to(search))
-        .route("/v1/vector_stores/{id}/files", web::post().to(attach))
-        .route("/v1/vector_stores/{id}/files", web::get().to(list_files))
-        .route("/v1/vector_stores/{id}/files/{file_id}", web::get().to(get_file))
-        .route("/v1/vector_stores/{id}/files/{file_id}", web::post().to(update_file))
-        .route("/v1/vector_stores/{id}/files/{file_id}", web::delete().to(delete_file))
-        .route("/v1/vector_stores/{id}/files/{file_id}/content", web::get().to(file_content))
-        .route("/v1/vector_stores/{id}/file_batches", web::post().to(create_batch))
-        .route("/v1/vector_stores/{id}/file_batches/{batch_id}", web::get().to(get_batch))
-        .route("/v1/vector_stores/{id}/file_batches/{batch_id}/cancel", web::post().to(cancel_batch))
-        .route("/v1/vector_stores/{id}/file_batches/{batch_id}/files", web::get().to(batch_files));
+/// Searching is reading; creating, attaching, updating and cancelling is ingesting; deleting is admin.
+pub fn configure(r: &mut Routes<'_>) {
+    use BodyKind::{Json, None as Empty};
+    use Scope::{Admin, Ingest, Read};
+    r.add(Route::post("/v1/vector_stores", Ingest, Json), create)
+        .add(Route::get("/v1/vector_stores", Read), list)
+        .add(Route::get("/v1/vector_stores/{id}", Read), get)
+        .add(Route::post("/v1/vector_stores/{id}", Ingest, Json), update)
+        .add(Route::delete("/v1/vector_stores/{id}", Admin), delete)
+        .add(Route::post("/v1/vector_stores/{id}/search", Read, Json), search)
+        .add(Route::post("/v1/vector_stores/{id}/files", Ingest, Json), attach)
+        .add(Route::get("/v1/vector_stores/{id}/files", Read), list_files)
+        .add(Route::get("/v1/vector_stores/{id}/files/{file_id}", Read), get_file)
+        .add(Route::post("/v1/vector_stores/{id}/files/{file_id}", Ingest, Json), update_file)
+        .add(Route::delete("/v1/vector_stores/{id}/files/{file_id}", Admin), delete_file)
+        .add(Route::get("/v1/vector_stores/{id}/files/{file_id}/content", Read), file_content)
+        .add(Route::post("/v1/vector_stores/{id}/file_batches", Ingest, Json), create_batch)
+        .add(Route::get("/v1/vector_stores/{id}/file_batches/{batch_id}", Read), get_batch)
+        .add(Route::post("/v1/vector_stores/{id}/file_batches/{batch_id}/cancel", Ingest, Empty), cancel_batch)
+        .add(Route::get("/v1/vector_stores/{id}/file_batches/{batch_id}/files", Read), batch_files);
 }
 
 type Id = web::Path<String>;
