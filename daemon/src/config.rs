@@ -31,7 +31,7 @@ pub struct Settings {
     pub store: StoreSettings,
 }
 
-/// `[store]`: the vector index each new vector store gets.
+/// `[store]`: the vector index each new vector store gets, and the store's limits.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoreSettings {
     /// HNSW graph degree (`M`).
@@ -42,9 +42,18 @@ pub struct StoreSettings {
     pub expansion_search: usize,
     /// Element type of the stored vectors.
     pub quantization: store::Quantization,
+    /// Most vector stores; creating one more is a 409.
+    pub max_vector_stores: usize,
+    /// Free disk space (bytes) uploads, attachments and ingestion may not eat into; 0: no guard.
+    pub min_free_bytes: u64,
 }
 
 impl StoreSettings {
+    /// How to open the store in `path` with these limits.
+    pub fn store_config(&self, path: PathBuf) -> store::StoreConfig {
+        store::StoreConfig { max_collections: self.max_vector_stores, min_free_bytes: self.min_free_bytes, ..store::StoreConfig::new(path) }
+    }
+
     /// The index configuration of a vector store created now.
     pub fn index(&self) -> store::VectorIndexConfig {
         store::VectorIndexConfig {
@@ -578,6 +587,13 @@ impl Settings {
                 key: "store.connectivity".into(),
                 origin: origin_of(merged, "store.connectivity"),
                 reason: "connectivity must be 2..=128, expansion_add and expansion_search 1..=4096".into(),
+            });
+        }
+        if index.max_vector_stores == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.max_vector_stores".into(),
+                origin: origin_of(merged, "store.max_vector_stores"),
+                reason: "must be at least 1".into(),
             });
         }
         if !(-1.0..=1.0).contains(&self.rag.min_relevance) {

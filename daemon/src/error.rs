@@ -50,6 +50,13 @@ pub enum ApiError {
     /// Our fault.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A configured limit on things a client creates (`[store] max_vector_stores`) is reached.
+    #[error("{0}")]
+    LimitReached(String),
+    /// New content would leave less free disk space than `[store] min_free_bytes`.
+    #[error("not enough free disk space to accept this: {free} bytes free, {needed} bytes needed, and {reserve} bytes are kept in reserve ([store] min_free_bytes); free some space or lower the reserve")]
+    InsufficientStorage { free: u64, needed: u64, reserve: u64 },
+
     /// A remote model's upstream failed or refused: 502, 503, 504, or the upstream's own 4xx.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -73,6 +80,8 @@ impl ApiError {
             ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
             ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
+            ApiError::LimitReached(_) => ("invalid_request_error", None, "limit_reached"),
+            ApiError::InsufficientStorage { .. } => ("server_error", None, "insufficient_storage"),
             ApiError::Upstream(e) => e.kind(),
         }
     }
@@ -80,7 +89,14 @@ impl ApiError {
     /// The JSON body, also used inside a stream when a failure happens after the headers went out.
     pub fn body(&self) -> serde_json::Value {
         let (kind, param, code) = self.kind();
-        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+        let mut body = json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}});
+        if let ApiError::InsufficientStorage { free, needed, reserve } = self {
+            // The numbers also as fields, for clients that act on them.
+            body["error"]["free_bytes"] = json!(free);
+            body["error"]["needed_bytes"] = json!(needed);
+            body["error"]["reserve_bytes"] = json!(reserve);
+        }
+        body
     }
 }
 
@@ -98,6 +114,8 @@ impl ResponseError for ApiError {
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::LimitReached(_) => StatusCode::CONFLICT,
+            ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Upstream(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
         }
     }
@@ -107,6 +125,8 @@ impl ResponseError for ApiError {
         match self {
             // Expected while loading or overloaded; not a fault.
             ApiError::Unavailable(_) => tracing::debug!(error = %self, "Request refused."),
+            // The disk, not hearth: the operator's to act on, said once per refusal.
+            ApiError::InsufficientStorage { .. } => tracing::warn!(error = %self, "Content refused."),
             _ if status.is_server_error() => tracing::error!(error = %self, "Request failed."),
             _ => {}
         }
@@ -118,6 +138,12 @@ impl ResponseError for ApiError {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(self.body())
+    }
+}
+
+impl From<store::NoSpace> for ApiError {
+    fn from(e: store::NoSpace) -> Self {
+        ApiError::InsufficientStorage { free: e.free, needed: e.needed, reserve: e.reserve }
     }
 }
 

@@ -26,6 +26,9 @@ pub enum FileError {
     /// The disk failed us.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The disk is short of the free-space reserve (`[store] min_free_bytes`).
+    #[error(transparent)]
+    NoSpace(#[from] store::NoSpace),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FileError {
@@ -66,6 +69,8 @@ impl FileRecord {
 pub struct FileRegistry {
     dir: PathBuf,
     max_bytes: u64,
+    /// Refuses new content while the disk is short of its reserve.
+    space: Option<store::SpaceGuard>,
 }
 
 /// Content being received; becomes a file with [`FileRegistry::commit`].
@@ -103,7 +108,14 @@ impl FileRegistry {
         let tmp = dir.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-        Ok(FileRegistry { dir, max_bytes })
+        Ok(FileRegistry { dir, max_bytes, space: None })
+    }
+
+    /// Refuse new content while the disk is short of `guard`'s reserve: before an upload starts,
+    /// and again, with its size, before it is committed.
+    pub fn with_space_guard(mut self, guard: store::SpaceGuard) -> Self {
+        self.space = Some(guard);
+        self
     }
 
     /// The size limit.
@@ -113,6 +125,9 @@ impl FileRegistry {
 
     /// Start receiving content.
     pub fn upload(&self) -> Result<Upload, FileError> {
+        if let Some(guard) = &self.space {
+            guard.check(0)?;
+        }
         let path = self.dir.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let file = std::fs::File::create(&path).map_err(io("creating an upload"))?;
         Ok(Upload { file, path, hasher: Sha256::new(), written: 0, limit: self.max_bytes })
@@ -121,6 +136,9 @@ impl FileRegistry {
     /// Make a received upload durable and listed (blocking: fsync).
     pub fn commit(&self, mut upload: Upload, filename: &str, purpose: &str) -> Result<FileRecord, FileError> {
         upload.file.flush().and_then(|()| upload.file.sync_all()).map_err(io("syncing an upload"))?;
+        if let Some(guard) = &self.space {
+            guard.check_written(upload.written)?; // refused: dropping `upload` removes it
+        }
         let record = FileRecord {
             id: new_id("file"),
             filename: filename.to_owned(),

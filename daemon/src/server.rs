@@ -149,9 +149,10 @@ async fn start_ingestion(state: &AppState) -> anyhow::Result<std::sync::Arc<Inge
     let metrics = state.metrics().clone();
     let opened = actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<_> {
         let state_dir = &settings.server.state_dir;
-        let store = store::Store::open(store::StoreConfig::new(state_dir.join("store")))
+        let store = store::Store::open(settings.store.store_config(state_dir.join("store")))
             .with_context(|| format!("cannot open the store in {}", state_dir.join("store").display()))?;
-        let files = FileRegistry::open(state_dir.join("files"), settings.ingest.max_file_bytes)?;
+        let files = FileRegistry::open(state_dir.join("files"), settings.ingest.max_file_bytes)?
+            .with_space_guard(store::SpaceGuard::new(state_dir.join("files"), settings.store.min_free_bytes));
         Ok((std::sync::Arc::new(store), files, settings))
     })
     .await??;

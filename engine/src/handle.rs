@@ -5,6 +5,7 @@
 //! Admission is a semaphore of `max_num_seqs + max_queue` permits: a request holds one from
 //! submission until it leaves the engine, and a failed `try_acquire` is [`EngineError::Overloaded`].
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use llama_cpp_2::model::LlamaModel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::backend::{backend, backend_report};
-use crate::chat_template::ChatTemplate;
+use crate::chat_template::{ChatTemplate, Segment};
 use crate::embedding::{EmbedJob, EmbeddingWorker};
 use crate::request::Submitted;
 use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
@@ -152,13 +153,25 @@ impl Engine {
         let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
         let batch_mixing = resolve_batch_mixing(config.batch_mixing, on_gpu);
         let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, ..config.clone() };
+        let thread_name = config.name.clone();
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
             .spawn(move || {
-                match config.kind {
+                // A panic ends the thread (a context mid-batch is not trusted again), but it is
+                // recorded: the handle reports it, `/ready` turns 503, and the daemon decides.
+                let telemetry = Arc::clone(&thread_telemetry);
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match config.kind {
                     ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
                     ModelKind::Embedding => {
                         EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
+                    }
+                }));
+                match ran {
+                    Ok(()) => telemetry.thread_stopped("it returned".into()),
+                    Err(payload) => {
+                        let message = panic_message(payload.as_ref());
+                        tracing::error!(model = %thread_name, panic = %message, "Engine thread panicked; the model no longer serves.");
+                        telemetry.thread_stopped(format!("it panicked: {message}"));
                     }
                 }
                 drop(thread_model);
@@ -190,9 +203,17 @@ impl Engine {
         &self.inner.info
     }
 
-    /// Time since the engine loop last went round; grows without bound if the thread hangs.
+    /// Time since the engine thread last proved progress: once a loop when idle (every 500 ms),
+    /// once a step or an embedding batch when busy. Grows without bound if the thread hangs.
     pub fn heartbeat_age(&self) -> Duration {
         self.inner.telemetry.heartbeat_age()
+    }
+
+    /// Why the engine thread is gone (`"it panicked: ..."`), or `None` while it runs. While any
+    /// handle lives the thread only stops by panicking; requests then fail with
+    /// [`EngineError::Stopped`].
+    pub fn thread_stopped(&self) -> Option<&str> {
+        self.inner.telemetry.stop_reason()
     }
 
     /// Live counters: running and waiting requests, KV usage, prefix cache, preemptions.
@@ -200,13 +221,41 @@ impl Engine {
         self.inner.telemetry.snapshot()
     }
 
-    /// Token ids of `text`. `add_special` adds the model's BOS (or CLS/SEP) tokens; special-token
-    /// text such as `<|im_start|>` is always parsed as the special token.
+    /// Token ids of a prompt the caller wrote whole (`/v1/completions`, `/tokenize`): special-token
+    /// text such as `<|im_start|>` becomes the special token, as in llama.cpp's server. Never for
+    /// text from anyone else (message contents, documents, tool output): see [`Engine::tokenize_text`].
+    /// `add_special` adds the model's BOS (or CLS/SEP) tokens.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<i32> {
-        self.inner.model.vocab().tokenize(text.as_bytes(), add_special, true).into_iter().map(|t| t.0).collect()
+        self.tokens(text, add_special, true)
     }
 
-    /// Render a conversation with the model's chat template.
+    /// Token ids of untrusted text: special-token text stays text (`<|im_start|>` is several
+    /// ordinary tokens). `add_special` still adds the model's BOS (or CLS/SEP) tokens.
+    pub fn tokenize_text(&self, text: &str, add_special: bool) -> Vec<i32> {
+        self.tokens(text, add_special, false)
+    }
+
+    /// Token ids of a conversation: the chat template's own text with its special tokens, each
+    /// message's content as plain text (see `chat_template`), and the model's BOS first.
+    pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<i32>, EngineError> {
+        let template = self.inner.template.as_ref().ok_or_else(|| self.wrong_kind("chat"))?;
+        let mut ids = Vec::new();
+        for (i, segment) in template.segments(messages)?.into_iter().enumerate() {
+            let first = i == 0;
+            match segment {
+                Segment::Template(text) => ids.extend(self.tokens(&text, first, true)),
+                Segment::Content(text) => ids.extend(self.tokens(text, first, false)),
+            }
+        }
+        Ok(ids)
+    }
+
+    fn tokens(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<i32> {
+        self.inner.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
+    }
+
+    /// Render a conversation with the model's chat template, as one string (for display and
+    /// tests; prompts are tokenized with [`Engine::tokenize_chat`]).
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
         match &self.inner.template {
             Some(t) => t.render(messages),
@@ -361,6 +410,15 @@ fn resolve_kv_tokens(config: &ModelConfig, model: &LlamaModel, max_model_len: u3
     Ok(u32::try_from(tokens).unwrap_or(u32::MAX / 2))
 }
 
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".into())
+}
+
 fn check_readable(path: &Path) -> Result<(), EngineError> {
     std::fs::File::open(path)
         .map(drop)
@@ -383,6 +441,16 @@ fn load_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_message_is_read_from_either_payload_type() {
+        let literal = std::panic::catch_unwind(|| panic!("literal")).err().unwrap_or_else(|| Box::new(0));
+        assert_eq!(panic_message(literal.as_ref()), "literal");
+        let n = 7;
+        let formatted = std::panic::catch_unwind(|| panic!("formatted {n}")).err().unwrap_or_else(|| Box::new(0));
+        assert_eq!(panic_message(formatted.as_ref()), "formatted 7");
+        assert_eq!(panic_message(&42_u8), "a non-text panic payload");
+    }
 
     #[test]
     fn auto_batch_mixing_mixes_on_a_gpu_and_splits_on_the_cpu() {

@@ -1,8 +1,15 @@
 //! What an engine thread publishes for the outside world: its heartbeat (for the systemd
-//! watchdog) and live counters (for `/metrics`). The engine thread stores, anyone reads; all
-//! atomics, no locks, so reading never slows a step.
+//! watchdog and `/ready`), whether it still runs, and live counters (for `/metrics`). The engine
+//! thread stores, anyone reads; atomics and a set-once cell, no locks, so reading never slows a
+//! step.
+//!
+//! The heartbeat proves progress inside work, not only between jobs: the chat scheduler beats at
+//! every step and after each llama.cpp batch of a step, the embedding engine after each batch.
+//! The longest silence of a healthy engine is therefore one llama.cpp batch, which
+//! `max_num_batched_tokens` bounds.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A point-in-time view of an engine, in vLLM's terms.
@@ -52,6 +59,8 @@ pub(crate) struct StepPhases {
 pub(crate) struct Telemetry {
     origin: Instant,
     heartbeat_ms: AtomicU64,
+    /// Why the engine thread ended, once it has.
+    stopped: OnceLock<String>,
     running: AtomicU64,
     waiting: AtomicU64,
     kv_used: AtomicU64,
@@ -69,6 +78,7 @@ impl Default for Telemetry {
         Self {
             origin: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            stopped: OnceLock::new(),
             running: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             kv_used: AtomicU64::new(0),
@@ -92,6 +102,16 @@ impl Telemetry {
     /// Time since the last beat.
     pub(crate) fn heartbeat_age(&self) -> Duration {
         self.origin.elapsed().saturating_sub(Duration::from_millis(self.heartbeat_ms.load(Relaxed)))
+    }
+
+    /// The engine thread has ended, for `reason`; the first reason stays.
+    pub(crate) fn thread_stopped(&self, reason: String) {
+        let _ = self.stopped.set(reason);
+    }
+
+    /// Why the engine thread ended, if it has.
+    pub(crate) fn stop_reason(&self) -> Option<&str> {
+        self.stopped.get().map(String::as_str)
     }
 
     /// Gauges, stored once per step.

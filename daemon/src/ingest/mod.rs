@@ -6,9 +6,17 @@
 //! sandboxed child process, chunk, embed, store); the outcome lands on the document
 //! (`completed`, or `failed` with the reason) before the job is removed, so a restart resumes
 //! whatever was unfinished. The [`watch`]ed folders feed the same path.
+//!
+//! Transient is not permanent: a step that fails for a reason that passes (a full queue, an
+//! upstream 503, a parse worker that could not start, a full disk) is retried with backoff
+//! ([`retry`]); only the file's own problems fail a document at once. The API cannot take all of
+//! an embedding model's admission: `ingest.workers` slots are kept for ingestion ([`admission`]).
+//! A failed or cancelled document attached again starts over.
 
+pub mod admission;
 pub mod pipeline;
 pub mod queue;
+pub mod retry;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -19,7 +27,7 @@ use std::time::Duration;
 use engine::ModelKind;
 use store::{Attributes, Document, DocumentStatus, NewDocument, Store, StoreError};
 
-use crate::config::IngestSettings;
+use crate::config::{IngestSettings, LimitSettings};
 use crate::error::ApiError;
 use crate::files::{FileRecord, FileRegistry};
 use crate::metrics::Metrics;
@@ -52,6 +60,10 @@ pub struct Ingestor {
     embedders: Vec<Backend>,
     metrics: Metrics,
     progress: Mutex<HashMap<JobKey, Progress>>,
+    /// `[limits]`, for the searches that go through here.
+    limits: LimitSettings,
+    /// The API's share of each embedding model's admission; the rest is ingestion's.
+    api_admission: admission::ApiAdmission,
 }
 
 impl Ingestor {
@@ -90,6 +102,8 @@ impl Ingestor {
             embedders,
             metrics,
             progress: Mutex::new(HashMap::new()),
+            limits: settings.limits.clone(),
+            api_admission: admission::ApiAdmission::new(&settings.models, settings.ingest.workers.max(1)),
         });
         ingestor.requeue_orphans()?;
         let pending = ingestor.queue.len();
@@ -150,11 +164,16 @@ impl Ingestor {
     }
 
     /// Attach a stored file to a vector store and queue its ingestion (blocking: fsyncs).
-    /// Attaching a file that is already there returns it unchanged.
+    /// Attaching a file that is already there returns it unchanged, unless its ingestion failed
+    /// or was cancelled: then it starts over.
     pub fn attach(&self, vector_store_id: &str, file: &FileRecord, chunking: Option<ingest::ChunkingOptions>, attributes: Attributes) -> Result<Document, ApiError> {
         self.store.collection(vector_store_id).map_err(store_error)?;
         if let Ok(existing) = self.store.document(vector_store_id, &file.id) {
-            return Ok(existing);
+            let finished_badly = matches!(existing.status, DocumentStatus::Failed | DocumentStatus::Cancelled);
+            if !finished_badly || self.queue.contains(vector_store_id, &file.id) {
+                return Ok(existing);
+            }
+            return self.restart(vector_store_id, &file.id, chunking);
         }
         let new = NewDocument {
             id: Some(file.id.clone()),
@@ -179,6 +198,38 @@ impl Ingestor {
         }
         self.metrics.set_ingest_queue(self.queue.len());
         Ok(doc)
+    }
+
+    /// Queue a failed or cancelled document again, `in_progress` until its new outcome.
+    fn restart(&self, vector_store_id: &str, file_id: &str, chunking: Option<ingest::ChunkingOptions>) -> Result<Document, ApiError> {
+        let doc = self.store.set_document_status(vector_store_id, file_id, DocumentStatus::InProgress, None).map_err(store_error)?;
+        let mut job = self.default_job(vector_store_id, file_id);
+        if let Some(c) = chunking {
+            job.max_chunk_size_tokens = c.max_chunk_size_tokens;
+            job.chunk_overlap_tokens = c.chunk_overlap_tokens;
+        }
+        if let Err(e) = self.queue.push(&job) {
+            let reason = format!("could not be queued again: {e}");
+            let _ = self.store.set_document_status(vector_store_id, file_id, DocumentStatus::Failed, Some(reason));
+            return Err(match e {
+                QueueError::Full(_) => ApiError::Overloaded(e.to_string()),
+                QueueError::Io(_) => ApiError::Internal(e.to_string()),
+            });
+        }
+        tracing::info!(vector_store = %vector_store_id, file = %file_id, "A failed file was attached again; ingesting it anew.");
+        self.metrics.set_ingest_queue(self.queue.len());
+        Ok(doc)
+    }
+
+    /// A permit for one API embedding request to `model` (`/v1/embeddings`, a search's
+    /// question), within the API's share of the model's admission; a 429 when it is used up.
+    pub fn api_embed_permit(&self, model: &str) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+        self.api_admission.permit(model)
+    }
+
+    /// `[limits]`.
+    pub fn limits(&self) -> &LimitSettings {
+        &self.limits
     }
 
     /// The embedding model named `model`.

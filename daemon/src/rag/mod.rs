@@ -10,19 +10,24 @@
 //! answer says that the documents do not cover the question.
 
 pub mod citations;
+pub mod limits;
 pub mod prompt;
+pub mod query;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
-use store::{Filter, SearchHit, SearchMode, SearchRequest};
+use store::{SearchHit, SearchMode, SearchRequest};
 
 use crate::error::ApiError;
 use crate::ingest::{store_error, Ingestor};
 use crate::service::blocking;
-use crate::service::vector_stores::embed_query;
+use query::embed_query;
+
+/// Most vector stores one `file_search` searches (each is a search of its own).
+const MAX_VECTOR_STORES: usize = 16;
 
 /// A `file_search` tool as the Responses API gives it.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,14 +59,17 @@ pub struct Retrieval {
 
 /// Search every vector store of `tool` for `query`.
 pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, min_relevance: f32) -> Result<Retrieval, ApiError> {
-    let max = tool.max_num_results.unwrap_or(5);
-    if !(1..=50).contains(&max) {
-        return Err(ApiError::invalid("tools[0].max_num_results", format!("max_num_results must be between 1 and 50, got {max}")));
-    }
+    let max = limits::checked_max_results(tool.max_num_results.unwrap_or(5), ingestor.limits(), "tools[0].max_num_results")?;
     if tool.vector_store_ids.is_empty() {
         return Err(ApiError::invalid("tools[0].vector_store_ids", "file_search needs at least one vector store id"));
     }
-    let filter = tool.filters.as_ref().map(Filter::parse).transpose().map_err(|e| ApiError::invalid("tools[0].filters", e.to_string()))?;
+    if tool.vector_store_ids.len() > MAX_VECTOR_STORES {
+        return Err(ApiError::invalid(
+            "tools[0].vector_store_ids",
+            format!("file_search searches at most {MAX_VECTOR_STORES} vector stores, got {}", tool.vector_store_ids.len()),
+        ));
+    }
+    let filter = limits::checked_filter(tool.filters.as_ref(), ingestor.limits(), "tools[0].filters")?;
     let mode = tool.search_mode.unwrap_or(SearchMode::Hybrid);
     let gate = tool.ranking_options.as_ref().and_then(|r| r.score_threshold).unwrap_or(min_relevance);
     let mut embeddings: HashMap<String, Vec<f32>> = HashMap::new();

@@ -43,6 +43,8 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
         }
     };
     let input = checked_input(request.input, state.settings().limits.max_embedding_inputs)?;
+    super::embed_limits::check_tokens(&backend, &input, state.settings().limits.max_embedding_tokens_per_request).await?;
+    let _api_share = super::embed_limits::api_permit(state, &request.model)?;
     let span = tracing::info_span!("embeddings", model = %request.model, provider = backend.provider(), inputs = input.len());
     let embedded = backend.embed(input, request.dimensions).instrument(span).await?;
     state.metrics().embedding(&request.model, embedded.prompt_tokens, arrived.elapsed());
@@ -76,7 +78,7 @@ fn checked_input(input: EmbeddingInput, limit: usize) -> Result<EmbedInput, ApiE
         return Err(ApiError::invalid("input", "input must not be empty"));
     }
     if input.len() > limit {
-        return Err(ApiError::invalid("input", format!("at most {limit} inputs per request, got {}", input.len())));
+        return Err(ApiError::invalid("input", format!("at most {limit} inputs per request (limits.max_embedding_inputs), got {}", input.len())));
     }
     match &input {
         EmbedInput::Texts(texts) => {

@@ -89,6 +89,7 @@ pub async fn create(ingestor: Arc<Ingestor>, vector_store_id: String, request: C
             .iter()
             .map(|id| ingestor.files().get(id).map_err(|e| ApiError::invalid("file_ids", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        super::vector_stores::ensure_space_for(&ingestor, &files)?;
         let options = super::vector_stores::chunking(request.chunking_strategy.as_ref())?;
         let batch = Batch {
             id: super::new_id("vsfb").replace('-', "_"),

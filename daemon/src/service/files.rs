@@ -20,6 +20,7 @@ impl From<FileError> for ApiError {
             FileError::TooLarge { .. } => ApiError::BadRequest { message: e.to_string(), param: Some("file".into()), code: "file_too_large" },
             FileError::NotFound(_) => ApiError::ResourceNotFound(e.to_string()),
             FileError::Io { .. } => ApiError::Internal(e.to_string()),
+            FileError::NoSpace(no_space) => no_space.into(),
         }
     }
 }

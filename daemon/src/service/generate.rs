@@ -4,6 +4,11 @@
 //! [`crate::provider`]). Each submitted generation carries a [`RequestTimer`] that whoever
 //! consumes its events (here for plain responses, `api::sse` for streams) feeds, so the metrics
 //! see every request.
+//!
+//! For a local model the submission (the `response_format` grammar within `[limits]`' budgets,
+//! the chat template, tokenizing a prompt of up to `server.max_body_bytes`) runs on a blocking
+//! thread: it is CPU work proportional to what the client sent, and an HTTP worker busy with it
+//! would stall every other request, `/health` included.
 
 use std::collections::HashMap;
 
@@ -11,15 +16,14 @@ use engine::{FinishReason, Usage};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::LimitSettings;
 use crate::error::ApiError;
 use crate::metrics::RequestTimer;
-use crate::provider::{Event, Events, GenerateSpec, Sampling};
+use crate::provider::{Backend, Event, Events, GenerateSpec, Sampling, Submitted};
+use crate::service::structured::{self, Budget};
 use crate::state::AppState;
 
 pub use crate::provider::Prompt;
-
-/// Most stop strings per request.
-const MAX_STOP_STRINGS: usize = 16;
 
 /// The OpenAI fields common to chat and completions.
 #[derive(Debug, Deserialize)]
@@ -90,18 +94,19 @@ pub struct Completed {
 pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
     let arrived = std::time::Instant::now();
     let backend = state.models()?.get(&params.model)?.clone();
-    let cap = state.settings().limits.max_tokens;
+    let limits = &state.settings().limits;
+    let cap = limits.max_tokens;
     let spec = GenerateSpec {
         prompt,
         max_tokens: requested_max_tokens(params, cap)?,
         cap,
-        stop: stop_strings(params.stop.as_ref())?,
+        stop: stop_strings(params.stop.as_ref(), limits)?,
         ignore_eos: params.ignore_eos,
         sampling: sampling(params)?,
         continuous_usage: params.stream_options.is_some_and(|o| o.continuous_usage_stats),
     };
     check_unsupported(params)?;
-    let submitted = backend.generate(spec).await?;
+    let submitted = submit(&backend, spec, schema_budget(limits)).await?;
     let (events, prompt_tokens) = (submitted.events, submitted.prompt_tokens);
     let timer = state.metrics().generation(&params.model, arrived, prompt_tokens);
     Ok(Generation {
@@ -114,6 +119,38 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
         events,
         timer,
     })
+}
+
+/// `[limits]`' budget for a `response_format` schema.
+pub fn schema_budget(limits: &LimitSettings) -> Budget {
+    Budget {
+        max_nodes: limits.max_schema_nodes,
+        max_grammar_bytes: limits.max_grammar_bytes,
+        max_time: std::time::Duration::from_millis(limits.schema_time_budget_ms),
+    }
+}
+
+/// Hand `spec` to its backend. A local model's part (the grammar within `budget`, the template,
+/// tokenizing) runs on a blocking thread, in the request's span.
+async fn submit(backend: &Backend, spec: GenerateSpec, budget: Budget) -> Result<Submitted, ApiError> {
+    let Some(engine) = backend.as_local().cloned() else {
+        // A remote upstream converts `response_format` itself, with its own keywords and limits.
+        return backend.generate(spec).await;
+    };
+    let span = tracing::Span::current();
+    super::blocking(move || {
+        let _entered = span.enter();
+        if let Some(format) = &spec.sampling.response_format {
+            // Within the budget here; the engine's own conversion below then repeats bounded work.
+            structured::checked_grammar_for(format, &budget).map_err(|e| ApiError::BadRequest {
+                message: e.to_string(),
+                param: Some("response_format".into()),
+                code: "invalid_value",
+            })?;
+        }
+        crate::provider::local::generate(&engine, spec)
+    })
+    .await
 }
 
 impl Generation {
@@ -186,14 +223,23 @@ fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
     })
 }
 
-fn stop_strings(stop: Option<&StopSpec>) -> Result<Vec<String>, ApiError> {
+/// The non-empty stop strings, within `limits.max_stop_strings` and `limits.max_stop_bytes`.
+fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<String>, ApiError> {
     let stops = match stop {
         None => Vec::new(),
         Some(StopSpec::One(s)) => vec![s.clone()],
         Some(StopSpec::Many(v)) => v.clone(),
     };
-    if stops.len() > MAX_STOP_STRINGS {
-        return Err(ApiError::invalid("stop", format!("at most {MAX_STOP_STRINGS} stop strings, got {}", stops.len())));
+    let max = limits.max_stop_strings;
+    if stops.len() > max {
+        return Err(ApiError::invalid("stop", format!("at most {max} stop strings (limits.max_stop_strings), got {}", stops.len())));
+    }
+    let bytes: usize = stops.iter().map(String::len).sum();
+    if bytes > limits.max_stop_bytes {
+        return Err(ApiError::invalid(
+            "stop",
+            format!("the stop strings have {bytes} bytes together, more than limits.max_stop_bytes = {}", limits.max_stop_bytes),
+        ));
     }
     Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
 }
@@ -222,4 +268,32 @@ fn requested_max_tokens(p: &GenerationParams, cap: u32) -> Result<Option<(&'stat
         return Err(ApiError::invalid(param, format!("{param} is {asked}, more than this server's limit of {cap}")));
     }
     Ok(Some((param, asked as u32)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_bounded_in_number_and_in_bytes() {
+        let mut limits = LimitSettings::embedded_default();
+        limits.max_stop_strings = 3;
+        limits.max_stop_bytes = 10;
+        let many = StopSpec::Many(vec!["a".into(), "".into(), "b".into()]);
+        assert_eq!(stop_strings(Some(&many), &limits).ok(), Some(vec!["a".to_owned(), "b".to_owned()]), "empty ones are dropped");
+        let four = StopSpec::Many(vec!["a".into(); 4]);
+        let err = stop_strings(Some(&four), &limits).unwrap_err().to_string();
+        assert!(err.contains("at most 3 stop strings (limits.max_stop_strings), got 4"), "{err}");
+        let long = StopSpec::One("x".repeat(11));
+        let err = stop_strings(Some(&long), &limits).unwrap_err().to_string();
+        assert!(err.contains("11 bytes") && err.contains("limits.max_stop_bytes = 10"), "{err}");
+        assert_eq!(stop_strings(None, &limits).ok(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn the_schema_budget_is_the_configured_one() {
+        let limits = LimitSettings::embedded_default();
+        let b = schema_budget(&limits);
+        assert_eq!((b.max_nodes, b.max_grammar_bytes, b.max_time.as_millis()), (5_000, 131_072, 1_000));
+    }
 }

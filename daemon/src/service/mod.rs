@@ -2,10 +2,12 @@
 //! result. HTTP handlers stay a few lines each and call into here; so will ingestion and RAG.
 
 pub mod embed;
+pub mod embed_limits;
 pub mod file_batches;
 pub mod files;
 pub mod generate;
 pub mod listing;
+pub mod response_store;
 pub mod responses;
 pub mod structured;
 pub mod vector_stores;

@@ -5,16 +5,20 @@
 //! A request is prepared in full ([`prepare`]: validation, history, retrieval, prompt) before
 //! anything is generated, so every mistake is a clean 4xx. The answer then comes either whole
 //! ([`Prepared::finish`]) or as the standard stream of events (`api::responses`). Responses are
-//! stored as JSON files under `state_dir/responses/` unless the request says `store: false`.
+//! stored unless the request says `store: false` ([`super::response_store`]: one record per
+//! response holding its own turn and its parent's id, within `[limits]`' TTL and quotas); the
+//! conversation of a `previous_response_id` is rebuilt by walking that chain. Counting tokens to
+//! fit the prompt (the whole history and every retrieved chunk) runs on a blocking thread.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::{ChatMessage, Usage};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::generate::{self, Generation, GenerationParams, Prompt};
+use super::response_store::{self as stored, Quota, Record};
 use super::{blocking, new_id, unix_now};
 use crate::api::fields;
 use crate::error::ApiError;
@@ -63,13 +67,6 @@ pub enum Tool {
     FileSearch(FileSearch),
 }
 
-/// What is kept of a response: its object and the conversation it ends.
-#[derive(Debug, Serialize, Deserialize)]
-struct Record {
-    response: Value,
-    conversation: Vec<(String, String)>,
-}
-
 /// A request ready to generate.
 #[derive(Debug)]
 pub struct Prepared {
@@ -77,7 +74,11 @@ pub struct Prepared {
     pub message_id: String,
     pub created_at: u64,
     request: CreateResponse,
+    /// The history before this request, then its input messages.
     conversation: Vec<ChatMessage>,
+    /// Where this request's own input messages start in `conversation`.
+    turn_start: usize,
+    quota: Quota,
     file_search: Option<(String, Retrieval)>,
     /// The retrieved sources in the prompt, `[1]` first.
     pub sources: Vec<store::SearchHit>,
@@ -85,23 +86,6 @@ pub struct Prepared {
     pub fixed_answer: Option<String>,
     pub generation: Option<Generation>,
     state_dir: PathBuf,
-}
-
-fn responses_dir(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("responses")
-}
-
-fn record_path(state_dir: &std::path::Path, id: &str) -> Result<PathBuf, ApiError> {
-    let ok = id.strip_prefix("resp_").is_some_and(|h| !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !ok {
-        return Err(ApiError::ResourceNotFound(format!("no response with id `{id}`")));
-    }
-    Ok(responses_dir(state_dir).join(format!("{id}.json")))
-}
-
-fn load(state_dir: &std::path::Path, id: &str) -> Result<Record, ApiError> {
-    let bytes = std::fs::read(record_path(state_dir, id)?).map_err(|_| ApiError::ResourceNotFound(format!("no response with id `{id}`")))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("stored response {id} is damaged: {e}")))
 }
 
 /// The input items as chat messages (`message` items; other item types are context already
@@ -145,15 +129,14 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
     let request: CreateResponse = fields(body)?;
     let settings = state.settings().clone();
     let state_dir = settings.server.state_dir.clone();
+    let quota = Quota::from_limits(&settings.limits);
     let mut conversation: Vec<ChatMessage> = Vec::new();
     if let Some(previous) = &request.previous_response_id {
         let (dir, id) = (state_dir.clone(), previous.clone());
-        let record = blocking(move || load(&dir, &id)).await.map_err(|e| match e {
-            ApiError::ResourceNotFound(m) => ApiError::invalid("previous_response_id", m),
-            e => e,
-        })?;
-        conversation.extend(record.conversation.into_iter().map(|(role, content)| ChatMessage { role, content }));
+        let history = blocking(move || stored::conversation(&dir, &id, &quota)).await?;
+        conversation.extend(history.into_iter().map(|(role, content)| ChatMessage { role, content }));
     }
+    let turn_start = conversation.len();
     let input = input_messages(&request.input)?;
     let question = input.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     conversation.extend(input);
@@ -167,7 +150,6 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
     };
     let context = backend.max_model_len().map_or(DEFAULT_CONTEXT, |n| n as usize);
     let budget = context.saturating_sub(max_output);
-    let count = |text: &str| backend.count_tokens(text);
     let mut instructions = match request.tools.first() {
         Some(Tool::FileSearch(_)) => settings.rag.instructions.clone(),
         None => String::new(),
@@ -184,7 +166,8 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
             let mut tool = tool.clone();
             tool.max_num_results = tool.max_num_results.or(Some(settings.rag.max_num_results));
             let retrieval = retrieve(&ingestor, &tool, &question, settings.rag.min_relevance).await?;
-            let assembled = assemble(&instructions, retrieval.hits.clone(), &history, &question, budget, &count);
+            let (counter, hits, q) = (backend.clone(), retrieval.hits.clone(), question.clone());
+            let assembled = blocking(move || Ok(assemble(&instructions, hits, &history, &q, budget, &|text: &str| counter.count_tokens(text)))).await?;
             let fixed = assembled.sources.is_empty().then(|| settings.rag.no_answer.clone());
             (Some((question.clone(), retrieval)), assembled.sources, fixed, assembled.messages)
         }
@@ -214,6 +197,8 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
         created_at: unix_now(),
         request,
         conversation,
+        turn_start,
+        quota,
         file_search,
         sources,
         fixed_answer,
@@ -278,11 +263,12 @@ impl Prepared {
         output.push(self.message_item(text, "completed"));
         let response = self.response_json("completed", output, usage);
         if self.request.store.unwrap_or(true) {
-            let mut conversation: Vec<(String, String)> = self.conversation.iter().map(|m| (m.role.clone(), m.content.clone())).collect();
-            conversation.push(("assistant".into(), text.to_owned()));
-            let record = Record { response: response.clone(), conversation };
-            let (dir, id) = (self.state_dir.clone(), self.id.clone());
-            blocking(move || save(&dir, &id, &record)).await?;
+            // Only this turn; the history before it stays in the parent's records.
+            let mut turn: Vec<(String, String)> = self.conversation.iter().skip(self.turn_start).map(|m| (m.role.clone(), m.content.clone())).collect();
+            turn.push(("assistant".into(), text.to_owned()));
+            let record = Record { response: response.clone(), turn, parent: self.request.previous_response_id.clone(), conversation: None };
+            let (dir, id, quota) = (self.state_dir.clone(), self.id.clone(), self.quota);
+            blocking(move || stored::save(&dir, &id, &record, &quota)).await?;
         }
         Ok(response)
     }
@@ -300,27 +286,18 @@ impl Prepared {
     }
 }
 
-fn save(state_dir: &std::path::Path, id: &str, record: &Record) -> Result<(), ApiError> {
-    let write = || -> std::io::Result<()> {
-        let dir = responses_dir(state_dir);
-        std::fs::create_dir_all(&dir)?;
-        crate::durable::write_atomic(&dir.join(format!("{id}.json")), &serde_json::to_vec(record).map_err(std::io::Error::other)?)
-    };
-    write().map_err(|e| ApiError::Internal(format!("cannot store the response: {e}")))
-}
-
 /// `GET /v1/responses/{id}`.
 pub async fn get(state: &AppState, id: String) -> Result<Value, ApiError> {
     let dir = state.settings().server.state_dir.clone();
-    blocking(move || Ok(load(&dir, &id)?.response)).await
+    let quota = Quota::from_limits(&state.settings().limits);
+    blocking(move || Ok(stored::load(&dir, &id, &quota)?.response)).await
 }
 
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(state: &AppState, id: String) -> Result<Value, ApiError> {
     let dir = state.settings().server.state_dir.clone();
     blocking(move || {
-        let path = record_path(&dir, &id)?;
-        std::fs::remove_file(&path).map_err(|_| ApiError::ResourceNotFound(format!("no response with id `{id}`")))?;
+        stored::delete(&dir, &id)?;
         Ok(json!({"id": id, "object": "response", "deleted": true}))
     })
     .await

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest};
+use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest, StoreError};
 
 use super::blocking;
 use super::listing::{page, ListQuery};
@@ -172,6 +172,7 @@ pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Resu
     let dimension = Ingestor::dimension(&engine).await?;
     blocking(move || {
         let files = request.file_ids.iter().map(|id| file_record(&ingestor, id)).collect::<Result<Vec<_>, _>>()?;
+        ensure_space_for(&ingestor, &files)?;
         let collection = ingestor
             .store()
             .create_collection(NewCollection {
@@ -181,7 +182,7 @@ pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Resu
                 metadata: request.metadata,
                 index: ingestor.vector_index(),
             })
-            .map_err(store_error)?;
+            .map_err(store_failure)?;
         for file in &files {
             ingestor.attach(&collection.id, file, options, Attributes::new())?;
         }
@@ -192,6 +193,25 @@ pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Resu
 
 fn file_record(ingestor: &Ingestor, id: &str) -> Result<crate::files::FileRecord, ApiError> {
     ingestor.files().get(id).map_err(|e| ApiError::invalid("file_id", e.to_string()))
+}
+
+/// The store's errors as API errors: the vector store limit is a 409 that names its key, a disk
+/// short of its reserve a 507 with the numbers; the rest as [`store_error`] maps them.
+pub(crate) fn store_failure(e: StoreError) -> ApiError {
+    match e {
+        StoreError::CollectionLimit { limit } => ApiError::LimitReached(format!(
+            "this server already holds its limit of {limit} vector stores ([store] max_vector_stores); delete one or raise the limit"
+        )),
+        StoreError::NoSpace(no_space) => no_space.into(),
+        e => store_error(e),
+    }
+}
+
+/// Refuses to ingest `files` while the disk is short of `[store] min_free_bytes`: a 507 with the
+/// numbers. What their chunks, embeddings and index entries will take is estimated as their size.
+pub(crate) fn ensure_space_for(ingestor: &Ingestor, files: &[crate::files::FileRecord]) -> Result<(), ApiError> {
+    let needed = files.iter().map(|f| f.bytes).fold(0u64, u64::saturating_add);
+    Ok(ingestor.store().space().check(needed)?)
 }
 
 /// List vector stores.
@@ -232,6 +252,7 @@ pub async fn attach(ingestor: Arc<Ingestor>, vector_store_id: String, request: A
     blocking(move || {
         ingestor.store().collection(&vector_store_id).map_err(store_error)?;
         let file = file_record(&ingestor, &request.file_id)?;
+        ensure_space_for(&ingestor, std::slice::from_ref(&file))?;
         let doc = ingestor.attach(&vector_store_id, &file, options, request.attributes)?;
         Ok(file_json(&ingestor, &vector_store_id, &doc))
     })

@@ -19,6 +19,10 @@
 //! sample, emit) and published with the other counters, so `/metrics` and `raw_bench` show where
 //! a step goes.
 //!
+//! Liveness: the loop beats the heartbeat before every step and after every llama.cpp batch, so
+//! the longest silence of a working engine is one batch, at most `max_num_batched_tokens` tokens
+//! (chunked prefill cuts a long prompt into steps of that size; `n_ubatch` is at most 512).
+//!
 //! Invariants: a llama.cpp sequence id is running, parked (holding cached cells) or free, and a
 //! free id has no cells; every KV decision goes through the [`BlockManager`], whose [`KvOp`]s are
 //! applied to llama.cpp in order.
@@ -240,6 +244,7 @@ impl<'m> ChatWorker<'m> {
                 self.ctx.synchronize();
             }
             decode += t0.elapsed();
+            self.telemetry.beat(); // progress inside the step: a split step runs up to three batches
             if let Err(e) = decoded {
                 tracing::error!(model = %self.config.name, error = %e, "Batch failed.");
                 for mut seq in std::mem::take(&mut self.running) {
