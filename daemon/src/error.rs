@@ -56,7 +56,6 @@ pub enum ApiError {
     /// New content would leave less free disk space than `[store] min_free_bytes`.
     #[error("not enough free disk space to accept this: {free} bytes free, {needed} bytes needed, and {reserve} bytes are kept in reserve ([store] min_free_bytes); free some space or lower the reserve")]
     InsufficientStorage { free: u64, needed: u64, reserve: u64 },
-
     /// A remote model's upstream failed or refused: 502, 503, 504, or the upstream's own 4xx.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
