@@ -7,7 +7,7 @@
 //! file name, which is only kept in the record. Ids are checked before they touch a path.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -93,6 +93,11 @@ impl Upload {
         self.hasher.update(bytes);
         self.file.write_all(bytes).map_err(io("writing an upload"))
     }
+
+    /// Hex sha256 of the bytes written so far.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
 }
 
 impl Drop for Upload {
@@ -153,19 +158,20 @@ impl FileRegistry {
         Ok(record)
     }
 
-    /// Copy a file from disk (a watched folder) into the registry (blocking).
-    pub fn add_copy(&self, source: &Path, filename: &str, purpose: &str) -> Result<FileRecord, FileError> {
+    /// Copy `source`, from its current offset to its end, into a new upload (blocking), hashing the
+    /// bytes as they are written: the hash is of exactly the bytes stored. Commit it or drop it.
+    /// A watched folder passes the descriptor it checked, never a path.
+    pub fn upload_from(&self, source: &mut impl std::io::Read) -> Result<Upload, FileError> {
         let mut upload = self.upload()?;
-        let mut input = std::fs::File::open(source).map_err(io(format!("opening {}", source.display())))?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = std::io::Read::read(&mut input, &mut buf).map_err(io(format!("reading {}", source.display())))?;
-            if n == 0 {
-                break;
+            match source.read(&mut buf) {
+                Ok(0) => return Ok(upload),
+                Ok(n) => upload.write(&buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FileError::Io { context: "reading a file to copy".into(), source: e }),
             }
-            upload.write(&buf[..n])?;
         }
-        self.commit(upload, filename, purpose)
     }
 
     fn write_record(&self, record: &FileRecord) -> Result<(), FileError> {
@@ -243,6 +249,19 @@ mod tests {
         files.delete(&rec.id).unwrap();
         assert!(matches!(files.get(&rec.id), Err(FileError::NotFound(_))));
         assert!(files.list().is_empty());
+    }
+
+    #[test]
+    fn a_copy_is_hashed_as_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileRegistry::open(dir.path().to_path_buf(), 8).unwrap();
+        let up = files.upload_from(&mut &b"hello"[..]).unwrap();
+        assert_eq!(up.sha256(), hex::encode(Sha256::digest(b"hello")));
+        let rec = files.commit(up, "w/a.txt", "assistants").unwrap();
+        assert_eq!(std::fs::read(files.content_path(&rec.id).unwrap()).unwrap(), b"hello");
+        assert!(matches!(files.upload_from(&mut &[0u8; 9][..]), Err(FileError::TooLarge { limit: 8 })));
+        assert!(matches!(files.upload_from(&mut std::io::repeat(0)), Err(FileError::TooLarge { limit: 8 })), "an endless source stops at the limit");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "refused copies are removed");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! an embedding model's admission: `ingest.workers` slots are kept for ingestion ([`admission`]).
 //! A failed or cancelled document attached again starts over.
 
+mod confinement;
 pub mod admission;
 pub mod pipeline;
 pub mod queue;
@@ -105,6 +106,8 @@ impl Ingestor {
             limits: settings.limits.clone(),
             api_admission: admission::ApiAdmission::new(&settings.models, settings.ingest.workers.max(1)),
         });
+        // One line in the log says how confined the parse worker is (it does not delay start-up).
+        actix_web::rt::spawn(confinement::check(ingestor.sandbox.clone(), ingestor.state_dir.clone()));
         ingestor.requeue_orphans()?;
         let pending = ingestor.queue.len();
         if pending > 0 {

@@ -1,6 +1,9 @@
 //! One ingestion job, start to end: parse (in the sandboxed child process), chunk with the
 //! embedding model's tokenizer, embed in batches through the engine, store batch by batch.
 //!
+//! The stored file is opened once: its head (for format detection) is read from that descriptor,
+//! and the same descriptor becomes the parser child's stdin (the child gets no path).
+//!
 //! Every step's failure becomes the document's `failed` status with a reason a person can act
 //! on; nothing here can take the daemon down. Progress (chunks embedded of chunks planned) is
 //! kept in memory for the API while a job runs; the store's `chunk_count` is the durable part.
@@ -114,14 +117,16 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
         blocking(move || s.delete_document(&vs, &id).and_then(|()| s.add_document(&vs, again, Vec::new()))).await?;
     }
 
-    let head = read_head(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
+    // One descriptor for everything: the head read here, and the parser child's stdin.
+    let file = std::fs::File::open(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
+    let head = read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
         ingestor.metrics.parse_failed(None);
         Step::Failed(format!("unsupported file type: `{}` is not PDF, Markdown, HTML or UTF-8 text", record.filename))
     })?;
     let key = (job.vector_store_id.clone(), job.file_id.clone());
     ingestor.set_progress(&key, Progress::Parsing);
-    let parsed = ingestor.sandbox().parse(&path, format).await.map_err(|e| {
+    let parsed = ingestor.sandbox().parse_file(file, format).await.map_err(|e| {
         ingestor.metrics.parse_failed(Some(&e));
         Step::Failed(e.to_string())
     })?;
@@ -171,9 +176,19 @@ fn heading_attribute(heading: &str) -> store::Attributes {
     a
 }
 
-fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(4096);
-    std::fs::File::open(path)?.take(4096).read_to_end(&mut head)?;
+/// The first 4 KiB (fewer for a shorter file), read at offset 0 without moving the file's offset.
+fn read_head(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 4096];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
     Ok(head)
 }

@@ -11,11 +11,19 @@
 //!   rename: the document is renamed, nothing is re-read.
 //! - An edited file replaces its old document; a deleted file's document goes, unless another
 //!   path still has the same content.
-//! - Symbolic links are never followed and nothing outside the folder is opened.
+//! - Symbolic links are never followed and nothing outside the folder is opened: a settled file is
+//!   opened beneath the folder's descriptor with no link allowed on the way, without blocking, and
+//!   `fstat` on that descriptor must say "regular file" with the signature the scan saw (`open.rs`);
+//!   it is then hashed and copied in one pass from that same descriptor. A symbolic link, FIFO or
+//!   device swapped in after the scan is skipped with a log line, never read, and never blocks the
+//!   watcher.
 //! - `known` is saved atomically after every change; after a restart the first scan reconciles
 //!   the folder with it (files added, edited or removed while hearth was down).
 
+mod open;
+
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -23,11 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use store::{Attributes, NewCollection};
 
 use super::Ingestor;
 use crate::config::{IngestSettings, WatchSettings};
+use crate::files::{FileError, Upload};
 use crate::provider::Backend;
 
 /// What identifies a file's version without reading it.
@@ -49,6 +57,8 @@ struct Known {
 /// One watched folder's state.
 struct Folder {
     root: PathBuf,
+    /// The folder itself, opened once: every file is opened beneath it.
+    dir: OwnedFd,
     vector_store_id: String,
     state_path: PathBuf,
     known: HashMap<String, Known>,
@@ -88,11 +98,13 @@ impl Folder {
         use anyhow::Context;
         std::fs::create_dir_all(&watch.path).with_context(|| format!("cannot create watched folder {}", watch.path.display()))?;
         let root = watch.path.canonicalize().with_context(|| format!("cannot resolve watched folder {}", watch.path.display()))?;
+        let dir = open::folder(&root).with_context(|| format!("cannot open watched folder {}", root.display()))?;
         let vector_store_id = ensure_vector_store(&ingestor, &watch.vector_store, &root, embedder, dimension)?;
         let known = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         tracing::info!(folder = %root.display(), vector_store = %vector_store_id, "Watching folder.");
         Ok(Folder {
             root,
+            dir,
             vector_store_id,
             state_path: state_path.to_path_buf(),
             known,
@@ -183,15 +195,44 @@ impl Folder {
         self.known.insert(new.to_owned(), entry);
     }
 
-    /// Hash a settled file; attach new content, reuse content the store has. True when `known` changed.
+    /// Read a settled file once, from a descriptor checked to be the regular file the scan saw:
+    /// the bytes hashed are the bytes copied. Attach new content, reuse content the store has.
+    /// True when `known` changed.
     fn ingest(&mut self, rel: &str, sig: Signature) -> bool {
-        let path = self.root.join(rel);
         if sig.size > self.ingestor.files.max_bytes() {
             tracing::warn!(path = %rel, bytes = sig.size, limit = self.ingestor.files.max_bytes(), "Watched file is larger than ingest.max_file_bytes; skipped.");
             self.too_large.insert(rel.to_owned(), sig);
             return false;
         }
-        let Ok(sha256) = hash_file(&path) else { return false }; // vanished or unreadable: next scan decides
+        let (mut file, meta) = match open::regular_beneath(self.dir.as_fd(), Path::new(rel)) {
+            Ok(opened) => opened,
+            Err(e) if e.is_swap() => {
+                tracing::warn!(path = %rel, found = %e, "Watched path is no longer the regular file the scan saw; skipped, not read.");
+                return false;
+            }
+            Err(e) => {
+                tracing::debug!(path = %rel, error = %e, "Watched file could not be opened; the next scan decides.");
+                return false;
+            }
+        };
+        if signature(&meta) != sig {
+            return false; // replaced or written since the scan: it settles again
+        }
+        let upload = match self.ingestor.files.upload_from(&mut file) {
+            Ok(upload) => upload,
+            Err(FileError::TooLarge { limit }) => {
+                tracing::warn!(path = %rel, limit, "Watched file grew past ingest.max_file_bytes while read; skipped.");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(path = %rel, error = %e, "Could not copy a watched file.");
+                return false;
+            }
+        };
+        if file.metadata().map(|m| signature(&m)).ok() != Some(sig) {
+            return false; // written while read: the copy is no one version of it; it settles again
+        }
+        let sha256 = upload.sha256();
         let previous = self.known.get(rel).cloned();
         if previous.as_ref().is_some_and(|p| p.sha256 == sha256) {
             self.known.insert(rel.to_owned(), Known { signature: sig, sha256, file_id: previous.map(|p| p.file_id).unwrap_or_default() });
@@ -199,7 +240,7 @@ impl Folder {
         }
         let file_id = match self.ingestor.store.find_by_hash(&self.vector_store_id, &sha256) {
             Ok(Some(doc)) => doc.id,
-            _ => match self.add(rel, &path) {
+            _ => match self.add(rel, upload) {
                 Some(id) => id,
                 None => return false,
             },
@@ -212,11 +253,11 @@ impl Folder {
         true
     }
 
-    fn add(&self, rel: &str, path: &Path) -> Option<String> {
-        let record = match self.ingestor.files.add_copy(path, rel, "assistants") {
+    fn add(&self, rel: &str, upload: Upload) -> Option<String> {
+        let record = match self.ingestor.files.commit(upload, rel, "assistants") {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(path = %rel, error = %e, "Could not copy a watched file.");
+                tracing::warn!(path = %rel, error = %e, "Could not store a watched file.");
                 return None;
             }
         };
@@ -290,19 +331,16 @@ fn list_files(root: &Path) -> HashMap<String, Signature> {
                 dirs.push(entry.path());
             } else if meta.file_type().is_file() {
                 let Ok(rel) = entry.path().strip_prefix(root).map(|p| p.to_string_lossy().into_owned()) else { continue };
-                let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-                out.insert(rel, Signature { size: meta.len(), mtime_ns, inode: meta.ino() });
-            } // symbolic links, sockets, devices: never opened
+                out.insert(rel, signature(&meta));
+            } // symbolic links, sockets, devices: never opened (and refused again at the open)
         }
     }
     out
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
+fn signature(meta: &std::fs::Metadata) -> Signature {
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Signature { size: meta.len(), mtime_ns, inode: meta.ino() }
 }
 
 #[cfg(test)]
