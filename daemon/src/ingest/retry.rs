@@ -99,7 +99,8 @@ pub fn parse(e: &ParseFailure) -> Failure {
 /// A store write's error: a full disk or a rebuilding index passes.
 pub fn store(e: &StoreError) -> Failure {
     let reason = format!("the store failed: {e}");
-    if matches!(e, StoreError::IndexNotReady { .. }) || disk_full(e) {
+    // `is_out_of_space` also covers the store's own free-space reserve (`StoreError::NoSpace`).
+    if matches!(e, StoreError::IndexNotReady { .. }) || e.is_out_of_space() || disk_full(e) {
         Failure::Transient(reason)
     } else {
         Failure::Final(reason)
@@ -216,6 +217,8 @@ mod tests {
         let other = StoreError::Io { context: "writing the index".into(), source: std::io::Error::from_raw_os_error(13) };
         assert!(!transient(store(&other)), "EACCES");
         assert!(transient(store(&StoreError::IndexNotReady { collection: "vs".into(), index: "vector" })));
+        let reserve = store::NoSpace { path: "/var/lib/hearth".into(), free: 1, needed: 2, reserve: 3 };
+        assert!(transient(store(&StoreError::NoSpace(reserve))), "the free-space reserve passes too");
         assert!(!transient(store(&StoreError::Invalid("dimension".into()))));
     }
 
