@@ -125,9 +125,28 @@ fn route_table() -> Vec<(String, String, String, String)> {
         })
         .collect();
     assert!(table.len() >= 30, "{table:?}");
+    for (method, path, access, _) in &table {
+        assert_eq!(access, issue_scope(method, path), "{method} {path} is declared `{access}`");
+    }
     assert!(table.contains(&("POST".into(), "/v1/chat/completions".into(), "infer".into(), "json".into())), "{table:?}");
     assert!(table.contains(&("POST".into(), "/v1/files".into(), "ingest".into(), "multipart".into())), "{table:?}");
     table
+}
+
+/// The scope issue #18 gives a route, written out independently of the server's table: `read` for
+/// GET routes and search, `infer` for generation and embeddings, `ingest` for the other writes,
+/// `admin` for deletes and `/metrics`; the probes are open.
+fn issue_scope(method: &str, path: &str) -> &'static str {
+    const INFER: [&str; 5] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/tokenize"];
+    match (method, path) {
+        ("GET", "/health" | "/ready") => "open",
+        ("GET", "/metrics") | ("DELETE", _) => "admin",
+        ("GET", _) => "read",
+        ("POST", p) if p.ends_with("/search") => "read",
+        ("POST", p) if INFER.contains(&p) => "infer",
+        ("POST", _) => "ingest",
+        _ => "unknown method",
+    }
 }
 
 /// A concrete path for a pattern (`{id}` and the like become dummy ids).
