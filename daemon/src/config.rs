@@ -223,6 +223,9 @@ pub struct EngineSettings {
     /// While requests decode, a step's prompt prefill is cut so that the step takes at most this
     /// many times a step of decode tokens alone (learned as it runs); 0 turns the limit off.
     pub max_decode_slowdown: f32,
+    /// An engine thread whose heartbeat is older than this many seconds is stalled: `/ready`
+    /// answers 503 naming it and `/health` says `degraded`.
+    pub stall_seconds: f64,
 }
 
 /// `batch_mixing`.
@@ -524,6 +527,10 @@ impl Settings {
         let slowdown = self.engine.max_decode_slowdown;
         if !(slowdown == 0.0 || (1.0..=100.0).contains(&slowdown)) {
             return Err(invalid("engine.max_decode_slowdown", format!("{slowdown} is neither 0 (off) nor within 1..=100")));
+        }
+        let stall = self.engine.stall_seconds;
+        if !(stall.is_finite() && stall > 0.0) {
+            return Err(invalid("engine.stall_seconds", format!("{stall} is not a positive number of seconds")));
         }
         if self.models.is_empty() {
             return Err(invalid("models", "at least one [[models]] entry is needed".into()));

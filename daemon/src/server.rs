@@ -104,6 +104,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(timeout) = manager.watchdog_timeout() {
         actix_web::rt::spawn(service_manager::run_watchdog(manager, state.clone(), timeout));
     }
+    actix_web::rt::spawn(service_manager::watch_engine_threads(manager, state.clone()));
     if manager.enabled() {
         actix_web::rt::spawn(service_manager::report_ingestion(manager, state.clone(), serving));
     }

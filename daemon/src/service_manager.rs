@@ -5,15 +5,30 @@
 //!
 //! Messages go to `NOTIFY_SOCKET` through libsystemd (the systemd crate); outside systemd the
 //! variable is unset and every call is a no-op. The watchdog is armed by systemd only after
-//! `READY=1`, so pinging starts there. Each engine thread beats a heartbeat once per loop (an
-//! idle engine every 500 ms); when any heartbeat is older than the watchdog timeout the pings
-//! stop, a `STATUS=` line names the engine, and systemd restarts hearth after `WatchdogSec`.
+//! `READY=1`, so pinging starts there. Each engine thread beats a heartbeat inside its work, not
+//! only between jobs: every 500 ms when idle, every scheduler step and llama.cpp batch of a chat
+//! model, every batch of an embedding request (a 1,000-input request is some thirty batches, each
+//! a beat). When any heartbeat is older than the watchdog timeout the pings stop, a `STATUS=` line
+//! names the engine, and systemd restarts hearth after `WatchdogSec`.
+//!
+//! An engine thread that stopped (it panicked) never comes back: [`watch_engine_threads`] makes a
+//! process under a service manager say so and exit with [`ENGINE_STOPPED_EXIT`] at once, so it is
+//! restarted without waiting out `WatchdogSec`; outside one it logs an error once and `/health`
+//! and `/ready` report it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use systemd::daemon;
 
+use crate::provider::liveness::{engine_faults, EngineFault};
 use crate::state::AppState;
+
+/// Exit status when an engine thread stopped under a service manager (`EX_SOFTWARE`); the unit's
+/// `Restart=on-failure` starts hearth again.
+pub const ENGINE_STOPPED_EXIT: i32 = 70;
+/// How often [`watch_engine_threads`] looks.
+const ENGINE_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 /// Talks to the service manager. Cheap to copy.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +116,31 @@ pub async fn run_watchdog(manager: ServiceManager, state: AppState, timeout: Dur
             return;
         }
         manager.ping();
+    }
+}
+
+/// Watch for engine threads that stopped. Under a service manager: log the reason, send it as
+/// `STATUS=`, and exit with [`ENGINE_STOPPED_EXIT`]. Outside one: log an error once per model and
+/// keep serving the other models (`/health` says `degraded`, `/ready` 503).
+pub async fn watch_engine_threads(manager: ServiceManager, state: AppState) {
+    let mut tick = tokio::time::interval(ENGINE_CHECK_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported: HashSet<String> = HashSet::new();
+    loop {
+        tick.tick().await;
+        let Ok(models) = state.models() else { continue };
+        for fault in engine_faults(models.all(), Duration::MAX) {
+            let EngineFault::Stopped { model, reason } = &fault else { continue };
+            if !reported.insert(model.clone()) {
+                continue;
+            }
+            if manager.enabled() {
+                tracing::error!(%model, %reason, exit = ENGINE_STOPPED_EXIT, "Engine thread stopped; exiting so the service manager restarts hearth.");
+                manager.status(&format!("{fault}; exiting"));
+                std::process::exit(ENGINE_STOPPED_EXIT);
+            }
+            tracing::error!(%model, %reason, "Engine thread stopped; the model answers 503 until hearth is restarted.");
+        }
     }
 }
 

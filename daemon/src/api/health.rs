@@ -12,15 +12,27 @@ pub fn configure(r: &mut Routes<'_>) {
     r.add(Route::get("/health", Access::Open), health).add(Route::get("/ready", Access::Open), ready);
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// 200 while the process answers. An engine thread that stopped or stalled makes it
+/// `{"status":"degraded","reason":...}`, still 200: the process lives and serves its other models,
+/// `/ready` (503) takes it out of rotation, and under systemd a stopped thread ends the process
+/// (see `service_manager::watch_engine_threads`).
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let stall = std::time::Duration::from_secs_f64(state.settings().engine.stall_seconds);
+    let faults = state.models().map(|m| crate::provider::liveness::engine_faults(m.all(), stall)).unwrap_or_default();
+    if faults.is_empty() {
+        return HttpResponse::Ok().json(json!({"status": "ok"}));
+    }
+    let reason = faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    HttpResponse::Ok().json(json!({"status": "degraded", "reason": reason}))
 }
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
     state.ingest()?;
+    let stall = std::time::Duration::from_secs_f64(state.settings().engine.stall_seconds);
+    let mut failures: Vec<String> = crate::provider::liveness::engine_faults(models.all(), stall).iter().map(ToString::to_string).collect();
     let checks = futures_util::future::join_all(models.all().iter().map(|m| m.check_ready())).await;
-    let failures: Vec<String> = checks.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+    failures.extend(checks.into_iter().filter_map(Result::err).map(|e| e.to_string()));
     if !failures.is_empty() {
         return Err(ApiError::Unavailable(failures.join("; ")));
     }

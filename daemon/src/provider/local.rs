@@ -1,5 +1,13 @@
 //! A local model: tokenizing (on the caller's thread, as the engine allows), the chat template,
 //! the checks that need the vocabulary or the context length, and submission to the engine.
+//!
+//! Special tokens: only text the caller wrote as a whole prompt is parsed for them. A chat
+//! conversation is tokenized by [`engine::Engine::tokenize_chat`]: the template's own markers are
+//! special tokens, every message's content (the user's words, retrieved document chunks placed in
+//! the prompt by RAG, tool output) is plain text, so `<|im_start|>system` inside it cannot open a
+//! role. Embedding inputs are plain text too (BOS/CLS/SEP are still added). A `/v1/completions`
+//! prompt is the caller's own raw prompt, template and all, and is parsed as llama.cpp's server
+//! parses it, so a client can write a chat prompt by hand.
 
 use engine::{Engine, GenerateRequest, SamplingParams};
 
@@ -11,7 +19,7 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiErr
     let n_vocab = engine.info().n_vocab;
     let sampling = sampling_params(&spec.sampling, n_vocab)?;
     let tokens = match spec.prompt {
-        Prompt::Chat(messages) => engine.tokenize(&engine.apply_chat_template(&messages)?, true),
+        Prompt::Chat(messages) => engine.tokenize_chat(&messages)?,
         Prompt::Text(text) => engine.tokenize(&text, true),
         Prompt::Tokens(tokens) => {
             if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t as u32 >= n_vocab) {
@@ -37,7 +45,7 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
     }
     let n_vocab = i64::from(engine.info().n_vocab);
     let inputs: Vec<Vec<i32>> = match input {
-        EmbedInput::Texts(texts) => texts.iter().map(|t| engine.tokenize(t, true)).collect(),
+        EmbedInput::Texts(texts) => texts.iter().map(|t| engine.tokenize_text(t, true)).collect(),
         EmbedInput::Tokens(lists) => lists
             .into_iter()
             .map(|tokens| {

@@ -13,9 +13,11 @@
 //!   approximation (one token per 4 bytes of UTF-8, rounded up) for sizing chunks and RAG context.
 //! - **Sampling.** [`Sampling`] holds what the client set, range-checked; a local model fills in
 //!   defaults, a remote upstream is sent only the fields the client set, so its defaults apply.
-//! - **Health.** A local engine has a heartbeat (the systemd watchdog watches it); a remote model
-//!   is ready when its upstream answers `GET {base_url}/models` ([`Backend::check_ready`]).
+//! - **Health.** A local engine has a heartbeat and a thread that may stop ([`liveness`]: the
+//!   systemd watchdog, `/ready` and `/health` watch them); a remote model is ready when its
+//!   upstream answers `GET {base_url}/models` ([`Backend::check_ready`]).
 
+pub mod liveness;
 pub mod local;
 pub mod remote;
 
@@ -207,12 +209,13 @@ impl Backend {
         }
     }
 
-    /// Tokens in `text`: exact for a local model; for a remote one an estimate of one token per 4
+    /// Tokens in `text`: exact for a local model (as plain text, the way chunks and message
+    /// contents are tokenized); for a remote one an estimate of one token per 4
     /// bytes (English text with a modern BPE vocabulary runs at about 4 characters a token), for
     /// sizing chunks and RAG context, never for anything billed.
     pub fn count_tokens(&self, text: &str) -> usize {
         match self {
-            Backend::Local(engine) => engine.tokenize(text, false).len(),
+            Backend::Local(engine) => engine.tokenize_text(text, false).len(),
             Backend::Remote(_) => approximate_tokens(text),
         }
     }
