@@ -9,7 +9,11 @@
 //! - `hearth_store_rebuilt_vector_stores`: vector stores whose derived indexes were rebuilt from
 //!   sled since start-up (the store records the last reason per vector store, not every rebuild,
 //!   so this is a gauge of vector stores, not a counter of events);
-//! - `hearth_store_disk_bytes`: the store's size on disk.
+//! - `hearth_store_disk_bytes`: the store's size on disk, and `hearth_store_free_bytes`: the space
+//!   left on its file system (uploads answer 507 once it falls to `[store] min_free_bytes`);
+//! - `hearth_store_degraded_vector_stores`: vector stores serving while a failed keyword commit or
+//!   index save is retried (a full disk, most often), and `hearth_store_open_index_writers`: the
+//!   keyword index writers open now (each owns three threads; `[store]` bounds them).
 //!
 //! Counting documents reads every document record of every vector store: linear in the
 //! documents, a few milliseconds for thousands, on the scrape's blocking thread. Every label
@@ -50,6 +54,9 @@ struct Snapshot {
     vector_stores: [u64; 4],
     rebuilt: u64,
     disk_bytes: u64,
+    free_bytes: u64,
+    degraded: u64,
+    open_writers: u64,
 }
 
 fn status_index(status: &DocumentStatus) -> usize {
@@ -71,11 +78,17 @@ fn state_index(health: &IndexHealth) -> usize {
 }
 
 fn snapshot(store: &Store) -> Snapshot {
-    let mut s = Snapshot { disk_bytes: store.disk_bytes(), ..Snapshot::default() };
+    let mut s = Snapshot {
+        disk_bytes: store.disk_bytes(),
+        free_bytes: store.space().free_bytes().unwrap_or(0),
+        open_writers: store.open_writers() as u64,
+        ..Snapshot::default()
+    };
     for collection in store.status().collections {
         s.vector_stores[state_index(&collection.health)] += 1;
         s.indexed_chunks += collection.indexed_chunks as u64;
         s.rebuilt += u64::from(collection.rebuilt_because.is_some());
+        s.degraded += u64::from(collection.degraded.is_some());
         // A vector store deleted between the two reads has no documents left to count.
         for doc in store.documents(&collection.id).unwrap_or_default() {
             s.documents[status_index(&doc.status)] += 1;
@@ -98,11 +111,14 @@ impl Collector for StoreCollector {
         for (state, n) in INDEX_STATES.iter().zip(s.vector_stores) {
             ConstGauge::new(n as i64).encode(family.encode_family(&[("state", *state)])?)?;
         }
-        let plain: [(&str, &str, u64); 4] = [
+        let plain: [(&str, &str, u64); 7] = [
             ("hearth_store_chunks", "Chunks of the stored documents (sled, the source of truth).", s.chunks),
             ("hearth_store_indexed_chunks", "Vectors in the HNSW indexes of vector stores that are ready.", s.indexed_chunks),
             ("hearth_store_rebuilt_vector_stores", "Vector stores whose indexes were rebuilt from sled since start-up.", s.rebuilt),
             ("hearth_store_disk_bytes", "Bytes the store occupies on disk.", s.disk_bytes),
+            ("hearth_store_free_bytes", "Bytes free on the store's file system.", s.free_bytes),
+            ("hearth_store_degraded_vector_stores", "Vector stores serving while a failed index commit or save is retried.", s.degraded),
+            ("hearth_store_open_index_writers", "Keyword index writers open now.", s.open_writers),
         ];
         for (name, help, value) in plain {
             ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
@@ -136,7 +152,9 @@ mod tests {
         assert_eq!((s.chunks, s.indexed_chunks), (2, 2));
         assert_eq!(s.vector_stores, [1, 0, 0, 0]);
         assert_eq!(s.rebuilt, 0);
-        assert!(s.disk_bytes > 0);
+        assert!(s.disk_bytes > 0 && s.free_bytes > 0);
+        assert_eq!(s.degraded, 0);
+        assert!(s.open_writers >= 1, "the writes above opened a writer");
 
         let collector = StoreCollector::default();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -150,5 +168,6 @@ mod tests {
         assert!(out.contains("hearth_store_documents{status=\"completed\"} 1\n"), "{out}");
         assert!(out.contains("hearth_store_chunks 2\n"), "{out}");
         assert!(out.contains("hearth_store_vector_stores{state=\"rebuilding\"} 0\n"), "{out}");
+        assert!(out.contains("hearth_store_degraded_vector_stores 0\n") && out.contains("hearth_store_free_bytes "), "{out}");
     }
 }
