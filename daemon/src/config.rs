@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat, Format, Map, Source, Value, ValueKind};
 use serde::Deserialize;
 
+use crate::api::keys::{KeyList, KeyRing};
+
 /// The embedded default configuration, documented key by key.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
 /// The system-wide configuration file, read when it exists.
@@ -126,12 +128,32 @@ pub struct ServerSettings {
     pub listen: String,
     /// Directory for hearth's state.
     pub state_dir: PathBuf,
-    /// Accepted bearer tokens; empty means no authentication.
-    pub api_keys: Vec<String>,
+    /// API keys: `KEY` (scope `admin`), `SCOPE:KEY`, or `{ key, scope }`. With no key here or in
+    /// `api_key_file`, there is no authentication (and only loopback addresses may be listened on).
+    pub api_keys: KeyList,
+    /// A file of API keys, one a line (`KEY` or `SCOPE:KEY`, `#` comments), read at start-up;
+    /// empty: none.
+    pub api_key_file: PathBuf,
+    /// Names requests may be addressed to (`Host`) besides localhost, loopback addresses and the
+    /// listen address; `".lan"` matches a domain and its subdomains, `"*"` any name.
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://app.example`) whose pages may call the API; a request from any other
+    /// origin is refused.
+    pub allowed_origins: Vec<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
+    /// The keys of `api_keys` and `api_key_file`, read and checked while loading the settings.
+    #[serde(skip)]
+    pub keys: KeyRing,
+}
+
+impl ServerSettings {
+    /// The key file, unless `api_key_file` is empty.
+    pub fn api_key_file(&self) -> Option<&Path> {
+        (!self.api_key_file.as_os_str().is_empty()).then_some(self.api_key_file.as_path())
+    }
 }
 
 /// `[limits]`: budgets on everything a client controls.
@@ -485,7 +507,12 @@ impl Settings {
             builder = builder.add_source(file_source(file)?);
         }
         let merged = builder.add_source(env_source()).build().map_err(|e| config_error(e, None))?;
-        let settings: Settings = merged.clone().try_deserialize().map_err(|e| config_error(e, Some(&merged)))?;
+        let mut settings: Settings = merged.clone().try_deserialize().map_err(|e| config_error(e, Some(&merged)))?;
+        settings.server.keys = KeyRing::build(&settings.server.api_keys, settings.server.api_key_file()).map_err(|e| ConfigError::Invalid {
+            key: e.setting().to_owned(),
+            origin: origin_of(&merged, e.setting()),
+            reason: e.to_string(),
+        })?;
         settings.validate(&merged)?;
         Ok(settings)
     }
@@ -507,15 +534,13 @@ impl Settings {
             .listen
             .parse()
             .map_err(|_| invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen)))?;
-        if !addr.ip().is_loopback() && self.server.api_keys.is_empty() {
+        if !addr.ip().is_loopback() && self.server.keys.is_empty() {
             return Err(invalid(
                 "server.listen",
-                format!("{addr} is not a loopback address; set server.api_keys to listen beyond this machine"),
+                format!("{addr} is not a loopback address; set server.api_keys or server.api_key_file to listen beyond this machine"),
             ));
         }
-        if self.server.api_keys.iter().any(|k| k.trim().len() < 8) {
-            return Err(invalid("server.api_keys", "every API key needs at least 8 characters".into()));
-        }
+        self.validate_edge(addr, merged)?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024".into()));
         }
@@ -612,6 +637,24 @@ impl Settings {
         Ok(())
     }
 
+    /// `allowed_hosts` and `allowed_origins`: well-formed, and names listed when every interface is.
+    fn validate_edge(&self, addr: SocketAddr, merged: &Config) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin_of(merged, &key), key, reason };
+        for (i, host) in self.server.allowed_hosts.iter().enumerate() {
+            crate::api::check_host_entry(host).map_err(|reason| invalid(format!("server.allowed_hosts[{i}]"), reason))?;
+        }
+        for (i, origin) in self.server.allowed_origins.iter().enumerate() {
+            crate::api::canonical_origin(origin).map_err(|reason| invalid(format!("server.allowed_origins[{i}]"), reason))?;
+        }
+        if addr.ip().is_unspecified() && self.server.allowed_hosts.is_empty() {
+            return Err(invalid(
+                "server.allowed_hosts".into(),
+                format!("{addr} listens on every interface: list the names and addresses clients reach this machine by in server.allowed_hosts (or [\"*\"] to answer any, relying on the API keys)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_ingest(&self, merged: &Config) -> Result<(), ConfigError> {
         let ingest = &self.ingest;
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
@@ -673,7 +716,10 @@ fn file_source(path: &Path) -> Result<LayerFile, ConfigError> {
 }
 
 fn env_source() -> Environment {
-    Environment::with_prefix("HEARTH").prefix_separator("__").separator("__").try_parsing(true).list_separator(",").with_list_parse_key("server.api_keys")
+    Environment::with_prefix("HEARTH").prefix_separator("__").separator("__").try_parsing(true).list_separator(",")
+        .with_list_parse_key("server.api_keys")
+        .with_list_parse_key("server.allowed_hosts")
+        .with_list_parse_key("server.allowed_origins")
 }
 
 /// Deserialize one layer over the default and reject keys the settings do not have. (The structs
