@@ -195,3 +195,79 @@ async fn a_disk_short_of_the_reserve_refuses_uploads_with_507_and_the_numbers() 
     let hits = hybrid_search(&server, &vs, "when should the beds be watered").await;
     assert_eq!(hits.first().map(|h| h["file_id"].clone()), Some(json!(kept)), "{hits:?}");
 }
+
+/// A tmpfs mounted for a test; unmounted (lazily: the server may still hold files) when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, bytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"]).arg(dir).output().ok()?;
+        if out.status.success() {
+            Some(Tmpfs(dir.to_path_buf()))
+        } else {
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
+            None
+        }
+    }
+
+    /// Fills it with one file until ENOSPC; returns the file.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        for size in [64 << 10, 512, 1] {
+            while f.write_all(&vec![7u8; size]).is_ok() {}
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// The report: a full disk left hybrid search answering 503 until a restart. With the
+/// indexes on a full tmpfs, ingestion still completes, hybrid search answers 200 and finds the new
+/// file, and once space is back the keyword index catches up by itself.
+#[tokio::test]
+async fn a_full_disk_under_the_indexes_keeps_hybrid_search_answering_and_heals_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = dir.path().join("state");
+    let Some(tmpfs) = Tmpfs::mount(&state.join("store").join("indexes"), 8 << 20) else { return };
+    let server = start(&state, "");
+    let (status, v) = post(&server, "/v1/vector_stores", &json!({"name": "garden"})).await;
+    assert_eq!(status, 200, "{v}");
+    let vs = v["id"].as_str().unwrap_or_default().to_owned();
+    let garden = upload_file(&server, "garden.txt", GARDEN.as_bytes()).await;
+    post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": garden})).await;
+    assert_eq!(wait_file(&server, &vs, &garden).await["status"], "completed");
+
+    let filler = tmpfs.fill();
+    let roses = upload_file(&server, "roses.txt", b"Roses want a sunny spot, rich loamy earth and pruning in early March.").await;
+    post(&server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": roses})).await;
+    assert_eq!(wait_file(&server, &vs, &roses).await["status"], "completed", "{}", server.log());
+    let hits = hybrid_search(&server, &vs, "when are roses pruned").await;
+    assert!(hits.iter().any(|h| h["file_id"] == json!(roses)), "hybrid search finds the new file from its vectors: {hits:?}");
+    assert_eq!(metric(&server, "hearth_store_degraded_vector_stores").await, 1.0, "the lagging index shows");
+
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while metric(&server, "hearth_store_degraded_vector_stores").await != 0.0 {
+        assert!(Instant::now() < deadline, "still degraded 90 s after space came back\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, v) = post(&server, &format!("/v1/vector_stores/{vs}/search"), &json!({"query": "pruning roses", "search_mode": "keyword"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"][0]["file_id"], json!(roses), "the keyword index caught up: {v}");
+    drop(server);
+}
