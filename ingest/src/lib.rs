@@ -3,6 +3,7 @@
 //! - [`parse`]: format detection and parsing (PDF, Markdown, HTML, text) into pages of text with
 //!   heading structure. Pure functions of the bytes.
 //! - [`sandbox`]: runs the parser in a child process with memory, CPU, wall-time and output limits,
+//!   an empty environment, its input as an open descriptor and Landlock (it can open nothing),
 //!   because PDF parsing runs third-party code on hostile input (panics, stack overflows,
 //!   decompression bombs). The daemon re-executes its own binary as the worker.
 //! - [`chunk`]: token-based chunking (OpenAI's `static` strategy) that never spans pages and

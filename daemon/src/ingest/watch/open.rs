@@ -9,7 +9,8 @@
 //! is returned, and the caller hashes and copies from that same descriptor, so what is checked is
 //! what is read. Opening a device node does happen before `fstat` refuses it; it is never read.
 //!
-//! Where the kernel has no `openat2` (before Linux 5.6: `ENOSYS`), the path is walked one
+//! Where the kernel has no `openat2` (before Linux 5.6: `ENOSYS`; or a container's seccomp profile
+//! refuses it with `EPERM`), the path is walked one
 //! component at a time with `openat(O_NOFOLLOW)`: directories with `O_DIRECTORY`, the last one
 //! with the flags above. That refuses links at every step as well; only the mount-crossing checks
 //! of `RESOLVE_BENEATH` are lost, and a relative path of plain names cannot climb out anyway.
@@ -66,7 +67,9 @@ pub fn regular_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<(File, std::f
         match rustix::fs::openat2(root, rel, FILE_FLAGS, Mode::empty(), resolve) {
             // A rename elsewhere in the tree during the lookup: the kernel asks to try again.
             Err(Errno::AGAIN) if attempt < 3 => attempt += 1,
-            Err(Errno::NOSYS) => break walk(root, rel),
+            // No openat2 in this kernel, or a container's seccomp profile refuses it (older Docker
+            // profiles answer EPERM): the walk's own answer stands.
+            Err(Errno::NOSYS | Errno::PERM) => break walk(root, rel),
             other => break other,
         }
     };
