@@ -151,9 +151,11 @@ pub fn restrict() -> Landlock {
                 reason: "built in but not enabled at boot".into(),
             }
         }
+        // ENOSYS, or any other error: a seccomp filter (a systemd unit's SystemCallFilter=)
+        // that refuses the calls looks the same from here.
         LandlockStatus::NotImplemented => {
             return Landlock::Unsupported {
-                reason: "not built into this kernel".into(),
+                reason: "not built into this kernel, or its system calls are filtered".into(),
             }
         }
     };
