@@ -2,8 +2,9 @@
 //! and recovery at start-up.
 //!
 //! Invariants:
-//! - `Indexes::applied_seq` is the last log sequence both indexes reflect; the keyword index
-//!   commits it with every write, the vector index when it is saved (checkpoint);
+//! - `Indexes::applied_seq` is the last log sequence the vector index (in memory) reflects and
+//!   `keyword_seq` the last the keyword index has committed (equal unless a commit failed); the
+//!   keyword index commits with every write, the vector index is saved at checkpoints;
 //! - replaying a log entry is idempotent (an add skips keys already present or no longer in
 //!   sled, a delete ignores absent keys), so recovery may start from any sequence at or before
 //!   the oldest of the two saved ones;
