@@ -12,7 +12,7 @@ use ingest::{ChunkingOptions, Format, TokenCounter};
 use store::{DocumentStatus, NewChunk, NewDocument, StoreError};
 
 use super::queue::Job;
-use crate::provider::{Backend, EmbedInput};
+use crate::provider::Backend;
 use super::{Ingestor, Progress};
 
 /// Special tokens the embedding model adds around every input ([CLS] … [SEP]).
@@ -126,10 +126,8 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     })?;
     let key = (job.vector_store_id.clone(), job.file_id.clone());
     ingestor.set_progress(&key, Progress::Parsing);
-    let parsed = ingestor.sandbox().parse_file(file, format).await.map_err(|e| {
-        ingestor.metrics.parse_failed(Some(&e));
-        Step::Failed(e.to_string())
-    })?;
+    // A worker that could not start is retried; the file's own problems fail it (retry.rs).
+    let parsed = super::retry::parse_file(ingestor, ingestor.sandbox().parse_file(file, format), &path, format).await.map_err(Step::Failed)?;
 
     let context = engine.max_model_len().map_or(DEFAULT_EMBEDDING_CONTEXT, |n| n as usize);
     let max_tokens = job.max_chunk_size_tokens.min(context.saturating_sub(SPECIAL_TOKENS).max(1));
@@ -149,8 +147,8 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     ingestor.set_progress(&key, Progress::Embedding { done: 0, total });
     let batch = ingestor.embed_batch();
     for (i, group) in chunks.chunks(batch).enumerate() {
-        let inputs = EmbedInput::Texts(group.iter().map(|c| c.text.clone()).collect());
-        let vectors = engine.embed(inputs, None).await.map_err(|e| Step::Failed(format!("embedding failed: {e}")))?.vectors;
+        let texts = group.iter().map(|c| c.text.clone()).collect();
+        let vectors = super::retry::embed(&engine, texts).await.map_err(Step::Failed)?;
         let new_chunks: Vec<NewChunk> = group
             .iter()
             .zip(vectors)
@@ -164,7 +162,7 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
             })
             .collect();
         let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
-        blocking(move || s.add_chunks(&vs, &id, new_chunks)).await?;
+        super::retry::store_write(move || s.add_chunks(&vs, &id, new_chunks.clone()).map(drop)).await?;
         ingestor.set_progress(&key, Progress::Embedding { done: (i * batch + group.len()).min(total), total });
     }
     Ok(Outcome::Completed { chunks: total, pages: parsed.pages.len() })

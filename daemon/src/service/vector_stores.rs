@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Attributes, Collection, Document, DocumentStatus, Filter, NewCollection, SearchHit, SearchMode, SearchRequest, StoreError};
+use store::{Attributes, Collection, Document, DocumentStatus, NewCollection, SearchHit, SearchMode, SearchRequest, StoreError};
 
 use super::blocking;
 use super::listing::{page, ListQuery};
@@ -321,11 +321,8 @@ pub async fn search_hits(ingestor: &Arc<Ingestor>, vector_store_id: &str, reques
     if text.trim().is_empty() {
         return Err(ApiError::invalid("query", "query must not be empty"));
     }
-    let max = request.max_num_results.unwrap_or(10);
-    if !(1..=50).contains(&max) {
-        return Err(ApiError::invalid("max_num_results", format!("max_num_results must be between 1 and 50, got {max}")));
-    }
-    let filter = request.filters.as_ref().map(Filter::parse).transpose().map_err(|e| ApiError::invalid("filters", e.to_string()))?;
+    let max = crate::rag::limits::checked_max_results(request.max_num_results.unwrap_or(10), ingestor.limits(), "max_num_results")?;
+    let filter = crate::rag::limits::checked_filter(request.filters.as_ref(), ingestor.limits(), "filters")?;
     let mode = request.search_mode.unwrap_or(default_mode);
     let collection = {
         let (i, id) = (ingestor.clone(), vector_store_id.to_owned());
@@ -359,16 +356,8 @@ pub fn hit_json(h: &SearchHit) -> Value {
     })
 }
 
-/// The query's embedding, by the collection's own model.
+/// The query's embedding, by the collection's own model: cut to its context off the async
+/// workers, within the API's share of its admission ([`crate::rag::query`]).
 pub async fn embed_query(ingestor: &Ingestor, collection: &Collection, text: &str) -> Result<Vec<f32>, ApiError> {
-    let engine = ingestor.embedder(&collection.embedding_model).map_err(ApiError::Unavailable)?;
-    let context = engine.max_model_len().map_or(512, |n| n as usize).saturating_sub(2);
-    // A long question is cut to the model's context (at a character boundary, by token count).
-    let mut text = text.to_owned();
-    while engine.count_tokens(&text) > context && !text.is_empty() {
-        let keep = text.chars().count() * 9 / 10;
-        text = text.chars().take(keep).collect();
-    }
-    let mut vectors = engine.embed(crate::provider::EmbedInput::Texts(vec![text]), None).await?.vectors;
-    vectors.pop().ok_or_else(|| ApiError::Internal("the embedding model returned nothing".into()))
+    crate::rag::query::embed_query(ingestor, collection, text).await
 }
