@@ -174,3 +174,33 @@ async fn a_chain_of_fifty_follow_ups_works_and_its_records_do_not_grow() {
     assert!(first > 0 && largest < first * 2, "record sizes {sizes:?}");
     eprintln!("record bytes: turn 2 {first}, turn 50 {last}, largest {largest}; input tokens turn 2 {}, turn 50 {}", input_tokens[1], input_tokens[49]);
 }
+
+#[tokio::test]
+async fn embedding_tokens_stop_strings_and_search_filters_are_refused_by_name() {
+    let server = Server::start_with(Options { config: Some("[limits]\nmax_embedding_tokens_per_request = 1000\n"), ..Options::default() });
+    let embed = |input: Value| json!({"model": "all-minilm-l6-v2", "input": input});
+    let long = "word ".repeat(400);
+    let (status, body) = post(&server, "/v1/embeddings", &embed(json!([long, long, long]))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limits.max_embedding_tokens_per_request = 1000"), "{body}");
+    // Within the budget: tokenized once (off the workers) and counted exactly, [CLS] and [SEP] included.
+    let (status, body) = post(&server, "/v1/embeddings", &embed(json!(["hello world", long]))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["prompt_tokens"], 4 + 402, "{body}");
+    let stops: Vec<String> = (0..17).map(|i| format!("stop{i}")).collect();
+    let (status, body) = post(&server, "/v1/chat/completions", &json!({"model": CHAT, "messages": [{"role": "user", "content": "hi"}], "stop": stops})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limits.max_stop_strings"), "{body}");
+    let stores: Value = reqwest::get(server.url("/v1/vector_stores")).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or(Value::Null);
+    let inbox = stores["data"][0]["id"].as_str().unwrap_or_default().to_owned();
+    let values: Vec<u32> = (0..2_000).collect();
+    let search = format!("/v1/vector_stores/{inbox}/search");
+    let (status, body) = post(&server, &search, &json!({"query": "soil", "filters": {"type": "in", "key": "page", "value": values}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limits.max_filter_values = 1024"), "{body}");
+    let (status, body) = post(&server, &search, &json!({"query": "soil", "max_num_results": 51})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limits.max_num_results"), "{body}");
+    let (status, body) = post(&server, &search, &json!({"query": "soil", "filters": {"type": "in", "key": "page", "value": [1, 2]}})).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -153,11 +153,15 @@ pub(super) async fn parse_file(
     .await
 }
 
-/// Embed `texts` with `embedder`, retrying a full queue or a failing upstream.
+/// Embed `texts` with `embedder`, retrying a full queue or a failing upstream. A local model's
+/// texts are tokenized once, on a blocking thread, before the first try.
 pub(super) async fn embed(embedder: &Backend, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+    let input = crate::service::embed_limits::tokenized(embedder, EmbedInput::Texts(texts), usize::MAX)
+        .await
+        .map_err(|e| format!("embedding failed: {e}"))?;
     retrying(&Backoff::INGEST, "embed", || {
-        let texts = texts.clone();
-        async move { embedder.embed(EmbedInput::Texts(texts), None).await.map(|e| e.vectors).map_err(|e| embedding(&e)) }
+        let input = input.clone();
+        async move { embedder.embed(input, None).await.map(|e| e.vectors).map_err(|e| embedding(&e)) }
     })
     .await
 }

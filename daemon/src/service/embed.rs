@@ -43,7 +43,7 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
         }
     };
     let input = checked_input(request.input, state.settings().limits.max_embedding_inputs)?;
-    super::embed_limits::check_tokens(&backend, &input, state.settings().limits.max_embedding_tokens_per_request).await?;
+    let input = super::embed_limits::tokenized(&backend, input, state.settings().limits.max_embedding_tokens_per_request).await?;
     let _api_share = super::embed_limits::api_permit(state, &request.model)?;
     let span = tracing::info_span!("embeddings", model = %request.model, provider = backend.provider(), inputs = input.len());
     let embedded = backend.embed(input, request.dimensions).instrument(span).await?;

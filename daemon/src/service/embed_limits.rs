@@ -2,10 +2,12 @@
 //! together (`limits.max_embedding_tokens_per_request`), and the API's share of the model's
 //! admission (the rest is kept for ingestion, [`crate::ingest::admission`]).
 //!
-//! The token count costs nothing for token-id inputs and for texts whose bytes alone prove them
-//! within the budget (a token covers at least one byte; the model adds a few of its own per
-//! input). Only a request that could be over is tokenized for counting, on a blocking thread,
-//! stopping as soon as the budget is passed.
+//! For a local model the texts are tokenized here, once, on a blocking thread ([`tokenized`]): the
+//! count is then exact and the engine receives token ids, so a request of megabytes is never
+//! tokenized on an HTTP worker. For a remote model the count costs nothing for token-id inputs and
+//! for texts whose bytes alone prove them within the budget (a token covers at least one byte; the
+//! model adds a few of its own per input); only a request that could be over is counted, on a
+//! blocking thread, stopping as soon as the budget is passed.
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -39,6 +41,33 @@ pub async fn check_tokens(backend: &Backend, input: &EmbedInput, limit: usize) -
             super::blocking(move || check_texts(&texts, limit, &|t| backend.count_tokens(t))).await
         }
     }
+}
+
+/// `input` as a local model's token ids (tokenized on a blocking thread, as the engine tokenizes
+/// embedding inputs: plain text, the model's own BOS/CLS/SEP added), checked against `limit`; a
+/// remote model's input unchanged, checked by [`check_tokens`].
+pub async fn tokenized(backend: &Backend, input: EmbedInput, limit: usize) -> Result<EmbedInput, ApiError> {
+    let (engine, texts) = match (backend.as_local(), input) {
+        (Some(engine), EmbedInput::Texts(texts)) => (engine.clone(), texts),
+        (_, input) => {
+            check_tokens(backend, &input, limit).await?;
+            return Ok(input);
+        }
+    };
+    super::blocking(move || {
+        let mut total = 0usize;
+        let mut lists = Vec::with_capacity(texts.len());
+        for text in &texts {
+            let ids: Vec<i64> = engine.tokenize_text(text, true).into_iter().map(i64::from).collect();
+            total += ids.len();
+            if total > limit {
+                return Err(over(limit, &format!("more than {}", total - 1)));
+            }
+            lists.push(ids);
+        }
+        Ok(EmbedInput::Tokens(lists))
+    })
+    .await
 }
 
 /// True when the texts' bytes alone prove them within `limit` tokens.
