@@ -1,6 +1,9 @@
 //! hearth as systemd runs it: the notify protocol over a socket this test owns (`STATUS=` while
 //! loading, `READY=1`, `WATCHDOG=1` pings, `STOPPING=1` and a clean drain on SIGTERM), a hung
-//! engine thread stopping the pings, and the unit, sysusers file and RPM as an operator meets them.
+//! engine thread stopping the pings and turning `/ready` 503, a 1,000-input embedding request
+//! that keeps them coming (the heartbeat beats inside work) while a small request shares the
+//! engine, an engine thread that panics ending the process non-zero under systemd and reported by
+//! `/ready` and `/health` outside it, and the unit, sysusers file and RPM as an operator meets them.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -73,10 +76,62 @@ fn position(messages: &[&str], pred: impl Fn(&str) -> bool) -> Option<usize> {
 }
 
 fn start_under_systemd(notify: &Notifications, extra: &[(&'static str, &'static str)]) -> Server {
+    start_with_watchdog(notify, WATCHDOG_USEC, extra)
+}
+
+fn start_with_watchdog(notify: &Notifications, watchdog_usec: &str, extra: &[(&'static str, &'static str)]) -> Server {
     let socket = notify.path.to_string_lossy().into_owned();
-    let mut env: Vec<(&str, &str)> = vec![("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", WATCHDOG_USEC)];
+    let mut env: Vec<(&str, &str)> = vec![("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", watchdog_usec)];
     env.extend_from_slice(extra);
     Server::start_with(Options { env, ..Options::default() })
+}
+
+const EMBED: &str = "all-minilm-l6-v2";
+
+/// GET `path`: status and JSON body.
+async fn get_json(server: &Server, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(server.url(path)).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// POST `body` to `/v1/embeddings`: status and JSON body.
+async fn embed(server: &Server, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(server.url("/v1/embeddings"))
+        .json(&body)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The embedding model's `vllm:num_requests_running` from `/metrics`.
+async fn embed_running(server: &Server) -> f64 {
+    let text = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("vllm:num_requests_running{") && l.contains(&format!("model_name=\"{EMBED}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no vllm:num_requests_running for {EMBED} in /metrics"))
+}
+
+/// `n` distinct sentences of about 30 tokens each: a batch of 32 is about 1,000 tokens, under a
+/// second of MiniLM on two cores, so the test's short watchdog is not outlasted by one batch on a
+/// busy machine, while 1,000 of them take several watchdog periods (15 s on the 2-core box).
+fn passages(n: usize) -> Vec<String> {
+    const WORDS: [&str; 12] = ["river", "ledger", "copper", "violin", "harvest", "glacier", "tariff", "orbit", "pepper", "cathedral", "falcon", "lantern"];
+    (0..n)
+        .map(|i| {
+            let w = |k: usize| WORDS[(i / 12usize.pow(k as u32)) % WORDS.len()];
+            format!(
+                "Passage {i}: the {} was filed beside the {} and the {}, while the {} waited near the {} for the {}.",
+                w(0), w(1), w(2), w(1), w(2), w(0)
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -126,9 +181,10 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
 
 // Multi-threaded: the notify socket is read with blocking calls while a request runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_engine_thread_stops_the_watchdog_pings() {
+async fn a_hung_engine_thread_stops_the_watchdog_pings_and_turns_ready_503() {
     let mut notify = Notifications::bind();
-    let server = start_under_systemd(&notify, &[("HEARTH_DEBUG_HANG_ENGINE", "all-minilm-l6-v2")]);
+    let server =
+        start_under_systemd(&notify, &[("HEARTH_DEBUG_HANG_ENGINE", "all-minilm-l6-v2"), ("HEARTH__ENGINE__STALL_SECONDS", "2")]);
     notify.until(Duration::from_secs(30), "READY=1 and a ping", |m| has(m, "READY=1") && count(m, "WATCHDOG=1") >= 1);
 
     // The embedding engine's thread parks for good inside its first job.
@@ -145,10 +201,142 @@ async fn a_hung_engine_thread_stops_the_watchdog_pings() {
     let after = notify.collect_for(Duration::from_secs(3));
     assert!(!after.iter().any(|m| m == "WATCHDOG=1"), "pings after the stall: {after:?}");
     assert!(!hung.is_finished(), "the embedding request is stuck with its engine");
-    let health = reqwest::get(server.url("/health")).await.map(|r| r.status().as_u16()).ok();
-    assert_eq!(health, Some(200));
+    // The process answers (/health 200, degraded); /ready names the engine with no heartbeat.
+    let (health, body) = get_json(&server, "/health").await;
+    assert_eq!(health, 200);
+    assert_eq!(body["status"], "degraded", "{body}");
+    let (ready, body) = get_json(&server, "/ready").await;
+    assert_eq!(ready, 503, "{body}");
+    let reason = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(reason.contains("model `all-minilm-l6-v2`: no heartbeat for "), "{body}");
+    assert!(!reason.contains("smollm2"), "the idle chat engine beats: {body}");
     assert!(server.log().contains("Engine thread stalled"), "{}", server.log());
     hung.abort();
+}
+
+/// `WATCHDOG_USEC` for the long request: pings every 2 s, stopped by a heartbeat older than 4 s.
+const LONG_WATCHDOG_USEC: &str = "4000000";
+
+/// A 1,000-input embedding request takes several watchdog periods on a small CPU; the engine
+/// beats after every batch, so the pings never stop, and a small request sent meanwhile is
+/// answered between its batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_embedding_request_keeps_the_watchdog_fed_and_shares_the_engine() {
+    let mut notify = Notifications::bind();
+    let server = start_with_watchdog(&notify, LONG_WATCHDOG_USEC, &[]);
+    notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
+    // The service manager's end of the socket is read on a thread of its own meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                notify.collect_for(Duration::from_millis(100));
+            }
+            notify
+        })
+    };
+    let started = Instant::now();
+    let big = {
+        let body = serde_json::json!({"model": EMBED, "input": passages(1000)});
+        let url = server.url("/v1/embeddings");
+        tokio::spawn(async move {
+            let r = reqwest::Client::new().post(url).json(&body).timeout(Duration::from_secs(600)).send().await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default(), Instant::now())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while embed_running(&server).await < 1.0 {
+        assert!(Instant::now() < deadline && !big.is_finished(), "the big request never showed as running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    let (status, small) = embed(&server, serde_json::json!({"model": EMBED, "input": "a small request"})).await;
+    let small_latency = asked.elapsed();
+    assert_eq!(status, 200, "{small}");
+    assert_eq!(small["data"].as_array().map(Vec::len), Some(1));
+    assert!(!big.is_finished(), "the small request ({small_latency:?}) is answered while the big one runs");
+
+    let (status, body, finished) = big.await.unwrap_or_else(|e| panic!("{e}"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let notify = reading.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1000));
+    let took = finished - started;
+    let timeout = Duration::from_micros(LONG_WATCHDOG_USEC.parse().unwrap_or_default());
+    // One silent job of this length would have stopped the pings: its age passes the timeout
+    // before a ping period after it ends.
+    assert!(took > timeout + timeout / 2, "the request took {took:?}: too short to outlast the watchdog on this machine; raise its size");
+    assert!(small_latency * 4 < took, "small {small_latency:?} against big {took:?}");
+    let stalled: Vec<&str> = notify.messages().into_iter().filter(|m| m.contains("has made no progress")).collect();
+    assert!(stalled.is_empty(), "{stalled:?}\n{}", server.log());
+    // Pings all through the request: no silence longer than half the timeout, plus slack for a busy machine.
+    let mut marks = vec![started];
+    marks.extend(notify.seen.iter().filter(|(t, m)| m == "WATCHDOG=1" && *t > started && *t < finished).map(|(t, _)| *t));
+    marks.push(finished);
+    let longest = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    assert!(longest <= timeout / 2 + Duration::from_secs(1), "a {longest:?} silence during a {took:?} request; pings at {:?}", marks);
+    println!("1,000 inputs in {took:?}, a small request meanwhile in {small_latency:?}, {} pings, longest silence {longest:?}", marks.len() - 2);
+}
+
+/// Under systemd an engine thread that panicked ends the process with a non-zero status (the
+/// unit's Restart=on-failure brings hearth back), after a STATUS= line that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_an_engine_thread_that_panics_ends_the_process_non_zero() {
+    let mut notify = Notifications::bind();
+    let server = start_under_systemd(&notify, &[("HEARTH_DEBUG_PANIC_ENGINE", EMBED)]);
+    notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
+    // The request fails with 503, or its connection closes as the process ends.
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/embeddings"))
+        .json(&serde_json::json!({"model": EMBED, "input": "panic"}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    if let Ok(r) = response {
+        assert_eq!(r.status().as_u16(), 503);
+    }
+    let status = format!("STATUS=model `{EMBED}`: engine thread stopped (it panicked: HEARTH_DEBUG_PANIC_ENGINE test hook); exiting");
+    notify.until(Duration::from_secs(10), "a STATUS naming the stopped engine", |m| m.iter().any(|(_, s)| s == &status));
+    let (exit, log) = tokio::task::spawn_blocking(move || server.wait_exit()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(exit.code(), Some(70), "EX_SOFTWARE: {exit:?}\n{log}");
+    assert!(log.contains("Engine thread panicked") && log.contains("exiting so the service manager restarts hearth"), "{log}");
+}
+
+/// Outside systemd the process lives on: the model with the dead thread answers 503, /ready says
+/// which engine stopped and why, /health is 200 but "degraded", the error is logged once, and the
+/// other model still serves.
+#[tokio::test]
+async fn outside_systemd_an_engine_thread_that_panics_turns_ready_503_and_health_degraded() {
+    let server = Server::start_with(Options { env: vec![("HEARTH_DEBUG_PANIC_ENGINE", EMBED)], ..Options::default() });
+    let (status, body) = embed(&server, serde_json::json!({"model": EMBED, "input": "panic"})).await;
+    assert_eq!(status, 503, "{body}");
+    let why = format!("model `{EMBED}`: engine thread stopped (it panicked: HEARTH_DEBUG_PANIC_ENGINE test hook)");
+    let (status, body) = get_json(&server, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["message"], why.as_str(), "{body}");
+    let (status, body) = get_json(&server, "/health").await;
+    assert_eq!((status, body["status"].as_str(), body["reason"].as_str()), (200, Some("degraded"), Some(why.as_str())), "{body}");
+    let (status, body) = embed(&server, serde_json::json!({"model": EMBED, "input": "again"})).await;
+    assert_eq!(status, 503, "still refused, not hung: {body}");
+    let chat = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok();
+    assert_eq!(chat, Some(200), "the chat model still serves");
+    // The watcher looks twice a second: after three looks the error is still there once.
+    let logged = "Engine thread stopped; the model answers 503";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(logged) {
+        assert!(Instant::now() < deadline, "not logged: {}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.log().matches(logged).count(), 1, "{}", server.log());
+    assert_eq!(server.log().matches("Engine thread panicked").count(), 1, "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
