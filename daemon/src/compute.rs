@@ -21,7 +21,7 @@ pub enum ComputeError {
 
 /// Load the backends (once per process), log the devices and failures, and check `require_gpu`.
 pub fn init(engine: &EngineSettings, log_to_tracing: bool) -> Result<&'static BackendReport, ComputeError> {
-    engine::init_backend(&BackendOptions { log_to_tracing, backend_dir: engine.backend_dir() })?;
+    engine::init_backend(&BackendOptions { log_to_tracing, backend_dir: engine.backend_dir(), cpu_amx: engine.cpu_amx })?;
     let Some(report) = engine::backend_report() else {
         return Err(ComputeError::Backend(engine::EngineError::Backend("the backend report is missing".into())));
     };

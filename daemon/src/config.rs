@@ -233,6 +233,8 @@ pub struct EngineSettings {
     pub backend_dir: PathBuf,
     /// Refuse to start without a GPU instead of falling back to the CPU.
     pub require_gpu: bool,
+    /// Use ggml's AMX CPU kernels (Intel Sapphire Rapids and later); off: the AVX-512 build serves.
+    pub cpu_amx: bool,
     /// Share of each GPU's memory hearth may use; the KV cache of a chat model with
     /// `kv_cache_tokens = 0` gets what the weights leave of it.
     pub gpu_memory_utilization: f32,

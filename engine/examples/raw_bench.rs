@@ -114,7 +114,7 @@ fn parse() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = parse()?;
-    engine::init_backend(&BackendOptions { log_to_tracing: false, backend_dir: args.backend_dir.clone().map(Into::into) }).map_err(|e| e.to_string())?;
+    engine::init_backend(&BackendOptions { log_to_tracing: false, backend_dir: args.backend_dir.clone().map(Into::into), cpu_amx: false }).map_err(|e| e.to_string())?;
     let report = engine::backend_report().ok_or("no backend report")?;
     for d in &report.devices {
         eprintln!("device {} ({}): {}, {} MiB", d.name, d.kind.as_str(), d.description, d.memory_total >> 20);

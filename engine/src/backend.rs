@@ -38,6 +38,9 @@ pub struct BackendOptions {
     /// Directory with the ggml backend libraries; `None` looks next to the executable
     /// ([`default_backend_dirs`]).
     pub backend_dir: Option<PathBuf>,
+    /// Load ggml's AMX build of the CPU backend (Sapphire Rapids and later) where the CPU has AMX.
+    /// Off by default: see [`crate::amx`].
+    pub cpu_amx: bool,
 }
 
 /// What kind of device a backend drives.
@@ -143,7 +146,7 @@ pub fn init_backend(options: &BackendOptions) -> Result<&'static LlamaBackend, E
     if options.log_to_tracing {
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
     }
-    let report = load_backends(options.backend_dir.as_deref())?;
+    let report = load_backends(options.backend_dir.as_deref(), options.cpu_amx)?;
     let backend = LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))?;
     let _ = REPORT.set(report);
     Ok(BACKEND.get_or_init(|| backend))
@@ -198,7 +201,7 @@ fn backend_family(file_name: &str) -> Option<String> {
     (!family.is_empty() && family != "base").then(|| family.to_owned())
 }
 
-fn load_backends(configured: Option<&Path>) -> Result<BackendReport, EngineError> {
+fn load_backends(configured: Option<&Path>, cpu_amx: bool) -> Result<BackendReport, EngineError> {
     let dir = match configured {
         Some(dir) => {
             if !dir.is_dir() {
@@ -221,11 +224,28 @@ fn load_backends(configured: Option<&Path>) -> Result<BackendReport, EngineError
     if files.is_empty() {
         return Err(EngineError::Backend(format!("{} holds no ggml backend (libggml-cpu-*.so, libggml-cuda.so, ...)", dir.display())));
     }
-    llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+    let mut failures = Vec::new();
+    let skip_amx = match crate::amx::request_amx() {
+        crate::amx::AmxState::Absent => None,
+        crate::amx::AmxState::Enabled if cpu_amx => None,
+        crate::amx::AmxState::Enabled => Some("skipped: ggml's AMX kernels are off unless [engine] cpu_amx = true".to_owned()),
+        crate::amx::AmxState::Refused(errno) => Some(format!("skipped: the CPU reports AMX but the kernel refused its use (arch_prctl errno {errno})")),
+    };
+    match skip_amx {
+        Some(reason) => {
+            // Load from a folder of links to every backend but the AMX build.
+            let filtered = without_amx_variants(&dir, &files)?;
+            llama_cpp_2::llama_backend::load_backends_from_path(&filtered);
+            let _ = std::fs::remove_dir_all(&filtered);
+            for (family, file) in files.iter().filter(|(_, f)| f.file_name().and_then(|n| n.to_str()).is_some_and(crate::amx::uses_amx)) {
+                failures.push(BackendFailure { backend: family.clone(), file: file.clone(), reason: reason.clone() });
+            }
+        }
+        None => llama_cpp_2::llama_backend::load_backends_from_path(&dir),
+    }
 
     let loaded = registered_backends();
     let current_api = loaded_api_version().unwrap_or(GGML_BACKEND_API_VERSION);
-    let mut failures = Vec::new();
     let mut families: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
     families.sort_unstable();
     families.dedup();
@@ -256,6 +276,24 @@ fn load_backends(configured: Option<&Path>) -> Result<BackendReport, EngineError
         }
     }
     Ok(report)
+}
+
+/// A temporary folder of symbolic links to the backends in `dir` except AMX builds (ggml loads the
+/// best variant of a folder, so the way to leave one out is a folder without it).
+fn without_amx_variants(dir: &Path, files: &[(String, PathBuf)]) -> Result<PathBuf, EngineError> {
+    let filtered = std::env::temp_dir().join(format!("hearth-backends-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&filtered);
+    let made = std::fs::create_dir_all(&filtered).and_then(|()| {
+        for (_, file) in files {
+            let Some(name) = file.file_name() else { continue };
+            if !name.to_str().is_some_and(crate::amx::uses_amx) {
+                std::os::unix::fs::symlink(dir.join(name), filtered.join(name))?;
+            }
+        }
+        Ok(())
+    });
+    made.map_err(|e| EngineError::Backend(format!("cannot prepare the backends without AMX in {}: {e}", filtered.display())))?;
+    Ok(filtered)
 }
 
 /// Names of the registered backends.

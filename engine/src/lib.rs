@@ -10,6 +10,7 @@
 //! The crate knows nothing about HTTP, async runtimes beyond channel types, or the config file format:
 //! it takes plain config structs ([`ModelConfig`]).
 
+mod amx;
 mod backend;
 mod chat_template;
 mod config;
