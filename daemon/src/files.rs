@@ -73,6 +73,9 @@ pub struct FileRegistry {
     space: Option<store::SpaceGuard>,
 }
 
+/// Bytes an upload receives between two looks at the free space.
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
+
 /// Content being received; becomes a file with [`FileRegistry::commit`].
 #[derive(Debug)]
 pub struct Upload {
@@ -81,14 +84,23 @@ pub struct Upload {
     hasher: Sha256,
     written: u64,
     limit: u64,
+    /// The registry's free-space guard, asked again every [`SPACE_CHECK_EVERY`] bytes, so a large
+    /// upload stops at the reserve instead of filling the disk.
+    space: Option<store::SpaceGuard>,
+    /// `written` at which the guard is asked next.
+    next_space_check: u64,
 }
 
 impl Upload {
-    /// Append bytes; fails once the total passes the limit.
+    /// Append bytes; fails once the total passes the limit, or the disk its reserve.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), FileError> {
         self.written += bytes.len() as u64;
         if self.written > self.limit {
             return Err(FileError::TooLarge { limit: self.limit });
+        }
+        if let Some(guard) = self.space.as_ref().filter(|_| self.written >= self.next_space_check) {
+            guard.check_written(self.written)?; // refused: dropping the upload removes what it wrote
+            self.next_space_check = self.written + SPACE_CHECK_EVERY;
         }
         self.hasher.update(bytes);
         self.file.write_all(bytes).map_err(io("writing an upload"))
@@ -135,7 +147,7 @@ impl FileRegistry {
         }
         let path = self.dir.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let file = std::fs::File::create(&path).map_err(io("creating an upload"))?;
-        Ok(Upload { file, path, hasher: Sha256::new(), written: 0, limit: self.max_bytes })
+        Ok(Upload { file, path, hasher: Sha256::new(), written: 0, limit: self.max_bytes, space: self.space.clone(), next_space_check: SPACE_CHECK_EVERY })
     }
 
     /// Make a received upload durable and listed (blocking: fsync).

@@ -271,3 +271,31 @@ async fn a_full_disk_under_the_indexes_keeps_hybrid_search_answering_and_heals_w
     assert_eq!(v["data"][0]["file_id"], json!(roses), "the keyword index caught up: {v}");
     drop(server);
 }
+
+/// A large upload stops at the reserve while it streams, instead of filling the disk: the files
+/// directory is a 64 MiB tmpfs with 32 MiB kept free, and an 80 MiB upload (more than the disk:
+/// checked only at the start and the end, it would fail with ENOSPC, a 500) is refused with 507
+/// part-way; nothing of it stays, and a small upload still goes through.
+#[tokio::test]
+async fn a_large_upload_stops_at_the_reserve_instead_of_filling_the_disk() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state = dir.path().join("state");
+    let Some(tmpfs) = Tmpfs::mount(&state.join("files"), 64 << 20) else { return };
+    let server = start(&state, "[store]\nmin_free_bytes = 33554432\n");
+    let big = vec![b'x'; 80 << 20];
+    match tokio::time::timeout(Duration::from_secs(60), try_upload(&server, "big.txt", &big)).await {
+        Ok((status, v)) => {
+            assert_eq!(status, 507, "{v}");
+            assert_eq!(v["error"]["reserve_bytes"], json!(33554432), "{v}");
+        }
+        Err(_) => panic!("the upload hung\n{}", server.log()),
+    }
+    assert!(server.log().contains("Content refused"), "{}", server.log());
+    let left: Vec<_> = std::fs::read_dir(tmpfs.0.join("tmp")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the refused upload is removed: {left:?}");
+    let (_, listed) = get(&server, "/v1/files").await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
+    let (status, v) = try_upload(&server, "small.txt", &[b'y'; 1 << 20]).await;
+    assert_eq!(status, 200, "{v}");
+    drop(server);
+}
