@@ -12,7 +12,7 @@
 mod rota;
 
 use std::num::NonZeroU32;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,11 +84,8 @@ impl<'m> EmbeddingWorker<'m> {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            loop {
-                match inbox.try_recv() {
-                    Ok(command) => worker.accept(command),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(command) = inbox.try_recv() {
+                worker.accept(command);
             }
             let gone = worker.jobs.drop_abandoned();
             if gone > 0 {
