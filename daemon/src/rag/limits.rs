@@ -51,6 +51,7 @@ fn filter_size(filter: &Value) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use serde_json::json;
 

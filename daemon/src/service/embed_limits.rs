@@ -101,6 +101,7 @@ pub fn api_permit(state: &AppState, model: &str) -> Result<Option<OwnedSemaphore
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use std::cell::Cell;
 

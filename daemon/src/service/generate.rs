@@ -271,6 +271,7 @@ fn requested_max_tokens(p: &GenerationParams, cap: u32) -> Result<Option<(&'stat
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
 

@@ -427,6 +427,7 @@ fn sanitize(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
     use serde_json::json;
