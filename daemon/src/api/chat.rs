@@ -17,26 +17,29 @@ pub fn configure(r: &mut Routes<'_>) {
     r.add(Route::post("/v1/chat/completions", Scope::Infer, BodyKind::Json), create);
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ChatRequest {
     messages: Vec<MessageIn>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatMessage)]
 struct MessageIn {
     role: String,
     #[serde(default)]
     content: Option<Content>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = ChatContent)]
 enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatContentPart)]
 struct Part {
     #[serde(rename = "type")]
     kind: String,

@@ -16,14 +16,15 @@ pub fn configure(r: &mut Routes<'_>) {
     r.add(Route::post("/v1/completions", Scope::Infer, BodyKind::Json), create);
 }
 
-#[derive(Debug, Deserialize)]
-struct CompletionRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct CompletionRequest {
     prompt: PromptIn,
 }
 
 /// `prompt`: a string, a one-string list, or token ids.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = Prompt)]
 enum PromptIn {
     Text(String),
     Texts(Vec<String>),

@@ -20,6 +20,7 @@ mod held;
 pub mod keys;
 mod metrics;
 mod models;
+pub mod openapi;
 mod responses;
 pub mod routes;
 mod sse;
@@ -48,6 +49,7 @@ fn register(r: &mut Routes<'_>) {
     vector_stores::configure(r);
     responses::configure(r);
     tokenize::configure(r);
+    openapi::configure(r);
 }
 
 /// The route table: every route with its method, path pattern, scope and body.
@@ -69,7 +71,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(table))
         .app_data(web::Data::new(edge))
         .app_data(web::PayloadConfig::new(server.max_body_bytes))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(&e).into()))
         .default_service(web::to(not_found));
+}
+
+/// A query string that does not parse (`?limit=-1`): OpenAI's 400, not actix's plain-text one.
+fn query_error(e: &actix_web::error::QueryPayloadError) -> ApiError {
+    let detail = match e {
+        actix_web::error::QueryPayloadError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::BadRequest { message: format!("invalid query string: {detail}"), param: None, code: "invalid_value" }
 }
 
 async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {

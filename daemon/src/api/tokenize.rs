@@ -17,8 +17,8 @@ pub fn configure(r: &mut Routes<'_>) {
     r.add(Route::post("/tokenize", Scope::Infer, BodyKind::Json), tokenize);
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenizeRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct TokenizeRequest {
     model: Option<String>,
     content: Option<String>,
     prompt: Option<String>,

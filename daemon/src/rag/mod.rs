@@ -30,18 +30,21 @@ use query::embed_query;
 const MAX_VECTOR_STORES: usize = 16;
 
 /// A `file_search` tool as the Responses API gives it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct FileSearch {
     pub vector_store_ids: Vec<String>,
     pub max_num_results: Option<usize>,
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Value>,
     pub ranking_options: Option<RankingOptions>,
     /// Llama Stack's extension; hybrid when absent.
+    #[schema(schema_with = crate::api::openapi::search_mode)]
     pub search_mode: Option<SearchMode>,
 }
 
 /// `ranking_options` of a `file_search` tool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = FileSearchRankingOptions)]
 pub struct RankingOptions {
     pub ranker: Option<String>,
     /// A cosine similarity: below it, nothing counts as relevant.

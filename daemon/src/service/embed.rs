@@ -12,7 +12,7 @@ use crate::provider::EmbedInput;
 use crate::state::AppState;
 
 /// The body of `POST /v1/embeddings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingsRequest {
     pub model: String,
     pub input: EmbeddingInput,
@@ -22,7 +22,7 @@ pub struct EmbeddingsRequest {
 }
 
 /// `input`: a string, strings, a token list or token lists.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     Text(String),

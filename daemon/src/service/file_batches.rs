@@ -19,10 +19,11 @@ use crate::error::ApiError;
 use crate::ingest::{store_error, Ingestor};
 
 /// `POST /v1/vector_stores/{id}/file_batches`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateBatch {
     pub file_ids: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     pub chunking_strategy: Option<ChunkingStrategy>,
 }

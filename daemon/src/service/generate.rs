@@ -26,7 +26,7 @@ use crate::state::AppState;
 pub use crate::provider::Prompt;
 
 /// The OpenAI fields common to chat and completions.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct GenerationParams {
     pub model: String,
     pub max_tokens: Option<i64>,
@@ -46,11 +46,12 @@ pub struct GenerationParams {
     pub n: Option<i64>,
     #[serde(default)]
     pub ignore_eos: bool,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<serde_json::Value>,
 }
 
 /// `stop`: one string or a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StopSpec {
     One(String),
@@ -58,7 +59,7 @@ pub enum StopSpec {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,

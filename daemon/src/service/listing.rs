@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 
 /// The query string of a list endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     pub order: Option<String>,
     pub after: Option<String>,

@@ -32,7 +32,7 @@ use crate::state::AppState;
 const DEFAULT_CONTEXT: usize = 2048;
 
 /// `POST /v1/responses`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateResponse {
     pub model: String,
     pub input: Input,
@@ -49,20 +49,23 @@ pub struct CreateResponse {
     pub top_p: Option<f64>,
     pub store: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, Value>,
 }
 
 /// `input`: a string or a list of message items.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = ResponseInput)]
 pub enum Input {
     Text(String),
     Items(Vec<Value>),
 }
 
 /// A tool; only `file_search` is served.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = ResponseTool)]
 pub enum Tool {
     FileSearch(FileSearch),
 }

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ingest::{store_error, Ingestor, Progress};
 
 /// `chunking_strategy`: `auto` or `static` with its two sizes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ChunkingStrategy {
     Auto,
@@ -26,7 +26,7 @@ pub enum ChunkingStrategy {
 }
 
 /// The sizes of a `static` strategy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticChunking {
     pub max_chunk_size_tokens: usize,
@@ -43,57 +43,67 @@ pub(crate) fn chunking(strategy: Option<&ChunkingStrategy>) -> Result<Option<ing
 }
 
 /// `POST /v1/vector_stores`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateVectorStore {
     pub name: Option<String>,
     #[serde(default)]
     pub file_ids: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: Attributes,
     pub chunking_strategy: Option<ChunkingStrategy>,
     /// Llama Stack's extension: which embedding model (default: the first configured).
     pub embedding_model: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub expires_after: Option<Value>,
 }
 
 /// `POST /v1/vector_stores/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateVectorStore {
     pub name: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Attributes>,
+    #[schema(value_type = Option<Object>)]
     pub expires_after: Option<Value>,
 }
 
 /// `POST /v1/vector_stores/{id}/files` (and the `file_ids` of a batch).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AttachFile {
     pub file_id: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     pub chunking_strategy: Option<ChunkingStrategy>,
 }
 
 /// `POST /v1/vector_stores/{id}/files/{file_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateFile {
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
 }
 
 /// `POST /v1/vector_stores/{id}/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = VectorStoreSearch)]
 pub struct Search {
     pub query: Query,
     pub max_num_results: Option<usize>,
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Value>,
     pub ranking_options: Option<RankingOptions>,
     pub rewrite_query: Option<bool>,
     /// Llama Stack's `search_mode`: `vector` (default), `keyword` or `hybrid`.
+    #[schema(schema_with = crate::api::openapi::search_mode)]
     pub search_mode: Option<SearchMode>,
 }
 
 /// A query string or several (joined).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = SearchQuery)]
 pub enum Query {
     One(String),
     Many(Vec<String>),
@@ -109,7 +119,7 @@ impl Query {
 }
 
 /// `ranking_options`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RankingOptions {
     pub ranker: Option<String>,
     pub score_threshold: Option<f32>,

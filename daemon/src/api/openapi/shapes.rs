@@ -1,0 +1,226 @@
+//! The shapes of the responses that handlers build as `json!` bodies, written out for the OpenAPI
+//! document only (nothing constructs these types). Each lists the fields its handler always sends
+//! (required) and those it may send; objects nested deeper than the documented level are
+//! `object`, and every schema allows further properties, so a field added to a body does not
+//! make the document lie, while a field dropped from one fails schemathesis's
+//! `response_schema_conformance` check.
+
+#![expect(dead_code, reason = "documentation types: read by utoipa's derive, never built")]
+
+use utoipa::ToSchema;
+
+/// OpenAI's error body, `{"error": {...}}`, of every 4xx and 5xx.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// What is wrong, for a person.
+    pub message: String,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error`,
+    /// `service_unavailable`, `server_error`, ...
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, where one is.
+    pub param: Option<String>,
+    /// A stable code: `invalid_value`, `invalid_json`, `model_not_found`, `not_found`, ...
+    pub code: Option<String>,
+}
+
+/// `/health` and `/ready`.
+#[derive(ToSchema)]
+pub struct Status {
+    /// `ok` or `degraded` (`/health`), `ready` (`/ready`).
+    pub status: String,
+    /// Why `degraded`.
+    pub reason: Option<String>,
+}
+
+/// A served model.
+#[derive(ToSchema)]
+pub struct Model {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+    pub max_model_len: Option<u64>,
+    /// hearth's details: kind, provider, sizes, devices.
+    #[schema(value_type = Object)]
+    pub meta: (),
+}
+
+/// `GET /v1/models`.
+#[derive(ToSchema)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<Model>,
+}
+
+/// `POST /v1/chat/completions` without `stream`.
+#[derive(ToSchema)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    /// `{index, message: {role, content}, logprobs, finish_reason}`.
+    #[schema(value_type = Vec<Object>)]
+    pub choices: (),
+    pub usage: Usage,
+}
+
+/// `POST /v1/completions` without `stream`.
+#[derive(ToSchema)]
+pub struct TextCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    /// `{index, text, logprobs, finish_reason}`.
+    #[schema(value_type = Vec<Object>)]
+    pub choices: (),
+    pub usage: Usage,
+}
+
+/// Token counts of a generation.
+#[derive(ToSchema)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// `POST /v1/embeddings`.
+#[derive(ToSchema)]
+pub struct EmbeddingList {
+    pub object: String,
+    /// `{object: "embedding", index, embedding}`: floats, or base64 with `encoding_format`.
+    #[schema(value_type = Vec<Object>)]
+    pub data: (),
+    pub model: String,
+    #[schema(value_type = Object)]
+    pub usage: (),
+}
+
+/// `POST /tokenize`.
+#[derive(ToSchema)]
+pub struct Tokens {
+    pub count: u64,
+    pub tokens: Vec<i64>,
+    pub max_model_len: u64,
+}
+
+/// A page of a list endpoint (OpenAI's cursor pagination).
+#[derive(ToSchema)]
+pub struct Page {
+    pub object: String,
+    #[schema(value_type = Vec<Object>)]
+    pub data: (),
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+/// A deletion's answer.
+#[derive(ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub object: String,
+    pub deleted: bool,
+}
+
+/// OpenAI's file object.
+#[derive(ToSchema)]
+pub struct FileObject {
+    pub id: String,
+    pub object: String,
+    pub bytes: u64,
+    pub created_at: u64,
+    pub filename: String,
+    pub purpose: String,
+    pub status: String,
+}
+
+/// The body of `POST /v1/files`.
+#[derive(ToSchema)]
+pub struct FileUpload {
+    /// The file's content.
+    #[schema(value_type = String, format = Binary)]
+    pub file: (),
+    /// What the file is for.
+    #[schema(value_type = String, pattern = "^(assistants|batch|fine-tune|vision|user_data|evals)$")]
+    pub purpose: (),
+}
+
+/// A vector store.
+#[derive(ToSchema)]
+pub struct VectorStore {
+    pub id: String,
+    pub object: String,
+    pub created_at: u64,
+    pub name: Option<String>,
+    pub usage_bytes: u64,
+    #[schema(value_type = Object)]
+    pub file_counts: (),
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub metadata: (),
+    pub embedding_model: String,
+    pub embedding_dimension: u64,
+}
+
+/// A file of a vector store (with hearth's `filename`, `chunk_count` and `progress`).
+#[derive(ToSchema)]
+pub struct VectorStoreFile {
+    pub id: String,
+    pub object: String,
+    pub created_at: u64,
+    pub vector_store_id: String,
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub last_error: (),
+    pub usage_bytes: u64,
+    #[schema(value_type = Object)]
+    pub attributes: (),
+    #[schema(value_type = Object)]
+    pub chunking_strategy: (),
+}
+
+/// A file batch.
+#[derive(ToSchema)]
+pub struct FileBatch {
+    pub id: String,
+    pub object: String,
+    pub created_at: u64,
+    pub vector_store_id: String,
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub file_counts: (),
+}
+
+/// A vector store file's parsed text, and search results: one page of `data`.
+#[derive(ToSchema)]
+pub struct ContentPage {
+    pub object: String,
+    #[schema(value_type = Vec<Object>)]
+    pub data: (),
+    pub has_more: bool,
+    pub next_page: Option<String>,
+    /// Search results only: the query as searched.
+    pub search_query: Option<String>,
+}
+
+/// A response of the Responses API.
+#[derive(ToSchema)]
+pub struct ResponseObject {
+    pub id: String,
+    pub object: String,
+    pub created_at: u64,
+    pub status: String,
+    pub model: String,
+    #[schema(value_type = Vec<Object>)]
+    pub output: (),
+}
