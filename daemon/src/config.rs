@@ -144,6 +144,14 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
+    /// Most open client connections, all workers together; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest a request body may take to arrive, in seconds (for uploads: the longest pause
+    /// between two pieces); then 408 and the connection closes.
+    pub body_read_timeout_seconds: u64,
+    /// A generation whose client takes no event for this long (a stalled reader) is cancelled and
+    /// its KV cache freed, in seconds; 0: never.
+    pub stall_timeout_seconds: u64,
     /// The keys of `api_keys` and `api_key_file`, read and checked while loading the settings.
     #[serde(skip)]
     pub keys: KeyRing,
@@ -545,6 +553,12 @@ impl Settings {
         self.validate_edge(addr, merged)?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024".into()));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1".into()));
+        }
+        if self.server.body_read_timeout_seconds == 0 {
+            return Err(invalid("server.body_read_timeout_seconds", "must be at least 1".into()));
         }
         self.limits.check().map_err(|(key, reason)| invalid(key, reason))?;
         let utilization = self.engine.gpu_memory_utilization;

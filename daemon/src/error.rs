@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The request body did not arrive within `[server] body_read_timeout_seconds` (for an upload:
+    /// it paused that long).
+    #[error("{}", request_timeout_message(*seconds, *upload))]
+    RequestTimeout { seconds: u64, upload: bool },
     /// The queue is full.
     #[error("{0}")]
     Overloaded(String),
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model"), "model_not_found"),
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => ("invalid_request_error", None, "not_found"),
             ApiError::PayloadTooLarge { .. } => ("invalid_request_error", None, "payload_too_large"),
+            ApiError::RequestTimeout { .. } => ("invalid_request_error", None, "request_timeout"),
             ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
             ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
@@ -110,6 +115,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +143,14 @@ impl ResponseError for ApiError {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(self.body())
+    }
+}
+
+fn request_timeout_message(seconds: u64, upload: bool) -> String {
+    if upload {
+        format!("the upload paused for more than {seconds} s ([server] body_read_timeout_seconds); the connection is closed")
+    } else {
+        format!("the request body did not arrive within {seconds} s ([server] body_read_timeout_seconds); the connection is closed")
     }
 }
 

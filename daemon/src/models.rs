@@ -14,7 +14,7 @@ use std::time::Duration;
 use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
 use sha2::{Digest, Sha256};
 
-use crate::config::{BatchMixingSetting, EngineSettings, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
+use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::error::ApiError;
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
@@ -48,7 +48,7 @@ impl Models {
                         verify_sha256(m, expected)?;
                     }
                     tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
-                    let engine = Engine::start(engine_config(m, &settings.engine))
+                    let engine = Engine::start(engine_config(m, settings))
                         .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
                     Backend::Local(engine)
                 }
@@ -129,7 +129,8 @@ fn model_kind(kind: ModelKindSetting) -> ModelKind {
     }
 }
 
-fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
+fn engine_config(m: &ModelSettings, settings: &Settings) -> ModelConfig {
+    let engine = &settings.engine;
     ModelConfig {
         name: m.name.clone(),
         kind: model_kind(m.kind),
@@ -160,6 +161,7 @@ fn engine_config(m: &ModelSettings, engine: &EngineSettings) -> ModelConfig {
             BatchMixingSetting::Split => BatchMixing::Split,
         },
         max_decode_slowdown: engine.max_decode_slowdown,
+        stall_timeout: Duration::from_secs(settings.server.stall_timeout_seconds),
     }
 }
 

@@ -7,6 +7,12 @@
 //! are being ingested. SIGTERM or SIGINT sends
 //! `STOPPING=1` and drains: the listener closes, requests in flight (streams included) get up to
 //! [`DRAIN_TIMEOUT`] to finish, then the process exits 0. The unit's `TimeoutStopSec` is longer.
+//!
+//! Connection limits: at most `[server] max_connections` open connections (actix counts per
+//! worker, so each worker gets its share, rounded up; further connections wait in the listen
+//! backlog), request headers within [`HEADER_TIMEOUT`], a body within
+//! `body_read_timeout_seconds` (`api::deadline`), and a streamed generation whose client stops
+//! reading is cancelled by the engine after `stall_timeout_seconds`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -27,6 +33,8 @@ use crate::state::AppState;
 
 /// How long requests in flight may run once a stop is asked for (below `TimeoutStopSec=30`).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may take to send a request's headers (actix then answers 408).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Run the daemon until it is stopped (SIGINT/SIGTERM drain gracefully) or a model fails to load.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -40,6 +48,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let per_worker = settings.server.max_connections.div_ceil(workers);
     let model_names: Vec<String> = settings.models.iter().map(|m| m.name.clone()).collect();
     log_access(&settings);
     let state = AppState::new(settings);
@@ -48,8 +57,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let state = app_state.clone();
         let origins = state.settings().server.allowed_origins.clone();
         // Outermost last: count, then Host and Origin, then CORS (preflights), then key, scope and
-        // content type of the matched route; all before a handler reads the body.
+        // content type of the matched route, then the body-read deadline; all before a handler
+        // reads the body.
         App::new()
+            .wrap(from_fn(api::body_deadline))
             .wrap(from_fn(api::authorize))
             .wrap(api::cors(&origins))
             .wrap(from_fn(api::check_host_and_origin))
@@ -57,6 +68,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .configure(move |cfg| api::configure(cfg, &state))
     })
     .workers(workers)
+    .max_connections(per_worker)
+    .client_request_timeout(HEADER_TIMEOUT)
     .disable_signals()
     .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
     .bind(addr)

@@ -148,6 +148,7 @@ async fn main() -> Result<(), String> {
         flash_attention: args.flash_attention,
         batch_mixing: args.batch_mixing,
         max_decode_slowdown: args.max_decode_slowdown,
+        stall_timeout: std::time::Duration::ZERO,
     })
     .map_err(|e| e.to_string())?;
     let info = engine.info();

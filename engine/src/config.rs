@@ -92,6 +92,9 @@ pub struct ModelConfig {
     /// While sequences decode, a step's prefill is cut so that the step takes at most this many
     /// times a step of decode tokens alone; 0 means no limit but `max_num_batched_tokens`.
     pub max_decode_slowdown: f32,
+    /// A sequence whose client has taken no event for this long (its event channel full) is
+    /// cancelled and its KV freed; `Duration::ZERO` means never.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl ModelConfig {

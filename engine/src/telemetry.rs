@@ -29,6 +29,8 @@ pub struct EngineStats {
     pub prefix_cache_hits: u64,
     /// Sequences preempted to free KV cells (counter).
     pub preemptions: u64,
+    /// Sequences cancelled because their client took no event for the stall timeout (counter).
+    pub stalled: u64,
     /// Engine steps that computed a batch (counter).
     pub steps: u64,
     /// Tokens in those batches: decode tokens plus prefill tokens (counter).
@@ -68,6 +70,7 @@ pub(crate) struct Telemetry {
     prefix_queries: AtomicU64,
     prefix_hits: AtomicU64,
     preemptions: AtomicU64,
+    stalled: AtomicU64,
     steps: AtomicU64,
     batch_tokens: AtomicU64,
     phase_ns: [AtomicU64; 4],
@@ -86,6 +89,7 @@ impl Default for Telemetry {
             prefix_queries: AtomicU64::new(0),
             prefix_hits: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
             steps: AtomicU64::new(0),
             batch_tokens: AtomicU64::new(0),
             phase_ns: Default::default(),
@@ -133,6 +137,11 @@ impl Telemetry {
         self.preemptions.fetch_add(1, Relaxed);
     }
 
+    /// A sequence was cancelled because its client stopped reading.
+    pub(crate) fn stalled(&self) {
+        self.stalled.fetch_add(1, Relaxed);
+    }
+
     /// A step computed `batch_tokens` tokens and spent `phases`.
     pub(crate) fn step_done(&self, batch_tokens: u64, phases: StepPhases) {
         self.steps.fetch_add(1, Relaxed);
@@ -151,6 +160,7 @@ impl Telemetry {
             prefix_cache_queries: self.prefix_queries.load(Relaxed),
             prefix_cache_hits: self.prefix_hits.load(Relaxed),
             preemptions: self.preemptions.load(Relaxed),
+            stalled: self.stalled.load(Relaxed),
             steps: self.steps.load(Relaxed),
             batch_tokens: self.batch_tokens.load(Relaxed),
             schedule_ns: self.phase_ns[0].load(Relaxed),

@@ -35,6 +35,7 @@ fn start(name: &str, kind: ModelKind, file: &str, max_num_batched_tokens: u32) -
         flash_attention: FlashAttention::Auto,
         batch_mixing: BatchMixing::Auto,
         max_decode_slowdown: 0.0,
+        stall_timeout: std::time::Duration::ZERO,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

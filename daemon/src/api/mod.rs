@@ -12,6 +12,7 @@
 mod auth;
 mod chat;
 mod completions;
+mod deadline;
 mod embeddings;
 mod files;
 mod guard;
@@ -31,6 +32,7 @@ use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;
 
 pub use auth::authorize;
+pub use deadline::body_deadline;
 pub use guard::{canonical_origin, check_host_and_origin, check_host_entry, cors, EdgePolicy};
 pub use routes::{Access, BodyKind, Route, RouteTable, Routes};
 

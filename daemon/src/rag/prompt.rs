@@ -135,6 +135,7 @@ mod tests {
             flash_attention: engine::FlashAttention::Auto,
             batch_mixing: engine::BatchMixing::Auto,
             max_decode_slowdown: 0.0,
+            stall_timeout: std::time::Duration::ZERO,
         })
         .unwrap_or_else(|e| panic!("{e}"));
         let mut chunk = hit("report.txt", 1, 0);

@@ -47,7 +47,7 @@ use rayon::prelude::*;
 
 use self::pacing::PrefillPacer;
 use self::prefill_order::prefill_order;
-use self::sequence::Sequence;
+use self::sequence::{Flow, Sequence};
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
 use crate::kv::{coalesce, BlockManager, KvOp, PrefixMatch, SeqKey};
@@ -286,16 +286,25 @@ impl<'m> ChatWorker<'m> {
         self.telemetry.publish(self.running.len(), self.waiting.len(), kv_used, kv_capacity);
     }
 
+    /// Drop the sequences whose client went away, or stopped reading for longer than
+    /// `stall_timeout`: a running one leaves the running set and its blocks are freed.
     fn drop_gone_clients(&mut self) {
-        self.waiting.retain_mut(Sequence::flush);
-        self.draining.retain_mut(|s| s.flush() && !s.outbox.is_empty());
+        let (now, timeout) = (Instant::now(), self.config.stall_timeout);
+        let telemetry = &self.telemetry;
+        let keep = |s: &mut Sequence| {
+            let flow = s.flush_at(now, timeout);
+            stays(s, flow, telemetry)
+        };
+        self.waiting.retain_mut(keep);
+        self.draining.retain_mut(|s| keep(s) && !s.outbox.is_empty());
         let mut i = 0;
         while i < self.running.len() {
-            if self.running[i].flush() {
+            let flow = self.running[i].flush_at(now, timeout);
+            if stays(&self.running[i], flow, &self.telemetry) {
                 i += 1;
             } else {
                 let seq = self.running.remove(i);
-                tracing::debug!(parent: &seq.submitted.span, "Client went away; sequence freed.");
+                tracing::debug!(parent: &seq.submitted.span, "Sequence freed.");
                 self.release_blocks(&seq);
             }
         }
@@ -566,6 +575,29 @@ impl<'m> ChatWorker<'m> {
             if !matches!(result, Ok(true)) {
                 tracing::error!(?op, "llama.cpp refused a KV operation; the cache and the block table may disagree.");
             }
+        }
+    }
+}
+
+/// Whether a sequence stays after a flush that found its client in `flow`; a stalled client is
+/// logged and counted.
+fn stays(seq: &Sequence, flow: Flow, telemetry: &Telemetry) -> bool {
+    match flow {
+        Flow::Open => true,
+        Flow::Gone => {
+            tracing::debug!(parent: &seq.submitted.span, "Client went away.");
+            false
+        }
+        Flow::Stalled(stalled) => {
+            tracing::warn!(
+                parent: &seq.submitted.span,
+                stalled_ms = stalled.as_millis() as u64,
+                generated = seq.n_generated,
+                "Client took no event for {:.1} s (over [server] stall_timeout_seconds); generation cancelled.",
+                stalled.as_secs_f64()
+            );
+            telemetry.stalled();
+            false
         }
     }
 }

@@ -4,9 +4,15 @@
 //! `tokens` holds the prompt followed by every sampled token; `n_past` of them are in the KV
 //! cache. Prefill and decode are the same operation — compute `tokens[n_past..]`, take logits at
 //! the end — so a preempted sequence is recomputed simply by setting `n_past` back to 0.
+//!
+//! Events reach the client through a bounded channel. When it is full (the client stopped
+//! reading: a TCP zero window stops actix polling the stream) the events wait in `outbox` and
+//! `stalled_since` records when; every event the client takes clears it. The scheduler cancels a
+//! sequence stalled longer than `stall_timeout` ([`Flow::Stalled`]), so a reader that never reads
+//! again cannot hold a running slot and its KV blocks forever.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::error::TrySendError;
@@ -45,6 +51,20 @@ pub(super) struct Sequence {
     pub stop: StopMatcher,
     /// Events the client has not taken yet; while non-empty the sequence is not computed.
     pub outbox: VecDeque<Event>,
+    /// Since when the channel has been full with events still in `outbox`; None while the client
+    /// keeps up.
+    pub stalled_since: Option<Instant>,
+}
+
+/// Where a sequence's client stands after a [`Sequence::flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// The client takes events (or some wait in the outbox for less than the stall timeout).
+    Open,
+    /// The client went away: the channel is closed.
+    Gone,
+    /// The client has taken no event for this long, longer than the stall timeout.
+    Stalled(Duration),
 }
 
 impl Sequence {
@@ -67,6 +87,7 @@ impl Sequence {
             utf8: Utf8Assembler::default(),
             stop,
             outbox: VecDeque::new(),
+            stalled_since: None,
         }
     }
 
@@ -77,20 +98,94 @@ impl Sequence {
 
     /// Move events to the client; false when the client has gone away.
     pub(super) fn flush(&mut self) -> bool {
+        self.flush_at(Instant::now(), Duration::ZERO) != Flow::Gone
+    }
+
+    /// Move events to the client at `now`, and say whether it is still there, or has taken no
+    /// event for longer than `stall_timeout` (`Duration::ZERO`: never stalled).
+    pub(super) fn flush_at(&mut self, now: Instant, stall_timeout: Duration) -> Flow {
         while let Some(event) = self.outbox.pop_front() {
             match self.submitted.events.try_send(event) {
-                Ok(()) => {}
+                Ok(()) => self.stalled_since = None,
                 Err(TrySendError::Full(event)) => {
                     self.outbox.push_front(event);
-                    return true;
+                    let since = *self.stalled_since.get_or_insert(now);
+                    let stalled = now.saturating_duration_since(since);
+                    return if !stall_timeout.is_zero() && stalled > stall_timeout { Flow::Stalled(stalled) } else { Flow::Open };
                 }
-                Err(TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Closed(_)) => return Flow::Gone,
             }
         }
-        !self.submitted.events.is_closed()
+        if self.submitted.events.is_closed() {
+            Flow::Gone
+        } else {
+            Flow::Open
+        }
     }
 
     pub(super) fn usage(&self) -> Usage {
         Usage { prompt_tokens: self.n_prompt as u32, completion_tokens: self.n_generated, cached_tokens: self.n_cached as u32 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{mpsc, Semaphore};
+
+    use super::*;
+    use crate::{GenerateRequest, SamplingParams};
+
+    fn sequence(capacity: usize) -> (Sequence, mpsc::Receiver<Event>) {
+        let (events, rx) = mpsc::channel(capacity);
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap_or_else(|e| panic!("{e}"));
+        let request = GenerateRequest { prompt: vec![1, 2, 3], max_tokens: 8, stop: Vec::new(), ignore_eos: false, sampling: SamplingParams::default() };
+        let submitted = Submitted { request, events, span: tracing::Span::none(), submitted_at: Instant::now(), _permit: permit };
+        (Sequence::new(1, submitted, Sampler::Greedy), rx)
+    }
+
+    fn delta(n: u32) -> Event {
+        Event::Delta { text: format!("t{n}"), completion_tokens: n }
+    }
+
+    #[test]
+    fn a_client_that_takes_no_event_is_stalled_only_after_the_timeout() {
+        let timeout = Duration::from_secs(3);
+        let (mut seq, _rx) = sequence(1);
+        let t0 = Instant::now();
+        seq.outbox.extend([delta(1), delta(2)]);
+        assert_eq!(seq.flush_at(t0, timeout), Flow::Open, "one event fits, the second waits");
+        assert_eq!(seq.stalled_since, Some(t0));
+        assert_eq!(seq.flush_at(t0 + Duration::from_secs(2), timeout), Flow::Open);
+        assert_eq!(seq.stalled_since, Some(t0), "the stall is counted from the first full channel");
+        assert_eq!(seq.flush_at(t0 + Duration::from_secs(4), timeout), Flow::Stalled(Duration::from_secs(4)));
+        assert_eq!(seq.flush_at(t0 + Duration::from_secs(4), Duration::ZERO), Flow::Open, "a zero timeout never stalls");
+        assert_eq!(seq.outbox.len(), 1, "nothing was lost from the outbox");
+    }
+
+    #[test]
+    fn an_event_taken_clears_the_stall() {
+        let timeout = Duration::from_secs(3);
+        let (mut seq, mut rx) = sequence(1);
+        let t0 = Instant::now();
+        seq.outbox.extend([delta(1), delta(2)]);
+        assert_eq!(seq.flush_at(t0, timeout), Flow::Open);
+        assert!(matches!(rx.try_recv(), Ok(Event::Delta { completion_tokens: 1, .. })));
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(seq.flush_at(t1, timeout), Flow::Open);
+        assert_eq!(seq.stalled_since, None, "the waiting event went out");
+        seq.outbox.push_back(delta(3));
+        assert_eq!(seq.flush_at(t1 + Duration::from_secs(1), timeout), Flow::Open);
+        assert_eq!(seq.stalled_since, Some(t1 + Duration::from_secs(1)), "a new stall starts from its own instant");
+        assert_eq!(seq.flush_at(t0 + Duration::from_secs(5), timeout), Flow::Open, "2 s into the new stall, not 5 s");
+    }
+
+    #[test]
+    fn a_closed_channel_is_a_client_gone() {
+        let (mut seq, rx) = sequence(4);
+        drop(rx);
+        assert_eq!(seq.flush_at(Instant::now(), Duration::from_secs(3)), Flow::Gone);
+        assert!(!seq.flush());
     }
 }
