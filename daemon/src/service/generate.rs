@@ -296,6 +296,6 @@ mod tests {
     fn the_schema_budget_is_the_configured_one() {
         let limits = LimitSettings::embedded_default();
         let b = schema_budget(&limits);
-        assert_eq!((b.max_nodes, b.max_grammar_bytes, b.max_time.as_millis()), (5_000, 131_072, 1_000));
+        assert_eq!((b.max_nodes, b.max_grammar_bytes, b.max_time.as_millis()), (5_000, 65_536, 1_000));
     }
 }
