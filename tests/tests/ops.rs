@@ -214,8 +214,10 @@ async fn a_hung_engine_thread_stops_the_watchdog_pings_and_turns_ready_503() {
     hung.abort();
 }
 
-/// `WATCHDOG_USEC` for the long request: pings every 2 s, stopped by a heartbeat older than 4 s.
-const LONG_WATCHDOG_USEC: &str = "4000000";
+/// `WATCHDOG_USEC` for the long request: pings every 3 s, stopped by a heartbeat older than 6 s.
+/// About a quarter of the request's length on the 2-core box (15 s alone, 25 s beside the other
+/// tests of this file), and several times an embedding batch there even under that load.
+const LONG_WATCHDOG_USEC: &str = "6000000";
 
 /// A 1,000-input embedding request takes several watchdog periods on a small CPU; the engine
 /// beats after every batch, so the pings never stop, and a small request sent meanwhile is
