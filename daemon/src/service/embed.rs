@@ -16,6 +16,8 @@ use crate::state::AppState;
 pub struct EmbeddingsRequest {
     pub model: String,
     pub input: EmbeddingInput,
+    /// `float` (default) or `base64`.
+    #[schema(pattern = "^(float|base64)$")]
     pub encoding_format: Option<String>,
     pub dimensions: Option<i64>,
     pub user: Option<String>,

@@ -29,20 +29,31 @@ pub use crate::provider::Prompt;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct GenerationParams {
     pub model: String,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<i64>,
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<i64>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    #[schema(minimum = -1, maximum = 2147483647)]
     pub top_k: Option<i64>,
+    #[schema(minimum = 0, maximum = 1)]
     pub min_p: Option<f64>,
     pub seed: Option<i64>,
     pub stop: Option<StopSpec>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
+    #[schema(schema_with = crate::api::openapi::logit_bias)]
     pub logit_bias: Option<HashMap<String, f64>>,
+    /// Only 1 is supported.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<i64>,
     #[serde(default)]
     pub ignore_eos: bool,

@@ -44,6 +44,7 @@ pub struct CreateResponse {
     pub previous_response_id: Option<String>,
     #[serde(default)]
     pub include: Vec<String>,
+    #[schema(minimum = 16)]
     pub max_output_tokens: Option<i64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
