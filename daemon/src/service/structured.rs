@@ -433,7 +433,7 @@ mod tests {
     use serde_json::json;
 
     /// The shipped defaults of `[limits]`.
-    const BUDGET: Budget = Budget { max_nodes: 5_000, max_grammar_bytes: 131_072, max_time: Duration::from_secs(1) };
+    const BUDGET: Budget = Budget { max_nodes: 5_000, max_grammar_bytes: 65_536, max_time: Duration::from_secs(1) };
 
     fn grammar(schema: &Value) -> String {
         schema_grammar(schema, &BUDGET).unwrap_or_else(|e| panic!("{e}"))
@@ -516,7 +516,7 @@ mod tests {
         // Within the node budget but over the byte budget: named too.
         let long: Vec<Value> = (0..2_000).map(|i| json!(format!("{i:0>100}"))).collect();
         let err = schema_grammar(&json!({"enum": long}), &BUDGET).unwrap_err();
-        assert!(err.0.contains("limits.max_grammar_bytes = 131072"), "{err}");
+        assert!(err.0.contains("limits.max_grammar_bytes = 65536"), "{err}");
         // Many nodes: a wide object.
         let wide: serde_json::Map<String, Value> = (0..6_000).map(|i| (format!("k{i}"), json!({"type": "integer"}))).collect();
         let err = schema_grammar(&json!({"type": "object", "properties": wide}), &BUDGET).unwrap_err();
