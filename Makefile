@@ -14,13 +14,13 @@ APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 pytho
 # cargo-generate-rpm builds the RPM from [package.metadata.generate-rpm] in daemon/Cargo.toml.
 GENERATE_RPM_VERSION := 0.21.1
 
-.PHONY: run test setup deps tools models build rpm clean
+.PHONY: run test setup deps tools models build rpm clean test-tools fuzz fuzz-api
 
 run: setup build
 	mkdir -p data inbox
 	./target/release/hearth serve
 
-test: setup
+test: setup test-tools
 	$(CARGO) build --release --workspace --bins
 	$(MAKE) rpm
 	$(CARGO) test --release --workspace
@@ -41,6 +41,26 @@ tools:
 
 models:
 	packaging/models/fetch_models.sh
+
+# Python packages only the tests use (schemathesis drives the API from its OpenAPI document).
+test-tools: models
+	.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+# cargo-fuzz targets (fuzz/): each runs FUZZ_SECONDS; a crash stops with its input in fuzz/artifacts/.
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz --version 0.13.2
+	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
+
+# schemathesis against a live daemon from its /openapi.json: FUZZ_API_CASES generated cases per
+# operation (CI runs a bounded number inside `make test`, tests/tests/openapi.rs).
+FUZZ_API_CASES ?= 10000
+fuzz-api: test-tools build
+	.venv/bin/python tests/python/fuzz_api.py --binary target/release/hearth --max-examples $(FUZZ_API_CASES)
 
 # The RPM, from the release binary (stripped here: cargo-generate-rpm does not strip), into target/rpm/.
 # llama.cpp's shared libraries go to /usr/lib64/hearth (the binary's run path) and the CPU backends to
