@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 
 /// Kills in the bounded CI run.
 const CI_KILLS: usize = 8;
-/// Files uploaded or dropped between two kills, at most: enough to be mid-ingestion at each kill,
-/// few enough that a 2-core machine ingests them all in the end.
+/// Files uploaded or dropped between two kills, at most (`HEARTH_KILL_LOOP_FILES` overrides it):
+/// enough to be mid-ingestion at each kill, few enough that a 2-core machine ingests them all in the
+/// end.
 const MAX_FILES_PER_ROUND: usize = 6;
 /// The watched folder settles fast, so dropped files are picked up between kills.
 const CONFIG: &str = "[ingest]\nstable_seconds = 0.2\nrescan_seconds = 0.5\n";
@@ -140,7 +141,8 @@ async fn acknowledged_files_survive_repeated_sigkills_exactly_once() {
     let seed = std::env::var("HEARTH_KILL_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
     });
-    eprintln!("kill loop: {kills} kills, seed {seed}");
+    let files_per_round = std::env::var("HEARTH_KILL_LOOP_FILES").ok().and_then(|s| s.parse().ok()).unwrap_or(MAX_FILES_PER_ROUND);
+    eprintln!("kill loop: {kills} kills, at most {files_per_round} files a round, seed {seed}");
     let mut rng = Rng(seed);
 
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -167,7 +169,7 @@ async fn acknowledged_files_survive_repeated_sigkills_exactly_once() {
         // Work until a random moment, then SIGKILL (dropping the server kills it).
         let deadline = Instant::now() + Duration::from_millis(200 + rng.below(1_800));
         let mut sent = 0;
-        while Instant::now() < deadline && sent < MAX_FILES_PER_ROUND {
+        while Instant::now() < deadline && sent < files_per_round {
             sent += 1;
             let tag = format!("KT{next_tag:05}");
             next_tag += 1;
