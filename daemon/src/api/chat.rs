@@ -19,12 +19,14 @@ pub fn configure(r: &mut Routes<'_>) {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ChatRequest {
+    #[schema(min_items = 1)]
     messages: Vec<MessageIn>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = ChatMessage)]
 struct MessageIn {
+    #[schema(pattern = "^(system|developer|user|assistant|tool)$")]
     role: String,
     #[serde(default)]
     content: Option<Content>,

@@ -224,3 +224,12 @@ pub struct ResponseObject {
     #[schema(value_type = Vec<Object>)]
     pub output: (),
 }
+
+/// One server-sent event of a streamed answer: `data` is a JSON chunk (chat, completions: then
+/// `[DONE]`) or a Responses event, whose name is `event`.
+#[derive(ToSchema)]
+pub struct StreamEvent {
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+}
