@@ -108,8 +108,9 @@ async fn store_files(server: &Server, vs: &str) -> Vec<Value> {
 
 /// The tag → file map of `vs` once nothing is `in_progress` and `expected` files are listed.
 async fn settled(server: &Server, vs: &str, expected: usize) -> Vec<Value> {
-    // A 2-core machine ingests a few of these files a second; the long run leaves hundreds.
-    let allowed = Duration::from_secs(120 + expected as u64);
+    // Each file is three chunks of about 800 tokens: 0.5-3 s of embedding on a 2-core machine,
+    // depending on what else runs; the long run leaves hundreds.
+    let allowed = Duration::from_secs(120 + 6 * expected as u64);
     let deadline = Instant::now() + allowed;
     loop {
         let files = store_files(server, vs).await;
