@@ -152,6 +152,9 @@ pub struct ServerSettings {
     /// A generation whose client takes no event for this long (a stalled reader) is cancelled and
     /// its KV cache freed, in seconds; 0: never.
     pub stall_timeout_seconds: u64,
+    /// Kernel send buffer of each client connection (SO_SNDBUF), in bytes; 0: the kernel's
+    /// automatic sizing. A stalled reader is detected once this and the event queue are full.
+    pub send_buffer_bytes: usize,
     /// The keys of `api_keys` and `api_key_file`, read and checked while loading the settings.
     #[serde(skip)]
     pub keys: KeyRing,

@@ -10,7 +10,8 @@
 //!
 //! Connection limits: at most `[server] max_connections` open connections (actix counts per
 //! worker, so each worker gets its share, rounded up; further connections wait in the listen
-//! backlog), request headers within [`HEADER_TIMEOUT`], a body within
+//! backlog), an optional kernel send buffer per connection (`send_buffer_bytes`), request headers
+//! within [`HEADER_TIMEOUT`], a body within
 //! `body_read_timeout_seconds` (`api::deadline`), and a streamed generation whose client stops
 //! reading is cancelled by the engine after `stall_timeout_seconds`.
 
@@ -49,6 +50,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         n => n,
     };
     let per_worker = settings.server.max_connections.div_ceil(workers);
+    let send_buffer = settings.server.send_buffer_bytes;
     let model_names: Vec<String> = settings.models.iter().map(|m| m.name.clone()).collect();
     log_access(&settings);
     let state = AppState::new(settings);
@@ -69,6 +71,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     })
     .workers(workers)
     .max_connections(per_worker)
+    .on_connect(move |conn, _| set_send_buffer(conn, send_buffer))
     .client_request_timeout(HEADER_TIMEOUT)
     .disable_signals()
     .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
@@ -135,6 +138,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// `[server] send_buffer_bytes` on an accepted connection (0: leave the kernel's sizing).
+fn set_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
+            tracing::debug!(error = %e, "Cannot set the connection's send buffer.");
+        }
+    }
 }
 
 /// Who may call: key counts by scope (never the keys), allowed hosts and origins.

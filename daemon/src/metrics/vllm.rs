@@ -165,12 +165,13 @@ impl Collector for ModelRegistry {
             let usage = if s.kv_capacity_tokens == 0 { 0.0 } else { s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64 };
             ConstGauge::new(usage).encode(family.encode_family(&labels(m))?)?;
         }
-        let engine_counters: [StatFamily<u64>; 5] = [
+        let engine_counters: [StatFamily<u64>; 6] = [
             ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", |s| s.prefix_cache_queries),
             ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", |s| s.prefix_cache_hits),
             ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", |s| s.preemptions),
             ("hearth_engine_steps", "Engine steps that computed a batch.", |s| s.steps),
             ("hearth_engine_batch_tokens", "Tokens computed in engine steps (decode plus prefill).", |s| s.batch_tokens),
+            ("hearth_engine_stalled_requests", "Generations cancelled because their client took no event for [server] stall_timeout_seconds.", |s| s.stalled),
         ];
         for (name, help, value) in engine_counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
