@@ -32,6 +32,12 @@ use crate::models::Models;
 use crate::service_manager::{self, ServiceManager};
 use crate::state::AppState;
 
+/// Threads each HTTP worker may run blocking work on (store calls, tokenizing, schema conversion);
+/// beyond it the work queues. actix's default is 512 divided among the workers, so 100 concurrent
+/// vector-store creations took the process from 24 to 130 threads (systemd's `TasksMax=512`
+/// bounds the whole process, parse workers included).
+const BLOCKING_THREADS_PER_WORKER: usize = 16;
+
 /// How long requests in flight may run once a stop is asked for (below `TimeoutStopSec=30`).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a client may take to send a request's headers (actix then answers 408).
@@ -71,6 +77,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     })
     .workers(workers)
     .max_connections(per_worker)
+    .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
     .on_connect(move |conn, _| set_send_buffer(conn, send_buffer))
     .client_request_timeout(HEADER_TIMEOUT)
     .disable_signals()
