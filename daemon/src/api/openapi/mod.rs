@@ -114,7 +114,7 @@ fn error_statuses(route: &Route, doc: &Doc) -> Vec<u16> {
         statuses.push(401);
     }
     if route.body != BodyKind::None {
-        statuses.extend([400, 413, 415]);
+        statuses.extend([400, 408, 413, 415]);
     }
     if doc.list {
         statuses.push(400);
@@ -206,6 +206,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Missing or wrong API key (`WWW-Authenticate: Bearer`)",
         403 => "Host or Origin not allowed, or the key's scope does not grant this route",
         404 => "No such object",
+        408 => "The body did not arrive within [server] body_read_timeout_seconds",
         409 => "A configured limit is reached ([store] max_vector_stores)",
         413 => "The body is larger than [server] max_body_bytes",
         415 => "The body's Content-Type is not the one this route takes",
@@ -348,6 +349,8 @@ mod tests {
             // schemathesis checks each event against this schema: an event, not a string.
             assert_eq!(content["text/event-stream"]["schema"]["$ref"], "#/components/schemas/StreamEvent", "{path}: {content}");
         }
+        // A body that stops arriving is answered 408 by the body-read deadline.
+        assert!(value["paths"]["/v1/embeddings"]["post"]["responses"]["408"].is_object());
         let upload = &value["paths"]["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
         assert!(upload.is_object(), "{upload}");
     }
