@@ -173,10 +173,19 @@ impl Ingestor {
         self.store.collection(vector_store_id).map_err(store_error)?;
         if let Ok(existing) = self.store.document(vector_store_id, &file.id) {
             let finished_badly = matches!(existing.status, DocumentStatus::Failed | DocumentStatus::Cancelled);
-            if !finished_badly || self.queue.contains(vector_store_id, &file.id) {
+            if !finished_badly {
                 return Ok(existing);
             }
-            return self.restart(vector_store_id, &file.id, chunking);
+            return match self.queue.job_state(vector_store_id, &file.id) {
+                None => self.restart(vector_store_id, &file.id, chunking),
+                // A job still waits (a restart came between its failure and its removal): it runs
+                // the file again once the status says so.
+                Some(false) => self.store.set_document_status(vector_store_id, &file.id, DocumentStatus::InProgress, None).map_err(store_error),
+                // A worker has the job: a failure is stored as its last act (it is only being
+                // removed), so a new job may follow; a cancelled one may still be winding down.
+                Some(true) if existing.status == DocumentStatus::Failed => self.restart(vector_store_id, &file.id, chunking),
+                Some(true) => Ok(existing),
+            };
         }
         let new = NewDocument {
             id: Some(file.id.clone()),

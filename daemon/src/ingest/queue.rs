@@ -94,6 +94,13 @@ impl JobQueue {
         self.names().iter().any(|n| n.ends_with(&suffix))
     }
 
+    /// Whether a job for this file in this store is queued: `Some(true)` when a worker has it.
+    pub fn job_state(&self, vector_store_id: &str, file_id: &str) -> Option<bool> {
+        let suffix = format!("-{vector_store_id}-{file_id}.json");
+        let name = self.names().into_iter().find(|n| n.ends_with(&suffix))?;
+        Some(self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(&name))
+    }
+
     /// Adds a job durably (blocking: fsync).
     pub fn push(&self, job: &Job) -> Result<(), QueueError> {
         let pending = self.len();
