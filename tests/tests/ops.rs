@@ -240,7 +240,10 @@ async fn a_long_embedding_request_keeps_the_watchdog_fed_and_shares_the_engine()
     };
     let started = Instant::now();
     let big = {
-        let body = serde_json::json!({"model": EMBED, "input": passages(1000)});
+        // About 100 tokens each: 1,000 of them outlast the 6 s watchdog on an idle 2-core machine
+        // too (25-token passages took 6.9 s there, too short to prove anything).
+        let long: Vec<String> = passages(1000).into_iter().map(|p| [p.as_str(); 4].join(" ")).collect();
+        let body = serde_json::json!({"model": EMBED, "input": long});
         let url = server.url("/v1/embeddings");
         tokio::spawn(async move {
             let r = reqwest::Client::new().post(url).json(&body).timeout(Duration::from_secs(600)).send().await.unwrap_or_else(|e| panic!("{e}"));
