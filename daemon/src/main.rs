@@ -22,7 +22,6 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start-up; boxing buys nothing")]
 enum Command {
     /// Run the daemon.
     Serve,

@@ -205,6 +205,14 @@ pub fn run_python_check<S: AsRef<std::ffi::OsStr>>(server: &Server, script: &str
 /// `POST /v1/files` (purpose `assistants`) with a hand-built multipart body; returns the file id.
 /// Panics with the server's answer when the upload is refused.
 pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String {
+    let (status, v) = post_file(server, name, content).await.unwrap_or_else(|e| panic!("upload: {e}"));
+    assert_eq!(status, 200, "upload {name}: {v}");
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}
+
+/// `POST /v1/files` (purpose `assistants`): the status and JSON body, whatever they are; an error
+/// when no answer came (the server died or refused the connection).
+pub async fn post_file(server: &Server, name: &str, content: &[u8]) -> Result<(u16, serde_json::Value), reqwest::Error> {
     let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";
     let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
     body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
@@ -215,10 +223,7 @@ pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String 
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(body)
         .send()
-        .await
-        .unwrap_or_else(|e| panic!("upload: {e}"));
+        .await?;
     let status = r.status().as_u16();
-    let v: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
-    assert_eq!(status, 200, "upload {name}: {v}");
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+    Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
 }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use hearth_tests::{Options, Server};
+use hearth_tests::{post_file, Options, Server};
 use serde_json::{json, Value};
 
 /// Kills in the bounded CI run.
@@ -53,23 +53,10 @@ fn client() -> reqwest::Client {
 
 /// `POST /v1/files`; `None` when the daemon died under it or refused it.
 async fn try_upload(server: &Server, name: &str, content: &[u8]) -> Option<String> {
-    let (content_type, body) = multipart_body(name, content);
-    let r = client().post(server.url("/v1/files")).header("content-type", content_type).body(body).send().await.ok()?;
-    if r.status() != 200 {
-        return None;
+    match post_file(server, name, content).await {
+        Ok((200, v)) => v["id"].as_str().map(str::to_owned),
+        _ => None,
     }
-    let v: Value = r.json().await.ok()?;
-    v["id"].as_str().map(str::to_owned)
-}
-
-/// A `multipart/form-data` upload body (purpose `assistants`) and its content type.
-fn multipart_body(name: &str, content: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "hearthkillloop7MA4YWxkTrZu0gW";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
-    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/markdown\r\n\r\n").as_bytes());
-    body.extend_from_slice(content);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// `POST /v1/vector_stores/{vs}/files`; true once the daemon acknowledged the attach.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{upload_file, Options, Server};
+use hearth_tests::{post_file, upload_file, Options, Server};
 use serde_json::{json, Value};
 
 /// What 100 vector stores may add to the threads of a daemon with none.
@@ -33,22 +33,9 @@ async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// `POST /v1/files` answering whatever it answers (the harness's helper insists on 200).
+/// `POST /v1/files` answering whatever it answers (the harness's `upload_file` insists on 200).
 async fn try_upload(server: &Server, name: &str, content: &[u8]) -> (u16, Value) {
-    let boundary = "hearthlimitsboundary4f1c";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
-    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes());
-    body.extend_from_slice(content);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = reqwest::Client::new()
-        .post(server.url("/v1/files"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("upload: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    post_file(server, name, content).await.unwrap_or_else(|e| panic!("upload: {e}"))
 }
 
 /// Poll a vector store file until it leaves `in_progress`.
