@@ -227,3 +227,27 @@ pub async fn post_file(server: &Server, name: &str, content: &[u8]) -> Result<(u
     let status = r.status().as_u16();
     Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
 }
+
+/// `GET path`: the status and the JSON body (`null` when the body is not JSON).
+pub async fn get_json(server: &Server, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(server.url(path)).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `POST path` with a JSON body: the status and the JSON answer (`null` when it is not JSON).
+pub async fn post_json(server: &Server, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The value of metric `name` in the series labelled with `model` in `/metrics`; panics when absent.
+pub async fn model_metric(server: &Server, name: &str, model: &str) -> f64 {
+    let body = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(model))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}

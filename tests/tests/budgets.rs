@@ -5,16 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use hearth_tests::{Options, Server};
+use hearth_tests::{post_json as post, Options, Server};
 use serde_json::{json, Value};
 
 const CHAT: &str = "smollm2-135m-instruct";
-
-async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn chat_with_schema(schema: Value) -> Value {
     json!({"model": CHAT, "messages": [{"role": "user", "content": "Reply in JSON."}], "max_tokens": 1, "temperature": 0,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{repo_root, run_python_check, upload_file, Options, Server};
+use hearth_tests::{get_json as get, post_json as post, repo_root, run_python_check, upload_file, Options, Server};
 
 /// The ingest crate's minimal PDF writer, for hand-made hostile files.
 #[path = "../../ingest/tests/common/mod.rs"]
@@ -18,18 +18,6 @@ const FAST_WATCH: &str = "[ingest]\nstable_seconds = 0.3\nrescan_seconds = 0.5\n
 
 fn fixture(name: &str) -> PathBuf {
     repo_root().join("ingest/tests/fixtures").join(name)
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let r = reqwest::get(server.url(path)).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn create_store(server: &Server, name: &str) -> String {

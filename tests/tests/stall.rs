@@ -20,12 +20,7 @@ const STALLED_READERS: usize = 2;
 
 /// A metric's value for the chat model from `/metrics`.
 async fn metric(server: &Server, name: &str) -> f64 {
-    let body = reqwest::get(server.url("/metrics")).await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(CHAT))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+    hearth_tests::model_metric(server, name, CHAT).await
 }
 
 fn addr(server: &Server) -> std::net::SocketAddr {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth_tests::{post_file, upload_file, Options, Server};
+use hearth_tests::{get_json as get, post_json as post, post_file, upload_file, Options, Server};
 use serde_json::{json, Value};
 
 /// What 100 vector stores may add to the threads of a daemon with none.
@@ -19,18 +19,6 @@ const HUGE_RESERVE: u64 = 1 << 50;
 
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let r = reqwest::get(server.url(path)).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// `POST /v1/files` answering whatever it answers (the harness's `upload_file` insists on 200).
