@@ -90,8 +90,7 @@ impl JobQueue {
 
     /// True when a job for this file in this store is queued or running.
     pub fn contains(&self, vector_store_id: &str, file_id: &str) -> bool {
-        let suffix = format!("-{vector_store_id}-{file_id}.json");
-        self.names().iter().any(|n| n.ends_with(&suffix))
+        self.job_state(vector_store_id, file_id).is_some()
     }
 
     /// Whether a job for this file in this store is queued: `Some(true)` when a worker has it.
