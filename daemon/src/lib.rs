@@ -16,6 +16,8 @@ pub mod rag;
 pub mod server;
 pub mod service;
 pub mod service_manager;
-pub mod sse_parser;
 pub mod state;
 pub mod telemetry;
+
+/// The server-sent-events parser, shared with the client crate (`hearth bench` reads streams too).
+pub use hearth_client::sse_parser;

@@ -1,14 +1,12 @@
 //! The `hearth` binary. Reads top to bottom: arguments, configuration, tracing, the command.
 
-mod bench;
-mod eval;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hearth::config::{ProviderSetting, Settings, Sources};
 use hearth::{compute, server, telemetry};
+use hearth_client::{bench, eval};
 
 /// hearth: a chat and an embedding model, a vector store and a watched folder, on one machine.
 #[derive(Debug, Parser)]

@@ -2,7 +2,7 @@
 //! anywhere, must parse without a panic, and splitting must not change what comes out.
 #![no_main]
 
-#[path = "../../daemon/src/sse_parser.rs"]
+#[path = "../../client/src/sse_parser.rs"]
 #[allow(dead_code)]
 mod sse_parser;
 

@@ -14,7 +14,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hearth::sse_parser::SseParser;
+use crate::sse_parser::SseParser;
+use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -91,11 +92,10 @@ impl RequestRecord {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    /// `http://host:port`, without `/v1`.
-    base: String,
+    /// The server and its bearer token.
+    target: Target,
     endpoint: Endpoint,
     model: String,
-    api_key: Option<String>,
     /// Sampling temperature sent with every request; `None` leaves the server's default.
     temperature: Option<f64>,
 }
@@ -120,8 +120,8 @@ struct Progress {
 const IDLE_CONNECTION_LIFETIME: Duration = Duration::from_secs(2);
 
 impl Client {
-    /// A client for `base` (`http://host:port`; a trailing `/v1` or `/` is dropped).
-    pub fn new(base: &str, endpoint: Endpoint, model: String, api_key: Option<String>, timeout: Duration) -> Result<Client, BenchError> {
+    /// A client for `target`.
+    pub fn new(target: &Target, endpoint: Endpoint, model: String, timeout: Duration) -> Result<Client, BenchError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -132,7 +132,7 @@ impl Client {
             .pool_idle_timeout(IDLE_CONNECTION_LIFETIME)
             .build()
             .map_err(|e| BenchError::Http(format!("could not build the HTTP client: {e}")))?;
-        Ok(Client { http, base: normalize_base(base), endpoint, model, api_key, temperature: None })
+        Ok(Client { http, target: target.clone(), endpoint, model, temperature: None })
     }
 
     /// Send this sampling temperature with every request (0: greedy, as raw benchmarks decode).
@@ -143,7 +143,7 @@ impl Client {
 
     /// The target's base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.target.base()
     }
 
     /// The model requests name.
@@ -158,11 +158,7 @@ impl Client {
 
     /// A request builder with the API key, if any.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.post(format!("{}{path}", self.base));
-        match &self.api_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        }
+        self.target.request(&self.http, reqwest::Method::POST, path)
     }
 
     /// The JSON body for one prompt.
@@ -296,12 +292,6 @@ impl Client {
     }
 }
 
-/// Drop a trailing `/`, and a trailing `/v1`, from a target URL.
-pub fn normalize_base(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    base.strip_suffix("/v1").unwrap_or(base).to_owned()
-}
-
 /// `http_<status>` for the statuses a bench meets; other 4xx and 5xx grouped.
 fn status_kind(status: u16) -> String {
     match status {
@@ -335,9 +325,11 @@ fn truncate(text: &str, max: usize) -> String {
 #[expect(clippy::unwrap_used, reason = "a test fails loudly on the first unexpected error")]
 mod tests {
     use super::*;
+    use crate::target::{normalize_base, TargetArgs};
 
     fn client(endpoint: Endpoint) -> Client {
-        Client::new("http://127.0.0.1:9/v1/", endpoint, "m".into(), None, Duration::from_secs(1)).unwrap()
+        let target = Target::new(&TargetArgs { target: "http://127.0.0.1:9/v1/".into(), api_key: None });
+        Client::new(&target, endpoint, "m".into(), Duration::from_secs(1)).unwrap()
     }
 
     #[test]

@@ -44,6 +44,8 @@ use report::{ProfileReport, Report};
 use run::{Limits, ProfileRun};
 use slo::Slo;
 
+use crate::target::{Target, TargetArgs};
+
 /// Exit status when an objective fails.
 const SLO_FAILED: u8 = 3;
 /// Most distinct prompts prepared for a run.
@@ -123,9 +125,9 @@ pub enum BenchCommand {
 /// Options of a benchmark run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The OpenAI-compatible server (`http://host:port`, with or without `/v1`).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// The server (`--target`) and its bearer token (`--api-key`).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The model to request; default: the first one `/v1/models` lists.
     #[arg(long)]
     pub model: Option<String>,
@@ -170,9 +172,6 @@ pub struct RunArgs {
     /// Do not read the target's `/metrics`.
     #[arg(long)]
     pub no_metrics: bool,
-    /// Bearer token for the target.
-    #[arg(long)]
-    pub api_key: Option<String>,
     /// Sampling temperature for every request (0: greedy); default: the server's own.
     #[arg(long)]
     pub temperature: Option<f64>,
@@ -210,13 +209,13 @@ pub fn main(args: BenchArgs) -> ExitCode {
 
 /// The model to use, once the target has loaded its models: the one given, or the first the
 /// target lists.
-async fn pick_model(args: &RunArgs, http: &reqwest::Client, base: &str) -> Result<String, BenchError> {
+async fn pick_model(args: &RunArgs, http: &reqwest::Client, target: &Target) -> Result<String, BenchError> {
     let wait = Duration::from_secs_f64(args.wait_ready);
-    let (status, models) = ready::models_when_ready(http, base, args.api_key.as_deref(), wait).await?;
+    let (status, models) = ready::models_when_ready(http, target, wait).await?;
     if let Some(model) = &args.model {
         return Ok(model.clone());
     }
-    let url = format!("{base}/v1/models");
+    let url = target.url("/v1/models");
     let body = models.ok_or_else(|| BenchError::Http(format!("{url} answered {status} without JSON; pass --model")))?;
     body.pointer("/data/0/id")
         .and_then(Value::as_str)
@@ -298,9 +297,10 @@ async fn execute(args: RunArgs) -> Result<ExitCode, BenchError> {
     let limits = check(&args)?;
     let slo = args.slo.as_deref().map(Slo::load).transpose()?;
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let probe = Client::new(&args.target, args.endpoint, String::new(), args.api_key.clone(), Duration::from_secs(30))?;
-    let model = pick_model(&args, probe.http(), probe.base()).await?;
-    let client = Client::new(&args.target, args.endpoint, model.clone(), args.api_key.clone(), Duration::from_secs_f64(args.request_timeout))?
+    let target = Target::new(&args.target);
+    let probe = Client::new(&target, args.endpoint, String::new(), Duration::from_secs(30))?;
+    let model = pick_model(&args, probe.http(), &target).await?;
+    let client = Client::new(&target, args.endpoint, model.clone(), Duration::from_secs_f64(args.request_timeout))?
         .with_temperature(args.temperature);
     let data = Arc::new(Dataset::build(&args.data, request_budget(&args).try_into().unwrap_or(usize::MAX), args.seed, &client).await?);
     let progress = ProgressBar::new_spinner();

@@ -13,21 +13,20 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::BenchError;
+use crate::target::Target;
 
 /// Time between two polls.
 const POLL: Duration = Duration::from_millis(250);
 
 /// The target's `/v1/models` answer once it no longer answers 503: its status and JSON body
 /// (`None` when the body is not JSON, as from a server without that route).
-pub async fn models_when_ready(http: &reqwest::Client, base: &str, api_key: Option<&str>, wait: Duration) -> Result<(StatusCode, Option<Value>), BenchError> {
-    let url = format!("{base}/v1/models");
+pub async fn models_when_ready(http: &reqwest::Client, target: &Target, wait: Duration) -> Result<(StatusCode, Option<Value>), BenchError> {
+    let url = target.url("/v1/models");
+    let base = target.base();
     let started = Instant::now();
     let mut told = false;
     loop {
-        let mut request = http.get(&url);
-        if let Some(key) = api_key {
-            request = request.bearer_auth(key);
-        }
+        let request = target.request(http, reqwest::Method::GET, "/v1/models");
         let response = request.send().await.map_err(|e| BenchError::Http(format!("could not reach {url}: {e}")))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();

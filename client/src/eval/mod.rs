@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 
 use metrics::{claims, cosine, score_retrieval, Location, Mean};
 
+use crate::target::{Target, TargetArgs};
+
 /// `hearth eval` arguments.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -32,9 +34,9 @@ pub struct EvalArgs {
     /// JSON Lines: {"question", "answer"?, "file"?, "page"?, "pages"?} per line.
     #[arg(long)]
     dataset: PathBuf,
-    /// The hearth server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
+    /// The hearth server (`--target`) and its bearer token (`--api-key`).
+    #[command(flatten)]
+    target: TargetArgs,
     /// Chat model that answers.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
@@ -47,9 +49,6 @@ pub struct EvalArgs {
     /// Results retrieved per question.
     #[arg(short, long, default_value_t = 5)]
     k: usize,
-    /// Bearer token for the target.
-    #[arg(long)]
-    api_key: Option<String>,
     /// Print every score as JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -129,18 +128,17 @@ fn read_dataset(path: &PathBuf) -> Result<Vec<Example>, String> {
     Ok(out)
 }
 
-struct Target<'a> {
+/// The server under evaluation, with the run's arguments.
+struct Evaluated<'a> {
     http: reqwest::Client,
+    target: Target,
     args: &'a EvalArgs,
 }
 
-impl Target<'_> {
+impl Evaluated<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let url = format!("{}{path}", self.args.target.trim_end_matches('/'));
-        let mut req = self.http.request(method, &url);
-        if let Some(key) = &self.args.api_key {
-            req = req.bearer_auth(key);
-        }
+        let url = self.target.url(path);
+        let mut req = self.target.request(&self.http, method, path);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -201,7 +199,7 @@ impl Target<'_> {
 }
 
 async fn run(args: &EvalArgs, examples: &[Example]) -> Result<Value, String> {
-    let target = Target { http: reqwest::Client::new(), args };
+    let target = Evaluated { http: reqwest::Client::new(), target: Target::new(&args.target), args };
     let store = target.resolve_store().await?;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(examples.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} questions  {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));

@@ -1,0 +1,17 @@
+//! The client side of hearth: commands that talk to a running server over its HTTP API, as any
+//! OpenAI-compatible client would. The `hearth` binary dispatches its client subcommands here;
+//! nothing in this crate knows the daemon's internals, so it runs against hearth, vLLM or
+//! llama.cpp's server alike.
+//!
+//! - [`target`]: the shared `--target` / `--api-key` options and the base URL and bearer token
+//!   every command's requests carry. A new client command flattens [`target::TargetArgs`] into
+//!   its arguments and builds its requests through [`target::Target`].
+//! - [`bench`]: `hearth bench`, load tests against service-level objectives.
+//! - [`eval`]: `hearth eval`, retrieval and answer scoring over a vector store.
+//! - [`sse_parser`]: server-sent events, bytes in and event data out (also used by the daemon's
+//!   remote provider to read an upstream's streams).
+
+pub mod bench;
+pub mod eval;
+pub mod sse_parser;
+pub mod target;
