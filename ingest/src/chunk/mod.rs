@@ -159,8 +159,19 @@ pub struct Chunk {
     pub char_end: usize,
     /// The counter's count of `text`.
     pub token_count: usize,
-    /// The nearest heading at or before the chunk's start (Markdown/HTML), if any.
+    /// The nearest heading at or before the chunk's start on its page, if any.
     pub heading: Option<String>,
+    /// The headings the chunk sits under, outermost first (`["Guide", "Install"]`), carried over
+    /// from earlier pages: a level-2 heading replaces the previous level 2 and anything deeper.
+    /// Empty for text without headings. Filled by [`chunk_document`].
+    #[serde(default)]
+    pub section_path: Vec<String>,
+    /// The page's name where it has one (slide title, sheet name, chapter heading).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The page's text came from OCR.
+    #[serde(default)]
+    pub ocr: bool,
 }
 
 /// Cuts every page of `doc` into chunks, in page order. `opts` is used as given, not validated
@@ -173,10 +184,33 @@ pub fn chunk_document(
     tokenizer: &dyn TokenCounter,
 ) -> Vec<Chunk> {
     let mut chunks = Vec::new();
+    // (level, heading) of the headings open at the end of the pages so far.
+    let mut open: Vec<(u8, String)> = Vec::new();
     for page in &doc.pages {
+        let first = chunks.len();
         chunk_page(page, opts, tokenizer, &mut chunks);
+        let mut sections: Vec<&crate::parse::Section> = page.sections.iter().collect();
+        sections.sort_by_key(|s| s.char_start);
+        for chunk in &mut chunks[first..] {
+            let mut path = open.clone();
+            for s in sections.iter().take_while(|s| s.char_start <= chunk.char_start) {
+                enter(&mut path, s.level, &s.heading);
+            }
+            chunk.section_path = path.into_iter().map(|(_, h)| h).collect();
+        }
+        for s in sections {
+            enter(&mut open, s.level, &s.heading);
+        }
     }
     chunks
+}
+
+/// A heading of `level` closes the open ones at its level or deeper, then opens.
+fn enter(open: &mut Vec<(u8, String)>, level: u8, heading: &str) {
+    while open.last().is_some_and(|(l, _)| *l >= level) {
+        open.pop();
+    }
+    open.push((level, heading.to_owned()));
 }
 
 /// Cuts one page into chunks, appending to `out`.
@@ -240,6 +274,9 @@ pub fn chunk_page(
                 char_end,
                 token_count: tokens,
                 heading: heading_at(page, char_start),
+                section_path: Vec::new(),
+                label: page.label.clone(),
+                ocr: page.ocr,
             });
         }
         if b >= n {

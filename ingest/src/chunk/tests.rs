@@ -13,8 +13,11 @@ fn page(text: &str, sections: Vec<Section>) -> ParsedDocument {
             number: 1,
             text: text.to_owned(),
             sections,
+            ..Page::default()
         }],
         warnings: Vec::new(),
+        parser: String::new(),
+        attachments: Vec::new(),
     }
 }
 
@@ -221,9 +224,12 @@ fn chunks_never_span_pages() {
                 number: n,
                 text: format!("page {n} says hello."),
                 sections: vec![],
+                ..Page::default()
             })
             .collect(),
         warnings: vec![],
+        parser: String::new(),
+        attachments: Vec::new(),
     };
     let chunks = check(&doc, &opts(100, 50), &WhitespaceCounter);
     let got: Vec<_> = chunks.iter().map(|c| (c.page, c.text.as_str())).collect();
@@ -335,4 +341,44 @@ proptest! {
     fn arbitrary_unicode_never_panics(text in "\\PC{0,300}", max in 1usize..50) {
         check(&page(&text, vec![]), &opts(max, max / 2), &CharCounter { chars_per_token: 2 });
     }
+}
+
+#[test]
+fn section_paths_follow_levels_across_pages() {
+    let sec = |heading: &str, level: u8, char_start: usize| Section {
+        heading: heading.into(),
+        level,
+        char_start,
+    };
+    let doc = ParsedDocument {
+        format: Format::Pdf,
+        pages: vec![
+            Page {
+                number: 1,
+                text: "Guide\n\nIntro text.\n\nInstall\n\nRun it.".into(),
+                sections: vec![sec("Guide", 1, 0), sec("Install", 2, 20)],
+                ..Page::default()
+            },
+            Page {
+                number: 2,
+                text: "More install words.\n\nUsage\n\nCall it.".into(),
+                sections: vec![sec("Usage", 2, 21)],
+                label: Some("p2".into()),
+                ocr: true,
+            },
+        ],
+        warnings: Vec::new(),
+        parser: String::new(),
+        attachments: Vec::new(),
+    };
+    // One word per token and a tiny maximum: one chunk per paragraph or so.
+    let opts = ChunkingOptions { max_chunk_size_tokens: 3, chunk_overlap_tokens: 0 };
+    let chunks = chunk_document(&doc, &opts, &WhitespaceCounter);
+    let find = |needle: &str| chunks.iter().find(|c| c.text.contains(needle)).unwrap();
+    assert_eq!(find("Intro").section_path, ["Guide"]);
+    assert_eq!(find("Run").section_path, ["Guide", "Install"]);
+    let more = find("More");
+    assert_eq!(more.section_path, ["Guide", "Install"]);
+    assert_eq!((more.label.as_deref(), more.ocr), (Some("p2"), true));
+    assert_eq!(find("Call").section_path, ["Guide", "Usage"]);
 }

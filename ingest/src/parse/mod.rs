@@ -10,12 +10,31 @@
 //!   ([`Section::char_start`], a chunk's `char_start`/`char_end`) count Unicode scalar values (`char`s)
 //!   of that text, never bytes, so they survive the JSON trip and any client language.
 //! - Non-paged formats are one page numbered 1. PDF page numbers are the 1-based page index a
-//!   viewer's "go to page" takes (the order of the page tree), not printed page labels.
+//!   viewer's "go to page" takes (the order of the page tree), not printed page labels. The other
+//!   formats number what a person would look for: slides (PPTX), sheets (spreadsheets), spine
+//!   items (EPUB chapters), and the page breaks a DOCX/ODT file records; [`Page::label`] names the
+//!   slide title, sheet name or chapter heading.
+//! - Zip containers (DOCX, PPTX, XLSX, ODT, ODS, EPUB) are checked against a zip bomb before any
+//!   parser reads them (`archive.rs`); XML is read with quick-xml into owned nodes (`xml.rs`) and
+//!   structure is written as text by `builder.rs` (tables as Markdown).
+//! - An e-mail's attachments come back as [`Attachment`]s, unparsed: the daemon ingests each one
+//!   as a document of its own, through its own sandboxed parse.
 
+mod archive;
+mod builder;
+mod docx;
+mod email;
+mod epub;
 mod html;
 mod markdown;
+mod odt;
 mod pdf;
+mod pptx;
+mod sheet;
 mod text;
+mod xml;
+
+pub use archive::{MAX_ENTRIES, MAX_UNPACKED_BYTES};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,19 +50,49 @@ pub enum Format {
     Markdown,
     /// HTML; scripts and styles dropped, block elements become lines, headings become sections.
     Html,
+    /// Word processing (Office Open XML `.docx`).
+    Docx,
+    /// Presentation (Office Open XML `.pptx`); a slide is a page.
+    Pptx,
+    /// Workbook (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`, `.ods`); a sheet is a page.
+    Spreadsheet,
+    /// OpenDocument text (`.odt`).
+    Odt,
+    /// EPUB e-book; a chapter (spine item) is a page.
+    Epub,
+    /// E-mail message (`.eml`); attachments become documents of their own.
+    Email,
 }
 
 impl Format {
     /// Every format, for listing what is supported.
-    pub const ALL: [Format; 4] = [Format::Pdf, Format::Text, Format::Markdown, Format::Html];
+    pub const ALL: [Format; 10] = [
+        Format::Pdf,
+        Format::Text,
+        Format::Markdown,
+        Format::Html,
+        Format::Docx,
+        Format::Pptx,
+        Format::Spreadsheet,
+        Format::Odt,
+        Format::Epub,
+        Format::Email,
+    ];
 
-    /// The format's short name: `pdf`, `text`, `markdown`, `html` (also the worker's argv word).
+    /// The format's short name: `pdf`, `text`, `markdown`, `html`, `docx`, `pptx`,
+    /// `spreadsheet`, `odt`, `epub`, `email` (also the worker's argv word).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pdf => "pdf",
             Format::Text => "text",
             Format::Markdown => "markdown",
             Format::Html => "html",
+            Format::Docx => "docx",
+            Format::Pptx => "pptx",
+            Format::Spreadsheet => "spreadsheet",
+            Format::Odt => "odt",
+            Format::Epub => "epub",
+            Format::Email => "email",
         }
     }
 
@@ -55,14 +104,24 @@ impl Format {
     /// Detects the format of a file from its name (if known) and its first bytes (a few KiB are
     /// enough; the whole file works too). `None` means unsupported.
     ///
-    /// Order: the `%PDF-` signature within the first 1024 bytes (where readers accept it), then the
-    /// extension (`.pdf`, `.txt`/`.text`, `.md`/`.markdown`, `.html`/`.htm`/`.xhtml`,
-    /// case-insensitive), then an HTML sniff (`<!doctype html` or `<html` at the start), then
-    /// "UTF-8 without NUL bytes" → [`Format::Text`].
+    /// Order: the `%PDF-` signature within the first 1024 bytes (where readers accept it), then
+    /// the `mimetype` entry an ODF or EPUB zip stores first, then the extension (`.pdf`,
+    /// `.txt`/`.text`, `.md`/`.markdown`, `.html`/`.htm`/`.xhtml`, `.docx`, `.pptx`,
+    /// `.xlsx`/`.xlsm`/`.xlsb`/`.xls`/`.ods`, `.odt`, `.epub`, `.eml`, case-insensitive), then an
+    /// HTML sniff (`<!doctype html` or `<html` at the start), then "UTF-8 without NUL bytes" →
+    /// [`Format::Text`].
     pub fn detect(file_name: Option<&str>, head: &[u8]) -> Option<Format> {
         let window = &head[..head.len().min(1024)];
         if window.windows(5).any(|w| w == b"%PDF-") {
             return Some(Format::Pdf);
+        }
+        match archive::leading_mimetype(head) {
+            Some("application/epub+zip") => return Some(Format::Epub),
+            Some("application/vnd.oasis.opendocument.text") => return Some(Format::Odt),
+            Some("application/vnd.oasis.opendocument.spreadsheet") => {
+                return Some(Format::Spreadsheet)
+            }
+            _ => {}
         }
         if let Some(format) = file_name.and_then(Format::from_extension) {
             return Some(format);
@@ -84,6 +143,12 @@ impl Format {
             "txt" | "text" => Some(Format::Text),
             "md" | "markdown" => Some(Format::Markdown),
             "html" | "htm" | "xhtml" => Some(Format::Html),
+            "docx" => Some(Format::Docx),
+            "pptx" => Some(Format::Pptx),
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Some(Format::Spreadsheet),
+            "odt" => Some(Format::Odt),
+            "epub" => Some(Format::Epub),
+            "eml" => Some(Format::Email),
             _ => None,
         }
     }
@@ -116,6 +181,40 @@ pub struct ParsedDocument {
     /// whose content could not be read: its text is empty and the reason is here).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What produced the text: `pdf-extract`, `pdfium` or `ocr` for PDFs (the engine that read
+    /// most pages), the format's reader otherwise (`docx`, `calamine`, `mail-parser`...).
+    #[serde(default)]
+    pub parser: String,
+    /// Files attached to the document (an e-mail's), unparsed, for the daemon to ingest as
+    /// documents of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file carried inside a document (an e-mail attachment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its file name (no folders), as the message gives it, or `attachment-N`.
+    pub filename: String,
+    /// Its bytes (base64 in the worker's JSON reply).
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl ParsedDocument {
@@ -126,14 +225,21 @@ impl ParsedDocument {
 }
 
 /// One page of text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// 1-based page number: the PDF page index a viewer's "go to page" takes; 1 for non-paged formats.
     pub number: u32,
     /// The page's text. Chunk and section offsets are `char` offsets into it.
     pub text: String,
-    /// Headings on this page, in order (Markdown and HTML; empty for PDF and plain text).
+    /// Headings on this page, in order (empty for plain text).
     pub sections: Vec<Section>,
+    /// What the page is called where it has a name: a slide's title, a sheet's name, a chapter's
+    /// first heading, an e-mail's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The text came from optical character recognition (a scanned page or an image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ocr: bool,
 }
 
 /// A heading kept as structure.
@@ -173,6 +279,12 @@ pub enum ParseError {
 pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<ParsedDocument, ParseError> {
     match format {
         Format::Pdf => pdf::parse(bytes),
+        Format::Docx => docx::parse(bytes),
+        Format::Pptx => pptx::parse(bytes),
+        Format::Spreadsheet => sheet::parse(bytes),
+        Format::Odt => odt::parse(bytes),
+        Format::Epub => epub::parse(bytes),
+        Format::Email => email::parse(bytes),
         Format::Text => Ok(single_page(format, text::decode(bytes)?, Vec::new())),
         Format::Markdown => {
             let source = text::decode(bytes)?;
@@ -209,9 +321,31 @@ fn single_page(format: Format, text: String, sections: Vec<Section>) -> ParsedDo
             number: 1,
             text,
             sections,
+            ..Page::default()
         }],
         warnings: Vec::new(),
+        parser: format.as_str().to_owned(),
+        attachments: Vec::new(),
     }
+}
+
+/// The document, or [`ParseError::NoText`] when no page has any text.
+fn finish(
+    format: Format,
+    parser: &str,
+    pages: Vec<Page>,
+    warnings: Vec<String>,
+) -> Result<ParsedDocument, ParseError> {
+    if pages.iter().all(|p| p.text.trim().is_empty()) {
+        return Err(ParseError::NoText);
+    }
+    Ok(ParsedDocument {
+        format,
+        pages,
+        warnings,
+        parser: parser.to_owned(),
+        attachments: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -246,6 +380,21 @@ mod tests {
     }
 
     #[test]
+    fn detect_office_ebook_and_mail() {
+        let zip = b"PK\x03\x04\x14\0";
+        assert_eq!(Format::detect(Some("r.DOCX"), zip), Some(Format::Docx));
+        assert_eq!(Format::detect(Some("s.pptx"), zip), Some(Format::Pptx));
+        assert_eq!(Format::detect(Some("t.xlsx"), zip), Some(Format::Spreadsheet));
+        assert_eq!(Format::detect(Some("t.xls"), b"\xd0\xcf\x11\xe0"), Some(Format::Spreadsheet));
+        assert_eq!(Format::detect(Some("m.eml"), b"From: a"), Some(Format::Email));
+        // ODF and EPUB say what they are in their first entry, whatever the name.
+        let epub = archive::testing::zip_of(&[("mimetype", b"application/epub+zip")]);
+        assert_eq!(Format::detect(Some("book.zip"), &epub), Some(Format::Epub));
+        let ods = archive::testing::zip_of(&[("mimetype", b"application/vnd.oasis.opendocument.spreadsheet")]);
+        assert_eq!(Format::detect(None, &ods), Some(Format::Spreadsheet));
+    }
+
+    #[test]
     fn detect_content_sniffing() {
         assert_eq!(
             Format::detect(None, b"\n  <!DOCTYPE html><html>"),
@@ -274,7 +423,7 @@ mod tests {
         );
         assert_eq!(Format::detect(Some("a.bin"), b"\xfd\xfe\xff\x00"), None);
         assert_eq!(Format::detect(None, b"PK\x03\x04\0\0"), None);
-        assert_eq!(Format::detect(Some("a.docx"), b"PK\x03\x04\x14\0"), None);
+        assert_eq!(Format::detect(Some("a.zip"), b"PK\x03\x04\x14\0"), None);
     }
 
     #[test]
@@ -284,7 +433,7 @@ mod tests {
             let json = serde_json::to_string(&f).unwrap();
             assert_eq!(json, format!("\"{}\"", f.as_str()));
         }
-        assert_eq!(Format::from_name("docx"), None);
+        assert_eq!(Format::from_name("doc"), None);
     }
 
     #[test]

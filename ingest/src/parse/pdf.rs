@@ -41,7 +41,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         pages.push(Page {
             number,
             text,
-            sections: Vec::new(),
+            ..Page::default()
         });
     }
     if failed == pages.len() {
@@ -57,6 +57,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         format: Format::Pdf,
         pages,
         warnings,
+        parser: "pdf-extract".to_owned(),
+        attachments: Vec::new(),
     })
 }
 

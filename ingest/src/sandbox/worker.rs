@@ -1,7 +1,7 @@
 //! The child side: argv protocol, confinement, parse, one JSON reply on stdout.
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
-//! `--format <pdf|text|markdown|html> --memory-bytes <N> --cpu-seconds <N>
+//! `--format <FORMAT> --memory-bytes <N> --cpu-seconds <N>
 //! [--self-check [--try-read PATH]... [--try-create PATH]...]`; the input is the worker's stdin,
 //! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
 //! nothing. Before it reads a byte of the input it closes any descriptor it inherited beyond
@@ -134,8 +134,9 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         Err(msg) => {
             eprintln!("parse-worker: {msg}");
             eprintln!(
-                "usage: parse-worker --format <pdf|text|markdown|html> --memory-bytes N --cpu-seconds N \
-                 [--self-check [--try-read PATH]... [--try-create PATH]...] < INPUT"
+                "usage: parse-worker --format <{}> --memory-bytes N --cpu-seconds N \
+                 [--self-check [--try-read PATH]... [--try-create PATH]...] < INPUT",
+                Format::ALL.map(Format::as_str).join("|")
             );
             return ExitCode::from(EXIT_USAGE);
         }
@@ -234,8 +235,8 @@ mod tests {
 
     #[test]
     fn bad_args_are_reported() {
-        let err = WorkerRequest::from_args(&args(&["--format", "docx"])).unwrap_err();
-        assert!(err.contains("docx"), "{err}");
+        let err = WorkerRequest::from_args(&args(&["--format", "doc"])).unwrap_err();
+        assert!(err.contains("doc"), "{err}");
         let err = WorkerRequest::from_args(&args(&["--format", "pdf"])).unwrap_err();
         assert!(err.contains("--memory-bytes"), "{err}");
         let err = WorkerRequest::from_args(&args(&["--try-read", "/etc/hostname"])).unwrap_err();
