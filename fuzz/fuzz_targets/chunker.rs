@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };
     let max = 100 + usize::from(knob) * 4;
     let opts = ChunkingOptions { max_chunk_size_tokens: max, chunk_overlap_tokens: usize::from(knob) % (max / 2 + 1) };
-    let doc = ParsedDocument { format: Format::Markdown, pages: vec![Page { number: 1, text: text.to_owned(), sections: Vec::new() }], warnings: Vec::new() };
+    let doc = ParsedDocument { format: Format::Markdown, pages: vec![Page { number: 1, text: text.to_owned(), ..Page::default() }], warnings: Vec::new(), parser: String::new(), attachments: Vec::new() };
     let chunks = chunk_document(&doc, &opts, &WhitespaceCounter);
     let chars: Vec<char> = text.chars().collect();
     let mut last_start = 0;
