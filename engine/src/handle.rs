@@ -16,7 +16,7 @@ use llama_cpp_2::model::LlamaModel;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::backend::{backend, backend_report};
-use crate::chat_template::{ChatTemplate, Segment};
+use crate::chat_template::{ChatTemplate, Segment, ToolFormat, ToolPrompt};
 use crate::embedding::{EmbedJob, EmbeddingWorker};
 use crate::request::Submitted;
 use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
@@ -238,9 +238,15 @@ impl Engine {
     /// Token ids of a conversation: the chat template's own text with its special tokens, each
     /// message's content as plain text (see `chat_template`), and the model's BOS first.
     pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<i32>, EngineError> {
+        self.tokenize_chat_with_tools(messages, None)
+    }
+
+    /// [`Engine::tokenize_chat`] with tools, for a template that renders them
+    /// ([`Engine::tool_support`]).
+    pub fn tokenize_chat_with_tools(&self, messages: &[ChatMessage], tools: Option<&ToolPrompt>) -> Result<Vec<i32>, EngineError> {
         let template = self.inner.template.as_ref().ok_or_else(|| self.wrong_kind("chat"))?;
         let mut ids = Vec::new();
-        for (i, segment) in template.segments(messages)?.into_iter().enumerate() {
+        for (i, segment) in template.segments(messages, tools)?.into_iter().enumerate() {
             let first = i == 0;
             match segment {
                 Segment::Template(text) => ids.extend(self.tokens(&text, first, true)),
@@ -252,6 +258,12 @@ impl Engine {
 
     fn tokens(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<i32> {
         self.inner.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
+    }
+
+    /// Whether the chat template renders tools itself, and how the model writes calls; `None`
+    /// for an embedding model.
+    pub fn tool_support(&self) -> Option<(bool, ToolFormat)> {
+        self.inner.template.as_ref().map(|t| (t.native_tools(), t.tool_format()))
     }
 
     /// Render a conversation with the model's chat template, as one string (for display and

@@ -27,7 +27,7 @@ mod stop;
 mod telemetry;
 
 pub use backend::{backend_report, default_backend_dirs, devices, init_backend, BackendFailure, BackendOptions, BackendReport, ComputeDevice, DeviceKind};
-pub use chat_template::ChatMessage;
+pub use chat_template::{ChatMessage, ToolFormat, ToolPrompt};
 pub use config::{BatchMixing, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
 pub use error::EngineError;
 pub use gpu::cuda_memory;
