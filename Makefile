@@ -14,15 +14,16 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What building and running need: the C/C++ toolchain for llama.cpp and bindgen, libsystemd for
 # sd_notify, python3 + venv + unzip to fetch and convert the models, binutils (strip).
-APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip binutils libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
+APT_PACKAGES := cmake clang libclang-dev libsystemd-dev pkg-config python3 python3-venv unzip binutils tesseract-ocr tesseract-ocr-eng
 # What only the tests use: systemd (systemd-analyze, systemd-sysusers) for the unit tests, prometheus
 # (promtool) for the metrics test, rpm and cpio to inspect the RPM. On a Debian host with systemd,
 # installing prometheus also starts a Prometheus server: one more reason `make run` does not.
-TEST_APT_PACKAGES := systemd prometheus rpm cpio
+# chromium and chromium-driver run the web console's browser test (tests/tests/console.rs).
+TEST_APT_PACKAGES := systemd prometheus rpm cpio chromium chromium-driver
 # cargo-generate-rpm builds the RPM from [package.metadata.generate-rpm] in daemon/Cargo.toml.
 GENERATE_RPM_VERSION := 0.21.1
 
-.PHONY: run test setup deps test-deps tools models build rpm clean test-tools fuzz fuzz-api
+.PHONY: run test setup deps test-deps tools models build rpm cuda rpm-cuda clean test-tools fuzz fuzz-api
 
 run: setup build
 	mkdir -p data inbox
@@ -92,6 +93,24 @@ rpm: tools
 	for f in target/release/lib/*.so*; do strip --strip-debug -o target/release/rpm/lib/$$(basename $$f) $$f; done
 	for f in target/release/backends/libggml-cpu-*.so; do strip --strip-debug -o target/release/rpm/backends/$$(basename $$f) $$f; done
 	$(CARGO) generate-rpm -p daemon -o target/rpm/
+
+# The CUDA backend, libggml-cuda.so, into target/release/backends/ (where a build's hearth loads
+# backends from), built with this machine's CUDA toolkit or, where there is none, with NVIDIA's
+# compiler and runtime from PyPI (packaging/cuda/make_cuda.sh): no GPU and no CUDA install needed.
+# CUDA_ARCHS="90" limits the build to one GPU generation (default: this machine's GPUs, else
+# 80;86;89;90; each takes about 35 CPU-minutes).
+cuda: deps
+	$(call apt_install,ninja-build g++)
+	packaging/cuda/make_cuda.sh target/release/backends
+
+# hearth-cuda-VERSION.rpm (target/rpm/): libggml-cuda.so for /usr/lib64/hearth/backends, requiring
+# hearth of the same version and, through its automatic requirements, the CUDA 13 runtime libraries.
+HEARTH_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+rpm-cuda: tools
+	test -f target/release/backends/libggml-cuda.so || $(MAKE) cuda
+	mkdir -p target/release/rpm-cuda target/rpm
+	strip --strip-debug -o target/release/rpm-cuda/libggml-cuda.so target/release/backends/libggml-cuda.so
+	$(CARGO) generate-rpm -p daemon --variant cuda -o target/rpm/ -s 'requires = { hearth = "= $(HEARTH_VERSION)" }'
 
 build:
 	$(CARGO) build --release --bin hearth

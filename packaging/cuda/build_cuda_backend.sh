@@ -4,12 +4,15 @@
 # matches that tree's). Used by packaging/Containerfile.cuda and for the RPM's CUDA subpackage.
 #
 #   packaging/cuda/build_cuda_backend.sh [--src DIR | --bundle FILE.tar.xz] [--archs "80;86;89;90"]
-#       [--out DIR] [--build-dir DIR] [--jobs N]
+#       [--out DIR] [--build-dir DIR] [--jobs N] [--toolkit DIR]
 #
 # --src       the llama.cpp tree (default: packaging/cuda/llama_source.sh, the cargo registry copy)
 # --bundle    a tarball from make_source_bundle.sh instead (machines without cargo)
 # --archs     CMAKE_CUDA_ARCHITECTURES (default 80;86;89;90: A100, A10/RTX 30, L4/RTX 40, H100)
 # --out       where libggml-cuda.so goes (default ./backends), next to hearth's CPU backends
+# --toolkit   a CUDA toolkit root to build with (default: nvcc on PATH, else /usr/local/cuda), e.g.
+#             the one toolkit_wheels.sh unpacks from PyPI; one without the driver's libcuda builds
+#             with GGML_CUDA_NO_VMM=ON (ggml's legacy memory pool)
 #
 # Needs nvcc (CUDA 12 or 13), cmake >= 3.18, ninja and a C compiler. The result needs at run time
 # libcudart, libcublas, libcublasLt of the CUDA major version it was built with, the driver's
@@ -17,7 +20,7 @@
 # libcuda.so.1 where there is no driver, and the backend then reports 0 devices.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-src="" bundle="" archs="80;86;89;90" out="backends" build="" jobs=""
+src="" bundle="" archs="80;86;89;90" out="backends" build="" jobs="" toolkit=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --src) src=$2; shift 2 ;;
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --build-dir) build=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
+        --toolkit) toolkit=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -39,13 +43,30 @@ elif [ -z "$src" ]; then
 fi
 [ -f "$src/ggml/src/ggml-cuda/CMakeLists.txt" ] || { echo "$src has no ggml CUDA backend" >&2; exit 1; }
 build=${build:-$work/build}
-command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ] || { echo "nvcc not found (install the CUDA toolkit)" >&2; exit 1; }
-command -v nvcc >/dev/null 2>&1 || PATH=/usr/local/cuda/bin:$PATH
+if [ -n "$toolkit" ]; then
+    [ -x "$toolkit/bin/nvcc" ] || { echo "$toolkit/bin/nvcc not found" >&2; exit 1; }
+    PATH=$toolkit/bin:$PATH
+else
+    command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ] || { echo "nvcc not found (install the CUDA toolkit, or: make cuda)" >&2; exit 1; }
+    command -v nvcc >/dev/null 2>&1 || PATH=/usr/local/cuda/bin:$PATH
+    toolkit=$(cd "$(dirname "$(command -v nvcc)")/.." && pwd)
+fi
+toolkit_args="-DCUDAToolkit_ROOT=$toolkit -DCMAKE_CUDA_COMPILER=$toolkit/bin/nvcc"
+# ggml's virtual-memory pool links the driver library; a toolkit without it (PyPI wheels, or a
+# machine with no driver and no stubs) builds the legacy pool instead.
+if ! find "$toolkit" -name 'libcuda.so*' 2>/dev/null | grep -q . && ! ldconfig -p 2>/dev/null | grep -q 'libcuda.so '; then
+    echo "no libcuda.so in $toolkit: building with GGML_CUDA_NO_VMM=ON" >&2
+    toolkit_args="$toolkit_args -DGGML_CUDA_NO_VMM=ON"
+fi
 
 # GGML_BACKEND_DL: a loadable module with ggml_backend_init; GGML_NATIVE must be off with it.
 # The CPU flags only affect the ggml-base/ggml-cpu built alongside, which are not shipped: hearth's
 # own libggml-base is the one the process has loaded.
-cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+# The run path lets the backend find the CUDA runtime where NVIDIA's packages put it, when the
+# linker's cache does not list it.
+# shellcheck disable=SC2086
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release $toolkit_args \
+    "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath,/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib" \
     -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" -DGGML_CUDA_NCCL=OFF \
     -DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF \
     -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
@@ -58,7 +79,7 @@ lib=$(find "$build" -name libggml-cuda.so -type f | head -n1)
 
 # The check: load it into this tree's ggml-base and compare API versions.
 cc -O1 -I "$src/ggml/include" -I "$src/ggml/src" "$here/check_backend.c" -ldl -o "$work/check_backend"
-libdirs=$(dirname "$lib"):$(dirname "$(find "$build" -name 'libggml-base.so*' | head -n1)")
+libdirs=$(dirname "$lib"):$(dirname "$(find "$build" -name 'libggml-base.so*' | head -n1)"):$toolkit/lib:$toolkit/lib64
 if ! ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '; then
     stub=$(find /usr/local/cuda/lib64/stubs /usr/local/cuda/targets/*/lib/stubs -name libcuda.so 2>/dev/null | head -n1 || true)
     if [ -n "$stub" ]; then
