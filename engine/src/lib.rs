@@ -10,6 +10,7 @@
 //! The crate knows nothing about HTTP, async runtimes beyond channel types, or the config file format:
 //! it takes plain config structs ([`ModelConfig`]).
 
+pub mod accuracy;
 mod amx;
 mod backend;
 mod chat_template;
@@ -25,6 +26,7 @@ mod sampling;
 mod scheduler;
 mod stop;
 mod telemetry;
+pub mod quantize;
 
 pub use backend::{backend_report, default_backend_dirs, devices, init_backend, BackendFailure, BackendOptions, BackendReport, ComputeDevice, DeviceKind};
 pub use chat_template::{ChatMessage, ToolFormat, ToolPrompt};
