@@ -8,10 +8,16 @@
 //!   its arguments and builds its requests through [`target::Target`].
 //! - [`bench`]: `hearth bench`, load tests against service-level objectives.
 //! - [`eval`]: `hearth eval`, retrieval and answer scoring over a vector store.
+//! - [`status`]: `hearth status`, models, devices, vector stores and ingestion progress.
+//! - [`ask`]: `hearth ask`, a question answered with `file_search`, streamed, with its citations.
+//! - [`api`]: the typed views of the server's JSON and the list pagination those two read.
 //! - [`sse_parser`]: server-sent events, bytes in and event data out (also used by the daemon's
 //!   remote provider to read an upstream's streams).
 
+pub mod api;
+pub mod ask;
 pub mod bench;
 pub mod eval;
 pub mod sse_parser;
+pub mod status;
 pub mod target;

@@ -2,6 +2,11 @@
 //! then `--config FILE`, then `HEARTH__SECTION__KEY` environment variables, merged by the config
 //! crate.
 //!
+//! `[[models]]` lists are the exception to "later layers win": entries are merged by name, so a
+//! user's file adds or retunes models without dropping the default ones, unless it sets
+//! `replace_default_models = true` ([`layers`], which also holds `hearth serve`'s `--model`,
+//! `--listen` and `--port`, laid over every layer).
+//!
 //! Nothing that looks wrong is let through with a warning. Each file (and the environment) is
 //! checked on its own, laid over the default, so an unknown key is reported together with the file
 //! that has it; invalid values are reported with the key and the layer the value came from.
@@ -15,6 +20,9 @@ use serde::Deserialize;
 
 use crate::api::keys::{KeyList, KeyRing};
 
+pub mod layers;
+pub use layers::CommandLine;
+
 /// The embedded default configuration, documented key by key.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
 /// The system-wide configuration file, read when it exists.
@@ -24,6 +32,9 @@ const DEFAULT_ORIGIN: &str = "the embedded default configuration";
 /// Everything hearth is configured with.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// A layer with `true` replaces the `[[models]]` list before it instead of merging by name.
+    #[serde(default)]
+    pub replace_default_models: bool,
     pub server: ServerSettings,
     pub limits: LimitSettings,
     pub engine: EngineSettings,
@@ -477,6 +488,9 @@ pub enum ConfigError {
     /// A file that cannot be read or parsed.
     #[error("configuration file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// A command-line value that cannot apply (`--model` naming no file, `--port` without an address).
+    #[error("{0}")]
+    CommandLine(String),
 }
 
 /// Where settings come from, in order.
@@ -486,12 +500,14 @@ pub struct Sources {
     pub system: PathBuf,
     /// The file named on the command line; must exist.
     pub file: Option<PathBuf>,
+    /// `hearth serve`'s `--model`, `--listen` and `--port`, laid over everything.
+    pub command_line: CommandLine,
 }
 
 impl Sources {
     /// The standard layering with an optional `--config` file.
     pub fn standard(file: Option<PathBuf>) -> Self {
-        Self { system: PathBuf::from(SYSTEM_CONFIG), file }
+        Self { system: PathBuf::from(SYSTEM_CONFIG), file, command_line: CommandLine::default() }
     }
 }
 
@@ -508,18 +524,26 @@ impl Settings {
             }
             files.push(file.clone());
         }
-        // Each layer alone over the default, so unknown keys are blamed on the right layer.
-        for file in &files {
-            let layer = default_builder().add_source(file_source(file)?);
-            check_layer(layer, &file.display().to_string())?;
+        let default = default_values();
+        let layers = files.iter().map(|f| file_source(f)).collect::<Result<Vec<_>, _>>()?;
+        // Each layer alone over the default (its models merged by name), so unknown keys are blamed
+        // on the right layer.
+        for (file, layer) in files.iter().zip(&layers) {
+            let models = layers::overrides(&[&default, &layer.values], &CommandLine::default(), "").map_err(command_line_error)?;
+            check_layer(default_builder().add_source(layer.clone()).add_source(models), &file.display().to_string())?;
         }
         check_layer(default_builder().add_source(env_source()), "the environment (HEARTH__SECTION__KEY variables)")?;
 
         let mut builder = default_builder();
-        for file in &files {
-            builder = builder.add_source(file_source(file)?);
+        for layer in &layers {
+            builder = builder.add_source(layer.clone());
         }
-        let merged = builder.add_source(env_source()).build().map_err(|e| config_error(e, None))?;
+        let builder = builder.add_source(env_source());
+        let listen = builder.build_cloned().ok().and_then(|c| c.get_string("server.listen").ok()).unwrap_or_default();
+        let mut all = vec![&default];
+        all.extend(layers.iter().map(|l| &l.values));
+        let overrides = layers::overrides(&all, &sources.command_line, &listen).map_err(command_line_error)?;
+        let merged = builder.add_source(overrides).build().map_err(|e| config_error(e, None))?;
         let mut settings: Settings = merged.clone().try_deserialize().map_err(|e| config_error(e, Some(&merged)))?;
         settings.server.keys = KeyRing::build(&settings.server.api_keys, settings.server.api_key_file()).map_err(|e| ConfigError::Invalid {
             key: e.setting().to_owned(),
@@ -704,6 +728,16 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The embedded default's values, as the `[[models]]` merge reads them.
+fn default_values() -> Map<String, Value> {
+    FileFormat::Toml.parse(None, DEFAULT_CONFIG).unwrap_or_default()
+}
+
+/// A command-line value that cannot apply (`--model` that names no file, `--port` with no address).
+fn command_line_error(reason: String) -> ConfigError {
+    ConfigError::CommandLine(reason)
 }
 
 fn default_builder() -> config::ConfigBuilder<config::builder::DefaultState> {

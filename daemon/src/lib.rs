@@ -17,6 +17,7 @@ pub mod server;
 pub mod service;
 pub mod service_manager;
 pub mod state;
+pub mod state_format;
 pub mod telemetry;
 
 /// The server-sent-events parser, shared with the client crate (`hearth bench` reads streams too).

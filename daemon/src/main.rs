@@ -1,16 +1,22 @@
 //! The `hearth` binary. Reads top to bottom: arguments, configuration, tracing, the command.
+//!
+//! Commands that need no configuration (`completions`, `man`, and the client commands, which talk
+//! to a running daemon over HTTP) run before it is loaded, so an ordinary user can run them where
+//! `/etc/hearth/hearth.toml` is readable by root only.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use hearth::config::{ProviderSetting, Settings, Sources};
+use clap::{CommandFactory, Parser, Subcommand};
+use hearth::config::{CommandLine, ModelKindSetting, ProviderSetting, Settings, Sources};
 use hearth::{compute, server, telemetry};
-use hearth_client::{bench, eval};
+use hearth_client::{ask, bench, eval, status};
 
 /// hearth: a chat and an embedding model, a vector store and a watched folder, on one machine.
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, about)]
+#[command(name = "hearth", version, long_version = cli::LONG_VERSION, about)]
 struct Cli {
     /// A configuration file laid over the embedded default and /etc/hearth/hearth.toml.
     #[arg(long, global = true, value_name = "FILE")]
@@ -22,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon.
-    Serve,
+    Serve(ServeArgs),
     /// Check the configuration and exit: 0 when valid, 2 with the reason when not.
     Validate,
     /// List the compute devices (CPU, GPUs) found through the configured backend directory, and why
@@ -34,6 +40,29 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Score retrieval and answers over a vector store against a question set (RAGAS-style).
     Eval(eval::EvalArgs),
+    /// What the running daemon serves and where ingestion stands: readiness, models, devices,
+    /// vector stores and each file's progress; `--wait-for FILE` waits for one file (`--json`).
+    Status(status::StatusArgs),
+    /// Ask the documents a question (`file_search` over `inbox` by default): the answer streamed,
+    /// then its citations as `file, page N`.
+    Ask(ask::AskArgs),
+    /// What a start of this release would change in the state directory (`--check`: report only).
+    Migrate {
+        /// Report the state directory's format and the migration steps; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a shell completion script: `hearth completions bash > /etc/bash_completion.d/hearth`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man page hearth(1): to standard output, or to `--out FILE`.
+    Man {
+        /// The file to write (`hearth.1`); standard output when left out.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Internal: parse one document in a sandboxed child process (hearth runs this itself).
     #[command(hide = true)]
     ParseWorker {
@@ -42,20 +71,61 @@ enum Command {
     },
 }
 
+/// `hearth serve`'s options, laid over every configuration layer.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Serve this chat model (a GGUF file, named after the file) in place of the configured chat
+    /// models; the configured embedding model stays.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Listen on this address (`127.0.0.1:9000`); overrides `server.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Listen on this port, on the configured (or `--listen`) address; 0 picks a free one.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::ParseWorker { args } = &cli.command {
-        // Before the configuration: the worker reads nothing but the file it is given.
-        return ingest::worker_main(args);
+    let parsed = Cli::parse();
+    let config = parsed.config;
+    // Before the configuration: the worker reads nothing but the file it is given, and the client
+    // commands no more of the configuration than the daemon's address.
+    let target = || cli::default_target(config.clone());
+    let command = match parsed.command {
+        Command::ParseWorker { args } => return ingest::worker_main(&args),
+        Command::Completions { shell } => return cli::completions(Cli::command(), shell),
+        Command::Man { out } => return cli::man(Cli::command(), out.as_deref()),
+        Command::Status(mut args) => {
+            args.target.or_default(target);
+            return status::main(args);
+        }
+        Command::Ask(mut args) => {
+            args.target.or_default(target);
+            return ask::main(args);
+        }
+        Command::Bench(mut args) => {
+            args.run.target.or_default(target);
+            return bench::main(args);
+        }
+        Command::Eval(mut args) => {
+            args.target.or_default(target);
+            return eval::main(args);
+        }
+        command => command,
+    };
+    let mut sources = Sources::standard(config.clone());
+    if let Command::Serve(args) = &command {
+        sources.command_line = CommandLine { chat_model: args.model.clone(), listen: args.listen.clone(), port: args.port };
     }
-    let settings = match Settings::load(&Sources::standard(cli.config.clone())) {
+    let settings = match Settings::load(&sources) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("hearth: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    match cli.command {
+    match command {
         Command::Validate => validate(&settings),
         Command::Info => info(&settings),
         Command::Routes => {
@@ -64,11 +134,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(args) => bench::main(args),
-        Command::Eval(args) => eval::main(args),
-        Command::ParseWorker { .. } => ExitCode::FAILURE, // handled above
-        Command::Serve => {
+        Command::Migrate { check } => cli::migrate(&settings, check),
+        // Handled above.
+        Command::ParseWorker { .. } | Command::Completions { .. } | Command::Man { .. } => ExitCode::FAILURE,
+        Command::Status(_) | Command::Ask(_) | Command::Bench(_) | Command::Eval(_) => ExitCode::FAILURE,
+        Command::Serve(_) => {
             telemetry::init();
+            warn_without_embedding_model(&settings);
             match actix_web::rt::System::new().block_on(server::serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -79,6 +151,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Say loudly, on the terminal and in the log, what a configuration without an embedding model
+/// turns off (a user's `replace_default_models = true` list of chat models only, say).
+fn warn_without_embedding_model(settings: &Settings) {
+    if settings.models.iter().any(|m| m.kind == ModelKindSetting::Embedding) {
+        return;
+    }
+    let folders: Vec<String> = settings.ingest.watch.iter().map(|w| w.path.display().to_string()).collect();
+    let watched = if folders.is_empty() { String::new() } else { format!(" and the watched folder ({})", folders.join(", ")) };
+    let message = format!(
+        "no embedding model is configured (no [[models]] entry has kind = \"embedding\"): vector stores, file_search answers{watched} are OFF. \
+         Add an embedding model to [[models]], or drop replace_default_models = true to keep the default one."
+    );
+    eprintln!("hearth: WARNING: {message}");
+    tracing::warn!("{message}");
 }
 
 fn validate(settings: &Settings) -> ExitCode {

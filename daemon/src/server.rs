@@ -48,6 +48,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let manager = ServiceManager::from_env();
     let state_dir = settings.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    crate::state_format::open(&state_dir)?;
     compute::init(&settings.engine, true)?;
 
     let addr = settings.listen_addr();

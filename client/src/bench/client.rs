@@ -328,7 +328,7 @@ mod tests {
     use crate::target::{normalize_base, TargetArgs};
 
     fn client(endpoint: Endpoint) -> Client {
-        let target = Target::new(&TargetArgs { target: "http://127.0.0.1:9/v1/".into(), api_key: None });
+        let target = Target::new(&TargetArgs { target: Some("http://127.0.0.1:9/v1/".into()), api_key: None });
         Client::new(&target, endpoint, "m".into(), Duration::from_secs(1)).unwrap()
     }
 

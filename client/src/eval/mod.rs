@@ -36,7 +36,7 @@ pub struct EvalArgs {
     dataset: PathBuf,
     /// The hearth server (`--target`) and its bearer token (`--api-key`).
     #[command(flatten)]
-    target: TargetArgs,
+    pub target: TargetArgs,
     /// Chat model that answers.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
