@@ -272,6 +272,10 @@ pub struct EngineSettings {
     /// An engine thread whose heartbeat is older than this many seconds is stalled: `/ready`
     /// answers 503 naming it and `/health` says `degraded`.
     pub stall_seconds: f64,
+    /// Bytes of host RAM for each chat model's saved prompt prefixes (the prefix cache's RAM tier); 0: off.
+    pub prefix_cache_ram_bytes: u64,
+    /// Bytes of disk for each chat model's saved prompt prefixes, in `<state_dir>/prefix-cache/<model>/`; 0: off.
+    pub prefix_cache_disk_bytes: u64,
 }
 
 /// `batch_mixing`.

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
+use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind, PrefixTierConfig};
 use sha2::{Digest, Sha256};
 
 use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
@@ -143,6 +143,11 @@ fn engine_config(m: &ModelSettings, settings: &Settings) -> ModelConfig {
         block_size: m.block_size,
         enable_prefix_caching: m.enable_prefix_caching,
         prefix_cache_max_tokens: m.prefix_cache_max_tokens,
+        prefix_tiers: PrefixTierConfig {
+            ram_bytes: engine.prefix_cache_ram_bytes,
+            disk_bytes: engine.prefix_cache_disk_bytes,
+            dir: Some(settings.server.state_dir.join("prefix-cache").join(dir_name(&m.name))),
+        },
         kv_cache_dtype: match m.kv_cache_dtype {
             KvCacheDtypeSetting::F16 => KvCacheDtype::F16,
             KvCacheDtypeSetting::Q8_0 => KvCacheDtype::Q8_0,
@@ -162,6 +167,17 @@ fn engine_config(m: &ModelSettings, settings: &Settings) -> ModelConfig {
         },
         max_decode_slowdown: engine.max_decode_slowdown,
         stall_timeout: Duration::from_secs(settings.server.stall_timeout_seconds),
+    }
+}
+
+/// A model name as one directory name: characters other than ASCII letters, digits, `.`, `-`
+/// and `_` become `_` (names are free text; a `/` must not make a path).
+fn dir_name(name: &str) -> String {
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if safe.trim_matches('.').is_empty() {
+        format!("model-{safe}")
+    } else {
+        safe
     }
 }
 

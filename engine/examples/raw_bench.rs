@@ -141,6 +141,7 @@ async fn main() -> Result<(), String> {
         block_size: 16,
         enable_prefix_caching: args.prefix_caching,
         prefix_cache_max_tokens: args.prefix_cache_tokens,
+        prefix_tiers: Default::default(),
         kv_cache_dtype: KvCacheDtype::F16,
         threads: args.threads,
         n_gpu_layers: 999,

@@ -50,6 +50,18 @@ pub enum BatchMixing {
     Split,
 }
 
+/// The prefix cache's tiers below the KV cache: prefixes of finished requests kept in host RAM and
+/// in files, and restored on a hit (see `kv/tiers`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefixTierConfig {
+    /// Bytes of host RAM for saved prefixes; 0 turns the RAM tier off.
+    pub ram_bytes: u64,
+    /// Bytes of disk for saved prefixes; 0 turns the disk tier off.
+    pub disk_bytes: u64,
+    /// The disk tier's directory, one per model; `None` turns the disk tier off.
+    pub dir: Option<PathBuf>,
+}
+
 /// Everything the engine needs to load and serve one model.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -77,6 +89,8 @@ pub struct ModelConfig {
     /// Most tokens of finished requests kept in the prefix cache; 0 means as many as the KV cache
     /// holds. Every kept cell adds to each step's attention work (llama.cpp's unified cache).
     pub prefix_cache_max_tokens: u32,
+    /// The RAM and disk tiers below the KV cache (off by default; needs `enable_prefix_caching`).
+    pub prefix_tiers: PrefixTierConfig,
     /// KV cache element type.
     pub kv_cache_dtype: KvCacheDtype,
     /// CPU threads for llama.cpp; 0 means every available core.

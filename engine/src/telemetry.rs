@@ -12,6 +12,17 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Where a cached prefix was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheTier {
+    /// Unused blocks still in llama.cpp's KV cache (shared, no copy).
+    Hot,
+    /// Host RAM (restored).
+    Ram,
+    /// A file (read, then restored).
+    Disk,
+}
+
 /// A point-in-time view of an engine, in vLLM's terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -27,6 +38,8 @@ pub struct EngineStats {
     pub prefix_cache_queries: u64,
     /// Prompt tokens found in the prefix cache (counter).
     pub prefix_cache_hits: u64,
+    /// The prefix cache by tier: the KV cache itself (hot), host RAM, disk.
+    pub prefix_tiers: PrefixTierStats,
     /// Sequences preempted to free KV cells (counter).
     pub preemptions: u64,
     /// Sequences cancelled because their client took no event for the stall timeout (counter).
@@ -45,6 +58,33 @@ pub struct EngineStats {
     pub sample_ns: u64,
     /// See `schedule_ns`.
     pub emit_ns: u64,
+}
+
+/// The prefix cache's tiers: where admitted prompts found their cached prefix, and what each tier
+/// holds. Counters count admissions (a preempted sequence's readmission is not counted again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixTierStats {
+    /// Admissions that shared a prefix kept in the KV cache (counter).
+    pub hot_hits: u64,
+    /// Admissions whose prefix was restored from host RAM (counter).
+    pub ram_hits: u64,
+    /// Admissions whose prefix was restored from a file (counter).
+    pub disk_hits: u64,
+    /// Admissions with no cached prefix of a block or more anywhere (counter).
+    pub misses: u64,
+    /// Restores tried from host RAM (counter); `ram_restores - ram_hits` failed.
+    pub ram_restores: u64,
+    /// Restores tried from disk (counter); `disk_restores - disk_hits` failed (a missing, corrupt
+    /// or refused file).
+    pub disk_restores: u64,
+    /// Finished sequences whose prefix was saved to the tiers (counter).
+    pub saves: u64,
+    /// Bytes of KV in unused cached blocks of the KV cache (gauge).
+    pub hot_bytes: u64,
+    /// Bytes of saved prefixes in host RAM (gauge).
+    pub ram_bytes: u64,
+    /// Bytes of saved prefixes on disk (gauge).
+    pub disk_bytes: u64,
 }
 
 /// Where one step's time went.
@@ -69,6 +109,10 @@ pub(crate) struct Telemetry {
     kv_capacity: AtomicU64,
     prefix_queries: AtomicU64,
     prefix_hits: AtomicU64,
+    /// Hits by tier (hot, RAM, disk), misses, restores (RAM, disk), saves.
+    tier_counts: [AtomicU64; 7],
+    /// Bytes by tier (hot, RAM, disk).
+    tier_bytes: [AtomicU64; 3],
     preemptions: AtomicU64,
     stalled: AtomicU64,
     steps: AtomicU64,
@@ -88,6 +132,8 @@ impl Default for Telemetry {
             kv_capacity: AtomicU64::new(0),
             prefix_queries: AtomicU64::new(0),
             prefix_hits: AtomicU64::new(0),
+            tier_counts: Default::default(),
+            tier_bytes: Default::default(),
             preemptions: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             steps: AtomicU64::new(0),
@@ -132,6 +178,35 @@ impl Telemetry {
         self.prefix_hits.fetch_add(hit as u64, Relaxed);
     }
 
+    /// An admission's prefix came from `from` (`None`: nowhere).
+    pub(crate) fn tier_hit(&self, from: Option<CacheTier>) {
+        let i = match from {
+            Some(CacheTier::Hot) => 0,
+            Some(CacheTier::Ram) => 1,
+            Some(CacheTier::Disk) => 2,
+            None => 3,
+        };
+        self.tier_counts[i].fetch_add(1, Relaxed);
+    }
+
+    /// A restore from `from` (RAM or disk) was tried.
+    pub(crate) fn tier_restore(&self, from: CacheTier) {
+        let i = if from == CacheTier::Disk { 5 } else { 4 };
+        self.tier_counts[i].fetch_add(1, Relaxed);
+    }
+
+    /// A finished sequence's prefix was saved.
+    pub(crate) fn tier_saved(&self) {
+        self.tier_counts[6].fetch_add(1, Relaxed);
+    }
+
+    /// What each tier holds now, in bytes.
+    pub(crate) fn tier_bytes(&self, hot: u64, ram: u64, disk: u64) {
+        for (gauge, v) in self.tier_bytes.iter().zip([hot, ram, disk]) {
+            gauge.store(v, Relaxed);
+        }
+    }
+
     /// A sequence was preempted.
     pub(crate) fn preempted(&self) {
         self.preemptions.fetch_add(1, Relaxed);
@@ -159,6 +234,22 @@ impl Telemetry {
             kv_capacity_tokens: self.kv_capacity.load(Relaxed),
             prefix_cache_queries: self.prefix_queries.load(Relaxed),
             prefix_cache_hits: self.prefix_hits.load(Relaxed),
+            prefix_tiers: {
+                let c = |i: usize| self.tier_counts[i].load(Relaxed);
+                let b = |i: usize| self.tier_bytes[i].load(Relaxed);
+                PrefixTierStats {
+                    hot_hits: c(0),
+                    ram_hits: c(1),
+                    disk_hits: c(2),
+                    misses: c(3),
+                    ram_restores: c(4),
+                    disk_restores: c(5),
+                    saves: c(6),
+                    hot_bytes: b(0),
+                    ram_bytes: b(1),
+                    disk_bytes: b(2),
+                }
+            },
             preemptions: self.preemptions.load(Relaxed),
             stalled: self.stalled.load(Relaxed),
             steps: self.steps.load(Relaxed),

@@ -28,6 +28,7 @@ fn start(name: &str, kind: ModelKind, file: &str, max_num_batched_tokens: u32) -
         block_size: 16,
         enable_prefix_caching: false,
         prefix_cache_max_tokens: 0,
+        prefix_tiers: Default::default(),
         kv_cache_dtype: KvCacheDtype::F16,
         threads: 2,
         n_gpu_layers: 0,

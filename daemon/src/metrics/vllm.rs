@@ -180,6 +180,8 @@ impl Collector for ModelRegistry {
             }
         }
 
+        encode_prefix_tiers(&mut encoder, &local)?;
+
         let mut family = encoder.encode_descriptor(
             "hearth_engine_step_seconds",
             "Time of engine steps by phase: schedule, decode (with the wait for the device), sample, emit.",
@@ -227,6 +229,51 @@ impl Collector for ModelRegistry {
         }
         Ok(())
     }
+}
+
+/// The prefix cache by tier (`hot`: unused blocks in the KV cache, `ram`, `disk`), for local models:
+/// admissions served from each tier, misses, restores tried, saves, and the bytes each holds.
+fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMetrics>, engine::EngineStats)]) -> Result<(), std::fmt::Error> {
+    type TierFamily = (&'static str, &'static str, MetricType, &'static [(&'static str, fn(&engine::PrefixTierStats) -> u64)]);
+    let families: [TierFamily; 5] = [
+        (
+            "hearth_prefix_cache_hits",
+            "Admitted requests whose prompt prefix came from the prefix cache, by tier (hot: shared in the KV cache; ram, disk: restored).",
+            MetricType::Counter,
+            &[("hot", |t| t.hot_hits), ("ram", |t| t.ram_hits), ("disk", |t| t.disk_hits)],
+        ),
+        ("hearth_prefix_cache_misses", "Admitted requests with no cached prefix of a block or more.", MetricType::Counter, &[("", |t| t.misses)]),
+        (
+            "hearth_prefix_cache_restores",
+            "Restores of a saved prefix tried, by tier; those not counted as hits failed (missing, corrupt or refused).",
+            MetricType::Counter,
+            &[("ram", |t| t.ram_restores), ("disk", |t| t.disk_restores)],
+        ),
+        ("hearth_prefix_cache_saves", "Finished requests whose prompt prefix was saved to the RAM and disk tiers.", MetricType::Counter, &[("", |t| t.saves)]),
+        (
+            "hearth_prefix_cache_bytes",
+            "Bytes of KV the prefix cache holds, by tier.",
+            MetricType::Gauge,
+            &[("hot", |t| t.hot_bytes), ("ram", |t| t.ram_bytes), ("disk", |t| t.disk_bytes)],
+        ),
+    ];
+    for (name, help, kind, tiers) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+        for (m, s) in local {
+            for &(tier, value) in tiers {
+                let v = value(&s.prefix_tiers);
+                let mut l: Vec<(&str, &str)> = labels(m).to_vec();
+                if !tier.is_empty() {
+                    l.push(("tier", tier));
+                }
+                match kind {
+                    MetricType::Gauge => ConstGauge::new(v as f64).encode(family.encode_family(&l)?)?,
+                    _ => ConstCounter::new(v).encode(family.encode_family(&l)?)?,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn labels(m: &ModelMetrics) -> Labels<'_> {

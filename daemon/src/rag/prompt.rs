@@ -128,6 +128,7 @@ mod tests {
             block_size: 16,
             enable_prefix_caching: false,
             prefix_cache_max_tokens: 0,
+            prefix_tiers: Default::default(),
             kv_cache_dtype: engine::KvCacheDtype::F16,
             threads: 1,
             n_gpu_layers: 0,

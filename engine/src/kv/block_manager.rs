@@ -126,6 +126,22 @@ impl BlockManager {
         self.blocks.len() - self.free.len() - self.evictable.len()
     }
 
+    /// Blocks with no cells at all (not counting evictable ones).
+    pub(crate) fn free_blocks(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Unreferenced blocks kept in the prefix cache (the hot tier).
+    pub(crate) fn cached_blocks(&self) -> usize {
+        self.evictable.len()
+    }
+
+    /// Tokens of `key`'s leading blocks registered in (or served from) the prefix cache: whole
+    /// blocks whose cells hold computed KV, which the tiers below may save.
+    pub(crate) fn registered_tokens(&self, key: SeqKey) -> usize {
+        self.seqs.get(&key).map_or(0, |t| t.registered * self.block_size)
+    }
+
     /// Blocks that can be handed out now (free plus evictable).
     pub(crate) fn available_blocks(&self) -> usize {
         self.free.len() + self.evictable.len()

@@ -14,7 +14,6 @@ pub(crate) fn block_hash(salt: u64, parent: Option<u64>, tokens: &[i32]) -> u64 
 }
 
 /// Hashes of every full block of `tokens`, in order.
-#[cfg(test)]
 pub(crate) fn chain(salt: u64, tokens: &[i32], block_size: usize) -> Vec<u64> {
     let mut parent = None;
     tokens

@@ -8,8 +8,10 @@
 mod block_manager;
 mod evictable;
 mod hash;
+mod tiers;
 
 pub(crate) use block_manager::{BlockManager, KvOp, PrefixMatch, SeqKey};
+pub(crate) use tiers::{fingerprint, Found, PrefixTiers, Tier};
 
 /// Merge runs of operations that llama.cpp can do in one call: consecutive `Untag`s of one
 /// sequence, or `Share`s between the same two sequences, over touching position ranges (in

@@ -30,6 +30,7 @@
 mod pacing;
 mod prefill_order;
 mod sequence;
+mod tiering;
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -50,9 +51,10 @@ use self::prefill_order::prefill_order;
 use self::sequence::{Flow, Sequence};
 use crate::backend::backend;
 use crate::handle::{report_ready, Command};
-use crate::kv::{coalesce, BlockManager, KvOp, PrefixMatch, SeqKey};
+use crate::gpu::kv_bytes_per_token;
+use crate::kv::{coalesce, BlockManager, KvOp, PrefixMatch, PrefixTiers, SeqKey, Tier};
 use crate::sampling::build_sampler;
-use crate::telemetry::{StepPhases, Telemetry};
+use crate::telemetry::{CacheTier, StepPhases, Telemetry};
 use crate::{BatchMixing, EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
 
 /// How long an idle engine waits for work before beating its heartbeat again.
@@ -87,6 +89,10 @@ pub(crate) struct ChatWorker<'m> {
     samplers: rayon::ThreadPool,
     /// Sizes the prefill of steps that also decode (`max_decode_slowdown`).
     pacer: PrefillPacer,
+    /// The prefix cache's RAM and disk tiers, when on.
+    tiers: Option<PrefixTiers>,
+    /// KV bytes of one token (for the hot tier's size).
+    kv_bytes_per_token: u64,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -178,6 +184,7 @@ impl<'m> ChatWorker<'m> {
             h.finish()
         };
         tracing::info!(model = %config.name, kv_tokens = ctx.n_ctx(), num_blocks, block_size, llama_ids = n_llama_ids, "KV cache ready.");
+        let tiers = tiering::open_tiers(&config, model, block_size, salt);
         Ok(Self {
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
@@ -193,6 +200,8 @@ impl<'m> ChatWorker<'m> {
             running: Vec::new(),
             draining: Vec::new(),
             pacer: PrefillPacer::new(config.max_decode_slowdown),
+            tiers,
+            kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
             config,
             telemetry,
             samplers,
@@ -284,6 +293,7 @@ impl<'m> ChatWorker<'m> {
         let kv_used = self.blocks.active_blocks() * self.blocks.block_size();
         let kv_capacity = self.ctx.n_ctx() as usize;
         self.telemetry.publish(self.running.len(), self.waiting.len(), kv_used, kv_capacity);
+        self.publish_tiers();
     }
 
     /// Drop the sequences whose client went away, or stopped reading for longer than
@@ -326,21 +336,32 @@ impl<'m> ChatWorker<'m> {
             // part of the prefix this sequence is about to share.
             let Some(llama_id) = self.free_llama_id() else { break };
             let Some(seq) = self.waiting.front() else { break };
-            let prefix = self.blocks.match_prefix(&seq.tokens);
-            if !self.fits(&prefix) {
+            let mut prefix = self.blocks.match_prefix(&seq.tokens);
+            let (key, total, tokens) = (seq.key, seq.tokens.len(), seq.tokens.clone());
+            // A longer prefix saved below the KV cache is restored into fresh blocks instead.
+            let below = self.tier_candidate(&tokens, prefix.tokens).filter(|_| self.fits(&PrefixMatch::default()));
+            if below.is_some() {
+                prefix = PrefixMatch::default();
+            } else if !self.fits(&prefix) {
                 break;
             }
-            let (key, total) = (seq.key, seq.tokens.len());
             let Ok(ops) = self.blocks.allocate(key, llama_id, total, &prefix) else { break };
             self.apply(&ops);
+            let (mut n_past, mut from) = (prefix.tokens, (prefix.tokens > 0).then_some(CacheTier::Hot));
+            if let Some(found) = below {
+                n_past = self.restore_prefix(llama_id, total, &found);
+                from = (n_past > 0).then_some(if found.tier == Tier::Disk { CacheTier::Disk } else { CacheTier::Ram });
+                self.blocks.register(key, &tokens, n_past);
+            }
             let Some(mut seq) = self.waiting.pop_front() else { break };
             if seq.queued.is_none() {
                 seq.queued = Some(seq.submitted.submitted_at.elapsed());
-                seq.n_cached = prefix.tokens;
-                self.telemetry.prefix_lookup(total, prefix.tokens);
+                seq.n_cached = n_past;
+                self.telemetry.prefix_lookup(total, n_past);
+                self.telemetry.tier_hit(from);
             }
             seq.llama_id = Some(llama_id);
-            seq.n_past = prefix.tokens;
+            seq.n_past = n_past;
             self.running.push(seq);
         }
     }
@@ -556,6 +577,9 @@ impl<'m> ChatWorker<'m> {
     }
 
     fn release_blocks(&mut self, seq: &Sequence) {
+        if let Some(id) = seq.llama_id {
+            self.save_prefix(seq.key, id, &seq.tokens, seq.n_past);
+        }
         let ops = self.blocks.release(seq.key);
         self.apply(&ops);
         if let Some(id) = seq.llama_id {
