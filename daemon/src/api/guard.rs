@@ -11,7 +11,8 @@
 //!   the "simple" ones (a form, `fetch` with `mode: "no-cors"`) that skip the CORS preflight. A
 //!   request with an `Origin` not in `server.allowed_origins` (default: none) is refused, whatever
 //!   the route; allowed origins get CORS answers from actix-cors ([`cors`]), preflights included,
-//!   which run before the key check (a preflight carries no key).
+//!   which run before the key check (a preflight carries no key). An `Origin` naming the very
+//!   host the request is addressed to is a page hearth served itself (the web console) and passes.
 //! - **Content type**: a JSON route takes only `application/json` (or `application/*+json`, UTF-8),
 //!   the upload route only `multipart/form-data`; a route without a body refuses a body of another
 //!   declared type. So no form or `text/plain` body, the kinds a page can send without a preflight,
@@ -169,7 +170,7 @@ impl EdgePolicy {
             }
         }
         for origin in headers.get_all(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}")) {
-            if !self.allows_origin(origin) {
+            if !self.allows_origin(origin) && !same_origin(origin, headers) {
                 tracing::info!(origin = quote(origin), "Refused a request from a browser origin that is not allowed.");
                 return Err(ApiError::Forbidden {
                     message: format!(
@@ -182,6 +183,18 @@ impl EdgePolicy {
         }
         Ok(())
     }
+}
+
+/// Whether `origin` is the very host the request is addressed to (`http://HOST` or
+/// `https://HOST` with `HOST` the `Host` header, which has passed the host policy): a page hearth
+/// served itself, like the web console, whose browser sends `Origin` with every POST and DELETE.
+/// A DNS-rebinding page has the attacker's name in both and is refused by the host check first.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(authority) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let mut hosts = headers.get_all(header::HOST).peekable();
+    hosts.peek().is_some() && hosts.all(|h| h.to_str().is_ok_and(|h| h.eq_ignore_ascii_case(authority)))
 }
 
 /// At most [`QUOTE_CHARS`] of a header value, for messages and logs.
@@ -339,6 +352,12 @@ mod tests {
         assert!(message.contains("http://evil.example") && message.contains("server.allowed_origins"), "{message}");
         assert_eq!(refused(headers(&[(header::ORIGIN, "null")]), None).0, "origin_not_allowed");
         assert_eq!(refused(headers(&[(header::ORIGIN, "http://app.example:5174")]), None).0, "origin_not_allowed");
+        // Same origin: a page hearth served (the web console) posting back to the host it came from.
+        assert!(policy.check(&headers(&[(header::HOST, "127.0.0.1:8080"), (header::ORIGIN, "http://127.0.0.1:8080")]), None).is_ok());
+        assert!(policy.check(&headers(&[(header::HOST, "localhost:9"), (header::ORIGIN, "https://LOCALHOST:9")]), None).is_ok());
+        assert_eq!(refused(headers(&[(header::HOST, "127.0.0.1:8080"), (header::ORIGIN, "http://127.0.0.1:8081")]), None).0, "origin_not_allowed");
+        assert_eq!(refused(headers(&[(header::ORIGIN, "http://127.0.0.1:8080")]), None).0, "origin_not_allowed", "no Host to match");
+        assert_eq!(refused(headers(&[(header::HOST, "rebind.attacker.example"), (header::ORIGIN, "http://rebind.attacker.example")]), None).0, "host_not_allowed");
         let long = format!("{}.example", "a".repeat(500));
         assert!(refused(headers(&[(header::HOST, long.as_str())]), None).1.len() < 400, "a long Host is not quoted whole");
     }

@@ -12,6 +12,7 @@
 mod auth;
 mod chat;
 mod completions;
+pub mod console;
 mod deadline;
 mod embeddings;
 mod files;
@@ -52,6 +53,7 @@ fn register(r: &mut Routes<'_>) {
     responses::configure(r);
     tokenize::configure(r);
     openapi::configure(r);
+    console::configure(r);
 }
 
 /// The route table: every route with its method, path pattern, scope and body.

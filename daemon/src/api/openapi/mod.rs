@@ -196,6 +196,9 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         }
         ("GET", "/v1/responses/{id}") => doc("A stored response", None, Reply::Json(named::<shapes::ResponseObject>(c)), LOADING),
         ("DELETE", "/v1/responses/{id}") => doc("Delete a stored response", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
+        ("GET", "/") => doc("The web console (HTML; its data comes from this API with the user's key)", None, Reply::Raw(&["text/html"]), &[]),
+        ("GET", "/console/{version}/{name}") => doc("A web console asset (script, stylesheet, icon) of this build", None, Reply::Raw(&["text/javascript", "text/css", "image/svg+xml"]), &[]),
+        ("GET", "/v1/console/session") => doc("The presented key's scope and the watched folders, for the web console", None, Reply::Json(named::<super::console::Session>(c)), &[]),
         _ => None,
     }
 }
