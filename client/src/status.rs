@@ -164,7 +164,11 @@ pub async fn collect(target: &Target, http: &reqwest::Client) -> Result<Status, 
         Err(ApiError::Status { message, .. }) => Some(message),
         Err(e) => return Err(e),
     };
-    let models: Vec<api::Model> = api::list_all(target, http, "/v1/models").await?;
+    // A daemon still loading its models answers 503 here: report it as not ready, not as an error.
+    let models: Vec<api::Model> = match api::list_all(target, http, "/v1/models").await {
+        Err(ApiError::Status { status: 503, .. }) if not_ready_reason.is_some() => Vec::new(),
+        other => other?,
+    };
     let mut devices: Vec<Device> = Vec::new();
     for device in models.iter().filter_map(|m| m.meta.as_ref()).flat_map(|m| &m.devices) {
         if !devices.iter().any(|d| d.name == device.name) {
@@ -172,7 +176,9 @@ pub async fn collect(target: &Target, http: &reqwest::Client) -> Result<Status, 
         }
     }
     let embedding: Vec<&str> = models.iter().filter(|m| m.kind() == Some("embedding")).map(|m| m.id.as_str()).collect();
-    let watched_folder = if embedding.is_empty() {
+    let watched_folder = if models.is_empty() && not_ready_reason.is_some() {
+        WatchedFolder { on: false, reason: "unknown until the models are loaded".into() }
+    } else if embedding.is_empty() {
         WatchedFolder {
             on: false,
             reason: "off: the server serves no embedding model, so watched folders, vector stores and file_search are off; add an embedding model to [[models]] (or drop replace_default_models = true)".into(),
@@ -183,7 +189,14 @@ pub async fn collect(target: &Target, http: &reqwest::Client) -> Result<Status, 
     let mut vector_stores = Vec::new();
     let mut ingestion = Ingestion::default();
     // A server without vector stores (no embedding model, or not hearth) lists none.
-    let stores: Vec<api::VectorStore> = if embedding.is_empty() { Vec::new() } else { api::list_all(target, http, "/v1/vector_stores").await? };
+    let stores: Vec<api::VectorStore> = if embedding.is_empty() {
+        Vec::new()
+    } else {
+        match api::list_all(target, http, "/v1/vector_stores").await {
+            Err(ApiError::Status { status: 503, .. }) if not_ready_reason.is_some() => Vec::new(),
+            other => other?,
+        }
+    };
     for store in stores {
         let files: Vec<api::VectorStoreFile> = api::list_all(target, http, &format!("/v1/vector_stores/{}/files", store.id)).await?;
         let files: Vec<FileStatus> = files
