@@ -154,7 +154,7 @@ async fn run(args: &StatusArgs, target: &Target) -> Result<ExitCode, ApiError> {
 
 /// The newest file named `name`, in any store.
 fn find<'a>(status: &'a Status, name: &str) -> Option<&'a FileStatus> {
-    status.vector_stores.iter().flat_map(|s| &s.files).filter(|f| f.filename.as_deref() == Some(name)).last()
+    status.vector_stores.iter().flat_map(|s| &s.files).rfind(|f| f.filename.as_deref() == Some(name))
 }
 
 /// Ask the server for everything [`Status`] holds.

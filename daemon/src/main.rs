@@ -185,6 +185,7 @@ fn validate(settings: &Settings) -> ExitCode {
         return ExitCode::from(2);
     }
     println!("configuration is valid: listening on {}, {} model(s), state in {}", settings.server.listen, settings.models.len(), settings.server.state_dir.display());
+    warn_without_embedding_model(settings);
     ExitCode::SUCCESS
 }
 
