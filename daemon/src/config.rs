@@ -515,6 +515,36 @@ impl Sources {
     }
 }
 
+/// `[[models]]` paths of the form `library:NAME` become the library model's file
+/// (`<state_dir>/models/`, see [`crate::models_library`]); a name not in the library is an error.
+fn resolve_library_models(settings: &mut Settings, merged: &Config) -> Result<(), ConfigError> {
+    let state_dir = settings.server.state_dir.clone();
+    for (i, m) in settings.models.iter_mut().enumerate() {
+        let resolved = crate::models_library::resolve_config_path(&state_dir, &m.path).map_err(|e| {
+            let key = format!("models[{i}].path");
+            ConfigError::Invalid { origin: origin_of(merged, &key), key, reason: e.to_string() }
+        })?;
+        if let Some((path, _sha256)) = resolved {
+            m.path = path;
+        }
+    }
+    Ok(())
+}
+
+/// `server.state_dir` alone, without validating the rest: `hearth models` and `hearth quantize`
+/// need no more, and must work while a `[[models]]` entry names a library model not yet added.
+pub fn state_dir_only(sources: &Sources) -> Result<PathBuf, ConfigError> {
+    let mut builder = default_builder();
+    if sources.system.is_file() {
+        builder = builder.add_source(file_source(&sources.system)?);
+    }
+    if let Some(file) = &sources.file {
+        builder = builder.add_source(file_source(file)?);
+    }
+    let merged = builder.add_source(env_source()).build().map_err(|e| config_error(e, None))?;
+    merged.get_string("server.state_dir").map(PathBuf::from).map_err(|e| config_error(e, Some(&merged)))
+}
+
 impl Settings {
     /// Load and validate the layered configuration.
     pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
@@ -549,6 +579,7 @@ impl Settings {
         let overrides = layers::overrides(&all, &sources.command_line, &listen).map_err(command_line_error)?;
         let merged = builder.add_source(overrides).build().map_err(|e| config_error(e, None))?;
         let mut settings: Settings = merged.clone().try_deserialize().map_err(|e| config_error(e, Some(&merged)))?;
+        resolve_library_models(&mut settings, &merged)?;
         settings.server.keys = KeyRing::build(&settings.server.api_keys, settings.server.api_key_file()).map_err(|e| ConfigError::Invalid {
             key: e.setting().to_owned(),
             origin: origin_of(&merged, e.setting()),

@@ -11,6 +11,7 @@ pub mod files;
 pub mod ingest;
 pub mod metrics;
 pub mod models;
+pub mod models_library;
 pub mod provider;
 pub mod rag;
 pub mod server;

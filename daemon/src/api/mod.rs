@@ -22,6 +22,7 @@ mod held;
 pub mod keys;
 mod metrics;
 mod models;
+mod models_library;
 pub mod openapi;
 mod responses;
 pub mod routes;
@@ -44,6 +45,7 @@ use crate::state::AppState;
 fn register(r: &mut Routes<'_>) {
     health::configure(r);
     metrics::configure(r);
+    models_library::configure(r); // before models: `/v1/models/library` is not a model id
     models::configure(r);
     chat::configure(r);
     completions::configure(r);

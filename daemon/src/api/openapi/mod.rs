@@ -145,6 +145,14 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         ("GET", "/metrics") => doc("Prometheus metrics (OpenMetrics when asked for)", None, Reply::Raw(&["text/plain", "application/openmetrics-text"]), &[]),
         ("GET", "/openapi.json") => doc("This document", None, Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[]),
         ("GET", "/v1/models") => doc("The models served", None, Reply::Json(named::<shapes::ModelList>(c)), LOADING),
+        ("GET", "/v1/models/library") => doc("The model library (admin)", None, Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[]),
+        ("POST", "/v1/models/library/import") => {
+            doc("Import a GGUF, split GGUFs or an OCI ModelCar image into the library (admin)", Some(named::<super::models_library::ImportBody>(c)), Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[409, 429])
+        }
+        ("POST", "/v1/models/library/pull") => {
+            doc("Download a GGUF into the library (admin)", Some(named::<super::models_library::PullBody>(c)), Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[409, 429])
+        }
+        ("DELETE", "/v1/models/library/{name}") => doc("Remove a model from the library (admin)", None, Reply::Json(named::<shapes::Deleted>(c)), &[409]),
         ("GET", "/v1/models/{id}") => doc("One model", None, Reply::Json(named::<shapes::Model>(c)), LOADING),
         ("POST", "/v1/chat/completions") => {
             let body = all_of(vec![named::<super::chat::ChatRequest>(c), named::<service::generate::GenerationParams>(c)]);

@@ -1,0 +1,315 @@
+//! `hearth quantize SOURCE --recipe RECIPE`: quantize a library model (or a GGUF file) with a
+//! recipe ([`super::recipes`]) into a new library entry that records the recipe, then measure the
+//! new model against its source ([`AccuracyReport`]):
+//!
+//! - chat models: perplexity of both on a held-out text (`--eval-text FILE`; by default the README
+//!   compiled into this binary), llama.cpp's method ([`engine::accuracy::perplexity`]);
+//! - embedding models: the cosine of each text's embedding to the source's (mean and minimum), and
+//!   recall@10: for each query, the share of the source model's 10 nearest passages that the
+//!   quantized model also ranks in its top 10. Passages are the text's paragraphs, queries its
+//!   headings (or the first sentence of every fourth paragraph when it has none).
+//!
+//! Calibration (`--calibration FILE`, an importance matrix) is refused: computing one needs the
+//! activations of every matrix multiplication through llama.cpp's eval callback (`cb_eval`), which
+//! llama-cpp-2 0.1.160 does not expose; the recipes run without it.
+
+use std::path::{Path, PathBuf};
+
+use engine::accuracy;
+use engine::quantize::{QuantizeJob, TargetType};
+use serde::Serialize;
+
+use super::recipes::Recipe;
+use super::{gguf, Draft, Entry, Library, LibraryError, RecipeRecord};
+
+/// The default held-out text: this release's README.
+const DEFAULT_EVAL_TEXT: &str = include_str!("../../../README.md");
+
+/// One quantization request.
+#[derive(Debug, Clone)]
+pub struct QuantizeRequest {
+    /// A library name, or a GGUF file.
+    pub source: String,
+    pub recipe: Recipe,
+    /// The new entry's name; default `<source>.<recipe>`.
+    pub name: Option<String>,
+    pub calibration: Option<PathBuf>,
+    /// Quantize an already quantized source.
+    pub allow_requantize: bool,
+    /// Held-out text for the report; default: the README compiled in.
+    pub eval_text: Option<PathBuf>,
+    /// Perplexity chunks of 512 tokens at most.
+    pub max_chunks: usize,
+    /// Skip the accuracy report.
+    pub no_report: bool,
+    pub threads: u32,
+}
+
+/// Which measurement applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Chat,
+    Embedding,
+}
+
+/// The accuracy of the new model against its source.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyReport {
+    pub kind: ModelKind,
+    pub eval_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<PerplexityReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PerplexityReport {
+    pub source: f64,
+    pub quantized: f64,
+    /// (quantized - source) / source, in percent.
+    pub change_percent: f64,
+    pub chunks: usize,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingReport {
+    pub mean_cosine: f64,
+    pub min_cosine: f64,
+    pub recall_at_10: f64,
+    pub queries: usize,
+    pub passages: usize,
+}
+
+/// What `hearth quantize` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizeOutcome {
+    pub entry: Entry,
+    pub source: String,
+    pub source_quantization: String,
+    pub source_bytes: u64,
+    pub seconds: f64,
+    /// Quantization seconds per GB (10^9 bytes) of source.
+    pub seconds_per_gb: f64,
+    pub report: Option<AccuracyReport>,
+}
+
+/// Quantize, publish, measure.
+pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, LibraryError> {
+    if let Some(cal) = &req.calibration {
+        return Err(LibraryError::Invalid(format!(
+            "--calibration {}: importance-matrix calibration is not supported in this release (llama-cpp-2 0.1.160 does not expose llama.cpp's eval callback, which collecting the activations needs); run without --calibration",
+            cal.display()
+        )));
+    }
+    let (source_path, source_label) = match library.get(&req.source) {
+        Ok(entry) => (library.model_path(&entry), entry.name),
+        Err(LibraryError::NotFound(_)) if Path::new(&req.source).is_file() => (PathBuf::from(&req.source), req.source.clone()),
+        Err(LibraryError::NotFound(n)) => {
+            return Err(LibraryError::Invalid(format!("{n:?} is neither a library model nor a file")));
+        }
+        Err(e) => return Err(e),
+    };
+    let header = gguf::read(&source_path).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+    if header.split_count() > 1 {
+        return Err(LibraryError::Invalid(format!("{source_label} is a split model; quantizing split models is not supported")));
+    }
+    let source_quant = header.quantization();
+    let float_source = matches!(source_quant.as_str(), "F32" | "F16" | "BF16");
+    if !float_source && !req.allow_requantize {
+        return Err(LibraryError::Invalid(format!(
+            "{source_label} is already quantized ({source_quant}); quantizing it again compounds the loss. Quantize its F16/F32 source, or pass --allow-requantize"
+        )));
+    }
+    let kind = model_kind(&header);
+    let text = match &req.eval_text {
+        Some(p) => std::fs::read_to_string(p).map_err(LibraryError::io(format!("cannot read the evaluation text {}", p.display())))?,
+        None => DEFAULT_EVAL_TEXT.to_owned(),
+    };
+    let eval_label = req.eval_text.as_ref().map_or_else(|| "README.md of this release (built in)".to_owned(), |p| p.display().to_string());
+    let suffix = req.recipe.name.clone();
+    let default_name = format!("{}.{suffix}", super::name_from_file(&source_label.rsplit('/').next().unwrap_or(&source_label).to_owned()));
+    let name = req.name.clone().unwrap_or_else(|| default_name.chars().take(64).collect());
+    super::check_name(&name)?;
+    if library.list()?.iter().any(|e| e.name == name) {
+        return Err(LibraryError::Exists(name));
+    }
+
+    let lock = library.lock()?;
+    library.sweep(&lock);
+    let staging = library.staging(&lock)?;
+    let file = format!("{name}.gguf");
+    let job = QuantizeJob {
+        input: source_path.clone(),
+        output: staging.path().join(&file),
+        target: req.recipe.target,
+        threads: req.threads,
+        allow_requantize: !float_source,
+    };
+    let done = engine::quantize::quantize(&job).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+    let recipe = RecipeRecord {
+        name: req.recipe.name.clone(),
+        ggml_type: req.recipe.target.name().to_owned(),
+        source: source_label.clone(),
+        requantized: !float_source,
+        calibration: None,
+        seconds: done.seconds,
+    };
+    let draft = Draft { name, source: format!("quantize:{source_label}"), primary: file.clone(), files: vec![file], expect_sha256: None, recipe: Some(recipe) };
+    let entry = library.publish(&lock, staging, draft)?;
+    drop(lock);
+    let report = if req.no_report {
+        None
+    } else {
+        let threads = i32::try_from(if req.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get() as u32) } else { req.threads }).unwrap_or(1);
+        Some(measure(kind, &source_path, &library.model_path(&entry), &text, eval_label, req.max_chunks, threads)?)
+    };
+    Ok(QuantizeOutcome {
+        entry,
+        source: source_label,
+        source_quantization: source_quant,
+        source_bytes: done.input_bytes,
+        seconds: done.seconds,
+        seconds_per_gb: done.seconds / (done.input_bytes as f64 / 1e9).max(1e-9),
+        report,
+    })
+}
+
+/// Embedding models have a pooling type (or are BERT-family encoders); the rest generate.
+pub fn model_kind(header: &gguf::Header) -> ModelKind {
+    let arch = header.architecture().unwrap_or_default();
+    let pooling = header.metadata.contains_key(&format!("{arch}.pooling_type"));
+    if pooling || matches!(arch, "bert" | "nomic-bert" | "jina-bert-v2" | "t5encoder" | "modern-bert") {
+        ModelKind::Embedding
+    } else {
+        ModelKind::Chat
+    }
+}
+
+fn measure(kind: ModelKind, source: &Path, quantized: &Path, text: &str, eval_text: String, max_chunks: usize, threads: i32) -> Result<AccuracyReport, LibraryError> {
+    let err = |e: engine::quantize::QuantizeError| LibraryError::Invalid(e.to_string());
+    match kind {
+        ModelKind::Chat => {
+            let a = accuracy::perplexity(source, text, 512, max_chunks, threads).map_err(err)?;
+            let b = accuracy::perplexity(quantized, text, 512, max_chunks, threads).map_err(err)?;
+            let perplexity = PerplexityReport {
+                source: a.value,
+                quantized: b.value,
+                change_percent: (b.value - a.value) / a.value * 100.0,
+                chunks: a.chunks,
+                tokens: a.tokens,
+            };
+            Ok(AccuracyReport { kind, eval_text, perplexity: Some(perplexity), embedding: None })
+        }
+        ModelKind::Embedding => {
+            let (passages, queries) = passages_and_queries(text);
+            if passages.len() < 10 || queries.is_empty() {
+                return Err(LibraryError::Invalid(format!(
+                    "the evaluation text has {} paragraphs and {} queries; recall@10 needs at least 10 paragraphs and one query",
+                    passages.len(),
+                    queries.len()
+                )));
+            }
+            let all: Vec<String> = passages.iter().chain(&queries).cloned().collect();
+            let a = accuracy::embed(source, &all, threads).map_err(err)?;
+            let b = accuracy::embed(quantized, &all, threads).map_err(err)?;
+            let cosines: Vec<f64> = a.iter().zip(&b).map(|(x, y)| accuracy::cosine(x, y)).collect();
+            let (pa, qa) = a.split_at(passages.len());
+            let (pb, qb) = b.split_at(passages.len());
+            let recall: f64 = qa
+                .iter()
+                .zip(qb)
+                .map(|(q_src, q_new)| accuracy::recall(&accuracy::top_k(q_src, pa, 10), &accuracy::top_k(q_new, pb, 10)))
+                .sum::<f64>()
+                / queries.len() as f64;
+            let embedding = EmbeddingReport {
+                mean_cosine: cosines.iter().sum::<f64>() / cosines.len() as f64,
+                min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
+                recall_at_10: recall,
+                queries: queries.len(),
+                passages: passages.len(),
+            };
+            Ok(AccuracyReport { kind, eval_text, perplexity: None, embedding: Some(embedding) })
+        }
+    }
+}
+
+/// Paragraphs (at least 80 characters, at most 300 of them) and queries (headings, or the first
+/// sentence of every fourth paragraph).
+pub fn passages_and_queries(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut passages = Vec::new();
+    let mut headings = Vec::new();
+    for block in text.split("\n\n") {
+        let block = block.trim();
+        if let Some(h) = block.lines().next().filter(|l| l.starts_with('#')) {
+            let h = h.trim_start_matches('#').trim();
+            if h.len() >= 8 {
+                headings.push(h.to_owned());
+            }
+            continue;
+        }
+        if block.len() >= 80 && passages.len() < 300 {
+            passages.push(block.to_owned());
+        }
+    }
+    let queries = if headings.is_empty() {
+        passages.iter().step_by(4).filter_map(|p| p.split(". ").next().map(str::to_owned)).collect()
+    } else {
+        headings
+    };
+    (passages, queries)
+}
+
+/// The report as a table.
+pub fn table(o: &QuantizeOutcome) -> String {
+    let mut s = format!(
+        "{:<34} {:<10} {:>12}\n{:<34} {:<10} {:>12}\n{:<34} {:<10} {:>12}\n",
+        "model",
+        "type",
+        "bytes",
+        o.source,
+        o.source_quantization,
+        o.source_bytes,
+        o.entry.name,
+        o.entry.quantization,
+        o.entry.size
+    );
+    s += &format!("quantized in {:.1} s ({:.1} s per GB of source)\n", o.seconds, o.seconds_per_gb);
+    if let Some(r) = &o.report {
+        s += &format!("evaluation text: {}\n", r.eval_text);
+        if let Some(p) = &r.perplexity {
+            s += &format!(
+                "{:<20} {:>10} {:>10} {:>9}\n{:<20} {:>10.3} {:>10.3} {:>+8.2}%\n({} chunks of 512 tokens, {} tokens scored)\n",
+                "perplexity", "source", "quantized", "change", "", p.source, p.quantized, p.change_percent, p.chunks, p.tokens
+            );
+        }
+        if let Some(e) = &r.embedding {
+            s += &format!(
+                "{:<22} {:>8}\n{:<22} {:>8.4}\n{:<22} {:>8.4}\n{:<22} {:>8.3}\n({} passages, {} queries)\n",
+                "embedding", "value", "mean cosine", e.mean_cosine, "min cosine", e.min_cosine, "recall@10", e.recall_at_10, e.passages, e.queries
+            );
+        }
+    }
+    s
+}
+
+/// Every target type, for `--help`.
+pub fn target_names() -> Vec<&'static str> {
+    [TargetType::F16, TargetType::Q8_0, TargetType::Q6K, TargetType::Q5KM, TargetType::Q4KM, TargetType::Q4KS, TargetType::Q4_0].iter().map(|t| t.name()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_gives_passages_and_queries() {
+        let (p, q) = passages_and_queries(DEFAULT_EVAL_TEXT);
+        assert!(p.len() >= 50, "{} passages", p.len());
+        assert!(q.len() >= 10, "{} queries", q.len());
+        let (p, q) = passages_and_queries(&"A sentence that is long enough to count as a paragraph here. Another one follows it.\n\n".repeat(8));
+        assert_eq!((p.len(), q.len()), (8, 2));
+    }
+}
