@@ -192,6 +192,7 @@ def run(c, base, admin, read, pdf, pdf_name):
     body = c.find("#preview-body").text
     check("page one" not in body.lower() and "page three" not in body.lower(), f"only page 2 is shown: {body!r}")
     check(c.driver.switch_to.active_element == c.find("#preview-title"), "the preview takes the focus")
+    c.js("window.scrollTo(0, 0)")  # the click scrolled to the button; the picture starts at the question
     c.shot("04-preview")
     c.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     c.wait("Escape closes the preview", lambda: not c.shown("#preview"))
