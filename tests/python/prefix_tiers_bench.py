@@ -24,9 +24,9 @@ WORDS = ("policy employee handbook section benefit travel expense approval manag
 
 
 def system_prompt(app, tokens):
-    # ~1.3 tokens a word for SmolLM2's tokenizer on this vocabulary; the app's name comes first so
+    # ~1 token a word for SmolLM2's tokenizer on this vocabulary; the app's name comes first so
     # the apps differ from the first block on.
-    words = [WORDS[(app * 7 + i * 13) % len(WORDS)] for i in range(int(tokens / 1.3))]
+    words = [WORDS[(app * 7 + i * 13) % len(WORDS)] for i in range(int(tokens / 1.03))]
     return f"You are assistant {app} of the company. Rules:\n" + " ".join(words)
 
 
