@@ -174,6 +174,23 @@ pub struct Progress {
     pub chunks_total: Option<u64>,
 }
 
+/// hearth's `GET /v1/console/session`: the configured watched folders (a server without it, or
+/// another OpenAI-compatible one, answers 404 and they stay unknown).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    #[serde(default)]
+    pub watched_folders: Vec<WatchedFolderConfig>,
+}
+
+/// One configured `[[ingest.watch]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedFolderConfig {
+    /// The folder on the server.
+    pub path: String,
+    /// The vector store its files go to.
+    pub vector_store: String,
+}
+
 /// A failed file's `last_error`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FileError {

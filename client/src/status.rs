@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use crate::api::{self, ApiError, Device, FileCounts, Progress};
+use crate::api::{self, ApiError, Device, FileCounts, Progress, WatchedFolderConfig};
 use crate::target::{Target, TargetArgs};
 
 /// `hearth status`'s arguments.
@@ -104,6 +104,8 @@ pub struct WatchedFolder {
     pub on: bool,
     /// Why, in a sentence.
     pub reason: String,
+    /// The configured folders and their stores, where the server says (`/v1/console/session`).
+    pub folders: Vec<WatchedFolderConfig>,
 }
 
 /// Run `hearth status`.
@@ -157,6 +159,25 @@ fn find<'a>(status: &'a Status, name: &str) -> Option<&'a FileStatus> {
     status.vector_stores.iter().flat_map(|s| &s.files).rfind(|f| f.filename.as_deref() == Some(name))
 }
 
+/// Whether the watched folders work, and why: they need an embedding model.
+fn watched_folder(loading: bool, embedding: &[&str], configured: Option<Vec<WatchedFolderConfig>>) -> WatchedFolder {
+    let listed = configured.as_ref().map(|folders| folders.iter().map(|f| format!("{} -> vector store {}", f.path, f.vector_store)).collect::<Vec<_>>().join(", "));
+    let folders = configured.unwrap_or_default();
+    let (on, reason) = match (loading, embedding.is_empty(), listed) {
+        (true, _, _) => (false, "unknown until the models are loaded".to_owned()),
+        (false, _, Some(listed)) if listed.is_empty() => (false, "off: no [[ingest.watch]] folder is configured".to_owned()),
+        (false, true, listed) => {
+            let configured = listed.map(|l| format!(" (configured: {l})")).unwrap_or_default();
+            (false, format!("off{configured}: the server serves no embedding model, so watched folders, vector stores and file_search are off; add an embedding model to [[models]] (or drop replace_default_models = true)"))
+        }
+        (false, false, listed) => {
+            let which = listed.unwrap_or_else(|| "a watched folder".to_owned());
+            (true, format!("on: files dropped into {which} are embedded with {}", embedding.join(", ")))
+        }
+    };
+    WatchedFolder { on, reason, folders }
+}
+
 /// Ask the server for everything [`Status`] holds.
 pub async fn collect(target: &Target, http: &reqwest::Client) -> Result<Status, ApiError> {
     let not_ready_reason = match api::get::<serde_json::Value>(target, http, "/ready").await {
@@ -176,16 +197,9 @@ pub async fn collect(target: &Target, http: &reqwest::Client) -> Result<Status, 
         }
     }
     let embedding: Vec<&str> = models.iter().filter(|m| m.kind() == Some("embedding")).map(|m| m.id.as_str()).collect();
-    let watched_folder = if models.is_empty() && not_ready_reason.is_some() {
-        WatchedFolder { on: false, reason: "unknown until the models are loaded".into() }
-    } else if embedding.is_empty() {
-        WatchedFolder {
-            on: false,
-            reason: "off: the server serves no embedding model, so watched folders, vector stores and file_search are off; add an embedding model to [[models]] (or drop replace_default_models = true)".into(),
-        }
-    } else {
-        WatchedFolder { on: true, reason: format!("on: files dropped into a watched folder are embedded with {}", embedding.join(", ")) }
-    };
+    // The configured folders: `None` where the server has no such route (an older hearth, another server).
+    let configured = api::get::<api::Session>(target, http, "/v1/console/session").await.ok().map(|s| s.watched_folders);
+    let watched_folder = watched_folder(not_ready_reason.is_some() && models.is_empty(), &embedding, configured);
     let mut vector_stores = Vec::new();
     let mut ingestion = Ingestion::default();
     // A server without vector stores (no embedding model, or not hearth) lists none.
@@ -300,4 +314,26 @@ pub fn render(status: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox() -> Option<Vec<WatchedFolderConfig>> {
+        Some(vec![WatchedFolderConfig { path: "./inbox".into(), vector_store: "inbox".into() }])
+    }
+
+    #[test]
+    fn the_watched_folder_is_on_only_with_an_embedding_model_and_a_folder() {
+        let on = watched_folder(false, &["minilm"], inbox());
+        assert!(on.on && on.reason == "on: files dropped into ./inbox -> vector store inbox are embedded with minilm", "{}", on.reason);
+        let off = watched_folder(false, &[], inbox());
+        assert!(!off.on && off.reason.starts_with("off (configured: ./inbox -> vector store inbox): the server serves no embedding model"), "{}", off.reason);
+        let none = watched_folder(false, &["minilm"], Some(Vec::new()));
+        assert!(!none.on && none.reason.contains("no [[ingest.watch]] folder"), "{}", none.reason);
+        let unknown_folders = watched_folder(false, &["minilm"], None);
+        assert!(unknown_folders.on && unknown_folders.folders.is_empty() && unknown_folders.reason.contains("a watched folder"), "{}", unknown_folders.reason);
+        assert!(!watched_folder(true, &[], None).on);
+    }
 }

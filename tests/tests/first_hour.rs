@@ -105,6 +105,8 @@ fn status_json_has_models_devices_stores_and_each_files_progress() {
     assert!(kinds.contains(&"chat") && kinds.contains(&"embedding"), "{status}");
     assert!(status["devices"].as_array().is_some_and(|d| d.iter().any(|d| d["type"] == "cpu")), "{status}");
     assert_eq!(status["watched_folder"]["on"], true, "{status}");
+    let folder = &status["watched_folder"]["folders"][0];
+    assert!(folder["path"].as_str().is_some_and(|p| p.ends_with("inbox")) && folder["vector_store"] == "inbox", "{status}");
     let inbox = status["vector_stores"].as_array().into_iter().flatten().find(|s| s["name"] == "inbox").unwrap_or_else(|| panic!("no inbox store: {status}"));
     let file = &inbox["files"][0];
     assert_eq!((file["filename"].as_str(), file["status"].as_str(), file["chunk_count"].as_u64()), (Some(SAMPLE), Some("completed"), Some(3)), "{status}");
