@@ -46,6 +46,12 @@ enum Command {
     /// Ask the documents a question (`file_search` over `inbox` by default): the answer streamed,
     /// then its citations as `file, page N`.
     Ask(ask::AskArgs),
+    /// The model library in the state directory: list, show, import (GGUF, split GGUFs, OCI
+    /// ModelCar images), pull (HTTP with resume), rm, verify.
+    Models(hearth::models_library::cli::ModelsArgs),
+    /// Quantize a library model with a recipe (w4a16, w8a8-int8, fp16, ...) into a new library
+    /// model, and report its accuracy against the source.
+    Quantize(hearth::models_library::cli::QuantizeArgs),
     /// What a start of this release would change in the state directory (`--check`: report only).
     Migrate {
         /// Report the state directory's format and the migration steps; change nothing.
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
         Command::ParseWorker { args } => return ingest::worker_main(&args),
         Command::Completions { shell } => return cli::completions(Cli::command(), shell),
         Command::Man { out } => return cli::man(Cli::command(), out.as_deref()),
+        Command::Models(args) => return hearth::models_library::cli::models(args, &Sources::standard(config.clone())),
+        Command::Quantize(args) => return hearth::models_library::cli::quantize(args, &Sources::standard(config.clone())),
         Command::Status(mut args) => {
             args.target.or_default(target);
             return status::main(args);
@@ -136,7 +144,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate { check } => cli::migrate(&settings, check),
         // Handled above.
-        Command::ParseWorker { .. } | Command::Completions { .. } | Command::Man { .. } => ExitCode::FAILURE,
+        Command::ParseWorker { .. } | Command::Completions { .. } | Command::Man { .. } | Command::Models(_) | Command::Quantize(_) => ExitCode::FAILURE,
         Command::Status(_) | Command::Ask(_) | Command::Bench(_) | Command::Eval(_) => ExitCode::FAILURE,
         Command::Serve(_) => {
             telemetry::init();
