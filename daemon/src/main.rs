@@ -102,8 +102,8 @@ fn main() -> ExitCode {
         Command::ParseWorker { args } => return ingest::worker_main(&args),
         Command::Completions { shell } => return cli::completions(Cli::command(), shell),
         Command::Man { out } => return cli::man(Cli::command(), out.as_deref()),
-        Command::Models(args) => return hearth::models_library::cli::models(args, &Sources::standard(config.clone())),
-        Command::Quantize(args) => return hearth::models_library::cli::quantize(args, &Sources::standard(config.clone())),
+        Command::Models(args) => return hearth::models_library::cli::models(&args, &Sources::standard(config.clone())),
+        Command::Quantize(args) => return hearth::models_library::cli::quantize(&args, &Sources::standard(config.clone())),
         Command::Status(mut args) => {
             args.target.or_default(target);
             return status::main(args);
