@@ -161,7 +161,7 @@ proptest! {
         // Files as the writer would leave them, by id: written, then maybe deleted.
         let mut files: std::collections::BTreeSet<EntryId> = Default::default();
         let mut writing: Vec<EntryId> = Vec::new();
-        let mut apply = |actions: Vec<Action>, files: &mut std::collections::BTreeSet<EntryId>, writing: &mut Vec<EntryId>| {
+        let apply = |actions: Vec<Action>, files: &mut std::collections::BTreeSet<EntryId>, writing: &mut Vec<EntryId>| {
             for a in actions {
                 match a {
                     Action::Write { id, payload, tokens } => {
