@@ -258,7 +258,7 @@ fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMet
         ),
     ];
     for (name, help, kind, tiers) in families {
-        let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
         for (m, s) in local {
             for &(tier, value) in tiers {
                 let v = value(&s.prefix_tiers);
