@@ -367,6 +367,10 @@ pub struct ModelSettings {
     /// Remote: an environment variable holding the upstream's API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Remote: a PEM file of CA certificates trusted for an `https://` upstream, besides the
+    /// system's roots (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Remote: longest wait for a TCP connection to the upstream.
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -405,11 +409,12 @@ pub const LOCAL_ONLY_KEYS: [&str; 10] = [
 ];
 
 /// `[[models]]` keys that only a remote model has.
-pub const REMOTE_ONLY_KEYS: [&str; 11] = [
+pub const REMOTE_ONLY_KEYS: [&str; 12] = [
     "base_url",
     "remote_model",
     "api_key_file",
     "api_key_env",
+    "ca_file",
     "connect_timeout_ms",
     "request_timeout_ms",
     "read_timeout_ms",
@@ -877,14 +882,14 @@ fn check_remote(m: &ModelSettings) -> Result<(), (&'static str, String)> {
     }
     let url = reqwest::Url::parse(&m.base_url).map_err(|e| ("base_url", format!("{:?} is not a URL: {e}", m.base_url)))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err((
-                "base_url",
-                format!("{:?}: this build of hearth has no TLS client; reach the upstream over http (inside the cluster) or through a TLS-terminating proxy", m.base_url),
-            ))
+        "http" | "https" => {}
+        other => return Err(("base_url", format!("{:?}: the scheme {other:?} is not http or https", m.base_url))),
+    }
+    if let Some(ca) = &m.ca_file {
+        if url.scheme() != "https" {
+            return Err(("ca_file", format!("{} is only used for an https:// base_url", ca.display())));
         }
-        other => return Err(("base_url", format!("{:?}: the scheme {other:?} is not http", m.base_url))),
+        std::fs::File::open(ca).map_err(|e| ("ca_file", format!("{} cannot be read: {e}", ca.display())))?;
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(("base_url", "must not carry credentials; put the upstream's key in api_key_file or api_key_env".into()));

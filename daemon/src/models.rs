@@ -110,6 +110,7 @@ fn remote_config(m: &ModelSettings, api_key: Option<String>) -> RemoteConfig {
         base_url: m.base_url.trim_end_matches('/').to_owned(),
         remote_model: m.remote_model_name().to_owned(),
         api_key,
+        ca_file: m.ca_file.clone(),
         max_model_len: m.max_model_len,
         connect_timeout: ms(m.connect_timeout_ms),
         request_timeout: ms(m.request_timeout_ms),

@@ -46,6 +46,8 @@ pub struct ModelInfo {
     pub n_vocab: u32,
     /// Parameter count.
     pub n_params: u64,
+    /// The GGUF's `general.architecture` (`llama`, `bert`), empty when it has none.
+    pub architecture: String,
     /// Size of the weights in bytes.
     pub size_bytes: u64,
     /// KV cache capacity in tokens (chat models), as configured or sized from GPU memory.
@@ -128,6 +130,7 @@ impl Engine {
             n_embd: u32::try_from(model.n_embd()).unwrap_or(0),
             n_vocab: u32::try_from(model.n_vocab()).unwrap_or(0),
             n_params: model.n_params(),
+            architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
             size_bytes: model.size(),
             kv_cache_tokens,
             n_gpu_layers: config.n_gpu_layers,
@@ -258,6 +261,22 @@ impl Engine {
 
     fn tokens(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<i32> {
         self.inner.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
+    }
+
+    /// The text of token ids, as llama.cpp's server's `/detokenize` renders it: special tokens as
+    /// their text, invalid UTF-8 as U+FFFD. Fails with the position of the first id outside the
+    /// vocabulary (llama.cpp would read out of bounds).
+    pub fn detokenize(&self, tokens: &[i32]) -> Result<String, usize> {
+        let n_vocab = i64::from(self.inner.info.n_vocab);
+        if let Some(index) = tokens.iter().position(|&t| !(0..n_vocab).contains(&i64::from(t))) {
+            return Err(index);
+        }
+        if tokens.is_empty() {
+            return Ok(String::new());
+        }
+        let ids: Vec<llama_cpp_2::token::LlamaToken> = tokens.iter().map(|&t| llama_cpp_2::token::LlamaToken(t)).collect();
+        let bytes = self.inner.model.vocab().detokenize(&ids, false, true);
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Whether the chat template renders tools itself, and how the model writes calls; `None`

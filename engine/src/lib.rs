@@ -35,4 +35,4 @@ pub use error::EngineError;
 pub use gpu::cuda_memory;
 pub use handle::{Engine, ModelInfo};
 pub use telemetry::{EngineStats, PrefixTierStats};
-pub use request::{Event, FinishReason, GenerateRequest, SamplingParams, TokenStream, Usage};
+pub use request::{Candidate, Event, FinishReason, GenerateRequest, SamplingParams, TokenLogprob, TokenStream, Usage, MAX_TOP_LOGPROBS};

@@ -27,7 +27,16 @@ pub struct SamplingParams {
     pub logit_bias: Vec<(i32, f32)>,
     /// A GBNF grammar (root rule `root`) every output must match: structured output.
     pub grammar: Option<String>,
+    /// llama.cpp's multiplicative repetition penalty (Ollama's `repeat_penalty`, vLLM's
+    /// `repetition_penalty`) over the penalties' window of recent tokens; 1.0 disables it.
+    pub repeat_penalty: f32,
+    /// Report log-probabilities with each token: `None` reports none and costs nothing; `Some(n)`
+    /// reports the chosen token's and the `n` (at most [`MAX_TOP_LOGPROBS`]) most likely tokens'.
+    pub logprobs: Option<u8>,
 }
+
+/// The most alternatives a request may ask log-probabilities for (OpenAI's and vLLM's limit).
+pub const MAX_TOP_LOGPROBS: u8 = 20;
 
 impl Default for SamplingParams {
     fn default() -> Self {
@@ -41,6 +50,8 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             logit_bias: Vec::new(),
             grammar: None,
+            repeat_penalty: 1.0,
+            logprobs: None,
         }
     }
 }
@@ -99,6 +110,10 @@ pub enum Event {
         text: String,
         /// Tokens generated so far, this delta included.
         completion_tokens: u32,
+        /// When the request asked for them ([`SamplingParams::logprobs`]): the tokens generated
+        /// since the previous delta, each with its log-probabilities; empty (no allocation)
+        /// otherwise. Tokens that formed a stop string are not reported, nor is an end token.
+        logprobs: Vec<TokenLogprob>,
     },
     /// Generation ended normally.
     Finished {
@@ -111,6 +126,29 @@ pub enum Event {
     },
     /// Generation failed inside the engine.
     Failed(String),
+}
+
+/// One token and its log-probability: the natural log of its probability under the model's
+/// raw distribution for that step (the log-softmax of the logits, before temperature, top-k,
+/// top-p, min-p, penalties, biases or a grammar), as OpenAI reports and vLLM does by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Token id.
+    pub token: i32,
+    /// The token's bytes (a piece of a UTF-8 character for some tokens; special tokens as their text).
+    pub bytes: Vec<u8>,
+    /// ln p, at most 0.
+    pub logprob: f32,
+}
+
+/// A generated token's log-probability and the most likely tokens of the same step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token that was generated (its bytes as they went into the output text).
+    pub chosen: Candidate,
+    /// The most likely tokens, most likely first (equal log-probabilities: lower id first), as
+    /// many as asked; the chosen token is among them when it ranks high enough.
+    pub top: Vec<Candidate>,
 }
 
 /// The receiving end of a request's output. Drop it to cancel the request.

@@ -5,6 +5,7 @@ use engine::ChatMessage;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::logprobs::LogprobShape;
 use super::sse::{self, ChunkShape};
 use super::{fields, held, parse_body, Body};
 use super::keys::Scope;
@@ -56,6 +57,7 @@ const CHUNKS: ChunkShape = ChunkShape {
         let delta = text.map_or_else(|| json!({}), |t| json!({"content": t}));
         json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
     },
+    logprobs: LogprobShape::Chat,
 };
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
@@ -67,7 +69,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     if generation.stream {
         return Ok(sse::respond(generation, CHUNKS));
     }
-    let (id, created, model) = (generation.id.clone(), generation.created, generation.model.clone());
+    let (id, created, model, logprobs) = (generation.id.clone(), generation.created, generation.model.clone(), generation.logprobs);
     Ok(held::json_when_done(async move {
         let done = generation.collect().await?;
         Ok(json!({
@@ -78,7 +80,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
             "choices": [{
                 "index": 0,
                 "message": {"role": "assistant", "content": done.text},
-                "logprobs": null,
+                "logprobs": LogprobShape::Chat.answer(logprobs, &done.logprobs),
                 "finish_reason": done.reason.as_str(),
             }],
             "usage": usage_json(&done.usage),

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::logprobs::LogprobShape;
 use super::sse::{self, ChunkShape};
 use super::{fields, held, parse_body, Body};
 use super::keys::Scope;
@@ -35,6 +36,7 @@ const CHUNKS: ChunkShape = ChunkShape {
     object: "text_completion",
     opening: None,
     choice: |text, finish| json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+    logprobs: LogprobShape::Completion,
 };
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
@@ -46,7 +48,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     if generation.stream {
         return Ok(sse::respond(generation, CHUNKS));
     }
-    let (id, created, model) = (generation.id.clone(), generation.created, generation.model.clone());
+    let (id, created, model, logprobs) = (generation.id.clone(), generation.created, generation.model.clone(), generation.logprobs);
     Ok(held::json_when_done(async move {
         let done = generation.collect().await?;
         Ok(json!({
@@ -54,7 +56,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
             "object": "text_completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "text": done.text, "logprobs": null, "finish_reason": done.reason.as_str()}],
+            "choices": [{"index": 0, "text": done.text, "logprobs": LogprobShape::Completion.answer(logprobs, &done.logprobs), "finish_reason": done.reason.as_str()}],
             "usage": usage_json(&done.usage),
         }))
     })

@@ -20,9 +20,11 @@ mod guard;
 mod health;
 mod held;
 pub mod keys;
+mod logprobs;
 mod metrics;
 mod models;
 mod models_library;
+mod ollama;
 pub mod openapi;
 mod responses;
 pub mod routes;
@@ -54,6 +56,7 @@ fn register(r: &mut Routes<'_>) {
     vector_stores::configure(r);
     responses::configure(r);
     tokenize::configure(r);
+    ollama::configure(r);
     openapi::configure(r);
     console::configure(r);
 }

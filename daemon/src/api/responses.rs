@@ -110,7 +110,7 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
                 continue;
             };
             match event {
-                Some(Event::Delta { text: delta, completion_tokens }) => {
+                Some(Event::Delta { text: delta, completion_tokens, .. }) => {
                     generation.timer.delta(completion_tokens);
                     out.emit("response.output_text.delta", part(&delta)).await?;
                     text.push_str(&delta);

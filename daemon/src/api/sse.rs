@@ -11,6 +11,7 @@ use engine::Usage;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
+use super::logprobs::LogprobShape;
 use crate::error::ApiError;
 use crate::provider::Event;
 use crate::service::generate::{usage_json, Generation};
@@ -24,6 +25,8 @@ pub struct ChunkShape {
     pub opening: Option<fn() -> Value>,
     /// The choice carrying `text` and/or `finish_reason`.
     pub choice: fn(Option<&str>, Option<&str>) -> Value,
+    /// The choice's `logprobs`, when the request asked for them.
+    pub logprobs: LogprobShape,
 }
 
 struct State {
@@ -31,6 +34,8 @@ struct State {
     shape: ChunkShape,
     opened: bool,
     done: bool,
+    /// Characters of text streamed so far (completions' `text_offset`).
+    offset: usize,
 }
 
 impl State {
@@ -75,10 +80,14 @@ impl State {
             return Some(out);
         };
         match next {
-            Some(Event::Delta { text, completion_tokens }) => {
+            Some(Event::Delta { text, completion_tokens, logprobs }) => {
                 self.generation.timer.delta(completion_tokens);
                 let usage = self.running_usage(completion_tokens);
-                out.push(self.envelope(vec![(self.shape.choice)(Some(&text), None)], usage.as_ref()));
+                let mut choice = (self.shape.choice)(Some(&text), None);
+                if self.generation.logprobs.is_some() {
+                    choice["logprobs"] = self.shape.logprobs.json(&logprobs, &mut self.offset);
+                }
+                out.push(self.envelope(vec![choice], usage.as_ref()));
             }
             Some(Event::Finished { reason, usage, queued }) => {
                 self.generation.timer.finished(reason, &usage, queued);
@@ -121,7 +130,7 @@ fn done() -> Bytes {
 
 /// Stream a generation to the client.
 pub fn respond(generation: Generation, shape: ChunkShape) -> HttpResponse {
-    let state = State { generation, shape, opened: false, done: false };
+    let state = State { generation, shape, opened: false, done: false, offset: 0 };
     let chunks = stream::unfold(state, |mut state| async move {
         let chunks = state.next_chunks().await?;
         Some((stream::iter(chunks.into_iter().map(Ok::<_, actix_web::Error>)), state))

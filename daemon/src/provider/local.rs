@@ -94,6 +94,8 @@ fn sampling_params(s: &Sampling, n_vocab: u32) -> Result<SamplingParams, ApiErro
         presence_penalty: or(s.presence_penalty, defaults.presence_penalty),
         frequency_penalty: or(s.frequency_penalty, defaults.frequency_penalty),
         logit_bias,
+        repeat_penalty: or(s.repetition_penalty, defaults.repeat_penalty),
+        logprobs: s.logprobs,
         grammar: match &s.response_format {
             Some(format) => crate::service::structured::grammar_for(format).map_err(|e| ApiError::invalid("response_format", e.to_string()))?,
             None => None,

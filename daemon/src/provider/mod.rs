@@ -49,6 +49,11 @@ pub struct Sampling {
     pub seed: Option<i64>,
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
+    /// vLLM's `repetition_penalty` (llama.cpp's and Ollama's `repeat_penalty`), multiplicative.
+    pub repetition_penalty: Option<f64>,
+    /// Log-probabilities of each generated token and of this many alternatives (0..=20), or
+    /// none; a remote model refuses them (its upstream's would have to be parsed).
+    pub logprobs: Option<u8>,
     /// Token id and bias; a local model also checks the id against its vocabulary.
     pub logit_bias: Vec<(u32, f64)>,
     /// OpenAI's `response_format`: a local model turns it into a grammar
@@ -86,8 +91,9 @@ pub struct Submitted {
 /// One item of a generation's output, whichever backend produced it.
 #[derive(Debug)]
 pub enum Event {
-    /// New text; `completion_tokens` counts every token so far, this delta included.
-    Delta { text: String, completion_tokens: u32 },
+    /// New text; `completion_tokens` counts every token so far, this delta included; `logprobs`
+    /// those of the tokens since the last delta, when the request asked for them (else empty).
+    Delta { text: String, completion_tokens: u32, logprobs: Vec<engine::TokenLogprob> },
     /// Generation ended normally.
     Finished { reason: FinishReason, usage: Usage, queued: Duration },
     /// It failed after it was accepted (an engine fault, an upstream that broke off or went
@@ -112,7 +118,7 @@ impl Events {
     pub async fn next(&mut self) -> Option<Event> {
         match &mut self.0 {
             EventSource::Local(stream) => stream.next().await.map(|event| match event {
-                engine::Event::Delta { text, completion_tokens } => Event::Delta { text, completion_tokens },
+                engine::Event::Delta { text, completion_tokens, logprobs } => Event::Delta { text, completion_tokens, logprobs },
                 engine::Event::Finished { reason, usage, queued } => Event::Finished { reason, usage, queued },
                 engine::Event::Failed(message) => Event::Failed(ApiError::Internal(message)),
             }),

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use engine::{FinishReason, Usage};
+use engine::{FinishReason, TokenLogprob, Usage, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +59,23 @@ pub struct GenerationParams {
     pub ignore_eos: bool,
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<serde_json::Value>,
+    /// Chat: `true` for each token's log-probability (`top_logprobs` alternatives); completions:
+    /// the number of alternatives, 0 to 20.
+    pub logprobs: Option<LogprobsSpec>,
+    /// Chat, with `logprobs: true`: alternatives per token, 0 to 20.
+    #[schema(minimum = 0, maximum = 20)]
+    pub top_logprobs: Option<i64>,
+    /// vLLM's multiplicative repetition penalty (llama.cpp's `repeat_penalty`); 1 disables it.
+    #[schema(exclusive_minimum = 0, maximum = 10)]
+    pub repetition_penalty: Option<f64>,
+}
+
+/// `logprobs`: a flag (chat) or a count of alternatives (completions).
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LogprobsSpec {
+    Flag(bool),
+    Count(i64),
 }
 
 /// `stop`: one string or a list.
@@ -86,6 +103,9 @@ pub struct Generation {
     pub model: String,
     pub stream: bool,
     pub options: StreamOptions,
+    /// Log-probabilities asked for (alternatives per token), or `None`: answers then carry
+    /// `"logprobs": null`.
+    pub logprobs: Option<u8>,
     /// Prompt tokens as counted when it was submitted (0 for a remote model, whose upstream
     /// reports them at the end).
     pub prompt_tokens: u32,
@@ -98,6 +118,8 @@ pub struct Generation {
 #[derive(Debug)]
 pub struct Completed {
     pub text: String,
+    /// Every reported token's log-probabilities, when the request asked for them.
+    pub logprobs: Vec<TokenLogprob>,
     pub reason: FinishReason,
     pub usage: Usage,
 }
@@ -108,13 +130,17 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
     let backend = state.models()?.get(&params.model)?.clone();
     let limits = &state.settings().limits;
     let cap = limits.max_tokens;
+    let logprobs = logprobs_asked(params, matches!(prompt, Prompt::Chat(_)))?;
+    if logprobs.is_some() && backend.as_local().is_none() {
+        return Err(ApiError::invalid("logprobs", format!("`{}` is a remote model; hearth reports log-probabilities for local models only", params.model)));
+    }
     let spec = GenerateSpec {
         prompt,
         max_tokens: requested_max_tokens(params, cap)?,
         cap,
         stop: stop_strings(params.stop.as_ref(), limits)?,
         ignore_eos: params.ignore_eos,
-        sampling: sampling(params)?,
+        sampling: Sampling { logprobs, ..sampling(params)? },
         continuous_usage: params.stream_options.is_some_and(|o| o.continuous_usage_stats),
     };
     check_unsupported(params)?;
@@ -127,6 +153,7 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
         model: params.model.clone(),
         stream: params.stream,
         options: params.stream_options.unwrap_or_default(),
+        logprobs,
         prompt_tokens,
         events,
         timer,
@@ -169,15 +196,17 @@ impl Generation {
     /// Wait for the whole output (non-streamed requests).
     pub async fn collect(mut self) -> Result<Completed, ApiError> {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         loop {
             match self.events.next().await {
-                Some(Event::Delta { text: delta, completion_tokens }) => {
+                Some(Event::Delta { text: delta, completion_tokens, logprobs: tokens }) => {
                     self.timer.delta(completion_tokens);
                     text.push_str(&delta);
+                    logprobs.extend(tokens);
                 }
                 Some(Event::Finished { reason, usage, queued }) => {
                     self.timer.finished(reason, &usage, queued);
-                    return Ok(Completed { text, reason, usage });
+                    return Ok(Completed { text, logprobs, reason, usage });
                 }
                 Some(Event::Failed(error)) => return Err(error),
                 None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
@@ -230,9 +259,48 @@ fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
         seed: p.seed,
         presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0)?,
         frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0)?,
+        repetition_penalty: match in_range("repetition_penalty", p.repetition_penalty, 0.0, 10.0)? {
+            Some(r) if r <= 0.0 => return Err(ApiError::invalid("repetition_penalty", "repetition_penalty must be greater than 0")),
+            r => r,
+        },
+        logprobs: None,
         logit_bias,
         response_format: p.response_format.clone(),
     })
+}
+
+/// The alternatives per token the client asked log-probabilities for: chat takes `logprobs: true`
+/// and `top_logprobs` (0..=20), completions `logprobs: N` (0..=20), as OpenAI and vLLM do.
+fn logprobs_asked(p: &GenerationParams, chat: bool) -> Result<Option<u8>, ApiError> {
+    let max = i64::from(MAX_TOP_LOGPROBS);
+    let count = |param: &str, n: i64| {
+        u8::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_TOP_LOGPROBS)
+            .ok_or_else(|| ApiError::invalid(param, format!("{param} must be between 0 and {max}, got {n}")))
+    };
+    match (chat, p.logprobs, p.top_logprobs) {
+        (true, Some(LogprobsSpec::Flag(true)), top) => count("top_logprobs", top.unwrap_or(0)).map(Some),
+        (true, Some(LogprobsSpec::Count(_)), _) => Err(ApiError::invalid("logprobs", "on chat completions logprobs is true or false; top_logprobs sets the alternatives")),
+        (true, _, Some(_)) => Err(ApiError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
+        (true, _, None) => Ok(None),
+        (false, _, Some(_)) => Err(ApiError::invalid("top_logprobs", "completions take logprobs: N (the alternatives per token), not top_logprobs")),
+        (false, Some(LogprobsSpec::Count(n)), None) => count("logprobs", n).map(Some),
+        (false, Some(LogprobsSpec::Flag(_)), None) => Err(ApiError::invalid("logprobs", format!("on completions logprobs is a number of alternatives, 0 to {max}"))),
+        (false, None, None) => Ok(None),
+    }
+}
+
+/// `[[models]]`' sampling defaults for the fields the request left out (the config already checked
+/// their ranges); a remote upstream is then sent them as the request's own.
+fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSettings>) -> Sampling {
+    let Some(m) = model else { return s };
+    s.temperature = s.temperature.or(m.temperature);
+    s.top_p = s.top_p.or(m.top_p);
+    s.top_k = s.top_k.or(m.top_k);
+    s.min_p = s.min_p.or(m.min_p);
+    s.repetition_penalty = s.repetition_penalty.or(m.repeat_penalty);
+    s
 }
 
 /// The non-empty stop strings, within `limits.max_stop_strings` and `limits.max_stop_bytes`.

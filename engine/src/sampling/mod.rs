@@ -3,9 +3,13 @@
 //! top-k/top-p/min-p (the common case, and the one paid for every token), and llama.cpp's sampler
 //! chain for grammars, logit biases and penalties. The chain's order follows llama.cpp's server:
 //! grammar, biases and penalties first, then the truncations, then temperature and the final draw;
-//! the native sampler draws from the same distribution.
+//! the native sampler draws from the same distribution. [`logprobs`] reports, when a request asks,
+//! the log-probabilities of the row of logits a sampler was given.
 
+mod logprobs;
 mod native;
+
+pub(crate) use logprobs::{rank, Ranked};
 
 use std::cell::RefCell;
 
@@ -47,7 +51,8 @@ pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> Resu
     let plain = params.grammar.is_none()
         && params.logit_bias.is_empty()
         && params.presence_penalty == 0.0
-        && params.frequency_penalty == 0.0;
+        && params.frequency_penalty == 0.0
+        && params.repeat_penalty == 1.0;
     if !plain {
         return build_chain(params, model).map(Sampler::Chain);
     }
@@ -58,7 +63,7 @@ pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> Resu
     Ok(Sampler::Native(NativeSampler::new(params.temperature, params.top_k, params.top_p, params.min_p, seed)))
 }
 
-/// How many recent tokens the presence/frequency penalties look at.
+/// How many recent tokens the presence, frequency and repetition penalties look at.
 const PENALTY_LAST_N: i32 = 256;
 
 /// A fresh llama.cpp sampler chain for one sequence. A grammar, when there is one, goes first: it
@@ -77,11 +82,11 @@ fn build_chain(params: &SamplingParams, model: &LlamaModel) -> Result<LlamaSampl
             .collect();
         chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
     }
-    if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
+    if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 || params.repeat_penalty != 1.0 {
         chain.push(LlamaSampler::penalties(
             n_vocab,
             PENALTY_LAST_N,
-            1.0,
+            params.repeat_penalty,
             params.frequency_penalty,
             params.presence_penalty,
         ));

@@ -497,11 +497,11 @@ impl<'m> ChatWorker<'m> {
             .collect();
         if jobs.len() < PARALLEL_SAMPLING_MIN {
             for (seq, logits) in &mut jobs {
-                seq.sampled = Some(seq.sampler.pick(logits));
+                seq.sample(logits);
             }
         } else {
             samplers.install(|| {
-                jobs.par_iter_mut().for_each(|(seq, logits)| seq.sampled = Some(seq.sampler.pick(logits)));
+                jobs.par_iter_mut().for_each(|(seq, logits)| seq.sample(logits));
             });
         }
     }
@@ -518,20 +518,22 @@ impl<'m> ChatWorker<'m> {
                 continue;
             };
             seq.n_generated += 1;
-            let request = &seq.submitted.request;
-            let finish = if vocab.is_eog(token) && !request.ignore_eos {
+            let (ignore_eos, max_tokens) = (seq.submitted.request.ignore_eos, seq.submitted.request.max_tokens);
+            let finish = if vocab.is_eog(token) && !ignore_eos {
                 Some(FinishReason::Stop)
             } else {
                 let piece = vocab.token_to_piece(token, false, None);
+                seq.keep_logprobs(&piece, |t| vocab.token_to_piece(LlamaToken(t), true, None));
                 let text = seq.utf8.push(&piece);
                 let pushed = seq.stop.push(&text);
                 if !pushed.emit.is_empty() {
-                    seq.outbox.push_back(Event::Delta { text: pushed.emit, completion_tokens: seq.n_generated });
+                    let delta = seq.delta(pushed.emit);
+                    seq.outbox.push_back(delta);
                 }
                 if pushed.stopped {
                     seq.utf8 = Default::default(); // bytes after a stop string are dropped
                     Some(FinishReason::Stop)
-                } else if seq.n_generated >= request.max_tokens || seq.tokens.len() + 1 >= max_len {
+                } else if seq.n_generated >= max_tokens || seq.tokens.len() + 1 >= max_len {
                     Some(FinishReason::Length)
                 } else {
                     seq.tokens.push(token.0);
@@ -545,7 +547,8 @@ impl<'m> ChatWorker<'m> {
                     let mut seq = self.running.remove(i);
                     let tail = seq.stop.finish() + &seq.utf8.finish();
                     if !tail.is_empty() {
-                        seq.outbox.push_back(Event::Delta { text: tail, completion_tokens: seq.n_generated });
+                        let delta = seq.delta(tail);
+                        seq.outbox.push_back(delta);
                     }
                     let queued = seq.queued.unwrap_or_default();
                     seq.outbox.push_back(Event::Finished { reason, usage: seq.usage(), queued });

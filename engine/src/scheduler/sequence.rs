@@ -20,9 +20,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::detokenize::Utf8Assembler;
 use crate::kv::SeqKey;
 use crate::request::Submitted;
-use crate::sampling::Sampler;
+use crate::sampling::{rank, Ranked, Sampler};
 use crate::stop::StopMatcher;
-use crate::{Event, Usage};
+use crate::{Candidate, Event, TokenLogprob, Usage};
 
 pub(super) struct Sequence {
     /// The block manager's key for this sequence.
@@ -47,6 +47,10 @@ pub(super) struct Sequence {
     pub logits_at: Option<i32>,
     /// The token picked this step, waiting to be emitted.
     pub sampled: Option<LlamaToken>,
+    /// Its log-probabilities by id, when the request asked for them.
+    pub ranked: Option<Ranked>,
+    /// Log-probabilities of tokens emitted since the last delta, waiting to go out with the next.
+    pub logprobs: Vec<TokenLogprob>,
     pub utf8: Utf8Assembler,
     pub stop: StopMatcher,
     /// Events the client has not taken yet; while non-empty the sequence is not computed.
@@ -84,11 +88,36 @@ impl Sequence {
             sampler,
             logits_at: None,
             sampled: None,
+            ranked: None,
+            logprobs: Vec::new(),
             utf8: Utf8Assembler::default(),
             stop,
             outbox: VecDeque::new(),
             stalled_since: None,
         }
+    }
+
+    /// Pick the next token from this step's logits (and rank them, when the request asked for
+    /// log-probabilities). Runs on a sampling thread.
+    pub(super) fn sample(&mut self, logits: &[f32]) {
+        let token = self.sampler.pick(logits);
+        if let Some(n) = self.submitted.request.sampling.logprobs {
+            self.ranked = Some(rank(logits, token.0, usize::from(n)));
+        }
+        self.sampled = Some(token);
+    }
+
+    /// The sampled token, whose bytes are `piece`, goes into the output: keep its
+    /// log-probabilities (if ranked) for the next delta; `bytes_of` looks up the alternatives'.
+    pub(super) fn keep_logprobs(&mut self, piece: &[u8], bytes_of: impl Fn(i32) -> Vec<u8>) {
+        let Some(Ranked { chosen, top }) = self.ranked.take() else { return };
+        let top = top.into_iter().map(|(token, logprob)| Candidate { token, bytes: bytes_of(token), logprob }).collect();
+        self.logprobs.push(TokenLogprob { chosen: Candidate { token: chosen.0, bytes: piece.to_vec(), logprob: chosen.1 }, top });
+    }
+
+    /// A delta of `text` carrying the log-probabilities kept since the last one.
+    pub(super) fn delta(&mut self, text: String) -> Event {
+        Event::Delta { text, completion_tokens: self.n_generated, logprobs: std::mem::take(&mut self.logprobs) }
     }
 
     /// Tokens still to compute before the next sample.
@@ -146,7 +175,7 @@ mod tests {
     }
 
     fn delta(n: u32) -> Event {
-        Event::Delta { text: format!("t{n}"), completion_tokens: n }
+        Event::Delta { text: format!("t{n}"), completion_tokens: n, logprobs: Vec::new() }
     }
 
     #[test]

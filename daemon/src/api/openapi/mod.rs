@@ -55,6 +55,8 @@ enum Reply {
     /// A generation: JSON (this schema, or an error body when a held response fails after its
     /// status went out, see `api::held`), or `text/event-stream` with `"stream": true`.
     Generated(RefOr<Schema>),
+    /// An Ollama generation: one object (`stream` false) or NDJSON lines of this schema.
+    Ndjson(RefOr<Schema>),
     /// Another media type (the metrics exposition, a file's bytes).
     Raw(&'static [&'static str]),
 }
@@ -136,6 +138,7 @@ const INFERENCE: &[u16] = &[429, 502, 503, 504];
 const WRITE: &[u16] = &[503, 507];
 
 fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
+    use super::ollama::types as ollama;
     use service::{embed, file_batches, responses, vector_stores as vs};
     let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, errors });
     let list = |summary, c: &mut Components| Some(Doc { summary, body: None, reply: Reply::Json(named::<shapes::Page>(c)), list: true, errors: LOADING });
@@ -164,6 +167,21 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         }
         ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<shapes::EmbeddingList>(c)), INFERENCE),
         ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), LOADING),
+        ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<shapes::Detokenized>(c)), LOADING),
+        ("POST", "/api/chat") => {
+            doc("Ollama: a chat answer, whole or as NDJSON", Some(named::<ollama::ChatRequest>(c)), Reply::Ndjson(named::<ollama::ChatChunk>(c)), INFERENCE)
+        }
+        ("POST", "/api/generate") => {
+            doc("Ollama: a completion, whole or as NDJSON", Some(named::<ollama::GenerateRequest>(c)), Reply::Ndjson(named::<ollama::GenerateChunk>(c)), INFERENCE)
+        }
+        ("POST", "/api/embed") => doc("Ollama: embeddings", Some(named::<ollama::EmbedRequest>(c)), Reply::Json(named::<ollama::EmbedResponse>(c)), INFERENCE),
+        ("POST", "/api/embeddings") => {
+            doc("Ollama: one embedding (legacy)", Some(named::<ollama::EmbeddingsRequest>(c)), Reply::Json(named::<ollama::EmbeddingResponse>(c)), INFERENCE)
+        }
+        ("GET", "/api/tags") => doc("Ollama: the models served", None, Reply::Json(named::<ollama::Tags>(c)), LOADING),
+        ("POST", "/api/show") => doc("Ollama: one model's details", Some(named::<ollama::ShowRequest>(c)), Reply::Json(named::<ollama::ShowResponse>(c)), &[404, 503]),
+        ("GET", "/api/ps") => doc("Ollama: the models loaded (all of them)", None, Reply::Json(named::<ollama::Processes>(c)), LOADING),
+        ("GET", "/api/version") => doc("Ollama: the server's version (hearth's)", None, Reply::Json(named::<ollama::Version>(c)), &[]),
         ("POST", "/v1/files") => doc("Upload a file", Some(named::<shapes::FileUpload>(c)), Reply::Json(named::<shapes::FileObject>(c)), WRITE),
         ("GET", "/v1/files") => list("The files", c),
         ("GET", "/v1/files/{id}") => doc("One file", None, Reply::Json(named::<shapes::FileObject>(c)), LOADING),
@@ -238,6 +256,8 @@ fn json_content(schema: RefOr<Schema>) -> Content {
 fn build(routes: &[Route]) -> Result<OpenApi, Undocumented> {
     let mut c = Components::new();
     let error = named::<shapes::ErrorBody>(&mut c);
+    // Ollama's routes answer `{"error": "..."}`; the middleware in front of them, OpenAI's shape.
+    let either_error = RefOr::T(Schema::OneOf(OneOfBuilder::new().item(error.clone()).item(named::<super::ollama::types::ErrorBody>(&mut c)).build()));
     let stream_event = named::<shapes::StreamEvent>(&mut c);
     let mut paths = PathsBuilder::new();
     for route in routes {
@@ -284,11 +304,16 @@ fn build(routes: &[Route]) -> Result<OpenApi, Undocumented> {
                     .content("application/json", json_content(RefOr::T(Schema::OneOf(either))))
                     .content("text/event-stream", json_content(stream_event.clone()))
             }
+            Reply::Ndjson(schema) => ResponseBuilder::new()
+                .description("The whole answer (`stream` false), or one object a line (`stream` true, the default)")
+                .content("application/json", json_content(schema.clone()))
+                .content("application/x-ndjson", json_content(schema)),
             Reply::Raw(types) => types.iter().fold(ResponseBuilder::new().description("OK"), |r, t| {
                 r.content(*t, json_content(RefOr::T(ObjectBuilder::new().schema_type(Type::String).into())))
             }),
         };
         op = op.response("200", ok.build());
+        let error = if route.path.starts_with("/api/") { &either_error } else { &error };
         for status in statuses {
             op = op.response(status.to_string(), ResponseBuilder::new().description(reason(status)).content("application/json", json_content(error.clone())).build());
         }

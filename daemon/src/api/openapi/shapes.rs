@@ -113,6 +113,12 @@ pub struct Tokens {
     pub max_model_len: u64,
 }
 
+/// `POST /detokenize`.
+#[derive(ToSchema)]
+pub struct Detokenized {
+    pub content: String,
+}
+
 /// A page of a list endpoint (OpenAI's cursor pagination).
 #[derive(ToSchema)]
 pub struct Page {

@@ -105,7 +105,7 @@ impl Upstream {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = trusting(reqwest::Client::builder(), config.ca_file.as_deref())?
             .default_headers(headers)
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.connect_timeout)
@@ -253,6 +253,18 @@ async fn read_limited(mut response: Response, limit: usize, idle: Duration) -> R
     }
 }
 
+/// `builder` trusting the CA certificates of the PEM file `ca_file` besides the system's roots
+/// (rustls with the platform's certificate store; `SSL_CERT_FILE` overrides that store).
+fn trusting(builder: reqwest::ClientBuilder, ca_file: Option<&std::path::Path>) -> Result<reqwest::ClientBuilder, String> {
+    let Some(path) = ca_file else { return Ok(builder) };
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {} cannot be read: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("ca_file {} is not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("ca_file {} holds no PEM certificate", path.display()));
+    }
+    Ok(certs.into_iter().fold(builder, reqwest::ClientBuilder::add_root_certificate))
+}
+
 /// An error's causes, outermost first, without the request URL that reqwest's own message
 /// repeats and without a cause that the one before already spells out.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -265,7 +277,12 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         next = cause.source();
     }
-    parts.join(": ")
+    let text = parts.join(": ");
+    if text.contains("invalid peer certificate") {
+        // rustls's words (UnknownIssuer, NotValidForName, Expired) for an operator who must act.
+        return format!("{text} (the upstream's TLS certificate is not trusted: add its CA with ca_file in [[models]])");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct RemoteConfig {
     pub remote_model: String,
     /// Sent as `Authorization: Bearer`; never logged.
     pub api_key: Option<String>,
+    /// PEM CA certificates trusted for an `https://` upstream besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Context length if configured; 0 to take the one the upstream reports.
     pub max_model_len: u32,
     /// Longest wait for a TCP connection.
@@ -391,7 +393,7 @@ async fn pump(upstream: &Upstream, response: reqwest::Response, events: &mpsc::S
             }
             let event = match read {
                 Ok(None) => continue,
-                Ok(Some(Chunk::Text { text, completion_tokens })) => Event::Delta { text, completion_tokens },
+                Ok(Some(Chunk::Text { text, completion_tokens })) => Event::Delta { text, completion_tokens, logprobs: Vec::new() },
                 Ok(Some(Chunk::Done { reason, usage })) => Event::Finished { reason, usage, queued },
                 Err(reason) => failed(Failure::Failed(reason)),
             };

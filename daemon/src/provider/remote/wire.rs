@@ -44,6 +44,7 @@ pub fn generation_request(remote_model: &str, spec: GenerateSpec) -> (&'static s
         ("seed", s.seed.map(Value::from)),
         ("presence_penalty", s.presence_penalty.map(Value::from)),
         ("frequency_penalty", s.frequency_penalty.map(Value::from)),
+        ("repetition_penalty", s.repetition_penalty.map(Value::from)),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

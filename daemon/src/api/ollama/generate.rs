@@ -1,0 +1,373 @@
+//! `POST /api/chat` and `POST /api/generate`: Ollama's fields turned into the OpenAI
+//! [`GenerationParams`] (through their JSON, so every check and error of the OpenAI routes
+//! applies), submitted with [`generate::start`], and answered as NDJSON or one object.
+//!
+//! Mapping of `options`: `temperature`, `top_p`, `top_k`, `min_p`, `seed`, `presence_penalty`,
+//! `frequency_penalty`, `stop` as named; `num_predict` → `max_tokens` (-1 and -2: no limit but
+//! the context and `[limits] max_tokens`); `repeat_penalty` → `repetition_penalty` (llama.cpp's
+//! multiplicative penalty); `num_ctx` is checked against the model's `max_model_len` (a larger
+//! one is a 400: hearth does not resize a context per request); `mirostat`, `typical_p`, `tfs_z`
+//! are refused unless off; the runtime options (`num_gpu`, `num_thread`, ...) are accepted
+//! without effect, hearth's configuration decides them. `format`: `"json"` is OpenAI's
+//! `json_object`, a schema is `json_schema`. Timings: `prompt_eval_duration` runs from arrival to
+//! the first token, `eval_duration` from there to the last, `load_duration` is 0.
+
+use std::time::Instant;
+
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use engine::{ChatMessage, FinishReason, TokenLogprob, Usage};
+use futures_util::stream;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::types::{ChatChunk, ChatRequest, Common, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
+use super::{now_rfc3339, resolve, OllamaError};
+use crate::api::{fields, held, parse_json, Body};
+use crate::error::ApiError;
+use crate::provider::{Backend, Event, Prompt};
+use crate::service::generate::{self, Generation, GenerationParams};
+use crate::state::AppState;
+
+pub(super) async fn chat(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, OllamaError> {
+    let arrived = Instant::now();
+    let request: ChatRequest = parse_json(body, &state)?;
+    if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::invalid("tools", "tools are not supported on /api/chat; use /v1/chat/completions").into());
+    }
+    let messages = to_messages(request.messages)?;
+    let backend = resolve(&state, &request.common.model)?;
+    let shape = Shape::Chat;
+    if messages.is_empty() {
+        return Ok(loaded(&request.common, shape)); // Ollama's "load the model" request
+    }
+    let params = params(&request.common, &backend, true)?;
+    let generation = generate::start(&state, &params, Prompt::Chat(messages), "ollama").await?;
+    Ok(respond(generation, &request.common, shape, arrived).await)
+}
+
+pub(super) async fn generate(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, OllamaError> {
+    let arrived = Instant::now();
+    let request: GenerateRequest = parse_json(body, &state)?;
+    let refused = [
+        ("suffix", request.suffix.as_ref().is_some_and(|s| !s.is_empty()), "suffix (fill-in-the-middle) is not supported"),
+        ("template", request.template.as_ref().is_some_and(|s| !s.is_empty()), "template is not supported: hearth uses the model's own chat template (or send raw: true)"),
+        ("context", request.context.as_ref().is_some_and(|c| !c.is_empty()), "context is not supported (deprecated in Ollama): send the conversation to /api/chat"),
+        ("images", request.images.as_ref().is_some_and(|i| !i.is_empty()), "images are not supported: hearth serves text models"),
+    ];
+    if let Some((param, _, message)) = refused.iter().find(|(_, sent, _)| *sent) {
+        return Err(ApiError::invalid(param, *message).into());
+    }
+    let backend = resolve(&state, &request.common.model)?;
+    let shape = Shape::Generate;
+    let prompt_text = request.prompt.unwrap_or_default();
+    if prompt_text.is_empty() {
+        return Ok(loaded(&request.common, shape));
+    }
+    let raw = request.raw.unwrap_or(false);
+    let prompt = if raw {
+        Prompt::Text(prompt_text)
+    } else {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = request.system.filter(|s| !s.is_empty()) {
+            messages.push(ChatMessage { role: "system".into(), content: system });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: prompt_text });
+        Prompt::Chat(messages)
+    };
+    let params = params(&request.common, &backend, !raw)?;
+    let generation = generate::start(&state, &params, prompt, "ollama").await?;
+    Ok(respond(generation, &request.common, shape, arrived).await)
+}
+
+fn to_messages(messages: Vec<super::types::MessageIn>) -> Result<Vec<ChatMessage>, ApiError> {
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
+                return Err(ApiError::invalid(&format!("messages[{i}].images"), "images are not supported: hearth serves text models"));
+            }
+            if m.tool_calls.as_ref().is_some_and(|v| !v.is_empty()) {
+                return Err(ApiError::invalid(&format!("messages[{i}].tool_calls"), "tool calls are not supported on /api/chat"));
+            }
+            match m.role.as_str() {
+                "system" | "user" | "assistant" | "tool" => Ok(ChatMessage { role: m.role, content: m.content.unwrap_or_default() }),
+                other => Err(ApiError::invalid(&format!("messages[{i}].role"), format!("messages[{i}].role {other:?} is not one of system, user, assistant, tool"))),
+            }
+        })
+        .collect()
+}
+
+/// The OpenAI parameters for an Ollama request to `backend`. `chat`: the prompt goes through the
+/// chat template (log-probabilities are then asked for in chat's form).
+fn params(common: &Common, backend: &Backend, chat: bool) -> Result<GenerationParams, ApiError> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(backend.name()));
+    if let Some(options) = &common.options {
+        map_options(options, &mut body)?;
+        check_context(options.num_ctx, backend)?;
+    }
+    match &common.format {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(Value::String(s)) if s == "json" => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some(schema @ Value::Object(_)) => {
+            body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "format", "schema": schema}}));
+        }
+        Some(other) => return Err(ApiError::invalid("format", format!("format must be \"json\" or a JSON schema object, got {other}"))),
+    }
+    if matches!(&common.think, Some(Value::Bool(true)) | Some(Value::String(_))) {
+        return Err(ApiError::invalid("think", format!("`{}` does not support thinking", common.model)));
+    }
+    match (common.logprobs.unwrap_or(false), common.top_logprobs) {
+        (true, top) if chat => {
+            body.insert("logprobs".into(), json!(true));
+            body.insert("top_logprobs".into(), json!(top.unwrap_or(0)));
+        }
+        (true, top) => {
+            body.insert("logprobs".into(), json!(top.unwrap_or(0)));
+        }
+        (false, Some(top)) if top > 0 => return Err(ApiError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
+        (false, _) => {}
+    }
+    fields(&Value::Object(body))
+}
+
+/// `options` into the OpenAI fields, checking those Ollama names differently.
+fn map_options(o: &Options, body: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let same = [
+        ("temperature", o.temperature.map(Value::from)),
+        ("top_p", o.top_p.map(Value::from)),
+        ("top_k", o.top_k.map(Value::from)),
+        ("min_p", o.min_p.map(Value::from)),
+        ("seed", o.seed.map(Value::from)),
+        ("presence_penalty", o.presence_penalty.map(Value::from)),
+        ("frequency_penalty", o.frequency_penalty.map(Value::from)),
+    ];
+    for (key, value) in same {
+        if let Some(value) = value {
+            body.insert(key.into(), value);
+        }
+    }
+    if let Some(stop) = &o.stop {
+        body.insert("stop".into(), json!(stop));
+    }
+    match o.num_predict {
+        None | Some(-1 | -2) => {}
+        Some(n) if n > 0 => {
+            body.insert("max_tokens".into(), json!(n));
+        }
+        Some(n) => return Err(ApiError::invalid("options.num_predict", format!("options.num_predict must be positive, -1 or -2, got {n}"))),
+    }
+    if let Some(r) = o.repeat_penalty {
+        if !(r.is_finite() && r > 0.0 && r <= 10.0) {
+            return Err(ApiError::invalid("options.repeat_penalty", format!("options.repeat_penalty must be above 0 and at most 10, got {r}")));
+        }
+        body.insert("repetition_penalty".into(), json!(r));
+    }
+    let off = [
+        ("options.mirostat", o.mirostat.is_some_and(|m| m != 0)),
+        ("options.typical_p", o.typical_p.is_some_and(|p| p != 1.0)),
+        ("options.tfs_z", o.tfs_z.is_some_and(|z| z != 1.0)),
+    ];
+    if let Some((param, _)) = off.iter().find(|(_, on)| *on) {
+        return Err(ApiError::invalid(param, format!("{param} is not supported: hearth samples with temperature, top_k, top_p and min_p")));
+    }
+    Ok(())
+}
+
+/// `num_ctx` must fit the model's context: hearth does not resize a context per request.
+fn check_context(num_ctx: Option<i64>, backend: &Backend) -> Result<(), ApiError> {
+    let Some(n) = num_ctx else { return Ok(()) };
+    let context = backend.max_model_len();
+    if n < 1 || context.is_some_and(|c| n > i64::from(c)) {
+        let limit = context.map_or_else(|| "its upstream's".to_owned(), |c| c.to_string());
+        return Err(ApiError::invalid(
+            "options.num_ctx",
+            format!("options.num_ctx is {n}; `{}` serves a context of {limit} tokens (max_model_len) and hearth does not resize it per request", backend.name()),
+        ));
+    }
+    Ok(())
+}
+
+/// Which endpoint's objects.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Chat,
+    Generate,
+}
+
+/// Builds the objects of one answer.
+struct Reply {
+    model: String,
+    shape: Shape,
+    arrived: Instant,
+    first_token: Option<Instant>,
+    logprobs: bool,
+}
+
+impl Reply {
+    fn object(&self, text: String, logprobs: &[TokenLogprob], done: Option<(FinishReason, &Usage)>) -> Value {
+        let logprobs = self.logprobs.then(|| logprobs.iter().map(ollama_logprob).collect());
+        let stats = done.map(|(_, usage)| self.stats(usage));
+        let done_reason = done.map(|(reason, _)| reason.as_str());
+        let (model, created_at) = (self.model.clone(), now_rfc3339());
+        match self.shape {
+            Shape::Chat => to_value(&ChatChunk {
+                model,
+                created_at,
+                message: MessageOut { role: "assistant", content: text },
+                done: done.is_some(),
+                done_reason,
+                logprobs,
+                stats,
+            }),
+            Shape::Generate => to_value(&GenerateChunk { model, created_at, response: text, done: done.is_some(), done_reason, logprobs, stats }),
+        }
+    }
+
+    fn stats(&self, usage: &Usage) -> Stats {
+        let now = Instant::now();
+        let first = self.first_token.unwrap_or(now);
+        Stats {
+            total_duration: super::nanos(now - self.arrived),
+            load_duration: 0,
+            prompt_eval_count: usage.prompt_tokens,
+            prompt_eval_duration: super::nanos(first - self.arrived),
+            eval_count: usage.completion_tokens,
+            eval_duration: super::nanos(now - first),
+        }
+    }
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn ollama_logprob(t: &TokenLogprob) -> Logprob {
+    let one = |c: &engine::Candidate, top| Logprob {
+        token: String::from_utf8_lossy(&c.bytes).into_owned(),
+        logprob: if c.logprob.is_finite() { f64::from(c.logprob) } else { -9999.0 },
+        bytes: c.bytes.clone(),
+        top_logprobs: top,
+    };
+    one(&t.chosen, t.top.iter().map(|c| one(c, Vec::new())).collect())
+}
+
+/// Ollama's answer to a request with nothing to generate: the model is loaded (it always is).
+fn loaded(common: &Common, shape: Shape) -> HttpResponse {
+    let reply = Reply { model: common.model.clone(), shape, arrived: Instant::now(), first_token: None, logprobs: false };
+    let mut object = reply.object(String::new(), &[], None);
+    object["done"] = json!(true);
+    object["done_reason"] = json!("load");
+    HttpResponse::Ok().json(object)
+}
+
+/// What the consumer of a generation gets next.
+enum Step {
+    Text(String, Vec<TokenLogprob>),
+    Done(FinishReason, Usage),
+    Failed(ApiError),
+}
+
+/// The next event of `generation`, with the metrics fed as the SSE writer feeds them.
+async fn next(generation: &mut Generation, reply: &mut Reply) -> Step {
+    match generation.events.next().await {
+        Some(Event::Delta { text, completion_tokens, logprobs }) => {
+            generation.timer.delta(completion_tokens);
+            reply.first_token.get_or_insert_with(Instant::now);
+            Step::Text(text, logprobs)
+        }
+        Some(Event::Finished { reason, usage, queued }) => {
+            generation.timer.finished(reason, &usage, queued);
+            Step::Done(reason, usage)
+        }
+        Some(Event::Failed(error)) => Step::Failed(ApiError::from(error)),
+        None => Step::Failed(ApiError::Unavailable("the engine stopped before the request finished".into())),
+    }
+}
+
+async fn respond(generation: Generation, common: &Common, shape: Shape, arrived: Instant) -> HttpResponse {
+    let reply = Reply { model: common.model.clone(), shape, arrived, first_token: None, logprobs: generation.logprobs.is_some() };
+    if common.stream.unwrap_or(true) {
+        stream_ndjson(generation, reply)
+    } else {
+        held::json_when_done(whole(generation, reply)).await
+    }
+}
+
+/// The whole answer as one object.
+async fn whole(mut generation: Generation, mut reply: Reply) -> Result<Value, ApiError> {
+    let (mut text, mut logprobs) = (String::new(), Vec::new());
+    loop {
+        match next(&mut generation, &mut reply).await {
+            Step::Text(delta, tokens) => {
+                text.push_str(&delta);
+                logprobs.extend(tokens);
+            }
+            Step::Done(reason, usage) => return Ok(reply.object(text, &logprobs, Some((reason, &usage)))),
+            Step::Failed(error) => return Err(error),
+        }
+    }
+}
+
+/// One object a line; the last has `done: true`, or is `{"error": "..."}` when the generation
+/// failed after the answer began. Dropping the stream (the client left) cancels the generation.
+fn stream_ndjson(generation: Generation, reply: Reply) -> HttpResponse {
+    let lines = stream::unfold(Some((generation, reply)), |state| async move {
+        let (mut generation, mut reply) = state?;
+        let (value, more) = match next(&mut generation, &mut reply).await {
+            Step::Text(text, tokens) => (reply.object(text, &tokens, None), true),
+            Step::Done(reason, usage) => (reply.object(String::new(), &[], Some((reason, &usage))), false),
+            Step::Failed(error) => {
+                if actix_web::ResponseError::status_code(&error).is_server_error() {
+                    tracing::error!(%error, "Generation failed after its stream began.");
+                }
+                (json!({"error": OllamaError(error).to_string()}), false)
+            }
+        };
+        let line = Bytes::from(format!("{value}\n"));
+        Some((Ok::<_, actix_web::Error>(line), more.then_some((generation, reply))))
+    });
+    HttpResponse::Ok().content_type("application/x-ndjson").insert_header(("Cache-Control", "no-cache")).streaming(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(o: &Options) -> Result<Value, String> {
+        let mut body = Map::new();
+        map_options(o, &mut body).map(|()| Value::Object(body)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_map_to_openais_fields_and_unsupported_samplers_are_refused_unless_off() {
+        let off = Options { mirostat: Some(0), typical_p: Some(1.0), tfs_z: Some(1.0), num_gpu: Some(99), num_predict: Some(-1), ..Options::default() };
+        assert_eq!(mapped(&off), Ok(json!({})), "runtime options and samplers left off change nothing");
+        assert!(mapped(&Options { mirostat: Some(2), ..Options::default() }).is_err_and(|e| e.contains("options.mirostat")));
+        assert!(mapped(&Options { typical_p: Some(0.5), ..Options::default() }).is_err_and(|e| e.contains("options.typical_p")));
+        assert!(mapped(&Options { num_predict: Some(0), ..Options::default() }).is_err_and(|e| e.contains("num_predict must be positive")));
+        assert!(mapped(&Options { repeat_penalty: Some(0.0), ..Options::default() }).is_err_and(|e| e.contains("repeat_penalty")));
+        let o = Options { num_predict: Some(7), repeat_penalty: Some(1.1), stop: Some(vec!["x".into()]), temperature: Some(0.0), seed: Some(3), ..Options::default() };
+        assert_eq!(mapped(&o), Ok(json!({"max_tokens": 7, "repetition_penalty": 1.1, "stop": ["x"], "temperature": 0.0, "seed": 3})));
+    }
+
+    #[test]
+    fn unknown_options_are_named() {
+        let err = serde_json::from_value::<Options>(json!({"temperature": 0.1, "nucleus": 3})).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("nucleus"), "{err}");
+    }
+
+    #[test]
+    fn a_token_logprob_takes_ollamas_shape() {
+        let c = |t: &str, lp| engine::Candidate { token: 1, bytes: t.as_bytes().to_vec(), logprob: lp };
+        let t = TokenLogprob { chosen: c("a", -0.5), top: vec![c("a", -0.5), c("b", f32::NEG_INFINITY)] };
+        let v = to_value(&ollama_logprob(&t));
+        assert_eq!(v, json!({"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": [
+            {"token": "a", "logprob": -0.5, "bytes": [97]}, {"token": "b", "logprob": -9999.0, "bytes": [98]}]}));
+    }
+}
