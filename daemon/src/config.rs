@@ -114,6 +114,10 @@ pub struct IngestSettings {
     pub parse_cpu_seconds: u64,
     /// Wall-time limit of the parser process, in seconds.
     pub parse_timeout_seconds: u64,
+    /// OCR languages (Tesseract codes) for scanned PDF pages and images.
+    pub ocr_languages: Vec<String>,
+    /// OCR time budget per document, in seconds (added to the parser's limits for PDFs and images).
+    pub ocr_seconds: u64,
     /// A watched file is ingested once its size and modification time have not changed for this long.
     pub stable_seconds: f64,
     /// Every watched folder is rescanned this often, on top of file-system events (which can be lost).

@@ -1,7 +1,8 @@
 //! hearth-ingest: turning uploaded files into chunks ready to embed.
 //!
-//! - [`parse`]: format detection and parsing (PDF, Markdown, HTML, text) into pages of text with
-//!   heading structure. Pure functions of the bytes.
+//! - [`parse`]: format detection and parsing (PDF, DOCX, PPTX, spreadsheets, ODT, EPUB, e-mail,
+//!   images, Markdown, HTML, text) into pages of text with heading structure. Pure functions of
+//!   the bytes and of the native engines (PDFium, Tesseract) the worker loaded.
 //! - [`sandbox`]: runs the parser in a child process with memory, CPU, wall-time and output limits,
 //!   an empty environment, its input as an open descriptor and Landlock (it can open nothing),
 //!   because PDF parsing runs third-party code on hostile input (panics, stack overflows,
@@ -17,5 +18,5 @@ pub mod parse;
 pub mod sandbox;
 
 pub use chunk::{chunk_document, Chunk, ChunkingError, ChunkingOptions, TokenCounter};
-pub use parse::{parse_bytes, Format, Page, ParseError, ParsedDocument, Section};
-pub use sandbox::{worker_main, Limits, ParseFailure, Sandbox};
+pub use parse::{parse_bytes, parse_with, Attachment, Engines, Format, Page, ParseError, ParsedDocument, Section};
+pub use sandbox::{worker_main, EngineOptions, Limits, ParseFailure, Sandbox};

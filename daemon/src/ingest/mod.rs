@@ -90,7 +90,8 @@ impl Ingestor {
             wall: Duration::from_secs(ingest.parse_timeout_seconds),
             ..ingest::Limits::default()
         };
-        let sandbox = ingest::Sandbox::new(program, vec![OsString::from("parse-worker")], limits);
+        let engines = ingest::EngineOptions { ocr_languages: ingest.ocr_languages.clone(), ocr_seconds: ingest.ocr_seconds, pdfium_library: None };
+        let sandbox = ingest::Sandbox::new(program, vec![OsString::from("parse-worker")], limits).with_engines(engines);
         let embedders = engines.iter().filter(|e| e.kind() == ModelKind::Embedding).cloned().collect();
         let ingestor = Arc::new(Ingestor {
             store,

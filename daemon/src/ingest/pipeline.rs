@@ -122,7 +122,7 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     let head = read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
         ingestor.metrics.parse_failed(None);
-        Step::Failed(format!("unsupported file type: `{}` is not PDF, Markdown, HTML or UTF-8 text", record.filename))
+        Step::Failed(format!("unsupported file type: `{}` is not PDF, DOCX, PPTX, XLSX/ODS, ODT, EPUB, e-mail (.eml), Markdown, HTML or UTF-8 text", record.filename))
     })?;
     let key = (job.vector_store_id.clone(), job.file_id.clone());
     ingestor.set_progress(&key, Progress::Parsing);
@@ -158,20 +158,72 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
                 page: Some(c.page),
                 char_start: c.char_start as u64,
                 char_end: c.char_end as u64,
-                attributes: c.heading.as_ref().map(|h| heading_attribute(h)).unwrap_or_default(),
+                attributes: chunk_attributes(c),
             })
             .collect();
         let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
         super::retry::store_write(move || s.add_chunks(&vs, &id, new_chunks.clone()).map(drop)).await?;
         ingestor.set_progress(&key, Progress::Embedding { done: (i * batch + group.len()).min(total), total });
     }
+    // The file records which engine read it (`parser`: pdf-extract, pdfium, ocr, docx...).
+    let mut attributes = store.document(&job.vector_store_id, &job.file_id)?.attributes;
+    attributes.insert("parser".into(), parsed.parser.clone().into());
+    let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
+    blocking(move || s.update_document(&vs, &id, None, Some(attributes))).await?;
+    attach_children(ingestor, job, &record.filename, parsed.attachments).await;
     Ok(Outcome::Completed { chunks: total, pages: parsed.pages.len() })
 }
 
-fn heading_attribute(heading: &str) -> store::Attributes {
+/// A chunk's attributes: `section` (its heading path, `A > B`), `page_label` (slide title, sheet
+/// name, chapter), `ocr` (true where its page was recognized from an image).
+fn chunk_attributes(c: &ingest::Chunk) -> store::Attributes {
     let mut a = store::Attributes::new();
-    a.insert("section".into(), heading.into());
+    if !c.section_path.is_empty() {
+        a.insert("section".into(), c.section_path.join(" > ").into());
+    } else if let Some(h) = &c.heading {
+        a.insert("section".into(), h.as_str().into());
+    }
+    if let Some(label) = &c.label {
+        a.insert("page_label".into(), label.as_str().into());
+    }
+    if c.ocr {
+        a.insert("ocr".into(), true.into());
+    }
     a
+}
+
+/// An e-mail's attachments become files of their own, attached to the same vector store with
+/// `attachment_of` (the message's file id and name): each is parsed in its own sandboxed child
+/// and cited by its own pages. One that cannot be stored is logged and skipped.
+async fn attach_children(ingestor: &Ingestor, job: &Job, parent_name: &str, attachments: Vec<ingest::Attachment>) {
+    for child in attachments {
+        let files = ingestor.files().clone();
+        let name = child.filename.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut upload = files.upload()?;
+            upload.write(&child.bytes)?;
+            files.commit(upload, &child.filename, "assistants")
+        })
+        .await;
+        let record = match stored {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                tracing::warn!(file = %job.file_id, attachment = %name, "attachment not stored: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(file = %job.file_id, attachment = %name, "attachment not stored: {e}");
+                continue;
+            }
+        };
+        let mut attributes = store::Attributes::new();
+        attributes.insert("attachment_of".into(), job.file_id.clone().into());
+        attributes.insert("attachment_of_name".into(), parent_name.into());
+        let chunking = ingest::ChunkingOptions { max_chunk_size_tokens: job.max_chunk_size_tokens, chunk_overlap_tokens: job.chunk_overlap_tokens };
+        if let Err(e) = ingestor.attach(&job.vector_store_id, &record, Some(chunking), attributes) {
+            tracing::warn!(file = %job.file_id, attachment = %name, "attachment not queued: {e}");
+        }
+    }
 }
 
 /// The first 4 KiB (fewer for a shorter file), read at offset 0 without moving the file's offset.

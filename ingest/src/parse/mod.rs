@@ -26,15 +26,33 @@ mod docx;
 mod email;
 mod epub;
 mod html;
+mod image;
 mod markdown;
+mod ocr;
 mod odt;
 mod pdf;
+mod pdfium;
 mod pptx;
 mod sheet;
 mod text;
 mod xml;
 
 pub use archive::{MAX_ENTRIES, MAX_UNPACKED_BYTES};
+pub use ocr::OcrEngine;
+pub use pdfium::{render_pgm, PdfiumEngine};
+
+/// The engines a parse may call that are native libraries loaded before the worker confines
+/// itself: PDFium (second PDF engine and page renderer) and Tesseract (OCR). [`parse_bytes`]
+/// runs without them (pdf-extract only, no OCR).
+#[derive(Debug, Default)]
+pub struct Engines {
+    /// PDFium, if it loaded.
+    pub pdfium: Option<PdfiumEngine>,
+    /// Tesseract, if it started.
+    pub ocr: Option<OcrEngine>,
+    /// Why an engine is missing, one line each (reported where it would have helped).
+    pub unavailable: Vec<String>,
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -62,11 +80,13 @@ pub enum Format {
     Epub,
     /// E-mail message (`.eml`); attachments become documents of their own.
     Email,
+    /// Image (PNG, JPEG, TIFF), read by OCR.
+    Image,
 }
 
 impl Format {
     /// Every format, for listing what is supported.
-    pub const ALL: [Format; 10] = [
+    pub const ALL: [Format; 11] = [
         Format::Pdf,
         Format::Text,
         Format::Markdown,
@@ -77,10 +97,11 @@ impl Format {
         Format::Odt,
         Format::Epub,
         Format::Email,
+        Format::Image,
     ];
 
     /// The format's short name: `pdf`, `text`, `markdown`, `html`, `docx`, `pptx`,
-    /// `spreadsheet`, `odt`, `epub`, `email` (also the worker's argv word).
+    /// `spreadsheet`, `odt`, `epub`, `email`, `image` (also the worker's argv word).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pdf => "pdf",
@@ -93,6 +114,7 @@ impl Format {
             Format::Odt => "odt",
             Format::Epub => "epub",
             Format::Email => "email",
+            Format::Image => "image",
         }
     }
 
@@ -107,8 +129,8 @@ impl Format {
     /// Order: the `%PDF-` signature within the first 1024 bytes (where readers accept it), then
     /// the `mimetype` entry an ODF or EPUB zip stores first, then the extension (`.pdf`,
     /// `.txt`/`.text`, `.md`/`.markdown`, `.html`/`.htm`/`.xhtml`, `.docx`, `.pptx`,
-    /// `.xlsx`/`.xlsm`/`.xlsb`/`.xls`/`.ods`, `.odt`, `.epub`, `.eml`, case-insensitive), then an
-    /// HTML sniff (`<!doctype html` or `<html` at the start), then "UTF-8 without NUL bytes" →
+    /// `.xlsx`/`.xlsm`/`.xlsb`/`.xls`/`.ods`, `.odt`, `.epub`, `.eml`, `.png`/`.jpg`/`.jpeg`/
+    /// `.tif`/`.tiff`, case-insensitive), then PNG/JPEG/TIFF signatures, then an HTML sniff (`<!doctype html` or `<html` at the start), then "UTF-8 without NUL bytes" →
     /// [`Format::Text`].
     pub fn detect(file_name: Option<&str>, head: &[u8]) -> Option<Format> {
         let window = &head[..head.len().min(1024)];
@@ -125,6 +147,9 @@ impl Format {
         }
         if let Some(format) = file_name.and_then(Format::from_extension) {
             return Some(format);
+        }
+        if image::sniff(head) {
+            return Some(Format::Image);
         }
         if looks_like_html(head) {
             return Some(Format::Html);
@@ -149,6 +174,7 @@ impl Format {
             "odt" => Some(Format::Odt),
             "epub" => Some(Format::Epub),
             "eml" => Some(Format::Email),
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" => Some(Format::Image),
             _ => None,
         }
     }
@@ -274,11 +300,22 @@ pub enum ParseError {
     ParserFailed(String),
 }
 
-/// Parses a whole document in this process. PDF parsing can panic or overflow the stack on hostile
-/// files: the daemon calls this through [`crate::sandbox::Sandbox`], whose worker calls it.
+/// Parses a whole document in this process, without PDFium or OCR. PDF parsing can panic or
+/// overflow the stack on hostile files: the daemon calls this through
+/// [`crate::sandbox::Sandbox`], whose worker calls [`parse_with`].
 pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<ParsedDocument, ParseError> {
+    parse_with(bytes, format, &Engines::default())
+}
+
+/// Parses a whole document in this process with the native engines the caller loaded.
+pub fn parse_with(
+    bytes: &[u8],
+    format: Format,
+    engines: &Engines,
+) -> Result<ParsedDocument, ParseError> {
     match format {
-        Format::Pdf => pdf::parse(bytes),
+        Format::Pdf => pdf::parse(bytes, engines),
+        Format::Image => image::parse(bytes, engines),
         Format::Docx => docx::parse(bytes),
         Format::Pptx => pptx::parse(bytes),
         Format::Spreadsheet => sheet::parse(bytes),
@@ -416,11 +453,14 @@ mod tests {
     }
 
     #[test]
+    fn detect_images() {
+        assert_eq!(Format::detect(Some("a.png"), b"\x89PNG\r\n\x1a\n\0\0"), Some(Format::Image));
+        assert_eq!(Format::detect(None, b"\xFF\xD8\xFF\xE0"), Some(Format::Image));
+        assert_eq!(Format::detect(Some("scan"), b"II*\0\x08"), Some(Format::Image));
+    }
+
+    #[test]
     fn detect_rejects_binary() {
-        assert_eq!(
-            Format::detect(Some("a.png"), b"\x89PNG\r\n\x1a\n\0\0"),
-            None
-        );
         assert_eq!(Format::detect(Some("a.bin"), b"\xfd\xfe\xff\x00"), None);
         assert_eq!(Format::detect(None, b"PK\x03\x04\0\0"), None);
         assert_eq!(Format::detect(Some("a.zip"), b"PK\x03\x04\x14\0"), None);

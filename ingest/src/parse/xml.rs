@@ -45,6 +45,7 @@ impl Node {
     }
 
     /// True for an end node with local name `name`.
+    #[cfg(test)]
     pub(super) fn is_end(&self, name: &str) -> bool {
         matches!(self, Node::End { name: n } if n == name)
     }

@@ -133,6 +133,30 @@ impl ParseFailure {
     }
 }
 
+/// Settings of the native engines the worker loads for PDFs and images (`parse/pdfium.rs`,
+/// `parse/ocr.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Tesseract languages (`eng`, `deu`...), joined with `+` for Tesseract.
+    pub ocr_languages: Vec<String>,
+    /// OCR time budget per document: no page is started after it; the worker's CPU and wall
+    /// limits grow by it for PDFs and images.
+    pub ocr_seconds: u64,
+    /// `libpdfium.so`; `None`: looked for beside the executable.
+    pub pdfium_library: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    /// English, 120 s, PDFium beside the executable.
+    fn default() -> Self {
+        EngineOptions {
+            ocr_languages: vec!["eng".to_owned()],
+            ocr_seconds: worker::DEFAULT_OCR_SECONDS,
+            pdfium_library: None,
+        }
+    }
+}
+
 /// Runs parses in child processes: `program args... --format F --memory-bytes N --cpu-seconds N`,
 /// the input on stdin.
 #[derive(Debug, Clone)]
@@ -140,6 +164,7 @@ pub struct Sandbox {
     program: PathBuf,
     args: Vec<OsString>,
     limits: Limits,
+    engines: EngineOptions,
 }
 
 impl Sandbox {
@@ -150,7 +175,25 @@ impl Sandbox {
             program,
             args,
             limits,
+            engines: EngineOptions::default(),
         }
+    }
+
+    /// The same sandbox with these OCR and PDFium settings.
+    pub fn with_engines(mut self, engines: EngineOptions) -> Self {
+        self.engines = engines;
+        self
+    }
+
+    /// The limits a parse of `format` runs under: PDFs and images (which may need OCR) get the OCR
+    /// budget on top of the CPU and wall-clock limits.
+    pub fn limits_for(&self, format: Format) -> Limits {
+        let mut limits = self.limits;
+        if matches!(format, Format::Pdf | Format::Image) {
+            limits.cpu_seconds = limits.cpu_seconds.saturating_add(self.engines.ocr_seconds);
+            limits.wall = limits.wall.saturating_add(Duration::from_secs(self.engines.ocr_seconds));
+        }
+        limits
     }
 
     /// The limits each parse runs under.
@@ -203,10 +246,14 @@ impl Sandbox {
     }
 
     fn request(&self, format: Format, self_check: Option<SelfCheckRequest>) -> WorkerRequest {
+        let limits = self.limits_for(format);
         WorkerRequest {
             format,
-            memory_bytes: self.limits.memory_bytes,
-            cpu_seconds: self.limits.cpu_seconds,
+            memory_bytes: limits.memory_bytes,
+            cpu_seconds: limits.cpu_seconds,
+            ocr_languages: self.engines.ocr_languages.clone(),
+            ocr_seconds: self.engines.ocr_seconds,
+            pdfium_library: self.engines.pdfium_library.clone(),
             self_check,
         }
     }
@@ -241,7 +288,8 @@ impl Sandbox {
             return Err(ParseFailure::Io("the parser's pipes are missing".into()));
         };
         let feed = child.stdin.take();
-        let cap = self.limits.max_output_bytes;
+        let limits = self.limits_for(request.format);
+        let cap = limits.max_output_bytes;
         let run = async {
             let (out, err, ()) = tokio::join!(
                 read_capped(stdout, cap),
@@ -251,14 +299,14 @@ impl Sandbox {
             let status = child.wait().await;
             (out, err, status)
         };
-        let finished = tokio::time::timeout(self.limits.wall, run).await;
+        let finished = tokio::time::timeout(limits.wall, run).await;
         let Ok((out, stderr_tail, status)) = finished else {
             // start_kill fails only if it already exited; reap it either way.
             let _ = child.start_kill();
             let _ = child.wait().await;
             return Err(ParseFailure::TimedOut {
                 kind: TimeLimit::Wall,
-                limit: self.limits.wall,
+                limit: limits.wall,
             });
         };
         let status =
@@ -273,7 +321,7 @@ impl Sandbox {
             }
             Err(e) => return Err(ParseFailure::BadOutput(format!("reading the reply: {e}"))),
         };
-        classify(status, &stdout, stderr_tail, &self.limits)
+        classify(status, &stdout, stderr_tail, &limits)
     }
 }
 

@@ -1,13 +1,15 @@
 //! The child side: argv protocol, confinement, parse, one JSON reply on stdout.
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
-//! `--format <FORMAT> --memory-bytes <N> --cpu-seconds <N>
-//! [--self-check [--try-read PATH]... [--try-create PATH]...]`; the input is the worker's stdin,
+//! `--format <FORMAT> --memory-bytes <N> --cpu-seconds <N> [--ocr-languages eng+deu]
+//! [--ocr-seconds N] [--pdfium-library PATH] [--self-check [--try-read PATH]... [--try-create PATH]...]`;
+//! the input is the worker's stdin,
 //! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
 //! nothing. Before it reads a byte of the input it closes any descriptor it inherited beyond
 //! stdin, stdout and stderr, lowers its resource limits and confines itself with Landlock
 //! (`confine.rs`); `--self-check` then reports what it can and cannot reach
-//! (`self_check.rs`).
+//! (`self_check.rs`). For PDFs and images it first loads PDFium and starts Tesseract
+//! ([`load_engines`]), since neither may open a file once confined.
 //!
 //! Exit status: 0 with a [`WorkerReply`] on stdout (the document, or the [`ParseError`] that is the
 //! file's fault, or the self-check's report); 2 bad arguments; 3 limits could not be set; 4 the
@@ -16,12 +18,12 @@
 
 use super::confine;
 use super::self_check::{self, SelfCheck, SelfCheckRequest};
-use crate::parse::{panic_message, parse_bytes, Format, ParseError, ParsedDocument};
+use crate::parse::{panic_message, parse_with, Engines, Format, OcrEngine, ParseError, ParsedDocument, PdfiumEngine};
 use rlimit::Resource;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::panic::catch_unwind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,9 +47,18 @@ pub(super) struct WorkerRequest {
     pub format: Format,
     pub memory_bytes: u64,
     pub cpu_seconds: u64,
+    /// Tesseract languages (`eng`, `deu`...); empty: `eng`.
+    pub ocr_languages: Vec<String>,
+    /// OCR time budget per document, in seconds.
+    pub ocr_seconds: u64,
+    /// Where `libpdfium.so` is; `None`: looked for beside the executable.
+    pub pdfium_library: Option<PathBuf>,
     /// A self-check instead of a plain parse.
     pub self_check: Option<SelfCheckRequest>,
 }
+
+/// Default OCR budget per document when the request names none.
+pub(super) const DEFAULT_OCR_SECONDS: u64 = 120;
 
 impl WorkerRequest {
     pub fn to_args(&self) -> Vec<OsString> {
@@ -58,7 +69,17 @@ impl WorkerRequest {
             self.memory_bytes.to_string().into(),
             "--cpu-seconds".into(),
             self.cpu_seconds.to_string().into(),
+            "--ocr-seconds".into(),
+            self.ocr_seconds.to_string().into(),
         ];
+        if !self.ocr_languages.is_empty() {
+            args.push("--ocr-languages".into());
+            args.push(self.ocr_languages.join("+").into());
+        }
+        if let Some(path) = &self.pdfium_library {
+            args.push("--pdfium-library".into());
+            args.push(path.clone().into_os_string());
+        }
         if let Some(check) = &self.self_check {
             args.push("--self-check".into());
             for path in &check.read {
@@ -75,6 +96,7 @@ impl WorkerRequest {
 
     pub fn from_args(args: &[OsString]) -> Result<Self, String> {
         let (mut format, mut memory, mut cpu) = (None, None, None);
+        let (mut ocr_languages, mut ocr_seconds, mut pdfium_library) = (Vec::new(), DEFAULT_OCR_SECONDS, None);
         let mut check: Option<SelfCheckRequest> = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -89,6 +111,12 @@ impl WorkerRequest {
                 }
                 "--memory-bytes" => memory = Some(number(value()?)?),
                 "--cpu-seconds" => cpu = Some(number(value()?)?),
+                "--ocr-seconds" => ocr_seconds = number(value()?)?,
+                "--ocr-languages" => {
+                    let v = value()?.to_string_lossy().into_owned();
+                    ocr_languages = v.split('+').filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                }
+                "--pdfium-library" => pdfium_library = Some(PathBuf::from(value()?)),
                 "--self-check" => {
                     check.get_or_insert_with(SelfCheckRequest::default);
                 }
@@ -114,9 +142,37 @@ impl WorkerRequest {
             format: format.ok_or("--format is required")?,
             memory_bytes: memory.ok_or("--memory-bytes is required")?,
             cpu_seconds: cpu.ok_or("--cpu-seconds is required")?,
+            ocr_languages,
+            ocr_seconds,
+            pdfium_library,
             self_check: check,
         })
     }
+}
+
+/// PDFium (for PDFs) and Tesseract (for PDFs and images), loaded before confinement: each reads
+/// its library or data files now, and nothing after. One that fails is noted, and the parse goes
+/// on without it.
+pub(super) fn load_engines(req: &WorkerRequest) -> Engines {
+    let mut engines = Engines::default();
+    if !matches!(req.format, Format::Pdf | Format::Image) {
+        return engines;
+    }
+    if req.format == Format::Pdf {
+        match req.pdfium_library.clone().or_else(PdfiumEngine::locate) {
+            Some(path) => match PdfiumEngine::load(&path) {
+                Ok(p) => engines.pdfium = Some(p),
+                Err(e) => engines.unavailable.push(e),
+            },
+            None => engines.unavailable.push("PDFium (libpdfium.so) is not installed beside hearth".into()),
+        }
+    }
+    let budget = std::time::Duration::from_secs(req.ocr_seconds);
+    match OcrEngine::init(&req.ocr_languages, budget) {
+        Ok(ocr) => engines.ocr = Some(ocr),
+        Err(e) => engines.unavailable.push(e),
+    }
+    engines
 }
 
 fn number(v: &std::ffi::OsStr) -> Result<u64, String> {
@@ -142,6 +198,7 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         }
     };
     let closed = confine::close_inherited();
+    let engines = load_engines(&req);
     if let Err(e) = confine::apply_limits(req.memory_bytes, req.cpu_seconds) {
         eprintln!("parse-worker: could not set resource limits: {e}");
         return ExitCode::from(EXIT_LIMITS);
@@ -157,7 +214,7 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         eprintln!("reading the input: {e}");
         return ExitCode::from(EXIT_READ);
     }
-    let parsed = match catch_unwind(|| parse_bytes(&bytes, req.format)) {
+    let parsed = match catch_unwind(AssertUnwindSafe(|| parse_with(&bytes, req.format, &engines))) {
         Ok(result) => result,
         Err(panic) => Err(ParseError::ParserFailed(panic_message(panic.as_ref()))),
     };
@@ -205,6 +262,9 @@ mod tests {
             format: Format::Markdown,
             memory_bytes: 1 << 30,
             cpu_seconds: 60,
+            ocr_languages: vec!["eng".into(), "deu".into()],
+            ocr_seconds: 30,
+            pdfium_library: Some(PathBuf::from("/opt/lib/libpdfium.so")),
             self_check: None,
         };
         assert_eq!(WorkerRequest::from_args(&req.to_args()).unwrap(), req);
