@@ -49,7 +49,7 @@ def main():
 
     plain = client.chat.completions.create(model=CHAT, messages=QUESTION, temperature=0, max_tokens=4)
     check(plain.choices[0].logprobs is None, "no logprobs unless asked")
-    sampled = client.chat.completions.create(model=CHAT, messages=QUESTION, temperature=1.5, top_k=40, seed=7, max_tokens=16, logprobs=True, top_logprobs=3)
+    sampled = client.chat.completions.create(model=CHAT, messages=QUESTION, temperature=1.5, seed=7, max_tokens=16, logprobs=True, top_logprobs=3, extra_body={"top_k": 40})
     for t in sampled.choices[0].logprobs.content:
         values = [a.logprob for a in t.top_logprobs]
         check(values == sorted(values, reverse=True) and t.logprob <= values[0] + 1e-6, f"sampled token {t.token!r}: at most the top-1")

@@ -45,11 +45,11 @@ def main():
     check(raw.eval_count <= 8 and len(raw.response) > 0, f"raw generate {raw.response!r} ({raw.eval_count} tokens)")
     capped = client.generate(model=CHAT, prompt="Count from one to fifty in words.", options={"temperature": 0, "num_predict": 5})
     check(capped.eval_count == 5 and capped.done_reason == "length", f"num_predict 5 -> {capped.eval_count} tokens, {capped.done_reason}")
-    stopped = client.generate(model=CHAT, prompt="Count from one to ten in words, separated by commas.", options={"temperature": 0, "num_predict": 40, "stop": [","]})
-    check("," not in stopped.response and stopped.done_reason == "stop", f"stop [','] -> {stopped.response!r}")
+    stopped = client.generate(model=CHAT, prompt="The capital of France is", raw=True, options={"temperature": 0, "num_predict": 8, "stop": ["."]})
+    check(stopped.response == raw.response.split(".")[0] and stopped.done_reason == "stop", f"stop ['.'] -> {stopped.response!r}")
 
     schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
-    structured = client.chat(model=CHAT, messages=[{"role": "user", "content": "Capital of France, as JSON."}], format=schema, options={"temperature": 0, "num_predict": 40})
+    structured = client.chat(model=CHAT, messages=[{"role": "user", "content": "Capital of France, as JSON."}], format=schema, options={"temperature": 0, "num_predict": 120})
     import json
     obj = json.loads(structured.message.content)
     check(isinstance(obj, dict) and isinstance(obj.get("capital"), str), f"format=schema -> {structured.message.content!r}")
