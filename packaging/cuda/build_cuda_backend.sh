@@ -63,9 +63,11 @@ fi
 # The CPU flags only affect the ggml-base/ggml-cpu built alongside, which are not shipped: hearth's
 # own libggml-base is the one the process has loaded.
 # The run path lets the backend find the CUDA runtime where NVIDIA's packages put it, when the
-# linker's cache does not list it.
+# linker's cache does not list it; none points into the build tree (a module, hence both flags).
 # shellcheck disable=SC2086
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release $toolkit_args \
+    -DCMAKE_SKIP_BUILD_RPATH=ON \
+    "-DCMAKE_MODULE_LINKER_FLAGS=-Wl,-rpath,/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib" \
     "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath,/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib" \
     -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" -DGGML_CUDA_NCCL=OFF \
     -DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF \
