@@ -396,6 +396,22 @@ pub struct ModelSettings {
     /// Remote: longest wait for one of the `max_concurrency` slots before a 429.
     #[serde(default = "defaults::queue_timeout_ms")]
     pub queue_timeout_ms: u64,
+    /// Sampling defaults for requests to this model that omit the field (as Ollama's Modelfile
+    /// `PARAMETER` and vLLM's generation config): temperature 0..=2.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Default `top_p`, in (0, 1].
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Default `top_k`; -1 or 0 disable it.
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    /// Default `min_p`, 0..=1.
+    #[serde(default)]
+    pub min_p: Option<f64>,
+    /// Default multiplicative repetition penalty (a request's `repetition_penalty`), in (0, 10].
+    #[serde(default)]
+    pub repeat_penalty: Option<f64>,
 }
 
 /// `[[models]]` keys that only a local model has.
@@ -689,6 +705,7 @@ impl Settings {
             if m.max_queue == 0 {
                 return Err(bad("max_queue", "must be at least 1".into()));
             }
+            check_sampling_defaults(m).map_err(|(field, reason)| bad(field, reason))?;
             if !(1..=1024).contains(&m.block_size) {
                 return Err(bad("block_size", format!("{} is outside 1..=1024", m.block_size)));
             }
@@ -877,6 +894,22 @@ fn lookup<'a>(merged: &'a Config, key: &str) -> Option<&'a Value> {
         };
     }
     Some(value)
+}
+
+/// A model's sampling defaults, each within the range a request's field has.
+fn check_sampling_defaults(m: &ModelSettings) -> Result<(), (&'static str, String)> {
+    let within = |field: &'static str, value: Option<f64>, ok: fn(f64) -> bool, range: &str| match value {
+        Some(v) if !(v.is_finite() && ok(v)) => Err((field, format!("{v} is outside {range}"))),
+        _ => Ok(()),
+    };
+    within("temperature", m.temperature, |v| (0.0..=2.0).contains(&v), "0..=2")?;
+    within("top_p", m.top_p, |v| v > 0.0 && v <= 1.0, "(0, 1]")?;
+    within("min_p", m.min_p, |v| (0.0..=1.0).contains(&v), "0..=1")?;
+    within("repeat_penalty", m.repeat_penalty, |v| v > 0.0 && v <= 10.0, "(0, 10]")?;
+    match m.top_k {
+        Some(k) if k < -1 || k > i64::from(i32::MAX) => Err(("top_k", format!("{k} is not -1, 0 or a positive count"))),
+        _ => Ok(()),
+    }
 }
 
 /// The checks of a remote model's keys; the error names the field.

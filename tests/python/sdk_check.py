@@ -55,8 +55,8 @@ def main():
     try:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
         check(False, "unknown model raises")
-    except openai.BadRequestError as err:
-        check("no-such-model" in str(err), f"unknown model raises BadRequestError: {err}")
+    except openai.NotFoundError as err:
+        check("no-such-model" in str(err) and err.code == "model_not_found", f"unknown model raises NotFoundError: {err}")
 
     try:
         client.chat.completions.create(model=CHAT, messages=[])

@@ -72,7 +72,7 @@ async fn tokenize_counts_with_the_models_own_tokenizer() {
     assert_eq!(status, 200, "{embed}");
     assert!(embed["count"].as_u64().unwrap_or(0) > tokens.len() as u64, "CLS and SEP are added: {embed}");
     assert_error("no text", post(&server, "/tokenize", &json!({"model": CHAT})).await, 400, "content");
-    assert_error("unknown model", post(&server, "/tokenize", &json!({"model": "nope", "content": "x"})).await, 400, "nope");
+    assert_error("unknown model", post(&server, "/tokenize", &json!({"model": "nope", "content": "x"})).await, 404, "nope");
 }
 
 #[tokio::test]
@@ -201,7 +201,8 @@ async fn bad_requests_get_clear_400s_and_the_server_survives() {
         let body = chat_body("hi", extra);
         async move { post(server_ref, "/v1/chat/completions", &body).await }
     };
-    assert_error("unknown model", chat(json!({"model": "gpt-9"})).await, 400, "gpt-9");
+    assert_error("unknown model", chat(json!({"model": "gpt-9"})).await, 404, "gpt-9");
+    assert_error("unimplemented field", chat(json!({"audio": {"voice": "alloy"}})).await, 400, "audio");
     assert_error("empty messages", chat(json!({"messages": []})).await, 400, "at least one message");
     assert_error("bad role", chat(json!({"messages": [{"role": "wizard", "content": "x"}]})).await, 400, "wizard");
     assert_error("negative max_tokens", chat(json!({"max_tokens": -5})).await, 400, "max_tokens must be at least 1");

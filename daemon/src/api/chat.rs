@@ -6,12 +6,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::logprobs::LogprobShape;
-use super::sse::{self, ChunkShape};
-use super::{fields, held, parse_body, Body};
+use super::sse::{self, ChunkShape, ToolDelta};
+use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
+use crate::service::tool_parser;
+use crate::service::tools::{ChatTools, History, ToolCall, Tools};
 use crate::state::AppState;
 
 pub fn configure(r: &mut Routes<'_>) {
@@ -22,6 +24,14 @@ pub fn configure(r: &mut Routes<'_>) {
 pub(super) struct ChatRequest {
     #[schema(min_items = 1)]
     messages: Vec<MessageIn>,
+    /// Function tools: `[{"type": "function", "function": {"name", "description", "parameters"}}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    tools: Option<serde_json::Value>,
+    /// `auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`.
+    #[schema(value_type = Option<Object>)]
+    tool_choice: Option<serde_json::Value>,
+    #[schema(value_type = Option<bool>)]
+    parallel_tool_calls: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -31,6 +41,27 @@ struct MessageIn {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    /// An assistant message's calls.
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallIn>>,
+    /// A `tool` message: the call it answers.
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatToolCall)]
+struct ToolCallIn {
+    id: String,
+    function: FunctionCallIn,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatFunctionCall)]
+struct FunctionCallIn {
+    name: String,
+    /// JSON text.
+    arguments: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,20 +89,43 @@ const CHUNKS: ChunkShape = ChunkShape {
         json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
     },
     logprobs: LogprobShape::Chat,
+    tool_call: Some(|index, piece| {
+        let call = match piece {
+            ToolDelta::Start(call) => json!({"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}),
+            ToolDelta::Arguments(fragment) => json!({"index": index, "function": {"arguments": fragment}}),
+        };
+        json!({"index": 0, "delta": {"tool_calls": [call]}, "logprobs": null, "finish_reason": null})
+    }),
 };
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let body = parse_body(body, &state)?;
+    accepted::check(&body, accepted::Endpoint::Chat)?;
     let request: ChatRequest = fields(&body)?;
     let params: GenerationParams = fields(&body)?;
-    let messages = to_messages(request.messages)?;
-    let generation = generate::start(&state, &params, Prompt::Chat(messages), "chatcmpl").await?;
+    let offered = Tools::from_chat(request.tools.as_ref(), request.tool_choice.as_ref(), request.parallel_tool_calls.as_ref())?;
+    let (messages, history) = to_messages(request.messages)?;
+    let tools = ChatTools { tools: offered, history };
+    let generation = generate::start_with_tools(&state, &params, Prompt::Chat(messages), tools, "chatcmpl").await?;
     if generation.stream {
         return Ok(sse::respond(generation, CHUNKS));
     }
+    let reader = generation.tools.clone();
     let (id, created, model, logprobs) = (generation.id.clone(), generation.created, generation.model.clone(), generation.logprobs);
     Ok(held::json_when_done(async move {
         let done = generation.collect().await?;
+        let (message, finish_reason) = match &reader {
+            Some(reader) => {
+                let parsed = tool_parser::parse(&done.text, reader.format, &reader.names);
+                if parsed.calls.is_empty() {
+                    (json!({"role": "assistant", "content": done.text}), done.reason.as_str())
+                } else {
+                    let calls: Vec<serde_json::Value> = parsed.calls.iter().map(ToolCall::to_json).collect();
+                    (json!({"role": "assistant", "content": parsed.content, "tool_calls": calls}), "tool_calls")
+                }
+            }
+            None => (json!({"role": "assistant", "content": done.text}), done.reason.as_str()),
+        };
         Ok(json!({
             "id": id,
             "object": "chat.completion",
@@ -79,9 +133,9 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": done.text},
+                "message": message,
                 "logprobs": LogprobShape::Chat.answer(logprobs, &done.logprobs),
-                "finish_reason": done.reason.as_str(),
+                "finish_reason": finish_reason,
             }],
             "usage": usage_json(&done.usage),
         }))
@@ -89,11 +143,33 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     .await)
 }
 
-fn to_messages(messages: Vec<MessageIn>) -> Result<Vec<ChatMessage>, ApiError> {
+/// The messages as the engine takes them, and their tool parts apart.
+fn to_messages(messages: Vec<MessageIn>) -> Result<(Vec<ChatMessage>, History), ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must contain at least one message"));
     }
-    messages
+    let mut history = History::default();
+    for (i, m) in messages.iter().enumerate() {
+        if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
+            if m.role != "assistant" {
+                return Err(ApiError::invalid(&format!("messages[{i}].tool_calls"), format!("messages[{i}] is a {} message; only assistant messages carry tool_calls", m.role)));
+            }
+            for (j, call) in calls.iter().enumerate() {
+                if serde_json::from_str::<serde_json::Value>(&call.function.arguments).is_err() {
+                    return Err(ApiError::invalid(
+                        &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON text"),
+                    ));
+                }
+            }
+            let calls = calls.iter().map(|c| ToolCall { id: c.id.clone(), name: c.function.name.clone(), arguments: c.function.arguments.clone() }).collect();
+            history.calls.push((i, calls));
+        }
+        if m.role == "tool" {
+            history.results.push((i, m.tool_call_id.clone().unwrap_or_default()));
+        }
+    }
+    let messages = messages
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
@@ -110,7 +186,8 @@ fn to_messages(messages: Vec<MessageIn>) -> Result<Vec<ChatMessage>, ApiError> {
             .to_owned();
             Ok(ChatMessage { role, content: content_text(i, m.content)? })
         })
-        .collect()
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok((messages, history))
 }
 
 fn content_text(i: usize, content: Option<Content>) -> Result<String, ApiError> {

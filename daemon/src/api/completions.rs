@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::logprobs::LogprobShape;
 use super::sse::{self, ChunkShape};
-use super::{fields, held, parse_body, Body};
+use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
@@ -37,10 +37,12 @@ const CHUNKS: ChunkShape = ChunkShape {
     opening: None,
     choice: |text, finish| json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
     logprobs: LogprobShape::Completion,
+    tool_call: None,
 };
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let body = parse_body(body, &state)?;
+    accepted::check(&body, accepted::Endpoint::Completions)?;
     let request: CompletionRequest = fields(&body)?;
     let params: GenerationParams = fields(&body)?;
     let prompt = to_prompt(request.prompt)?;

@@ -9,6 +9,7 @@
 //! ([`guard`]), CORS for the allowed origins ([`cors`]), then [`authorize`] (key, scope and
 //! content type of the matched route, [`auth`]). `hearth routes` prints the table.
 
+pub mod accepted;
 mod auth;
 mod chat;
 mod completions;

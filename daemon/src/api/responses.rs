@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
-use super::{held, parse_body, Body};
+use super::{accepted, held, parse_body, Body};
 use crate::error::ApiError;
 use crate::service::responses::{self, Prepared};
 use crate::state::AppState;
@@ -28,6 +28,7 @@ pub fn configure(r: &mut Routes<'_>) {
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let body = parse_body(body, &state)?;
+    accepted::check(&body, accepted::Endpoint::Responses)?;
     let prepared = responses::prepare(&state, &body).await?;
     if !prepared.streaming() {
         return Ok(held::json_when_done(prepared.finish()).await);

@@ -15,6 +15,8 @@ use super::logprobs::LogprobShape;
 use crate::error::ApiError;
 use crate::provider::Event;
 use crate::service::generate::{usage_json, Generation};
+use crate::service::tool_parser::{Piece, StreamParser};
+use crate::service::tools::ToolCall;
 
 /// How one API's chunks look.
 #[derive(Clone, Copy)]
@@ -27,6 +29,37 @@ pub struct ChunkShape {
     pub choice: fn(Option<&str>, Option<&str>) -> Value,
     /// The choice's `logprobs`, when the request asked for them.
     pub logprobs: LogprobShape,
+    /// The `delta` of one piece of a tool call (chat only): the call's index, and either its
+    /// start (`Some(call)`: id, type, name, empty arguments) or a fragment of its arguments.
+    pub tool_call: Option<fn(usize, ToolDelta<'_>) -> Value>,
+}
+
+/// One piece of a streamed tool call.
+#[derive(Debug, Clone, Copy)]
+pub enum ToolDelta<'a> {
+    /// Its id, type and function name.
+    Start(&'a ToolCall),
+    /// A fragment of its arguments' JSON text.
+    Arguments(&'a str),
+}
+
+/// Arguments go out in fragments of at most this many bytes (on character boundaries), as
+/// OpenAI streams them; clients concatenate them.
+const ARGUMENT_FRAGMENT: usize = 24;
+
+/// `text` cut into fragments of at most `max` bytes, never inside a character.
+fn fragments(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
 }
 
 struct State {
@@ -36,6 +69,8 @@ struct State {
     done: bool,
     /// Characters of text streamed so far (completions' `text_offset`).
     offset: usize,
+    /// Reads tool calls out of the text, when tools were offered.
+    tools: Option<StreamParser>,
 }
 
 impl State {
@@ -61,6 +96,23 @@ impl State {
         })
     }
 
+    /// Chunks for what the tool-call reader let out: text as content, each call as its start and
+    /// its arguments in fragments.
+    fn tool_pieces(&self, pieces: Vec<Piece>, usage: Option<&Usage>, out: &mut Vec<Bytes>) {
+        let Some(tool_call) = self.shape.tool_call else { return };
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => out.push(self.envelope(vec![(self.shape.choice)(Some(&text), None)], usage)),
+                Piece::Call { index, call } => {
+                    out.push(self.envelope(vec![tool_call(index, ToolDelta::Start(&call))], usage));
+                    for fragment in fragments(&call.arguments, ARGUMENT_FRAGMENT) {
+                        out.push(self.envelope(vec![tool_call(index, ToolDelta::Arguments(fragment))], usage));
+                    }
+                }
+            }
+        }
+    }
+
     async fn next_chunks(&mut self) -> Option<Vec<Bytes>> {
         if self.done {
             return None;
@@ -83,16 +135,29 @@ impl State {
             Some(Event::Delta { text, completion_tokens, logprobs }) => {
                 self.generation.timer.delta(completion_tokens);
                 let usage = self.running_usage(completion_tokens);
-                let mut choice = (self.shape.choice)(Some(&text), None);
-                if self.generation.logprobs.is_some() {
-                    choice["logprobs"] = self.shape.logprobs.json(&logprobs, &mut self.offset);
+                if let Some(parser) = &mut self.tools {
+                    let pieces = parser.push(&text);
+                    self.tool_pieces(pieces, usage.as_ref(), &mut out);
+                } else {
+                    let mut choice = (self.shape.choice)(Some(&text), None);
+                    if self.generation.logprobs.is_some() {
+                        choice["logprobs"] = self.shape.logprobs.json(&logprobs, &mut self.offset);
+                    }
+                    out.push(self.envelope(vec![choice], usage.as_ref()));
                 }
-                out.push(self.envelope(vec![choice], usage.as_ref()));
             }
             Some(Event::Finished { reason, usage, queued }) => {
                 self.generation.timer.finished(reason, &usage, queued);
                 let running = self.running_usage(usage.completion_tokens);
-                out.push(self.envelope(vec![(self.shape.choice)(None, Some(reason.as_str()))], running.as_ref()));
+                let mut finish = reason.as_str();
+                if let Some(parser) = &mut self.tools {
+                    let pieces = parser.finish();
+                    if parser.calls() > 0 {
+                        finish = "tool_calls";
+                    }
+                    self.tool_pieces(pieces, running.as_ref(), &mut out);
+                }
+                out.push(self.envelope(vec![(self.shape.choice)(None, Some(finish))], running.as_ref()));
                 if self.generation.options.include_usage {
                     out.push(self.envelope(Vec::new(), Some(&usage)));
                 }
@@ -130,7 +195,11 @@ fn done() -> Bytes {
 
 /// Stream a generation to the client.
 pub fn respond(generation: Generation, shape: ChunkShape) -> HttpResponse {
-    let state = State { generation, shape, opened: false, done: false, offset: 0 };
+    let tools = match (&generation.tools, shape.tool_call) {
+        (Some(reader), Some(_)) => Some(StreamParser::new(reader.format, reader.names.clone())),
+        _ => None,
+    };
+    let state = State { generation, shape, opened: false, done: false, offset: 0, tools };
     let chunks = stream::unfold(state, |mut state| async move {
         let chunks = state.next_chunks().await?;
         Some((stream::iter(chunks.into_iter().map(Ok::<_, actix_web::Error>)), state))
@@ -141,4 +210,20 @@ pub fn respond(generation: Generation, shape: ChunkShape) -> HttpResponse {
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_fragments_join_to_the_arguments_and_never_split_a_character() {
+        let args = r#"{"city": "Zürich", "note": "ünïcödé everywhere ☃☃☃"}"#;
+        for max in [1, 2, 5, 24, 1000] {
+            let parts = fragments(args, max);
+            assert_eq!(parts.concat(), args);
+            assert!(parts.iter().all(|p| !p.is_empty() && (p.len() <= max || p.chars().count() == 1)), "{parts:?}");
+        }
+        assert!(fragments("", 4).is_empty());
+    }
 }

@@ -17,9 +17,14 @@ use crate::error::ApiError;
 /// Tokenize, size `max_tokens` against the context, and submit.
 pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiError> {
     let n_vocab = engine.info().n_vocab;
-    let sampling = sampling_params(&spec.sampling, n_vocab)?;
+    let sampling = sampling_params(&spec.sampling, n_vocab, spec.grammar)?;
     let tokens = match spec.prompt {
-        Prompt::Chat(messages) => engine.tokenize_chat(&messages)?,
+        Prompt::Chat(messages) if spec.tools.is_empty() => engine.tokenize_chat(&messages)?,
+        Prompt::Chat(messages) => match engine.tool_support() {
+            // The template lays out the tools and the calls itself.
+            Some((true, _)) => engine.tokenize_chat_with_tools(&messages, Some(&spec.tools.template_tools()))?,
+            _ => engine.tokenize_chat(&crate::service::tools::plain_messages(&messages, &spec.tools))?,
+        },
         Prompt::Text(text) => engine.tokenize(&text, true),
         Prompt::Tokens(tokens) => {
             if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t as u32 >= n_vocab) {
@@ -71,8 +76,8 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
 }
 
 /// The engine's sampling settings: the client's values over OpenAI's defaults, with every
-/// `logit_bias` token checked against the vocabulary.
-fn sampling_params(s: &Sampling, n_vocab: u32) -> Result<SamplingParams, ApiError> {
+/// `logit_bias` token checked against the vocabulary, and the grammar the service built.
+fn sampling_params(s: &Sampling, n_vocab: u32, grammar: Option<String>) -> Result<SamplingParams, ApiError> {
     let defaults = SamplingParams::default();
     let mut logit_bias = Vec::with_capacity(s.logit_bias.len());
     for &(token, bias) in &s.logit_bias {
@@ -96,10 +101,7 @@ fn sampling_params(s: &Sampling, n_vocab: u32) -> Result<SamplingParams, ApiErro
         logit_bias,
         repeat_penalty: or(s.repetition_penalty, defaults.repeat_penalty),
         logprobs: s.logprobs,
-        grammar: match &s.response_format {
-            Some(format) => crate::service::structured::grammar_for(format).map_err(|e| ApiError::invalid("response_format", e.to_string()))?,
-            None => None,
-        },
+        grammar,
     })
 }
 
@@ -134,7 +136,7 @@ mod tests {
 
     #[test]
     fn unset_sampling_fields_take_openais_defaults() {
-        let p = sampling_params(&Sampling::default(), 100).unwrap_or_else(|e| panic!("{e}"));
+        let p = sampling_params(&Sampling::default(), 100, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p, SamplingParams::default());
     }
 
@@ -142,12 +144,12 @@ mod tests {
     fn top_k_minus_one_and_zero_disable_it_and_bias_ids_are_checked() {
         for k in [-1, 0] {
             let s = Sampling { top_k: Some(k), ..Sampling::default() };
-            assert_eq!(sampling_params(&s, 100).map(|p| p.top_k).ok(), Some(0));
+            assert_eq!(sampling_params(&s, 100, None).map(|p| p.top_k).ok(), Some(0));
         }
         let s = Sampling { top_k: Some(5), temperature: Some(0.0), logit_bias: vec![(7, -100.0)], ..Sampling::default() };
-        let p = sampling_params(&s, 100).unwrap_or_else(|e| panic!("{e}"));
+        let p = sampling_params(&s, 100, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((p.top_k, p.temperature, p.logit_bias), (5, 0.0, vec![(7, -100.0)]));
         let out_of_vocab = Sampling { logit_bias: vec![(100, 1.0)], ..Sampling::default() };
-        assert!(sampling_params(&out_of_vocab, 100).is_err_and(|e| e.to_string().contains("below 100")));
+        assert!(sampling_params(&out_of_vocab, 100, None).is_err_and(|e| e.to_string().contains("below 100")));
     }
 }

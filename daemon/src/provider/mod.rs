@@ -77,6 +77,12 @@ pub struct GenerateSpec {
     pub sampling: Sampling,
     /// The client asked for token counts in every chunk (`stream_options.continuous_usage_stats`).
     pub continuous_usage: bool,
+    /// Tools offered and the tool parts of the conversation (chat only; empty otherwise).
+    pub tools: crate::service::tools::ChatTools,
+    /// The grammar the output must match (from `response_format` or the tools), built by the
+    /// service layer within `[limits]`' budget for a local model; a remote upstream gets
+    /// `response_format` as sent instead.
+    pub grammar: Option<String>,
 }
 
 /// A generation accepted by its backend.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use engine::{FinishReason, TokenLogprob, Usage, MAX_TOP_LOGPROBS};
+use engine::{FinishReason, TokenLogprob, ToolFormat, Usage, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::metrics::RequestTimer;
 use crate::provider::{Backend, Event, Events, GenerateSpec, Sampling, Submitted};
 use crate::service::structured::{self, Budget};
+use crate::service::tools::{self, ChatTools};
 use crate::state::AppState;
 
 pub use crate::provider::Prompt;
@@ -103,6 +104,8 @@ pub struct Generation {
     pub model: String,
     pub stream: bool,
     pub options: StreamOptions,
+    /// How to read tool calls out of the output, when tools were offered.
+    pub tools: Option<ToolOutput>,
     /// Log-probabilities asked for (alternatives per token), or `None`: answers then carry
     /// `"logprobs": null`.
     pub logprobs: Option<u8>,
@@ -112,6 +115,30 @@ pub struct Generation {
     pub events: Events,
     /// Metrics of this request: feed it every event taken from `events`.
     pub timer: RequestTimer,
+}
+
+/// How a generation offered tools writes its calls.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub format: ToolFormat,
+    /// The offered functions' names: a call to any other is not a call.
+    pub names: Vec<String>,
+}
+
+/// The tools' part of a generation: how to read calls, or `None` when no tool is offered. A
+/// remote model is not sent tools (yet): refused rather than ignored.
+fn tool_output(backend: &Backend, tools: &ChatTools, params: &GenerationParams) -> Result<Option<ToolOutput>, ApiError> {
+    let offered = tools.offered();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    let Some((_, format)) = backend.as_local().and_then(engine::Engine::tool_support) else {
+        return Err(ApiError::invalid("tools", format!("`{}` is a remote model; hearth offers tools to local chat models only", params.model)));
+    };
+    if params.response_format.as_ref().is_some_and(|f| f.get("type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "text")) {
+        return Err(ApiError::invalid("response_format", "response_format and tools in one request are not supported; send one of them (or tool_choice: \"none\")"));
+    }
+    Ok(Some(ToolOutput { format, names: offered.iter().map(|f| f.name.clone()).collect() }))
 }
 
 /// The whole output of a non-streamed generation.
@@ -126,8 +153,14 @@ pub struct Completed {
 
 /// Validate and submit to the model's backend.
 pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
+    start_with_tools(state, params, prompt, ChatTools::default(), id_prefix).await
+}
+
+/// [`start`] for a conversation with tools (offered, or in its history).
+pub async fn start_with_tools(state: &AppState, params: &GenerationParams, prompt: Prompt, tools: ChatTools, id_prefix: &str) -> Result<Generation, ApiError> {
     let arrived = std::time::Instant::now();
     let backend = state.models()?.get(&params.model)?.clone();
+    let tool_output = tool_output(&backend, &tools, params)?;
     let limits = &state.settings().limits;
     let cap = limits.max_tokens;
     let logprobs = logprobs_asked(params, matches!(prompt, Prompt::Chat(_)))?;
@@ -140,8 +173,10 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
         cap,
         stop: stop_strings(params.stop.as_ref(), limits)?,
         ignore_eos: params.ignore_eos,
-        sampling: Sampling { logprobs, ..sampling(params)? },
+        sampling: with_model_defaults(Sampling { logprobs, ..sampling(params)? }, state.settings().models.iter().find(|m| m.name == params.model)),
         continuous_usage: params.stream_options.is_some_and(|o| o.continuous_usage_stats),
+        tools,
+        grammar: None,
     };
     check_unsupported(params)?;
     let submitted = submit(&backend, spec, schema_budget(limits)).await?;
@@ -153,6 +188,7 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
         model: params.model.clone(),
         stream: params.stream,
         options: params.stream_options.unwrap_or_default(),
+        tools: tool_output,
         logprobs,
         prompt_tokens,
         events,
@@ -171,7 +207,7 @@ pub fn schema_budget(limits: &LimitSettings) -> Budget {
 
 /// Hand `spec` to its backend. A local model's part (the grammar within `budget`, the template,
 /// tokenizing) runs on a blocking thread, in the request's span.
-async fn submit(backend: &Backend, spec: GenerateSpec, budget: Budget) -> Result<Submitted, ApiError> {
+async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Result<Submitted, ApiError> {
     let Some(engine) = backend.as_local().cloned() else {
         // A remote upstream converts `response_format` itself, with its own keywords and limits.
         return backend.generate(spec).await;
@@ -179,14 +215,18 @@ async fn submit(backend: &Backend, spec: GenerateSpec, budget: Budget) -> Result
     let span = tracing::Span::current();
     super::blocking(move || {
         let _entered = span.enter();
-        if let Some(format) = &spec.sampling.response_format {
-            // Within the budget here; the engine's own conversion below then repeats bounded work.
-            structured::checked_grammar_for(format, &budget).map_err(|e| ApiError::BadRequest {
+        spec.grammar = match (&spec.tools.tools, &spec.sampling.response_format) {
+            (Some(tools), _) if !tools.offered().is_empty() => {
+                let format = engine.tool_support().map_or(engine::ToolFormat::Hermes, |(_, f)| f);
+                tools::grammar(tools, format, &budget)?
+            }
+            (_, Some(format)) => structured::checked_grammar_for(format, &budget).map_err(|e| ApiError::BadRequest {
                 message: e.to_string(),
                 param: Some("response_format".into()),
                 code: "invalid_value",
-            })?;
-        }
+            })?,
+            _ => None,
+        };
         crate::provider::local::generate(&engine, spec)
     })
     .await
@@ -289,6 +329,18 @@ fn logprobs_asked(p: &GenerationParams, chat: bool) -> Result<Option<u8>, ApiErr
         (false, Some(LogprobsSpec::Flag(_)), None) => Err(ApiError::invalid("logprobs", format!("on completions logprobs is a number of alternatives, 0 to {max}"))),
         (false, None, None) => Ok(None),
     }
+}
+
+/// `[[models]]`' sampling defaults for the fields the request left out (the config already checked
+/// their ranges); a remote upstream is then sent them as the request's own.
+fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSettings>) -> Sampling {
+    let Some(m) = model else { return s };
+    s.temperature = s.temperature.or(m.temperature);
+    s.top_p = s.top_p.or(m.top_p);
+    s.top_k = s.top_k.or(m.top_k);
+    s.min_p = s.min_p.or(m.min_p);
+    s.repetition_penalty = s.repetition_penalty.or(m.repeat_penalty);
+    s
 }
 
 /// `[[models]]`' sampling defaults for the fields the request left out (the config already checked

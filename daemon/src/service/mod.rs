@@ -13,6 +13,8 @@ pub mod structured;
 pub mod vector_stores;
 
 /// Seconds since the Unix epoch, for OpenAI's `created` fields.
+pub mod tool_parser;
+pub mod tools;
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

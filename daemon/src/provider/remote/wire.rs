@@ -248,6 +248,8 @@ mod tests {
             ignore_eos: false,
             sampling: Sampling::default(),
             continuous_usage: false,
+            tools: Default::default(),
+            grammar: None,
         }
     }
 

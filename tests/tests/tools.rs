@@ -1,0 +1,16 @@
+//! Tool calling, structured output through llama.cpp's converter and exact errors, checked with
+//! the official `openai` Python package against the real binary and the default SmolLM2-135M
+//! (whose ChatML template has no tools, so hearth's Hermes-style prompt and the call grammar do
+//! the work). The script is `tests/python/tools_check.py`; it exits non-zero at the first failed
+//! check: `chat.completions.parse` with a pydantic model (datetime, UUID, conint, nested and
+//! optional models), `required`, named and `auto` tool choices, parallel calls, streamed
+//! tool-call deltas reassembled (by the SDK and by hand), a tool result answered, 404
+//! `NotFoundError`, a 400 naming an unimplemented field.
+
+use hearth_tests::{run_python_check, Server};
+
+#[test]
+fn tools_structured_output_and_errors_work_with_the_openai_package() {
+    let server = Server::start();
+    run_python_check(&server, "tools_check.py", &[server.url("/v1")], "all tool checks passed");
+}
