@@ -14,3 +14,11 @@ fn tools_structured_output_and_errors_work_with_the_openai_package() {
     let server = Server::start();
     run_python_check(&server, "tools_check.py", &[server.url("/v1")], "all tool checks passed");
 }
+
+/// `langchain-openai` (pinned in tests/requirements.txt): `bind_tools` and a tool loop,
+/// `with_structured_output`, `OpenAIEmbeddings` (with `check_embedding_ctx_length=False`).
+#[test]
+fn langchain_openai_binds_tools_structures_output_and_embeds() {
+    let server = Server::start();
+    run_python_check(&server, "langchain_check.py", &[server.url("/v1")], "all langchain checks passed");
+}
