@@ -87,19 +87,9 @@ enum AskError {
 /// Run `hearth ask`.
 pub fn main(args: AskArgs) -> ExitCode {
     let target = Target::new(&args.target);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hearth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args, &target)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::FAILURE
-        }
+    match crate::runtime::block_on("hearth", run(&args, &target)) {
+        Some(()) => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     }
 }
 

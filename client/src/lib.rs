@@ -10,6 +10,7 @@
 //! - [`eval`]: `hearth eval`, retrieval and answer scoring over a vector store.
 //! - [`status`]: `hearth status`, models, devices, vector stores and ingestion progress.
 //! - [`ask`]: `hearth ask`, a question answered with `file_search`, streamed, with its citations.
+//! - [`runtime`]: `block_on`, how each command runs its async work and reports a failure.
 //! - [`api`]: the typed views of the server's JSON and the list pagination those two read.
 //! - [`sse_parser`]: server-sent events, bytes in and event data out (also used by the daemon's
 //!   remote provider to read an upstream's streams).
@@ -18,6 +19,7 @@ pub mod api;
 pub mod ask;
 pub mod bench;
 pub mod eval;
+pub mod runtime;
 pub mod sse_parser;
 pub mod status;
 pub mod target;

@@ -111,20 +111,7 @@ pub struct WatchedFolder {
 /// Run `hearth status`.
 pub fn main(args: StatusArgs) -> ExitCode {
     let target = Target::new(&args.target);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hearth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args, &target)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::runtime::block_on("hearth", run(&args, &target)).unwrap_or(ExitCode::FAILURE)
 }
 
 async fn run(args: &StatusArgs, target: &Target) -> Result<ExitCode, ApiError> {

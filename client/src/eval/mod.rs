@@ -86,27 +86,15 @@ pub fn main(args: EvalArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hearth eval: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(report) = crate::runtime::block_on("hearth eval", run(&args, &examples)) else {
+        return ExitCode::FAILURE;
     };
-    match runtime.block_on(run(&args, &examples)) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                print_table(&report);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("hearth eval: {message}");
-            ExitCode::FAILURE
-        }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print_table(&report);
     }
+    ExitCode::SUCCESS
 }
 
 fn read_dataset(path: &PathBuf) -> Result<Vec<Example>, String> {
