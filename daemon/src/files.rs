@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::service::{new_id, unix_now};
+use crate::fault::ServiceError;
+use crate::ids::{new_id, unix_now};
 
 /// Why a file could not be stored or found.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,20 @@ pub enum FileError {
     /// The disk is short of the free-space reserve (`[store] min_free_bytes`).
     #[error(transparent)]
     NoSpace(#[from] store::NoSpace),
+}
+
+impl From<FileError> for ServiceError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::TooLarge { .. } => ServiceError::Invalid { message: e.to_string(), field: Some("file".into()), code: "file_too_large" },
+            FileError::NotFound(id) => {
+                let message = FileError::NotFound(id.clone()).to_string();
+                ServiceError::NotFound { what: "file", id, message }
+            }
+            FileError::Io { .. } => ServiceError::Internal(e.to_string()),
+            FileError::NoSpace(no_space) => no_space.into(),
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FileError {

@@ -15,7 +15,7 @@ use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, Mod
 use sha2::{Digest, Sha256};
 
 use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
 /// Why a model could not be brought up.
@@ -71,8 +71,8 @@ impl Models {
     }
 
     /// The model served as `name`, or a 400 naming it.
-    pub fn get(&self, name: &str) -> Result<&Backend, ApiError> {
-        self.backends.iter().find(|b| b.name() == name).ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+    pub fn get(&self, name: &str) -> Result<&Backend, ServiceError> {
+        self.backends.iter().find(|b| b.name() == name).ok_or_else(|| ServiceError::ModelNotFound(name.to_owned()))
     }
 }
 

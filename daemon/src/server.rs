@@ -18,16 +18,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::HttpServer;
 use anyhow::Context;
 
 use crate::api;
 use crate::compute;
 use crate::config::Settings;
-use crate::files::FileRegistry;
-use crate::ingest::Ingestor;
-use crate::metrics;
+use crate::ingest::Ingestion;
+use crate::library::Library;
 use crate::models::Models;
 use crate::service_manager::{self, ServiceManager};
 use crate::state::AppState;
@@ -62,20 +60,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     log_access(&settings);
     let state = AppState::new(settings);
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        let state = app_state.clone();
-        let origins = state.settings().server.allowed_origins.clone();
-        // Outermost last: count, then Host and Origin, then CORS (preflights), then key, scope and
-        // content type of the matched route, then the body-read deadline; all before a handler
-        // reads the body.
-        App::new()
-            .wrap(from_fn(api::body_deadline))
-            .wrap(from_fn(api::authorize))
-            .wrap(api::cors(&origins))
-            .wrap(from_fn(api::check_host_and_origin))
-            .wrap(from_fn(metrics::track_http))
-            .configure(move |cfg| api::configure(cfg, &state))
-    })
+    let server = HttpServer::new(move || crate::app::create_app(app_state.clone()))
     .workers(workers)
     .max_connections(per_worker)
     .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
@@ -119,9 +104,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let ingestor = start_ingestion(&state).await.context("start-up failed")?;
-    state.metrics().attach_store(ingestor.store().clone());
-    state.set_ingest(ingestor);
+    let ingestion = start_ingestion(&state).await.context("start-up failed")?;
+    state.metrics().attach_store(ingestion.library().store().clone());
+    state.set_library(ingestion.library().clone());
+    state.set_ingestion(ingestion);
     tracing::info!("Ready.");
     let serving = format!("Serving {} model(s) on {addr}", model_names.len());
     manager.ready(&serving);
@@ -179,24 +165,16 @@ fn log_access(settings: &Settings) {
     tracing::info!(allowed_hosts = ?server.allowed_hosts, allowed_origins = ?server.allowed_origins, "Host and origin policy.");
 }
 
-/// Open the store and the files directory, resume queued ingestion and start the watched folders.
-async fn start_ingestion(state: &AppState) -> anyhow::Result<std::sync::Arc<Ingestor>> {
+/// Open the library (store, files directory), resume queued ingestion and start the watched folders.
+async fn start_ingestion(state: &AppState) -> anyhow::Result<std::sync::Arc<Ingestion>> {
     let settings = state.settings().clone();
     let engines = state.models().map_err(|e| anyhow::anyhow!("{e}"))?.all().to_vec();
     let metrics = state.metrics().clone();
-    let opened = actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let state_dir = &settings.server.state_dir;
-        let store = store::Store::open(settings.store.store_config(state_dir.join("store")))
-            .with_context(|| format!("cannot open the store in {}", state_dir.join("store").display()))?;
-        let files = FileRegistry::open(state_dir.join("files"), settings.ingest.max_file_bytes)?
-            .with_space_guard(store::SpaceGuard::new(state_dir.join("files"), settings.store.min_free_bytes));
-        Ok((std::sync::Arc::new(store), files, settings))
-    })
-    .await??;
-    let (store, files, settings) = opened;
-    let ingestor = Ingestor::start(store, files, &settings, &engines, metrics)?;
-    crate::ingest::watch::start(&ingestor, &settings.ingest, &settings.server.state_dir).await?;
-    Ok(ingestor)
+    let opened = actix_web::rt::task::spawn_blocking(move || Library::open(&settings, &engines).map(|library| (library, settings))).await??;
+    let (library, settings) = opened;
+    let ingestion = Ingestion::start(std::sync::Arc::new(library), &settings, metrics)?;
+    crate::ingest::watch::start(&ingestion, &settings.ingest, &settings.server.state_dir).await?;
+    Ok(ingestion)
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.

@@ -161,7 +161,7 @@ pub async fn report_ingestion(manager: ServiceManager, state: AppState, serving:
     let mut last = 0;
     loop {
         tick.tick().await;
-        let pending = state.ingest().map_or(0, |i| i.queue_len());
+        let pending = state.ingestion().map_or(0, |i| i.queue_len());
         if pending != last {
             manager.status(&ingestion_status(&serving, pending));
             last = pending;

@@ -29,14 +29,14 @@ fn bad(param: &str, message: impl Into<String>) -> ApiError {
 }
 
 async fn upload(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse, ApiError> {
-    let ingestor = state.ingest()?.clone();
+    let library = state.library()?.clone();
     let (mut purpose, mut received) = (None, None);
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| bad("file", format!("malformed multipart body: {e}")))?;
         match field.name().unwrap_or_default() {
             "file" => {
                 let filename = field.content_disposition().and_then(|d| d.get_filename()).unwrap_or("upload").to_owned();
-                let mut upload = ingestor.files().upload()?;
+                let mut upload = library.files().upload()?;
                 while let Some(bytes) = field.try_next().await.map_err(|e| bad("file", format!("the upload broke off: {e}")))? {
                     upload.write(&bytes)?;
                 }
@@ -60,26 +60,26 @@ async fn upload(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpR
         return Err(bad("purpose", format!("purpose {purpose:?} is not one of {}", PURPOSES.join(", "))));
     }
     let (upload, filename) = received.ok_or_else(|| bad("file", "the form needs a `file` field with the file's content"))?;
-    Ok(HttpResponse::Ok().json(files::commit(ingestor, upload, filename, purpose).await?))
+    Ok(HttpResponse::Ok().json(files::commit(library, upload, filename, purpose).await?))
 }
 
 async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::list(state.ingest()?.clone(), query.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(files::list(state.library()?.clone(), query.into_inner()).await?))
 }
 
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::get(state.ingest()?.clone(), id.into_inner()).await?.to_json()))
+    Ok(HttpResponse::Ok().json(files::get(state.library()?.clone(), id.into_inner()).await?.to_json()))
 }
 
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::delete(state.ingest()?.clone(), id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(files::delete(state.library()?.clone(), id.into_inner()).await?))
 }
 
 /// The content, streamed from disk.
 async fn content(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let ingestor = state.ingest()?.clone();
-    let record = files::get(ingestor.clone(), id.into_inner()).await?;
-    let path = ingestor.files().content_path(&record.id)?;
+    let library = state.library()?.clone();
+    let record = files::get(library.clone(), id.into_inner()).await?;
+    let path = library.files().content_path(&record.id)?;
     let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("cannot open file {}: {e}", record.id)))?;
     let body = futures_util::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;

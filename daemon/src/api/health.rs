@@ -28,7 +28,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
-    state.ingest()?;
+    state.ingestion()?;
     let stall = std::time::Duration::from_secs_f64(state.settings().engine.stall_seconds);
     let mut failures: Vec<String> = crate::provider::liveness::engine_faults(models.all(), stall).iter().map(ToString::to_string).collect();
     let checks = futures_util::future::join_all(models.all().iter().map(|m| m.check_ready())).await;

@@ -78,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     let server = &settings.server;
     let edge = EdgePolicy::new(&server.allowed_hosts, &server.allowed_origins, settings.listen_addr());
     cfg.app_data(web::Data::new(state.clone()))
+        .app_data(web::Data::new(state.metrics().http().clone()))
         .app_data(web::Data::new(table))
         .app_data(web::Data::new(edge))
         .app_data(web::PayloadConfig::new(server.max_body_bytes))
@@ -117,19 +118,9 @@ pub(crate) fn parse_body(body: Result<web::Bytes, actix_web::Error>, state: &App
     })
 }
 
-/// Typed fields out of a parsed body; an error names the field (`temperature`, `messages[2].role`).
-/// Each request type reads only its own fields, so one body can feed several (chat messages plus
-/// the shared generation parameters) without serde's `flatten`, which loses field paths.
+/// Typed fields out of a parsed body, as an API error ([`crate::wire::fields`]).
 pub(crate) fn fields<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::BadRequest { message: format!("invalid request: {inner}"), param: None, code: "invalid_value" }
-        } else {
-            ApiError::invalid(&path, format!("invalid value for `{path}`: {inner}"))
-        }
-    })
+    Ok(crate::wire::fields(body)?)
 }
 
 /// The body parsed straight into `T`.

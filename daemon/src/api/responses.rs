@@ -121,7 +121,7 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
                     usage = Some(u);
                     break;
                 }
-                Some(Event::Failed(e)) => return fail(&mut out, &p, &e).await,
+                Some(Event::Failed(e)) => return fail(&mut out, &p, &ApiError::from(e)).await,
                 None => return fail(&mut out, &p, &ApiError::Unavailable("the engine stopped before the response finished".into())).await,
             }
         }

@@ -165,6 +165,7 @@ impl State {
                 self.done = true;
             }
             Some(Event::Failed(error)) => {
+                let error = ApiError::from(error);
                 if error.status_code().is_server_error() {
                     tracing::error!(%error, "Generation failed after its stream began.");
                 }

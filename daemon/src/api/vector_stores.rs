@@ -43,72 +43,72 @@ fn ok(v: serde_json::Value) -> Reply {
 }
 
 async fn create(state: web::Data<AppState>, body: Body) -> Reply {
-    ok(vs::create(state.ingest()?.clone(), parse_json(body, &state)?).await?)
+    ok(vs::create(state.ingestion()?.clone(), parse_json(body, &state)?).await?)
 }
 
 async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Reply {
-    ok(vs::list(state.ingest()?.clone(), q.into_inner()).await?)
+    ok(vs::list(state.library()?.clone(), q.into_inner()).await?)
 }
 
 async fn get(state: web::Data<AppState>, id: Id) -> Reply {
-    ok(vs::get(state.ingest()?.clone(), id.into_inner()).await?)
+    ok(vs::get(state.library()?.clone(), id.into_inner()).await?)
 }
 
 async fn update(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
-    ok(vs::update(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+    ok(vs::update(state.library()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
 }
 
 async fn delete(state: web::Data<AppState>, id: Id) -> Reply {
-    ok(vs::delete(state.ingest()?.clone(), id.into_inner()).await?)
+    ok(vs::delete(state.library()?.clone(), id.into_inner()).await?)
 }
 
 async fn search(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
-    ok(vs::search(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+    ok(vs::search(state.library()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
 }
 
 async fn attach(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
-    ok(vs::attach(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+    ok(vs::attach(state.ingestion()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
 }
 
 async fn list_files(state: web::Data<AppState>, id: Id, q: web::Query<ListQuery>) -> Reply {
-    ok(vs::list_files(state.ingest()?.clone(), id.into_inner(), q.into_inner()).await?)
+    ok(vs::list_files(state.library()?.clone(), id.into_inner(), q.into_inner()).await?)
 }
 
 async fn get_file(state: web::Data<AppState>, ids: Ids) -> Reply {
     let (id, file) = ids.into_inner();
-    ok(vs::get_file(state.ingest()?.clone(), id, file).await?)
+    ok(vs::get_file(state.library()?.clone(), id, file).await?)
 }
 
 async fn update_file(state: web::Data<AppState>, ids: Ids, body: Body) -> Reply {
     let (id, file) = ids.into_inner();
-    ok(vs::update_file(state.ingest()?.clone(), id, file, parse_json(body, &state)?).await?)
+    ok(vs::update_file(state.library()?.clone(), id, file, parse_json(body, &state)?).await?)
 }
 
 async fn delete_file(state: web::Data<AppState>, ids: Ids) -> Reply {
     let (id, file) = ids.into_inner();
-    ok(vs::delete_file(state.ingest()?.clone(), id, file).await?)
+    ok(vs::delete_file(state.library()?.clone(), id, file).await?)
 }
 
 async fn file_content(state: web::Data<AppState>, ids: Ids) -> Reply {
     let (id, file) = ids.into_inner();
-    ok(vs::file_content(state.ingest()?.clone(), id, file).await?)
+    ok(vs::file_content(state.library()?.clone(), id, file).await?)
 }
 
 async fn create_batch(state: web::Data<AppState>, id: Id, body: Body) -> Reply {
-    ok(file_batches::create(state.ingest()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
+    ok(file_batches::create(state.ingestion()?.clone(), id.into_inner(), parse_json(body, &state)?).await?)
 }
 
 async fn get_batch(state: web::Data<AppState>, ids: Ids) -> Reply {
     let (id, batch) = ids.into_inner();
-    ok(file_batches::get(state.ingest()?.clone(), id, batch).await?)
+    ok(file_batches::get(state.library()?.clone(), id, batch).await?)
 }
 
 async fn cancel_batch(state: web::Data<AppState>, ids: Ids) -> Reply {
     let (id, batch) = ids.into_inner();
-    ok(file_batches::cancel(state.ingest()?.clone(), id, batch).await?)
+    ok(file_batches::cancel(state.library()?.clone(), id, batch).await?)
 }
 
 async fn batch_files(state: web::Data<AppState>, ids: Ids, q: web::Query<ListQuery>) -> Reply {
     let (id, batch) = ids.into_inner();
-    ok(file_batches::files(state.ingest()?.clone(), id, batch, q.into_inner()).await?)
+    ok(file_batches::files(state.library()?.clone(), id, batch, q.into_inner()).await?)
 }

@@ -13,7 +13,8 @@ use store::{DocumentStatus, NewChunk, NewDocument, StoreError};
 
 use super::queue::Job;
 use crate::provider::Backend;
-use super::{Ingestor, Progress};
+use super::Ingestion;
+use crate::library::Progress;
 
 /// Special tokens the embedding model adds around every input ([CLS] … [SEP]).
 const SPECIAL_TOKENS: usize = 2;
@@ -42,13 +43,13 @@ pub enum Outcome {
 }
 
 /// Run one job and record its outcome on the document.
-pub async fn run(ingestor: &Ingestor, job: &Job) -> Outcome {
-    let outcome = match ingest_file(ingestor, job).await {
+pub async fn run(ingestion: &Ingestion, job: &Job) -> Outcome {
+    let outcome = match ingest_file(ingestion, job).await {
         Ok(outcome) => outcome,
         Err(Step::Failed(reason)) => Outcome::Failed(reason),
         Err(Step::Gone) => Outcome::Gone,
     };
-    let store = ingestor.store().clone();
+    let store = ingestion.library().store().clone();
     let (vs, file) = (job.vector_store_id.clone(), job.file_id.clone());
     if store.document(&vs, &file).is_ok_and(|d| d.status == DocumentStatus::Cancelled) {
         return Outcome::Gone; // cancelled meanwhile: the cancellation stands
@@ -90,13 +91,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
     }
 }
 
-async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
-    let files = ingestor.files();
+async fn ingest_file(ingestion: &Ingestion, job: &Job) -> Result<Outcome, Step> {
+    let library = ingestion.library();
+    let files = library.files();
     let record = files.get(&job.file_id).map_err(|_| Step::Failed("the file was deleted before it could be ingested".into()))?;
     let path = files.content_path(&record.id).map_err(|e| Step::Failed(e.to_string()))?;
-    let store = ingestor.store().clone();
+    let store = library.store().clone();
     let collection = store.collection(&job.vector_store_id)?;
-    let engine = ingestor.embedder(&collection.embedding_model).map_err(Step::Failed)?;
+    let engine = library.embedder(&collection.embedding_model).map_err(Step::Failed)?;
 
     // A job resumed after a restart starts its document over.
     let doc = store.document(&job.vector_store_id, &job.file_id)?;
@@ -121,13 +123,12 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     let file = std::fs::File::open(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let head = read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
-        ingestor.metrics.parse_failed(None);
+        ingestion.metrics.parse_failed(None);
         Step::Failed(format!("unsupported file type: `{}` is not PDF, DOCX, PPTX, XLSX/ODS, ODT, EPUB, e-mail (.eml), Markdown, HTML or UTF-8 text", record.filename))
     })?;
-    let key = (job.vector_store_id.clone(), job.file_id.clone());
-    ingestor.set_progress(&key, Progress::Parsing);
+    library.set_progress(&job.vector_store_id, &job.file_id, Progress::Parsing);
     // A worker that could not start is retried; the file's own problems fail it (retry.rs).
-    let parsed = super::retry::parse_file(ingestor, ingestor.sandbox().parse_file(file, format), &path, format).await.map_err(Step::Failed)?;
+    let parsed = super::retry::parse_file(ingestion, ingestion.sandbox().parse_file(file, format), &path, format).await.map_err(Step::Failed)?;
 
     let context = engine.max_model_len().map_or(DEFAULT_EMBEDDING_CONTEXT, |n| n as usize);
     let max_tokens = job.max_chunk_size_tokens.min(context.saturating_sub(SPECIAL_TOKENS).max(1));
@@ -144,8 +145,8 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
     }
 
     let total = chunks.len();
-    ingestor.set_progress(&key, Progress::Embedding { done: 0, total });
-    let batch = ingestor.embed_batch();
+    library.set_progress(&job.vector_store_id, &job.file_id, Progress::Embedding { done: 0, total });
+    let batch = ingestion.embed_batch();
     for (i, group) in chunks.chunks(batch).enumerate() {
         let texts = group.iter().map(|c| c.text.clone()).collect();
         let vectors = super::retry::embed(&engine, texts).await.map_err(Step::Failed)?;
@@ -163,14 +164,14 @@ async fn ingest_file(ingestor: &Ingestor, job: &Job) -> Result<Outcome, Step> {
             .collect();
         let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
         super::retry::store_write(move || s.add_chunks(&vs, &id, new_chunks.clone()).map(drop)).await?;
-        ingestor.set_progress(&key, Progress::Embedding { done: (i * batch + group.len()).min(total), total });
+        library.set_progress(&job.vector_store_id, &job.file_id, Progress::Embedding { done: (i * batch + group.len()).min(total), total });
     }
     // The file records which engine read it (`parser`: pdf-extract, pdfium, ocr, docx...).
     let mut attributes = store.document(&job.vector_store_id, &job.file_id)?.attributes;
     attributes.insert("parser".into(), parsed.parser.clone().into());
     let (s, vs, id) = (store.clone(), job.vector_store_id.clone(), job.file_id.clone());
     blocking(move || s.update_document(&vs, &id, None, Some(attributes))).await?;
-    attach_children(ingestor, job, &record.filename, parsed.attachments).await;
+    attach_children(ingestion, job, &record.filename, parsed.attachments).await;
     Ok(Outcome::Completed { chunks: total, pages: parsed.pages.len() })
 }
 
@@ -195,9 +196,9 @@ fn chunk_attributes(c: &ingest::Chunk) -> store::Attributes {
 /// An e-mail's attachments become files of their own, attached to the same vector store with
 /// `attachment_of` (the message's file id and name): each is parsed in its own sandboxed child
 /// and cited by its own pages. One that cannot be stored is logged and skipped.
-async fn attach_children(ingestor: &Ingestor, job: &Job, parent_name: &str, attachments: Vec<ingest::Attachment>) {
+async fn attach_children(ingestion: &Ingestion, job: &Job, parent_name: &str, attachments: Vec<ingest::Attachment>) {
     for child in attachments {
-        let files = ingestor.files().clone();
+        let files = ingestion.library().files().clone();
         let name = child.filename.clone();
         let stored = tokio::task::spawn_blocking(move || {
             let mut upload = files.upload()?;
@@ -220,7 +221,7 @@ async fn attach_children(ingestor: &Ingestor, job: &Job, parent_name: &str, atta
         attributes.insert("attachment_of".into(), job.file_id.clone().into());
         attributes.insert("attachment_of_name".into(), parent_name.into());
         let chunking = ingest::ChunkingOptions { max_chunk_size_tokens: job.max_chunk_size_tokens, chunk_overlap_tokens: job.chunk_overlap_tokens };
-        if let Err(e) = ingestor.attach(&job.vector_store_id, &record, Some(chunking), attributes) {
+        if let Err(e) = ingestion.attach(&job.vector_store_id, &record, Some(chunking), attributes) {
             tracing::warn!(file = %job.file_id, attachment = %name, "attachment not queued: {e}");
         }
     }

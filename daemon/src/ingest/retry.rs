@@ -19,8 +19,8 @@ use std::time::Duration;
 use ingest::{Format, ParseFailure, ParsedDocument};
 use store::StoreError;
 
-use super::Ingestor;
-use crate::error::ApiError;
+use super::Ingestion;
+use crate::fault::ServiceError;
 use crate::provider::{Backend, EmbedInput};
 
 /// How one attempt ended, when it did not succeed.
@@ -76,14 +76,15 @@ where
     }
 }
 
-/// An embedding call's error, by the HTTP status it would have: a full queue (429), an upstream
-/// or engine that failed or is unavailable for now (502, 503, 504) and a full disk (507) pass; a
-/// refused input (4xx) and our own faults (500) do not.
-pub fn embedding(e: &ApiError) -> Failure {
+/// An embedding call's error: a full queue, an upstream or engine that failed or is unavailable
+/// for now, and a full disk pass ([`ServiceError::is_transient`]); a refused input and our own
+/// faults do not.
+pub fn embedding(e: &ServiceError) -> Failure {
     let reason = format!("embedding failed: {e}");
-    match actix_web::ResponseError::status_code(e).as_u16() {
-        429 | 502 | 503 | 504 | 507 => Failure::Transient(reason),
-        _ => Failure::Final(reason),
+    if e.is_transient() {
+        Failure::Transient(reason)
+    } else {
+        Failure::Final(reason)
     }
 }
 
@@ -128,7 +129,7 @@ fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
 /// (the caller's parse of the file it already opened), a later one parses `path` afresh (a failed
 /// try may have moved a shared file offset).
 pub(super) async fn parse_file(
-    ingestor: &Ingestor,
+    ingestion: &Ingestion,
     first: impl Future<Output = Result<ParsedDocument, ParseFailure>>,
     path: &Path,
     format: Format,
@@ -139,12 +140,12 @@ pub(super) async fn parse_file(
         async move {
             let parsed = match attempt {
                 Some(first) => first.await,
-                None => ingestor.sandbox().parse(path, format).await,
+                None => ingestion.sandbox().parse(path, format).await,
             };
             parsed.map_err(|e| {
                 let failure = parse(&e);
                 if matches!(failure, Failure::Final(_)) {
-                    ingestor.metrics.parse_failed(Some(&e));
+                    ingestion.metrics.parse_failed(Some(&e));
                 }
                 failure
             })
@@ -156,7 +157,7 @@ pub(super) async fn parse_file(
 /// Embed `texts` with `embedder`, retrying a full queue or a failing upstream. A local model's
 /// texts are tokenized once, on a blocking thread, before the first try.
 pub(super) async fn embed(embedder: &Backend, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
-    let input = crate::service::embed_limits::tokenized(embedder, EmbedInput::Texts(texts), usize::MAX)
+    let input = crate::library::embed_limits::tokenized(embedder, EmbedInput::Texts(texts), usize::MAX)
         .await
         .map_err(|e| format!("embedding failed: {e}"))?;
     retrying(&Backoff::INGEST, "embed", || {
@@ -207,10 +208,10 @@ mod tests {
     #[test]
     fn a_full_queue_and_a_failing_upstream_pass_but_the_files_own_problems_do_not() {
         let transient = |f: Failure| matches!(f, Failure::Transient(_));
-        assert!(transient(embedding(&ApiError::Overloaded("the queue is full".into()))));
-        assert!(transient(embedding(&ApiError::Unavailable("the engine stopped".into()))));
-        assert!(!transient(embedding(&ApiError::invalid("input", "input[0] has no tokens"))));
-        assert!(!transient(embedding(&ApiError::Internal("inference failed".into()))));
+        assert!(transient(embedding(&ServiceError::Busy("the queue is full".into()))));
+        assert!(transient(embedding(&ServiceError::Unavailable("the engine stopped".into()))));
+        assert!(!transient(embedding(&ServiceError::invalid("input", "input[0] has no tokens"))));
+        assert!(!transient(embedding(&ServiceError::Internal("inference failed".into()))));
         assert!(transient(parse(&ParseFailure::Io("could not start the parser /proc/self/exe: Resource temporarily unavailable".into()))));
         assert!(transient(parse(&ParseFailure::BadOutput("EOF".into()))));
         assert!(!transient(parse(&ParseFailure::TimedOut { kind: ingest::sandbox::TimeLimit::Wall, limit: Duration::from_secs(1) })));

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use store::{Attributes, NewCollection};
 
-use super::Ingestor;
+use super::Ingestion;
+use crate::library::Library;
 use crate::config::{IngestSettings, WatchSettings};
 use crate::files::{FileError, Upload};
 use crate::provider::Backend;
@@ -64,21 +65,22 @@ struct Folder {
     known: HashMap<String, Known>,
     candidates: HashMap<String, (Signature, Instant)>,
     too_large: HashMap<String, Signature>,
-    ingestor: Arc<Ingestor>,
+    ingestion: Arc<Ingestion>,
     stable: Duration,
 }
 
 /// Start a thread per `[[ingest.watch]]` entry. A folder that cannot be set up stops start-up
 /// with the reason.
-pub async fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_dir: &Path) -> anyhow::Result<()> {
+pub async fn start(ingestion: &Arc<Ingestion>, settings: &IngestSettings, state_dir: &Path) -> anyhow::Result<()> {
     for (i, watch) in settings.watch.iter().enumerate() {
-        let Some(embedder) = ingestor.default_embedder().cloned() else {
+        let library = ingestion.library();
+        let Some(embedder) = library.default_embedder().cloned() else {
             tracing::warn!(folder = %watch.path.display(), "Not watching: no embedding model is configured in [[models]].");
             continue;
         };
-        let exists = ingestor.store.collections().iter().any(|c| c.name == watch.vector_store);
+        let exists = library.store().collections().iter().any(|c| c.name == watch.vector_store);
         let dimension = if exists { 0 } else {
-            match Ingestor::dimension(&embedder).await {
+            match Library::dimension(&embedder).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(folder = %watch.path.display(), error = %e, "Not watching: cannot learn the embedding model's dimension.");
@@ -86,7 +88,7 @@ pub async fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_di
                 }
             }
         };
-        let folder = Folder::open(ingestor.clone(), watch, settings, &state_dir.join("ingest").join(format!("watch-{i}.json")), &embedder, dimension)?;
+        let folder = Folder::open(ingestion.clone(), watch, settings, &state_dir.join("ingest").join(format!("watch-{i}.json")), &embedder, dimension)?;
         let rescan = Duration::from_secs_f64(settings.rescan_seconds);
         std::thread::Builder::new().name(format!("hearth-watch-{i}")).spawn(move || folder.run(rescan))?;
     }
@@ -94,12 +96,12 @@ pub async fn start(ingestor: &Arc<Ingestor>, settings: &IngestSettings, state_di
 }
 
 impl Folder {
-    fn open(ingestor: Arc<Ingestor>, watch: &WatchSettings, settings: &IngestSettings, state_path: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<Folder> {
+    fn open(ingestion: Arc<Ingestion>, watch: &WatchSettings, settings: &IngestSettings, state_path: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<Folder> {
         use anyhow::Context;
         std::fs::create_dir_all(&watch.path).with_context(|| format!("cannot create watched folder {}", watch.path.display()))?;
         let root = watch.path.canonicalize().with_context(|| format!("cannot resolve watched folder {}", watch.path.display()))?;
         let dir = open::folder(&root).with_context(|| format!("cannot open watched folder {}", root.display()))?;
-        let vector_store_id = ensure_vector_store(&ingestor, &watch.vector_store, &root, embedder, dimension)?;
+        let vector_store_id = ensure_vector_store(ingestion.library(), &watch.vector_store, &root, embedder, dimension)?;
         let known = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         tracing::info!(folder = %root.display(), vector_store = %vector_store_id, "Watching folder.");
         Ok(Folder {
@@ -110,9 +112,14 @@ impl Folder {
             known,
             candidates: HashMap::new(),
             too_large: HashMap::new(),
-            ingestor,
+            ingestion,
             stable: Duration::from_secs_f64(settings.stable_seconds),
         })
+    }
+
+    /// The library the folder's files go into.
+    fn library(&self) -> &Library {
+        self.ingestion.library()
     }
 
     fn run(mut self, rescan: Duration) {
@@ -182,14 +189,14 @@ impl Folder {
         }
         if changed {
             self.save();
-            self.ingestor.metrics.set_ingest_queue(self.ingestor.queue_len());
+            self.ingestion.report_queue();
         }
     }
 
     fn rename(&mut self, old: &str, new: &str) {
         let Some(entry) = self.known.remove(old) else { return };
         tracing::info!(from = %old, to = %new, "Watched file renamed; keeping its chunks.");
-        if let Err(e) = self.ingestor.store.update_document(&self.vector_store_id, &entry.file_id, Some(new.to_owned()), Some(path_attributes(new))) {
+        if let Err(e) = self.library().store().update_document(&self.vector_store_id, &entry.file_id, Some(new.to_owned()), Some(path_attributes(new))) {
             tracing::warn!(path = %new, error = %e, "Could not rename the document.");
         }
         self.known.insert(new.to_owned(), entry);
@@ -199,8 +206,8 @@ impl Folder {
     /// the bytes hashed are the bytes copied. Attach new content, reuse content the store has.
     /// True when `known` changed.
     fn ingest(&mut self, rel: &str, sig: Signature) -> bool {
-        if sig.size > self.ingestor.files.max_bytes() {
-            tracing::warn!(path = %rel, bytes = sig.size, limit = self.ingestor.files.max_bytes(), "Watched file is larger than ingest.max_file_bytes; skipped.");
+        if sig.size > self.library().files().max_bytes() {
+            tracing::warn!(path = %rel, bytes = sig.size, limit = self.library().files().max_bytes(), "Watched file is larger than ingest.max_file_bytes; skipped.");
             self.too_large.insert(rel.to_owned(), sig);
             return false;
         }
@@ -218,7 +225,7 @@ impl Folder {
         if signature(&meta) != sig {
             return false; // replaced or written since the scan: it settles again
         }
-        let upload = match self.ingestor.files.upload_from(&mut file) {
+        let upload = match self.library().files().upload_from(&mut file) {
             Ok(upload) => upload,
             Err(FileError::TooLarge { limit }) => {
                 tracing::warn!(path = %rel, limit, "Watched file grew past ingest.max_file_bytes while read; skipped.");
@@ -238,7 +245,7 @@ impl Folder {
             self.known.insert(rel.to_owned(), Known { signature: sig, sha256, file_id: previous.map(|p| p.file_id).unwrap_or_default() });
             return true;
         }
-        let file_id = match self.ingestor.store.find_by_hash(&self.vector_store_id, &sha256) {
+        let file_id = match self.library().store().find_by_hash(&self.vector_store_id, &sha256) {
             Ok(Some(doc)) => doc.id,
             _ => match self.add(rel, upload) {
                 Some(id) => id,
@@ -254,18 +261,18 @@ impl Folder {
     }
 
     fn add(&self, rel: &str, upload: Upload) -> Option<String> {
-        let record = match self.ingestor.files.commit(upload, rel, "assistants") {
+        let record = match self.library().files().commit(upload, rel, "assistants") {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %rel, error = %e, "Could not store a watched file.");
                 return None;
             }
         };
-        match self.ingestor.attach(&self.vector_store_id, &record, None, path_attributes(rel)) {
+        match self.ingestion.attach(&self.vector_store_id, &record, None, path_attributes(rel)) {
             Ok(_) => Some(record.id),
             Err(e) => {
                 tracing::warn!(path = %rel, error = %e, "Could not queue a watched file.");
-                let _ = self.ingestor.files.delete(&record.id);
+                let _ = self.library().files().delete(&record.id);
                 None
             }
         }
@@ -276,10 +283,10 @@ impl Folder {
         if self.known.values().any(|k| k.file_id == file_id) {
             return;
         }
-        if let Err(e) = self.ingestor.store.delete_document(&self.vector_store_id, file_id) {
+        if let Err(e) = self.library().store().delete_document(&self.vector_store_id, file_id) {
             tracing::warn!(file = %file_id, error = %e, "Could not delete a removed file's document.");
         }
-        let _ = self.ingestor.files.delete(file_id);
+        let _ = self.library().files().delete(file_id);
     }
 
     fn save(&self) {
@@ -291,18 +298,18 @@ impl Folder {
 }
 
 /// The vector store named `name`, created for this folder when missing.
-fn ensure_vector_store(ingestor: &Ingestor, name: &str, root: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<String> {
-    if let Some(existing) = ingestor.store.collections().into_iter().find(|c| c.name == name) {
+fn ensure_vector_store(library: &Library, name: &str, root: &Path, embedder: &Backend, dimension: usize) -> anyhow::Result<String> {
+    if let Some(existing) = library.store().collections().into_iter().find(|c| c.name == name) {
         return Ok(existing.id);
     }
     let mut metadata = Attributes::new();
     metadata.insert("watched_folder".into(), root.display().to_string().into());
-    let created = ingestor.store.create_collection(NewCollection {
+    let created = library.store().create_collection(NewCollection {
         name: name.to_owned(),
         embedding_model: embedder.name().to_owned(),
         dimension,
         metadata,
-        index: ingestor.vector_index(),
+        index: library.vector_index(),
     })?;
     Ok(created.id)
 }

@@ -14,8 +14,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::state::AppState;
-
 /// Label set of `hearth_http_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -47,17 +45,18 @@ impl HttpMetrics {
 }
 
 /// Middleware: count each request by route and status once it is answered. A response that
-/// fails inside the app is counted with the status its error maps to.
+/// fails inside the app is counted with the status its error maps to. The app carries the
+/// families as `web::Data<HttpMetrics>` (so this module needs nothing of the app's state).
 pub async fn track_http<B: MessageBody>(req: ServiceRequest, next: Next<B>) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let http = req.app_data::<web::Data<HttpMetrics>>().cloned();
     let route = req.match_pattern();
     let result = next.call(req).await;
-    if let Some(state) = state {
+    if let Some(http) = http {
         let status = match &result {
             Ok(res) => res.status().as_u16(),
             Err(e) => e.as_response_error().status_code().as_u16(),
         };
-        state.metrics().http().answered(route.as_deref(), status);
+        http.answered(route.as_deref(), status);
     }
     result
 }

@@ -12,10 +12,10 @@
 use engine::{Engine, GenerateRequest, SamplingParams};
 
 use super::{EmbedInput, Embedded, Events, GenerateSpec, Prompt, Sampling, Submitted};
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// Tokenize, size `max_tokens` against the context, and submit.
-pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiError> {
+pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ServiceError> {
     let n_vocab = engine.info().n_vocab;
     let sampling = sampling_params(&spec.sampling, n_vocab, spec.grammar)?;
     let tokens = match spec.prompt {
@@ -28,7 +28,7 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiErr
         Prompt::Text(text) => engine.tokenize(&text, true),
         Prompt::Tokens(tokens) => {
             if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t as u32 >= n_vocab) {
-                return Err(ApiError::invalid("prompt", format!("token id {bad} is outside the vocabulary 0..{n_vocab}")));
+                return Err(ServiceError::invalid("prompt", format!("token id {bad} is outside the vocabulary 0..{n_vocab}")));
             }
             tokens
         }
@@ -41,11 +41,11 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ApiErr
 }
 
 /// Tokenize (or check token ids) and embed.
-pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ApiError> {
+pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ServiceError> {
     let n_embd = engine.info().n_embd;
     if let Some(d) = dimensions {
         if d != i64::from(n_embd) {
-            return Err(ApiError::invalid("dimensions", format!("this model returns {n_embd} dimensions and cannot return {d}")));
+            return Err(ServiceError::invalid("dimensions", format!("this model returns {n_embd} dimensions and cannot return {d}")));
         }
     }
     let n_vocab = i64::from(engine.info().n_vocab);
@@ -60,7 +60,7 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
                         if (0..n_vocab).contains(&t) {
                             Ok(t as i32)
                         } else {
-                            Err(ApiError::invalid("input", format!("token id {t} is outside the vocabulary 0..{n_vocab}")))
+                            Err(ServiceError::invalid("input", format!("token id {t} is outside the vocabulary 0..{n_vocab}")))
                         }
                     })
                     .collect()
@@ -68,7 +68,7 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
             .collect::<Result<_, _>>()?,
     };
     if let Some(i) = inputs.iter().position(Vec::is_empty) {
-        return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
+        return Err(ServiceError::invalid("input", format!("input[{i}] has no tokens")));
     }
     let prompt_tokens = inputs.iter().map(Vec::len).sum();
     let vectors = engine.embed(inputs).await?;
@@ -77,12 +77,12 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
 
 /// The engine's sampling settings: the client's values over OpenAI's defaults, with every
 /// `logit_bias` token checked against the vocabulary, and the grammar the service built.
-fn sampling_params(s: &Sampling, n_vocab: u32, grammar: Option<String>) -> Result<SamplingParams, ApiError> {
+fn sampling_params(s: &Sampling, n_vocab: u32, grammar: Option<String>) -> Result<SamplingParams, ServiceError> {
     let defaults = SamplingParams::default();
     let mut logit_bias = Vec::with_capacity(s.logit_bias.len());
     for &(token, bias) in &s.logit_bias {
         if token >= n_vocab {
-            return Err(ApiError::invalid("logit_bias", format!("\"{token}\" is not a token id below {n_vocab}")));
+            return Err(ServiceError::invalid("logit_bias", format!("\"{token}\" is not a token id below {n_vocab}")));
         }
         logit_bias.push((token as i32, bias as f32));
     }
@@ -107,23 +107,23 @@ fn sampling_params(s: &Sampling, n_vocab: u32, grammar: Option<String>) -> Resul
 
 /// The number of tokens to generate: the client's (already within the server's limit), checked
 /// against the room the context leaves, or as many as the room and the server's limit allow.
-fn max_tokens(engine: &Engine, asked: Option<(&'static str, u32)>, cap: u32, prompt_len: usize) -> Result<u32, ApiError> {
+fn max_tokens(engine: &Engine, asked: Option<(&'static str, u32)>, cap: u32, prompt_len: usize) -> Result<u32, ServiceError> {
     let context = engine.info().max_model_len as usize;
     if prompt_len >= context {
-        return Err(ApiError::BadRequest {
+        return Err(ServiceError::Invalid {
             message: format!("the prompt has {prompt_len} tokens, but this model's maximum context length is {context} tokens"),
-            param: Some("messages".into()),
+            field: Some("messages".into()),
             code: "context_length_exceeded",
         });
     }
     let room = context - prompt_len;
     let Some((param, asked)) = asked else { return Ok(room.min(cap as usize) as u32) };
     if asked as usize > room {
-        return Err(ApiError::BadRequest {
+        return Err(ServiceError::Invalid {
             message: format!(
                 "this model's maximum context length is {context} tokens; the prompt has {prompt_len} tokens and {param} asks for {asked} more"
             ),
-            param: Some(param.into()),
+            field: Some(param.into()),
             code: "context_length_exceeded",
         });
     }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use engine::{ChatMessage, Engine, EngineStats, FinishReason, ModelKind, TokenStream, Usage};
 
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 pub use remote::{RemoteClient, RemoteConfig, UpstreamError};
 
@@ -104,7 +104,7 @@ pub enum Event {
     Finished { reason: FinishReason, usage: Usage, queued: Duration },
     /// It failed after it was accepted (an engine fault, an upstream that broke off or went
     /// silent); the error says which.
-    Failed(ApiError),
+    Failed(ServiceError),
 }
 
 /// A generation's events. Dropping it cancels the generation: a local engine frees the sequence
@@ -126,7 +126,7 @@ impl Events {
             EventSource::Local(stream) => stream.next().await.map(|event| match event {
                 engine::Event::Delta { text, completion_tokens, logprobs } => Event::Delta { text, completion_tokens, logprobs },
                 engine::Event::Finished { reason, usage, queued } => Event::Finished { reason, usage, queued },
-                engine::Event::Failed(message) => Event::Failed(ApiError::Internal(message)),
+                engine::Event::Failed(message) => Event::Failed(ServiceError::Internal(message)),
             }),
             EventSource::Remote(stream) => stream.next().await,
         }
@@ -234,7 +234,7 @@ impl Backend {
 
     /// Submit a generation. Fails at once for invalid input, a full queue or (remote) an upstream
     /// that did not accept the request; later failures arrive as [`Event::Failed`].
-    pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ApiError> {
+    pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ServiceError> {
         match self {
             Backend::Local(engine) => local::generate(engine, spec),
             Backend::Remote(remote) => remote.generate(spec).await,
@@ -242,7 +242,7 @@ impl Backend {
     }
 
     /// Embed inputs; `dimensions` is the client's request for a vector width, if any.
-    pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ApiError> {
+    pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ServiceError> {
         match self {
             Backend::Local(engine) => local::embed(engine, input, dimensions).await,
             Backend::Remote(remote) => remote.embed(input, dimensions).await,
@@ -251,7 +251,7 @@ impl Backend {
 
     /// Ok when the model can serve: always for a loaded local model; for a remote one when its
     /// upstream answered a recent probe (503 with the reason otherwise).
-    pub async fn check_ready(&self) -> Result<(), ApiError> {
+    pub async fn check_ready(&self) -> Result<(), ServiceError> {
         match self {
             Backend::Local(_) => Ok(()),
             Backend::Remote(remote) => remote.check_ready().await,

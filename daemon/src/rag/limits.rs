@@ -7,30 +7,30 @@ use serde_json::Value;
 use store::Filter;
 
 use crate::config::LimitSettings;
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// `max_num_results` (given or defaulted) within `1..=limits.max_num_results`.
-pub fn checked_max_results(max: usize, limits: &LimitSettings, param: &str) -> Result<usize, ApiError> {
+pub fn checked_max_results(max: usize, limits: &LimitSettings, param: &str) -> Result<usize, ServiceError> {
     let limit = limits.max_num_results;
     if !(1..=limit).contains(&max) {
-        return Err(ApiError::invalid(param, format!("max_num_results must be between 1 and {limit} (limits.max_num_results), got {max}")));
+        return Err(ServiceError::invalid(param, format!("max_num_results must be between 1 and {limit} (limits.max_num_results), got {max}")));
     }
     Ok(max)
 }
 
 /// The filter, parsed, if its conditions and listed values together stay within
 /// `limits.max_filter_values`.
-pub fn checked_filter(filters: Option<&Value>, limits: &LimitSettings, param: &str) -> Result<Option<Filter>, ApiError> {
+pub fn checked_filter(filters: Option<&Value>, limits: &LimitSettings, param: &str) -> Result<Option<Filter>, ServiceError> {
     let Some(filters) = filters else { return Ok(None) };
     let size = filter_size(filters);
     let limit = limits.max_filter_values;
     if size > limit {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             param,
             format!("the filter has {size} conditions and listed values, more than limits.max_filter_values = {limit}"),
         ));
     }
-    Filter::parse(filters).map(Some).map_err(|e| ApiError::invalid(param, e.to_string()))
+    Filter::parse(filters).map(Some).map_err(|e| ServiceError::invalid(param, e.to_string()))
 }
 
 /// Conditions plus the values of every `in`/`nin` list, counted without recursion (a hostile

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::{SearchHit, SearchMode, SearchRequest};
 
-use crate::error::ApiError;
-use crate::ingest::{store_error, Ingestor};
-use crate::service::blocking;
+use crate::fault::ServiceError;
+use crate::library::Library;
+use crate::blocking::blocking;
 use query::embed_query;
 
 /// Most vector stores one `file_search` searches (each is a search of its own).
@@ -38,7 +38,7 @@ pub struct FileSearch {
     pub filters: Option<Value>,
     pub ranking_options: Option<RankingOptions>,
     /// Llama Stack's extension; hybrid when absent.
-    #[schema(schema_with = crate::api::openapi::search_mode)]
+    #[schema(schema_with = crate::wire::search_mode)]
     pub search_mode: Option<SearchMode>,
 }
 
@@ -61,18 +61,18 @@ pub struct Retrieval {
 }
 
 /// Search every vector store of `tool` for `query`.
-pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, min_relevance: f32) -> Result<Retrieval, ApiError> {
-    let max = limits::checked_max_results(tool.max_num_results.unwrap_or(5), ingestor.limits(), "tools[0].max_num_results")?;
+pub async fn retrieve(library: &Arc<Library>, tool: &FileSearch, query: &str, min_relevance: f32) -> Result<Retrieval, ServiceError> {
+    let max = limits::checked_max_results(tool.max_num_results.unwrap_or(5), library.limits(), "tools[0].max_num_results")?;
     if tool.vector_store_ids.is_empty() {
-        return Err(ApiError::invalid("tools[0].vector_store_ids", "file_search needs at least one vector store id"));
+        return Err(ServiceError::invalid("tools[0].vector_store_ids", "file_search needs at least one vector store id"));
     }
     if tool.vector_store_ids.len() > MAX_VECTOR_STORES {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             "tools[0].vector_store_ids",
             format!("file_search searches at most {MAX_VECTOR_STORES} vector stores, got {}", tool.vector_store_ids.len()),
         ));
     }
-    let filter = limits::checked_filter(tool.filters.as_ref(), ingestor.limits(), "tools[0].filters")?;
+    let filter = limits::checked_filter(tool.filters.as_ref(), library.limits(), "tools[0].filters")?;
     let mode = tool.search_mode.unwrap_or(SearchMode::Hybrid);
     let gate = tool.ranking_options.as_ref().and_then(|r| r.score_threshold).unwrap_or(min_relevance);
     let mut embeddings: HashMap<String, Vec<f32>> = HashMap::new();
@@ -81,15 +81,15 @@ pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, 
     for id in &tool.vector_store_ids {
         // An id, or (for people typing requests by hand) a vector store's name such as `inbox`.
         let collection = {
-            let (i, id) = (ingestor.clone(), id.clone());
+            let (i, id) = (library.clone(), id.clone());
             blocking(move || match i.store().collection(&id) {
                 Err(store::StoreError::CollectionNotFound(_)) => i
                     .store()
                     .collections()
                     .into_iter()
                     .find(|c| c.name == id)
-                    .ok_or_else(|| ApiError::invalid("tools[0].vector_store_ids", format!("no vector store with the id or name `{id}`"))),
-                other => other.map_err(store_error),
+                    .ok_or_else(|| ServiceError::invalid("tools[0].vector_store_ids", format!("no vector store with the id or name `{id}`"))),
+                other => Ok(other?),
             })
             .await?
         };
@@ -97,7 +97,7 @@ pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, 
         let embedding = match embeddings.get(&collection.embedding_model) {
             Some(e) => e.clone(),
             None => {
-                let e = embed_query(ingestor, &collection, query).await?;
+                let e = embed_query(library, &collection, query).await?;
                 embeddings.insert(collection.embedding_model.clone(), e.clone());
                 e
             }
@@ -107,10 +107,10 @@ pub async fn retrieve(ingestor: &Arc<Ingestor>, tool: &FileSearch, query: &str, 
         similar.filter = filter.clone();
         let mut ranked = similar.clone();
         ranked.mode = mode;
-        let (i, id) = (ingestor.clone(), id.clone());
+        let (i, id) = (library.clone(), id.clone());
         let (vector_hits, ranked_hits) = blocking(move || {
-            let v = i.store().search(&id, &similar).map_err(store_error)?;
-            let r = if mode == SearchMode::Vector { v.clone() } else { i.store().search(&id, &ranked).map_err(store_error)? };
+            let v = i.store().search(&id, &similar)?;
+            let r = if mode == SearchMode::Vector { v.clone() } else { i.store().search(&id, &ranked)? };
             Ok((v, r))
         })
         .await?;

@@ -10,10 +10,10 @@
 
 use store::Collection;
 
-use crate::error::ApiError;
-use crate::ingest::Ingestor;
+use crate::fault::ServiceError;
+use crate::library::Library;
 use crate::provider::EmbedInput;
-use crate::service::blocking;
+use crate::blocking::blocking;
 
 /// Characters per token beyond which the question is cut before it is tokenized at all: real
 /// text averages four or five; a question whose tokens cover more is cut shorter than it
@@ -49,16 +49,16 @@ pub fn fit(text: &str, limit: usize, count: &dyn Fn(&str) -> usize) -> String {
 }
 
 /// The question's embedding by the vector store's own model. The API's embeddings wait for no
-/// permit kept for ingestion ([`Ingestor::api_embed_permit`]).
-pub async fn embed_query(ingestor: &Ingestor, collection: &Collection, text: &str) -> Result<Vec<f32>, ApiError> {
-    let embedder = ingestor.embedder(&collection.embedding_model).map_err(ApiError::Unavailable)?;
+/// permit kept for ingestion ([`Library::api_embed_permit`]).
+pub async fn embed_query(library: &Library, collection: &Collection, text: &str) -> Result<Vec<f32>, ServiceError> {
+    let embedder = library.embedder(&collection.embedding_model).map_err(ServiceError::Unavailable)?;
     // Two tokens for the model's own [CLS] ... [SEP].
     let limit = embedder.max_model_len().map_or(DEFAULT_CONTEXT, |n| n as usize).saturating_sub(2);
     let (counter, text) = (embedder.clone(), text.to_owned());
     let text = blocking(move || Ok(fit(&text, limit, &|t| counter.count_tokens(t)))).await?;
-    let _permit = ingestor.api_embed_permit(embedder.name())?;
+    let _permit = library.api_embed_permit(embedder.name())?;
     let mut vectors = embedder.embed(EmbedInput::Texts(vec![text]), None).await?.vectors;
-    vectors.pop().ok_or_else(|| ApiError::Internal("the embedding model returned nothing".into()))
+    vectors.pop().ok_or_else(|| ServiceError::Internal("the embedding model returned nothing".into()))
 }
 
 #[cfg(test)]

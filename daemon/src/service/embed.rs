@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::provider::EmbedInput;
 use crate::state::AppState;
 
@@ -34,19 +34,19 @@ pub enum EmbeddingInput {
 }
 
 /// Compute embeddings and build OpenAI's response body.
-pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ApiError> {
+pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ServiceError> {
     let arrived = std::time::Instant::now();
     let backend = state.models()?.get(&request.model)?.clone();
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(ApiError::invalid("encoding_format", format!("encoding_format must be \"float\" or \"base64\", got {other:?}")))
+            return Err(ServiceError::invalid("encoding_format", format!("encoding_format must be \"float\" or \"base64\", got {other:?}")))
         }
     };
     let input = checked_input(request.input, state.settings().limits.max_embedding_inputs)?;
-    let input = super::embed_limits::tokenized(&backend, input, state.settings().limits.max_embedding_tokens_per_request).await?;
-    let _api_share = super::embed_limits::api_permit(state, &request.model)?;
+    let input = crate::library::embed_limits::tokenized(&backend, input, state.settings().limits.max_embedding_tokens_per_request).await?;
+    let _api_share = api_permit(state, &request.model)?;
     let span = tracing::info_span!("embeddings", model = %request.model, provider = backend.provider(), inputs = input.len());
     let embedded = backend.embed(input, request.dimensions).instrument(span).await?;
     state.metrics().embedding(&request.model, embedded.prompt_tokens, arrived.elapsed());
@@ -69,7 +69,7 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
 
 /// OpenAI's four input forms as texts or token lists: at least one input and at most `limit`,
 /// none empty, token ids non-negative.
-fn checked_input(input: EmbeddingInput, limit: usize) -> Result<EmbedInput, ApiError> {
+fn checked_input(input: EmbeddingInput, limit: usize) -> Result<EmbedInput, ServiceError> {
     let input = match input {
         EmbeddingInput::Text(text) => EmbedInput::Texts(vec![text]),
         EmbeddingInput::Texts(texts) => EmbedInput::Texts(texts),
@@ -77,27 +77,37 @@ fn checked_input(input: EmbeddingInput, limit: usize) -> Result<EmbedInput, ApiE
         EmbeddingInput::TokenLists(lists) => EmbedInput::Tokens(lists),
     };
     if input.is_empty() {
-        return Err(ApiError::invalid("input", "input must not be empty"));
+        return Err(ServiceError::invalid("input", "input must not be empty"));
     }
     if input.len() > limit {
-        return Err(ApiError::invalid("input", format!("at most {limit} inputs per request (limits.max_embedding_inputs), got {}", input.len())));
+        return Err(ServiceError::invalid("input", format!("at most {limit} inputs per request (limits.max_embedding_inputs), got {}", input.len())));
     }
     match &input {
         EmbedInput::Texts(texts) => {
             if let Some(i) = texts.iter().position(String::is_empty) {
-                return Err(ApiError::invalid("input", format!("input[{i}] is an empty string")));
+                return Err(ServiceError::invalid("input", format!("input[{i}] is an empty string")));
             }
         }
         EmbedInput::Tokens(lists) => {
             if let Some(i) = lists.iter().position(Vec::is_empty) {
-                return Err(ApiError::invalid("input", format!("input[{i}] has no tokens")));
+                return Err(ServiceError::invalid("input", format!("input[{i}] has no tokens")));
             }
             if let Some(t) = lists.iter().flatten().find(|&&t| t < 0) {
-                return Err(ApiError::invalid("input", format!("token id {t} is negative")));
+                return Err(ServiceError::invalid("input", format!("token id {t} is negative")));
             }
         }
     }
     Ok(input)
+}
+
+/// A permit within the API's share of `model`'s admission (`Busy`, a 429, when it is used up),
+/// held until the request is answered; `None` before the store has opened or for a model without
+/// a pool.
+fn api_permit(state: &AppState, model: &str) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ServiceError> {
+    match state.library() {
+        Ok(library) => library.api_embed_permit(model),
+        Err(_) => Ok(None),
+    }
 }
 
 fn encode_base64(v: &[f32]) -> String {

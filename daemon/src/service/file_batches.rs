@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{Attributes, DocumentStatus};
 
-use super::blocking;
+use crate::blocking::blocking;
 use super::listing::{page, ListQuery};
 use super::vector_stores::{file_json, ChunkingStrategy};
-use crate::error::ApiError;
-use crate::ingest::{store_error, Ingestor};
+use crate::fault::ServiceError;
+use crate::ingest::Ingestion;
+use crate::library::Library;
 
 /// `POST /v1/vector_stores/{id}/file_batches`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -37,17 +38,17 @@ struct Batch {
     cancelled: bool,
 }
 
-fn dir(ingestor: &Ingestor) -> PathBuf {
-    ingestor.state_dir().join("ingest").join("batches")
+fn dir(library: &Library) -> PathBuf {
+    library.state_dir().join("ingest").join("batches")
 }
 
-fn load(ingestor: &Ingestor, vector_store_id: &str, batch_id: &str) -> Result<Batch, ApiError> {
-    let missing = || ApiError::ResourceNotFound(format!("no file batch `{batch_id}` in vector store `{vector_store_id}`"));
+fn load(library: &Library, vector_store_id: &str, batch_id: &str) -> Result<Batch, ServiceError> {
+    let missing = || ServiceError::not_found("file batch", batch_id, format!("no file batch `{batch_id}` in vector store `{vector_store_id}`"));
     if !batch_id.strip_prefix("vsfb_").is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric())) {
         return Err(missing());
     }
-    let bytes = std::fs::read(dir(ingestor).join(format!("{batch_id}.json"))).map_err(|_| missing())?;
-    let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("file batch {batch_id} is damaged: {e}")))?;
+    let bytes = std::fs::read(dir(library).join(format!("{batch_id}.json"))).map_err(|_| missing())?;
+    let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| ServiceError::Internal(format!("file batch {batch_id} is damaged: {e}")))?;
     if batch.vector_store_id == vector_store_id {
         Ok(batch)
     } else {
@@ -55,18 +56,18 @@ fn load(ingestor: &Ingestor, vector_store_id: &str, batch_id: &str) -> Result<Ba
     }
 }
 
-fn save(ingestor: &Ingestor, batch: &Batch) -> Result<(), ApiError> {
+fn save(library: &Library, batch: &Batch) -> Result<(), ServiceError> {
     let write = || -> std::io::Result<()> {
-        let dir = dir(ingestor);
+        let dir = dir(library);
         std::fs::create_dir_all(&dir)?;
         crate::durable::write_atomic(&dir.join(format!("{}.json", batch.id)), &serde_json::to_vec(batch).map_err(std::io::Error::other)?)
     };
-    write().map_err(|e| ApiError::Internal(format!("cannot save a file batch: {e}")))
+    write().map_err(|e| ServiceError::Internal(format!("cannot save a file batch: {e}")))
 }
 
-fn batch_json(ingestor: &Ingestor, batch: &Batch) -> Value {
+fn batch_json(library: &Library, batch: &Batch) -> Value {
     let statuses: Vec<Option<DocumentStatus>> =
-        batch.file_ids.iter().map(|f| ingestor.store().document(&batch.vector_store_id, f).ok().map(|d| d.status)).collect();
+        batch.file_ids.iter().map(|f| library.store().document(&batch.vector_store_id, f).ok().map(|d| d.status)).collect();
     let count = |s: DocumentStatus| statuses.iter().filter(|x| **x == Some(s)).count();
     let in_progress = count(DocumentStatus::InProgress);
     let status = if batch.cancelled { "cancelled" } else if in_progress > 0 { "in_progress" } else { "completed" };
@@ -79,18 +80,19 @@ fn batch_json(ingestor: &Ingestor, batch: &Batch) -> Value {
 }
 
 /// Attach every file and record the batch.
-pub async fn create(ingestor: Arc<Ingestor>, vector_store_id: String, request: CreateBatch) -> Result<Value, ApiError> {
+pub async fn create(ingestion: Arc<Ingestion>, vector_store_id: String, request: CreateBatch) -> Result<Value, ServiceError> {
     if request.file_ids.is_empty() || request.file_ids.len() > 2000 {
-        return Err(ApiError::invalid("file_ids", "file_ids must list between 1 and 2000 files"));
+        return Err(ServiceError::invalid("file_ids", "file_ids must list between 1 and 2000 files"));
     }
     blocking(move || {
-        ingestor.store().collection(&vector_store_id).map_err(store_error)?;
+        let library = ingestion.library();
+        library.store().collection(&vector_store_id)?;
         let files = request
             .file_ids
             .iter()
-            .map(|id| ingestor.files().get(id).map_err(|e| ApiError::invalid("file_ids", e.to_string())))
+            .map(|id| library.files().get(id).map_err(|e| ServiceError::invalid("file_ids", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        super::vector_stores::ensure_space_for(&ingestor, &files)?;
+        super::vector_stores::ensure_space_for(library, &files)?;
         let options = super::vector_stores::chunking(request.chunking_strategy.as_ref())?;
         let batch = Batch {
             id: super::new_id("vsfb").replace('-', "_"),
@@ -99,45 +101,45 @@ pub async fn create(ingestor: Arc<Ingestor>, vector_store_id: String, request: C
             file_ids: request.file_ids.clone(),
             cancelled: false,
         };
-        save(&ingestor, &batch)?;
+        save(library, &batch)?;
         for file in &files {
-            ingestor.attach(&vector_store_id, file, options, request.attributes.clone())?;
+            ingestion.attach(&vector_store_id, file, options, request.attributes.clone())?;
         }
-        Ok(batch_json(&ingestor, &batch))
+        Ok(batch_json(library, &batch))
     })
     .await
 }
 
 /// A batch's status.
-pub async fn get(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String) -> Result<Value, ApiError> {
-    blocking(move || Ok(batch_json(&ingestor, &load(&ingestor, &vector_store_id, &batch_id)?))).await
+pub async fn get(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<Value, ServiceError> {
+    blocking(move || Ok(batch_json(&library, &load(&library, &vector_store_id, &batch_id)?))).await
 }
 
 /// Cancel: files not yet finished are marked `cancelled` (their jobs find nothing left to do).
-pub async fn cancel(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String) -> Result<Value, ApiError> {
+pub async fn cancel(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        let mut batch = load(&ingestor, &vector_store_id, &batch_id)?;
+        let mut batch = load(&library, &vector_store_id, &batch_id)?;
         for file in &batch.file_ids {
-            if ingestor.store().document(&vector_store_id, file).is_ok_and(|d| d.status == DocumentStatus::InProgress) {
-                ingestor.store().set_document_status(&vector_store_id, file, DocumentStatus::Cancelled, None).map_err(store_error)?;
+            if library.store().document(&vector_store_id, file).is_ok_and(|d| d.status == DocumentStatus::InProgress) {
+                library.store().set_document_status(&vector_store_id, file, DocumentStatus::Cancelled, None)?;
             }
         }
         batch.cancelled = true;
-        save(&ingestor, &batch)?;
-        Ok(batch_json(&ingestor, &batch))
+        save(&library, &batch)?;
+        Ok(batch_json(&library, &batch))
     })
     .await
 }
 
 /// The batch's files.
-pub async fn files(ingestor: Arc<Ingestor>, vector_store_id: String, batch_id: String, query: ListQuery) -> Result<Value, ApiError> {
+pub async fn files(library: Arc<Library>, vector_store_id: String, batch_id: String, query: ListQuery) -> Result<Value, ServiceError> {
     blocking(move || {
-        let batch = load(&ingestor, &vector_store_id, &batch_id)?;
+        let batch = load(&library, &vector_store_id, &batch_id)?;
         let all: Vec<Value> = batch
             .file_ids
             .iter()
-            .filter_map(|f| ingestor.store().document(&vector_store_id, f).ok())
-            .map(|d| file_json(&ingestor, &vector_store_id, &d))
+            .filter_map(|f| library.store().document(&vector_store_id, f).ok())
+            .map(|d| file_json(&library, &vector_store_id, &d))
             .filter(|f| query.filter.as_ref().is_none_or(|s| f["status"] == s.as_str()))
             .collect();
         page(all, &query)

@@ -5,35 +5,24 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::blocking;
+use crate::blocking::blocking;
 use super::listing::{page, ListQuery};
-use crate::error::ApiError;
-use crate::files::{FileError, FileRecord, Upload};
-use crate::ingest::Ingestor;
+use crate::fault::ServiceError;
+use crate::files::{FileRecord, Upload};
+use crate::library::Library;
 
 /// Purposes OpenAI accepts.
 pub const PURPOSES: [&str; 6] = ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
 
-impl From<FileError> for ApiError {
-    fn from(e: FileError) -> Self {
-        match e {
-            FileError::TooLarge { .. } => ApiError::BadRequest { message: e.to_string(), param: Some("file".into()), code: "file_too_large" },
-            FileError::NotFound(_) => ApiError::ResourceNotFound(e.to_string()),
-            FileError::Io { .. } => ApiError::Internal(e.to_string()),
-            FileError::NoSpace(no_space) => no_space.into(),
-        }
-    }
-}
-
 /// Make a received upload durable.
-pub async fn commit(ingestor: Arc<Ingestor>, upload: Upload, filename: String, purpose: String) -> Result<Value, ApiError> {
-    blocking(move || Ok(ingestor.files().commit(upload, &filename, &purpose)?.to_json())).await
+pub async fn commit(library: Arc<Library>, upload: Upload, filename: String, purpose: String) -> Result<Value, ServiceError> {
+    blocking(move || Ok(library.files().commit(upload, &filename, &purpose)?.to_json())).await
 }
 
 /// List files, newest first by default; `purpose` filters.
-pub async fn list(ingestor: Arc<Ingestor>, query: ListQuery) -> Result<Value, ApiError> {
+pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Value, ServiceError> {
     blocking(move || {
-        let all = ingestor
+        let all = library
             .files()
             .list()
             .iter()
@@ -46,14 +35,14 @@ pub async fn list(ingestor: Arc<Ingestor>, query: ListQuery) -> Result<Value, Ap
 }
 
 /// One file.
-pub async fn get(ingestor: Arc<Ingestor>, id: String) -> Result<FileRecord, ApiError> {
-    blocking(move || Ok(ingestor.files().get(&id)?)).await
+pub async fn get(library: Arc<Library>, id: String) -> Result<FileRecord, ServiceError> {
+    blocking(move || Ok(library.files().get(&id)?)).await
 }
 
 /// Delete a file. Vector stores it was attached to keep their chunks until it is detached.
-pub async fn delete(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
+pub async fn delete(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        ingestor.files().delete(&id)?;
+        library.files().delete(&id)?;
         Ok(json!({"id": id, "object": "file", "deleted": true}))
     })
     .await

@@ -51,7 +51,7 @@ pub struct GenerationParams {
     pub presence_penalty: Option<f64>,
     #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
-    #[schema(schema_with = crate::api::openapi::logit_bias)]
+    #[schema(schema_with = crate::wire::logit_bias)]
     pub logit_bias: Option<HashMap<String, f64>>,
     /// Only 1 is supported.
     #[schema(minimum = 1, maximum = 1)]
@@ -210,7 +210,7 @@ pub fn schema_budget(limits: &LimitSettings) -> Budget {
 async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Result<Submitted, ApiError> {
     let Some(engine) = backend.as_local().cloned() else {
         // A remote upstream converts `response_format` itself, with its own keywords and limits.
-        return backend.generate(spec).await;
+        return Ok(backend.generate(spec).await?);
     };
     let span = tracing::Span::current();
     super::blocking(move || {
@@ -227,7 +227,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
             })?,
             _ => None,
         };
-        crate::provider::local::generate(&engine, spec)
+        Ok(crate::provider::local::generate(&engine, spec)?)
     })
     .await
 }
@@ -248,7 +248,7 @@ impl Generation {
                     self.timer.finished(reason, &usage, queued);
                     return Ok(Completed { text, logprobs, reason, usage });
                 }
-                Some(Event::Failed(error)) => return Err(error),
+                Some(Event::Failed(error)) => return Err(error.into()),
                 None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
             }
         }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// The query string of a list endpoint.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -22,15 +22,15 @@ pub struct ListQuery {
 }
 
 /// One page of `items` (each with an `"id"`), given oldest first.
-pub fn page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError> {
+pub fn page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ServiceError> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("limit must be between 1 and 10000, got {limit}")));
+        return Err(ServiceError::invalid("limit", format!("limit must be between 1 and 10000, got {limit}")));
     }
     match query.order.as_deref() {
         None | Some("desc") => items.reverse(),
         Some("asc") => {}
-        Some(other) => return Err(ApiError::invalid("order", format!("order must be \"asc\" or \"desc\", got {other:?}"))),
+        Some(other) => return Err(ServiceError::invalid("order", format!("order must be \"asc\" or \"desc\", got {other:?}"))),
     }
     let position = |id: &str| items.iter().position(|v| v["id"] == id);
     let start = match &query.after {

@@ -1,8 +1,11 @@
 //! The work behind the API: validation, tokenizing, submission to an engine, and collecting the
-//! result. HTTP handlers stay a few lines each and call into here; so will ingestion and RAG.
+//! result. HTTP handlers stay a few lines each and call into here.
+//!
+//! Services fail with [`ServiceError`] (typed, no HTTP in it); `error.rs` maps it to a status and
+//! OpenAI's error body. Vector stores, files and search work on the [`crate::library::Library`];
+//! attaching files goes through the [`crate::ingest::Ingestion`] service.
 
 pub mod embed;
-pub mod embed_limits;
 pub mod file_batches;
 pub mod files;
 pub mod generate;
@@ -12,19 +15,12 @@ pub mod responses;
 pub mod structured;
 pub mod vector_stores;
 
-/// Seconds since the Unix epoch, for OpenAI's `created` fields.
-pub mod tool_parser;
-pub mod tools;
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use crate::fault::ServiceError;
 
-/// A fresh id with OpenAI's style of prefix (`chatcmpl-…`, `cmpl-…`).
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use crate::ids::{new_id, unix_now};
 
-/// Run blocking work (the store fsyncs, file I/O) off the async runtime.
+/// Run blocking work off the async runtime, for services that still answer with `ApiError`
+/// (generation, the Responses API); the others use [`crate::blocking::blocking`].
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::error::ApiError> + Send + 'static) -> Result<T, crate::error::ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| crate::error::ApiError::Internal(format!("a blocking task failed: {e}")))?
 }

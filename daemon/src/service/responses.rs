@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use super::generate::{self, Generation, GenerationParams, Prompt};
 use super::response_store::{self as stored, Quota, Record};
 use super::{blocking, new_id, unix_now};
-use crate::api::fields;
+use crate::wire::fields;
 use crate::error::ApiError;
-use crate::ingest::Ingestor;
+use crate::library::Library;
 use crate::rag::citations::{annotation_json, cite};
 use crate::rag::prompt::assemble;
 use crate::rag::{retrieve, FileSearch, Retrieval};
@@ -166,10 +166,10 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
     }
     let (file_search, sources, fixed_answer, messages) = match request.tools.first() {
         Some(Tool::FileSearch(tool)) => {
-            let ingestor: Arc<Ingestor> = state.ingest()?.clone();
+            let library: Arc<Library> = state.library()?.clone();
             let mut tool = tool.clone();
             tool.max_num_results = tool.max_num_results.or(Some(settings.rag.max_num_results));
-            let retrieval = retrieve(&ingestor, &tool, &question, settings.rag.min_relevance).await?;
+            let retrieval = retrieve(&library, &tool, &question, settings.rag.min_relevance).await?;
             let (counter, hits, q) = (backend.clone(), retrieval.hits.clone(), question.clone());
             let assembled = blocking(move || Ok(assemble(&instructions, hits, &history, &q, budget, &|text: &str| counter.count_tokens(text)))).await?;
             let fixed = assembled.sources.is_empty().then(|| settings.rag.no_answer.clone());

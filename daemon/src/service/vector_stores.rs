@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Attributes, Collection, Document, DocumentStatus, NewCollection, SearchHit, SearchMode, SearchRequest, StoreError};
+use store::{Attributes, Collection, Document, DocumentStatus, NewCollection, SearchHit, SearchMode, SearchRequest};
 
-use super::blocking;
+use crate::blocking::blocking;
 use super::listing::{page, ListQuery};
-use crate::error::ApiError;
-use crate::ingest::{store_error, Ingestor, Progress};
+use crate::fault::ServiceError;
+use crate::ingest::Ingestion;
+use crate::library::{Library, Progress};
 
 /// `chunking_strategy`: `auto` or `static` with its two sizes.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -33,12 +34,12 @@ pub struct StaticChunking {
     pub chunk_overlap_tokens: usize,
 }
 
-pub(crate) fn chunking(strategy: Option<&ChunkingStrategy>) -> Result<Option<ingest::ChunkingOptions>, ApiError> {
+pub(crate) fn chunking(strategy: Option<&ChunkingStrategy>) -> Result<Option<ingest::ChunkingOptions>, ServiceError> {
     match strategy {
         None | Some(ChunkingStrategy::Auto) => Ok(None),
         Some(ChunkingStrategy::Static { r#static: s }) => ingest::ChunkingOptions::new(s.max_chunk_size_tokens, s.chunk_overlap_tokens)
             .map(Some)
-            .map_err(|e| ApiError::invalid("chunking_strategy", e.to_string())),
+            .map_err(|e| ServiceError::invalid("chunking_strategy", e.to_string())),
     }
 }
 
@@ -96,7 +97,7 @@ pub struct Search {
     pub ranking_options: Option<RankingOptions>,
     pub rewrite_query: Option<bool>,
     /// Llama Stack's `search_mode`: `vector` (default), `keyword` or `hybrid`.
-    #[schema(schema_with = crate::api::openapi::search_mode)]
+    #[schema(schema_with = crate::wire::search_mode)]
     pub search_mode: Option<SearchMode>,
 }
 
@@ -126,8 +127,8 @@ pub struct RankingOptions {
 }
 
 /// The vector store object.
-pub fn vector_store_json(ingestor: &Ingestor, c: &Collection) -> Value {
-    let docs = ingestor.store().documents(&c.id).unwrap_or_default();
+pub fn vector_store_json(library: &Library, c: &Collection) -> Value {
+    let docs = library.store().documents(&c.id).unwrap_or_default();
     let count = |s: DocumentStatus| docs.iter().filter(|d| d.status == s).count();
     let in_progress = count(DocumentStatus::InProgress);
     let usage: u64 = docs.iter().map(|d| d.size).sum();
@@ -146,7 +147,7 @@ pub fn vector_store_json(ingestor: &Ingestor, c: &Collection) -> Value {
 }
 
 /// The vector store file object (with hearth's `filename`, `chunk_count` and `progress`).
-pub fn file_json(ingestor: &Ingestor, vector_store_id: &str, d: &Document) -> Value {
+pub fn file_json(library: &Library, vector_store_id: &str, d: &Document) -> Value {
     let status = match d.status {
         DocumentStatus::InProgress => "in_progress",
         DocumentStatus::Completed => "completed",
@@ -157,7 +158,7 @@ pub fn file_json(ingestor: &Ingestor, vector_store_id: &str, d: &Document) -> Va
         let code = if message.starts_with("unsupported file type") { "unsupported_file" } else { "invalid_file" };
         json!({"code": code, "message": message})
     });
-    let progress = match ingestor.progress(vector_store_id, &d.id) {
+    let progress = match library.progress(vector_store_id, &d.id) {
         Some(Progress::Parsing) => json!({"stage": "parsing"}),
         Some(Progress::Embedding { done, total }) => json!({"stage": "embedding", "chunks_embedded": done, "chunks_total": total}),
         None => Value::Null,
@@ -166,115 +167,104 @@ pub fn file_json(ingestor: &Ingestor, vector_store_id: &str, d: &Document) -> Va
         "id": d.id, "object": "vector_store.file", "created_at": d.created_at, "vector_store_id": vector_store_id,
         "status": status, "last_error": last_error, "usage_bytes": d.size, "attributes": d.attributes,
         "chunking_strategy": {"type": "static", "static": {
-            "max_chunk_size_tokens": ingestor.default_chunking().max_chunk_size_tokens,
-            "chunk_overlap_tokens": ingestor.default_chunking().chunk_overlap_tokens}},
+            "max_chunk_size_tokens": library.default_chunking().max_chunk_size_tokens,
+            "chunk_overlap_tokens": library.default_chunking().chunk_overlap_tokens}},
         "filename": d.name, "chunk_count": d.chunk_count, "progress": progress,
     })
 }
 
 /// Create a vector store and attach `file_ids`.
-pub async fn create(ingestor: Arc<Ingestor>, request: CreateVectorStore) -> Result<Value, ApiError> {
+pub async fn create(ingestion: Arc<Ingestion>, request: CreateVectorStore) -> Result<Value, ServiceError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
+    let library = ingestion.library().clone();
     let engine = match &request.embedding_model {
-        Some(name) => ingestor.embedder(name).map_err(|e| ApiError::invalid("embedding_model", e))?,
-        None => ingestor.default_embedder().cloned().ok_or_else(|| ApiError::invalid("embedding_model", "no embedding model is configured"))?,
+        Some(name) => library.embedder(name).map_err(|e| ServiceError::invalid("embedding_model", e))?,
+        None => library.default_embedder().cloned().ok_or_else(|| ServiceError::invalid("embedding_model", "no embedding model is configured"))?,
     };
-    let dimension = Ingestor::dimension(&engine).await?;
+    let dimension = Library::dimension(&engine).await?;
     blocking(move || {
-        let files = request.file_ids.iter().map(|id| file_record(&ingestor, id)).collect::<Result<Vec<_>, _>>()?;
-        ensure_space_for(&ingestor, &files)?;
-        let collection = ingestor
+        let files = request.file_ids.iter().map(|id| file_record(&library, id)).collect::<Result<Vec<_>, _>>()?;
+        ensure_space_for(&library, &files)?;
+        let collection = library
             .store()
             .create_collection(NewCollection {
                 name: request.name.unwrap_or_default(),
                 embedding_model: engine.name().to_owned(),
                 dimension,
                 metadata: request.metadata,
-                index: ingestor.vector_index(),
-            })
-            .map_err(store_failure)?;
+                index: library.vector_index(),
+            })?;
         for file in &files {
-            ingestor.attach(&collection.id, file, options, Attributes::new())?;
+            ingestion.attach(&collection.id, file, options, Attributes::new())?;
         }
-        Ok(vector_store_json(&ingestor, &collection))
+        Ok(vector_store_json(&library, &collection))
     })
     .await
 }
 
-fn file_record(ingestor: &Ingestor, id: &str) -> Result<crate::files::FileRecord, ApiError> {
-    ingestor.files().get(id).map_err(|e| ApiError::invalid("file_id", e.to_string()))
-}
-
-/// The store's errors as API errors: the vector store limit is a 409 that names its key, a disk
-/// short of its reserve a 507 with the numbers; the rest as [`store_error`] maps them.
-pub(crate) fn store_failure(e: StoreError) -> ApiError {
-    match e {
-        StoreError::CollectionLimit { limit } => ApiError::LimitReached(format!(
-            "this server already holds its limit of {limit} vector stores ([store] max_vector_stores); delete one or raise the limit"
-        )),
-        StoreError::NoSpace(no_space) => no_space.into(),
-        e => store_error(e),
-    }
+fn file_record(library: &Library, id: &str) -> Result<crate::files::FileRecord, ServiceError> {
+    library.files().get(id).map_err(|e| ServiceError::invalid("file_id", e.to_string()))
 }
 
 /// Refuses to ingest `files` while the disk is short of `[store] min_free_bytes`: a 507 with the
 /// numbers. What their chunks, embeddings and index entries will take is estimated as their size.
-pub(crate) fn ensure_space_for(ingestor: &Ingestor, files: &[crate::files::FileRecord]) -> Result<(), ApiError> {
+pub(crate) fn ensure_space_for(library: &Library, files: &[crate::files::FileRecord]) -> Result<(), ServiceError> {
     let needed = files.iter().map(|f| f.bytes).fold(0u64, u64::saturating_add);
-    Ok(ingestor.store().space().check(needed)?)
+    Ok(library.store().space().check(needed)?)
 }
 
 /// List vector stores.
-pub async fn list(ingestor: Arc<Ingestor>, query: ListQuery) -> Result<Value, ApiError> {
+pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Value, ServiceError> {
     blocking(move || {
-        let all = ingestor.store().collections().iter().map(|c| vector_store_json(&ingestor, c)).collect();
+        let all = library.store().collections().iter().map(|c| vector_store_json(&library, c)).collect();
         page(all, &query)
     })
     .await
 }
 
 /// One vector store.
-pub async fn get(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
-    blocking(move || Ok(vector_store_json(&ingestor, &ingestor.store().collection(&id).map_err(store_error)?))).await
+pub async fn get(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
+    blocking(move || Ok(vector_store_json(&library, &library.store().collection(&id)?))).await
 }
 
 /// Rename a vector store or replace its metadata.
-pub async fn update(ingestor: Arc<Ingestor>, id: String, request: UpdateVectorStore) -> Result<Value, ApiError> {
+pub async fn update(library: Arc<Library>, id: String, request: UpdateVectorStore) -> Result<Value, ServiceError> {
     blocking(move || {
-        let c = ingestor.store().update_collection(&id, request.name, request.metadata).map_err(store_error)?;
-        Ok(vector_store_json(&ingestor, &c))
+        let c = library.store().update_collection(&id, request.name, request.metadata)?;
+        Ok(vector_store_json(&library, &c))
     })
     .await
 }
 
 /// Delete a vector store (its uploaded files stay).
-pub async fn delete(ingestor: Arc<Ingestor>, id: String) -> Result<Value, ApiError> {
+pub async fn delete(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        ingestor.store().delete_collection(&id).map_err(store_error)?;
+        library.store().delete_collection(&id)?;
         Ok(json!({"id": id, "object": "vector_store.deleted", "deleted": true}))
     })
     .await
 }
 
 /// Attach a file.
-pub async fn attach(ingestor: Arc<Ingestor>, vector_store_id: String, request: AttachFile) -> Result<Value, ApiError> {
+pub async fn attach(ingestion: Arc<Ingestion>, vector_store_id: String, request: AttachFile) -> Result<Value, ServiceError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
     blocking(move || {
-        ingestor.store().collection(&vector_store_id).map_err(store_error)?;
-        let file = file_record(&ingestor, &request.file_id)?;
-        ensure_space_for(&ingestor, std::slice::from_ref(&file))?;
-        let doc = ingestor.attach(&vector_store_id, &file, options, request.attributes)?;
-        Ok(file_json(&ingestor, &vector_store_id, &doc))
+        let library = ingestion.library();
+        library.store().collection(&vector_store_id)?;
+        let file = file_record(library, &request.file_id)?;
+        ensure_space_for(library, std::slice::from_ref(&file))?;
+        let doc = ingestion.attach(&vector_store_id, &file, options, request.attributes)?;
+        Ok(file_json(library, &vector_store_id, &doc))
     })
     .await
 }
 
 /// List a vector store's files (`filter` = a status).
-pub async fn list_files(ingestor: Arc<Ingestor>, vector_store_id: String, query: ListQuery) -> Result<Value, ApiError> {
+pub async fn list_files(library: Arc<Library>, vector_store_id: String, query: ListQuery) -> Result<Value, ServiceError> {
     blocking(move || {
-        let mut docs = ingestor.store().documents(&vector_store_id).map_err(store_error)?;
+        let mut docs = library.store().documents(&vector_store_id)?;
         docs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let all: Vec<Value> = docs.iter().map(|d| file_json(&ingestor, &vector_store_id, d)).collect();
+        let all: Vec<Value> = docs.iter().map(|d| file_json(&library, &vector_store_id, d)).collect();
         let all = match &query.filter {
             Some(status) => all.into_iter().filter(|f| f["status"] == status.as_str()).collect(),
             None => all,
@@ -285,37 +275,37 @@ pub async fn list_files(ingestor: Arc<Ingestor>, vector_store_id: String, query:
 }
 
 /// One vector store file.
-pub async fn get_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+pub async fn get_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        let doc = ingestor.store().document(&vector_store_id, &file_id).map_err(store_error)?;
-        Ok(file_json(&ingestor, &vector_store_id, &doc))
+        let doc = library.store().document(&vector_store_id, &file_id)?;
+        Ok(file_json(&library, &vector_store_id, &doc))
     })
     .await
 }
 
 /// Replace a vector store file's attributes.
-pub async fn update_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String, request: UpdateFile) -> Result<Value, ApiError> {
+pub async fn update_file(library: Arc<Library>, vector_store_id: String, file_id: String, request: UpdateFile) -> Result<Value, ServiceError> {
     blocking(move || {
-        let doc = ingestor.store().update_document(&vector_store_id, &file_id, None, Some(request.attributes)).map_err(store_error)?;
-        Ok(file_json(&ingestor, &vector_store_id, &doc))
+        let doc = library.store().update_document(&vector_store_id, &file_id, None, Some(request.attributes))?;
+        Ok(file_json(&library, &vector_store_id, &doc))
     })
     .await
 }
 
 /// Detach a file: its chunks leave the vector store (the uploaded file stays).
-pub async fn delete_file(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+pub async fn delete_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        ingestor.store().delete_document(&vector_store_id, &file_id).map_err(store_error)?;
+        library.store().delete_document(&vector_store_id, &file_id)?;
         Ok(json!({"id": file_id, "object": "vector_store.file.deleted", "deleted": true}))
     })
     .await
 }
 
 /// A vector store file's chunks, in order, with their pages.
-pub async fn file_content(ingestor: Arc<Ingestor>, vector_store_id: String, file_id: String) -> Result<Value, ApiError> {
+pub async fn file_content(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
     blocking(move || {
-        ingestor.store().document(&vector_store_id, &file_id).map_err(store_error)?;
-        let chunks = ingestor.store().chunks(&vector_store_id, &file_id).map_err(store_error)?;
+        library.store().document(&vector_store_id, &file_id)?;
+        let chunks = library.store().chunks(&vector_store_id, &file_id)?;
         let data: Vec<Value> = chunks
             .iter()
             .map(|c| json!({"type": "text", "text": c.meta.text, "page": c.meta.page, "char_start": c.meta.char_start, "char_end": c.meta.char_end}))
@@ -326,33 +316,33 @@ pub async fn file_content(ingestor: Arc<Ingestor>, vector_store_id: String, file
 }
 
 /// Search one vector store; `default_mode` applies when the request names none.
-pub async fn search_hits(ingestor: &Arc<Ingestor>, vector_store_id: &str, request: &Search, default_mode: SearchMode) -> Result<Vec<SearchHit>, ApiError> {
+pub async fn search_hits(library: &Arc<Library>, vector_store_id: &str, request: &Search, default_mode: SearchMode) -> Result<Vec<SearchHit>, ServiceError> {
     let text = request.query.text();
     if text.trim().is_empty() {
-        return Err(ApiError::invalid("query", "query must not be empty"));
+        return Err(ServiceError::invalid("query", "query must not be empty"));
     }
-    let max = crate::rag::limits::checked_max_results(request.max_num_results.unwrap_or(10), ingestor.limits(), "max_num_results")?;
-    let filter = crate::rag::limits::checked_filter(request.filters.as_ref(), ingestor.limits(), "filters")?;
+    let max = crate::rag::limits::checked_max_results(request.max_num_results.unwrap_or(10), library.limits(), "max_num_results")?;
+    let filter = crate::rag::limits::checked_filter(request.filters.as_ref(), library.limits(), "filters")?;
     let mode = request.search_mode.unwrap_or(default_mode);
     let collection = {
-        let (i, id) = (ingestor.clone(), vector_store_id.to_owned());
-        blocking(move || i.store().collection(&id).map_err(store_error)).await?
+        let (i, id) = (library.clone(), vector_store_id.to_owned());
+        blocking(move || i.store().collection(&id).map_err(ServiceError::from)).await?
     };
     let embedding = match mode {
         SearchMode::Keyword => None,
-        SearchMode::Vector | SearchMode::Hybrid => Some(embed_query(ingestor, &collection, &text).await?),
+        SearchMode::Vector | SearchMode::Hybrid => Some(embed_query(library, &collection, &text).await?),
     };
     let mut req = SearchRequest::new(mode, text, embedding);
     req.max_num_results = max;
     req.filter = filter;
     req.score_threshold = request.ranking_options.as_ref().and_then(|r| r.score_threshold);
-    let (i, id) = (ingestor.clone(), vector_store_id.to_owned());
-    blocking(move || i.store().search(&id, &req).map_err(store_error)).await
+    let (i, id) = (library.clone(), vector_store_id.to_owned());
+    blocking(move || i.store().search(&id, &req).map_err(ServiceError::from)).await
 }
 
 /// `POST /v1/vector_stores/{id}/search`.
-pub async fn search(ingestor: Arc<Ingestor>, vector_store_id: String, request: Search) -> Result<Value, ApiError> {
-    let hits = search_hits(&ingestor, &vector_store_id, &request, SearchMode::Vector).await?;
+pub async fn search(library: Arc<Library>, vector_store_id: String, request: Search) -> Result<Value, ServiceError> {
+    let hits = search_hits(&library, &vector_store_id, &request, SearchMode::Vector).await?;
     let data: Vec<Value> = hits.iter().map(hit_json).collect();
     Ok(json!({"object": "vector_store.search_results.page", "search_query": request.query.text(), "data": data, "has_more": false, "next_page": null}))
 }
@@ -368,6 +358,6 @@ pub fn hit_json(h: &SearchHit) -> Value {
 
 /// The query's embedding, by the collection's own model: cut to its context off the async
 /// workers, within the API's share of its admission ([`crate::rag::query`]).
-pub async fn embed_query(ingestor: &Ingestor, collection: &Collection, text: &str) -> Result<Vec<f32>, ApiError> {
-    crate::rag::query::embed_query(ingestor, collection, text).await
+pub async fn embed_query(library: &Library, collection: &Collection, text: &str) -> Result<Vec<f32>, ServiceError> {
+    crate::rag::query::embed_query(library, collection, text).await
 }

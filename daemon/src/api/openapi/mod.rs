@@ -15,10 +15,9 @@ use std::sync::OnceLock;
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{IntoParams, ToSchema};
@@ -87,27 +86,8 @@ fn all_of(parts: Vec<RefOr<Schema>>) -> RefOr<Schema> {
     RefOr::T(Schema::AllOf(parts.into_iter().fold(AllOfBuilder::new(), AllOfBuilder::item).build()))
 }
 
-/// `search_mode` (the store crate's enum knows nothing of OpenAPI).
-pub fn search_mode() -> Schema {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some([json!("vector"), json!("keyword"), json!("hybrid"), serde_json::Value::Null]))
-        .description(Some("`vector`, `keyword` or `hybrid` (Llama Stack's extension)"))
-        .build()
-        .into()
-}
-
-/// `logit_bias`: token ids (decimal strings) to a bias between -100 and 100.
-pub fn logit_bias() -> Schema {
-    let bias = ObjectBuilder::new().schema_type(Type::Number).minimum(Some(-100)).maximum(Some(100));
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
-        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$"))))
-        .additional_properties(Some(bias))
-        .description(Some("token id to a bias between -100 and 100"))
-        .build()
-        .into()
-}
+// The schema fragments services' request types point at live below both (`crate::wire`).
+pub use crate::wire::{logit_bias, search_mode};
 
 /// Statuses that need a key, a body or a path parameter, whatever the handler does.
 fn error_statuses(route: &Route, doc: &Doc) -> Vec<u16> {

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::wire;
+use crate::fault::{ServiceError, UpstreamFault};
 use super::RemoteConfig;
 
 /// Longest wait for an answer to the readiness probe.
@@ -80,6 +81,14 @@ impl UpstreamError {
             Failure::Rejected { status: 429, param, .. } => ("rate_limit_error", param.as_deref(), "upstream_rejected"),
             Failure::Rejected { param, .. } => ("invalid_request_error", param.as_deref(), "upstream_rejected"),
         }
+    }
+}
+
+impl From<UpstreamError> for ServiceError {
+    fn from(e: UpstreamError) -> Self {
+        let (error_type, param, code) = e.kind();
+        let param = param.map(str::to_owned);
+        ServiceError::Upstream(UpstreamFault { status: e.status(), error_type, param, code, message: e.to_string() })
     }
 }
 

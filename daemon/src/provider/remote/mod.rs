@@ -42,7 +42,7 @@ use self::http::Upstream;
 use self::wire::{Chunk, ChunkReader};
 pub use self::http::{Failure, UpstreamError};
 use super::{EmbedInput, Embedded, Event, EventSource, Events, GenerateSpec, Submitted};
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::sse_parser::SseParser;
 
 /// How long a readiness probe's answer is trusted.
@@ -201,7 +201,7 @@ impl RemoteClient {
                 waiting: AtomicUsize::new(0),
                 max_queue: config.max_queue,
                 queue_timeout: config.queue_timeout,
-                created: crate::service::unix_now(),
+                created: crate::ids::unix_now(),
             }),
         };
         let (health, upstream, handle) = (Arc::clone(&client.inner.health), Arc::clone(&client.inner.upstream), client.inner.io.handle.clone());
@@ -257,7 +257,7 @@ impl RemoteClient {
     }
 
     /// Forward a generation; returns once the upstream has accepted it (its response head came).
-    pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ApiError> {
+    pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ServiceError> {
         self.expect_kind(ModelKind::Chat, "text generation")?;
         let (path, body) = wire::generation_request(&self.inner.remote_model, spec);
         let (permit, queued) = self.admit().await?;
@@ -287,12 +287,12 @@ impl RemoteClient {
                 prompt_tokens: 0,
             }),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(ApiError::Internal(format!("the request to upstream '{}' ended without an answer", self.inner.name))),
+            Err(_) => Err(ServiceError::Internal(format!("the request to upstream '{}' ended without an answer", self.inner.name))),
         }
     }
 
     /// Forward an embeddings request.
-    pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ApiError> {
+    pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ServiceError> {
         self.expect_kind(ModelKind::Embedding, "embeddings")?;
         let body = wire::embedding_request(&self.inner.remote_model, &input, dimensions);
         let (_permit, _queued) = self.admit().await?;
@@ -304,7 +304,7 @@ impl RemoteClient {
             }
             .instrument(tracing::Span::current()),
         );
-        let body = task.await.map_err(|e| ApiError::Internal(format!("the request to upstream '{}' failed: {e}", self.inner.name)))??;
+        let body = task.await.map_err(|e| ServiceError::Internal(format!("the request to upstream '{}' failed: {e}", self.inner.name)))??;
         let embedded = wire::parse_embeddings(&body, input.len()).map_err(|reason| self.inner.upstream.error(Failure::Failed(reason)))?;
         if let Some(n) = embedded.vectors.first().map(Vec::len) {
             if let Some(d) = dimensions.filter(|&d| d != n as i64) {
@@ -315,12 +315,12 @@ impl RemoteClient {
     }
 
     /// Ok when a recent probe (at most [`PROBE_TTL`] old) found the upstream serving the model.
-    pub async fn check_ready(&self) -> Result<(), ApiError> {
-        self.inner.health.check(&self.inner.io.handle, &self.inner.upstream).await.map_err(ApiError::Unavailable)
+    pub async fn check_ready(&self) -> Result<(), ServiceError> {
+        self.inner.health.check(&self.inner.io.handle, &self.inner.upstream).await.map_err(ServiceError::Unavailable)
     }
 
     /// A slot for one request, and how long it waited for it.
-    async fn admit(&self) -> Result<(OwnedSemaphorePermit, Duration), ApiError> {
+    async fn admit(&self) -> Result<(OwnedSemaphorePermit, Duration), ServiceError> {
         let arrived = Instant::now();
         if let Ok(permit) = Arc::clone(&self.inner.slots).try_acquire_owned() {
             return Ok((permit, Duration::ZERO));
@@ -333,7 +333,7 @@ impl RemoteClient {
         let _waiting = Decrement(waiting);
         match tokio::time::timeout(self.inner.queue_timeout, Arc::clone(&self.inner.slots).acquire_owned()).await {
             Ok(Ok(permit)) => Ok((permit, arrived.elapsed())),
-            Ok(Err(_)) => Err(ApiError::Unavailable(format!("model {} is shutting down", self.inner.name))),
+            Ok(Err(_)) => Err(ServiceError::Unavailable(format!("model {} is shutting down", self.inner.name))),
             Err(_) => Err(self.overloaded(format!(
                 "all {} upstream slots stayed busy for {} ms",
                 self.inner.max_concurrency,
@@ -342,11 +342,11 @@ impl RemoteClient {
         }
     }
 
-    fn overloaded(&self, why: String) -> ApiError {
-        ApiError::Overloaded(format!("model {} is overloaded: {why}", self.inner.name))
+    fn overloaded(&self, why: String) -> ServiceError {
+        ServiceError::Busy(format!("model {} is overloaded: {why}", self.inner.name))
     }
 
-    fn expect_kind(&self, kind: ModelKind, operation: &'static str) -> Result<(), ApiError> {
+    fn expect_kind(&self, kind: ModelKind, operation: &'static str) -> Result<(), ServiceError> {
         if self.inner.kind == kind {
             Ok(())
         } else {

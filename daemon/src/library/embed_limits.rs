@@ -1,6 +1,6 @@
 //! Budgets of a `/v1/embeddings` request beyond its input count: the tokens of all its inputs
 //! together (`limits.max_embedding_tokens_per_request`), and the API's share of the model's
-//! admission (the rest is kept for ingestion, [`crate::ingest::admission`]).
+//! admission (the rest is kept for ingestion, [`crate::library::admission`]).
 //!
 //! For a local model the texts are tokenized here, once, on a blocking thread ([`tokenized`]): the
 //! count is then exact and the engine receives token ids, so a request of megabytes is never
@@ -9,24 +9,21 @@
 //! model adds a few of its own per input); only a request that could be over is counted, on a
 //! blocking thread, stopping as soon as the budget is passed.
 
-use tokio::sync::OwnedSemaphorePermit;
-
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::provider::{Backend, EmbedInput};
-use crate::state::AppState;
 
 /// Tokens a model may add to each input (BOS/CLS, SEP/EOS, a leading space piece).
 const SPECIAL_PER_INPUT: usize = 4;
 
-fn over(limit: usize, counted: &str) -> ApiError {
-    ApiError::invalid(
+fn over(limit: usize, counted: &str) -> ServiceError {
+    ServiceError::invalid(
         "input",
         format!("the inputs have {counted} tokens together, more than limits.max_embedding_tokens_per_request = {limit}; send fewer or shorter inputs"),
     )
 }
 
 /// 400 naming `limits.max_embedding_tokens_per_request` when `input` has more tokens than `limit`.
-pub async fn check_tokens(backend: &Backend, input: &EmbedInput, limit: usize) -> Result<(), ApiError> {
+pub async fn check_tokens(backend: &Backend, input: &EmbedInput, limit: usize) -> Result<(), ServiceError> {
     match input {
         EmbedInput::Tokens(lists) => {
             let total: usize = lists.iter().map(Vec::len).sum();
@@ -38,7 +35,7 @@ pub async fn check_tokens(backend: &Backend, input: &EmbedInput, limit: usize) -
         EmbedInput::Texts(texts) if within_by_bytes(texts, limit) => Ok(()),
         EmbedInput::Texts(texts) => {
             let (backend, texts) = (backend.clone(), texts.clone());
-            super::blocking(move || check_texts(&texts, limit, &|t| backend.count_tokens(t))).await
+            crate::blocking::blocking(move || check_texts(&texts, limit, &|t| backend.count_tokens(t))).await
         }
     }
 }
@@ -46,7 +43,7 @@ pub async fn check_tokens(backend: &Backend, input: &EmbedInput, limit: usize) -
 /// `input` as a local model's token ids (tokenized on a blocking thread, as the engine tokenizes
 /// embedding inputs: plain text, the model's own BOS/CLS/SEP added), checked against `limit`; a
 /// remote model's input unchanged, checked by [`check_tokens`].
-pub async fn tokenized(backend: &Backend, input: EmbedInput, limit: usize) -> Result<EmbedInput, ApiError> {
+pub async fn tokenized(backend: &Backend, input: EmbedInput, limit: usize) -> Result<EmbedInput, ServiceError> {
     let (engine, texts) = match (backend.as_local(), input) {
         (Some(engine), EmbedInput::Texts(texts)) => (engine.clone(), texts),
         (_, input) => {
@@ -54,7 +51,7 @@ pub async fn tokenized(backend: &Backend, input: EmbedInput, limit: usize) -> Re
             return Ok(input);
         }
     };
-    super::blocking(move || {
+    crate::blocking::blocking(move || {
         let mut total = 0usize;
         let mut lists = Vec::with_capacity(texts.len());
         for text in &texts {
@@ -77,7 +74,7 @@ fn within_by_bytes(texts: &[String], limit: usize) -> bool {
 
 /// Count the texts' tokens with `count` (plus the model's own two per input), stopping at the
 /// first text that passes `limit`.
-fn check_texts(texts: &[String], limit: usize, count: &dyn Fn(&str) -> usize) -> Result<(), ApiError> {
+fn check_texts(texts: &[String], limit: usize, count: &dyn Fn(&str) -> usize) -> Result<(), ServiceError> {
     if within_by_bytes(texts, limit) {
         return Ok(());
     }
@@ -89,15 +86,6 @@ fn check_texts(texts: &[String], limit: usize, count: &dyn Fn(&str) -> usize) ->
         }
     }
     Ok(())
-}
-
-/// A permit within the API's share of `model`'s admission (429 when it is used up), held until
-/// the request is answered; `None` before the store has opened or for a model without a pool.
-pub fn api_permit(state: &AppState, model: &str) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-    match state.ingest() {
-        Ok(ingestor) => ingestor.api_embed_permit(model),
-        Err(_) => Ok(None),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{ModelKindSetting, ModelSettings, ProviderSetting};
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// The API's share of each embedding model's admission.
 #[derive(Debug, Default)]
@@ -45,10 +45,10 @@ impl ApiAdmission {
 
     /// A permit for one API embedding request to `model`, held until it is answered; `None` for
     /// a model without a pool (not an embedding model: the engine refuses it anyway).
-    pub fn permit(&self, model: &str) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    pub fn permit(&self, model: &str) -> Result<Option<OwnedSemaphorePermit>, ServiceError> {
         let Some((pool, reserved)) = self.pools.get(model) else { return Ok(None) };
         pool.clone().try_acquire_owned().map(Some).map_err(|_| {
-            ApiError::Overloaded(format!(
+            ServiceError::Busy(format!(
                 "the embedding model `{model}` is busy: the API's share of its queue is full ({reserved} more slots are kept for ingestion); retry shortly"
             ))
         })
