@@ -4,7 +4,8 @@
 // its offset; where the offsets do not fit the text (a parser that rewrote whitespace), the page's
 // chunks are shown one after another with the cited one marked. Without the content (the file
 // was removed since), the search result's text that the answer rested on is shown instead.
-// No page images: hearth has no page renderer, so every format gets the text preview.
+// No page images yet: the parse worker's PDFium renders pages only for OCR and no route serves
+// them, so every format gets the text preview.
 
 import { api } from './api.js';
 import { $, h, fill } from './dom.js';
