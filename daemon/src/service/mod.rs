@@ -13,6 +13,8 @@ pub mod listing;
 pub mod response_store;
 pub mod responses;
 pub mod structured;
+pub mod tool_parser;
+pub mod tools;
 pub mod vector_stores;
 
 pub use crate::fault::ServiceError;
