@@ -54,7 +54,11 @@ fn fragments(text: &str, max: usize) -> Vec<&str> {
     while !rest.is_empty() {
         let mut cut = rest.len().min(max);
         while !rest.is_char_boundary(cut) {
-            cut += 1;
+            cut -= 1;
+        }
+        if cut == 0 {
+            // One character longer than `max`: it goes out whole.
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
         }
         out.push(&rest[..cut]);
         rest = &rest[cut..];
