@@ -153,7 +153,14 @@ async fn deeply_nested_arrays() {
     for (name, bytes) in [("content.pdf", in_content), ("object.pdf", in_object)] {
         let path = write_temp(&dir, name, &bytes);
         let started = Instant::now();
-        let err = parse(&worker(Limits::default()), &path).await.unwrap_err();
+        let err = match parse(&worker(Limits::default()), &path).await {
+            // PDFium reads the page whose annotation list pdf-extract gives up on.
+            Ok(doc) => {
+                assert_eq!((name, doc.parser.as_str()), ("object.pdf", "pdfium"), "{doc:?}");
+                continue;
+            }
+            Err(err) => err,
+        };
         eprintln!("{name}: {err} ({:?})", started.elapsed());
         assert!(err.is_file_problem(), "{name}: {err:?}");
         assert!(!err.to_string().is_empty());
@@ -478,10 +485,10 @@ async fn missing_program_is_io() {
 #[tokio::test]
 async fn worker_rejects_bad_arguments() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth-parse-worker"))
-        .args(["--format", "docx"])
+        .args(["--format", "doc"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format \"docx\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format \"doc\""));
     assert!(out.stdout.is_empty());
 }

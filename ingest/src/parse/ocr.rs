@@ -14,8 +14,8 @@
 //!   (`RLIMIT_NPROC` 0). `OMP_THREAD_LIMIT=1` is set just before libgomp loads (it reads it then)
 //!   and removed right after, so the worker's environment stays empty.
 //! - **Its own time budget** ([`OcrEngine::budget`]): no page is started once the budget is
-//!   spent; those pages stay empty with a warning instead of failing the document. The sandbox
-//!   adds the budget to the worker's CPU and wall-clock limits for these formats.
+//!   spent; those pages stay empty with a warning instead of failing the document. The worker's
+//!   CPU and wall-clock limits still bound the whole parse, so the budget should stay below them.
 //! - Languages come from the configuration (`[ingest] ocr_languages`, joined `eng+deu` for
 //!   Tesseract); a language whose data is missing fails [`OcrEngine::init`] with a clear message.
 

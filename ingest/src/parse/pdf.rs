@@ -100,13 +100,13 @@ pub(super) fn parse(bytes: &[u8], engines: &Engines) -> Result<ParsedDocument, P
     let pdoc = match pdfium.open(bytes) {
         Ok(d) => d,
         // PDFium cannot open it either: pdf-extract's answer (or its error) stands.
-        Err(e) => return first.or(Err(e)),
+        Err(_) => return first,
     };
     let theirs = super::pdfium::page_texts(&pdoc);
     let ours = first.as_ref().ok();
     let mut pages = Vec::with_capacity(theirs.len());
     let mut warnings: Vec<String> = ours.map(|d| d.warnings.clone()).unwrap_or_default();
-    if let Err(e) = &first {
+    if let Err(e) = first.as_ref().map(drop).or_else(|e| if *e == ParseError::NoText { Ok(()) } else { Err(e) }) {
         warnings.push(format!("pdf-extract could not read the file ({e}); PDFium read it"));
     }
     let mut sources = Vec::new();

@@ -112,21 +112,27 @@ pub(super) fn render_gray(
     if pixels > max_pixels as f64 {
         scale *= (max_pixels as f64 / pixels).sqrt() as f32;
     }
+    // PDFium's own 8-bit gray bitmaps came out with most of the page missing (a quarter of the
+    // dark pixels pypdfium2 gets), so it renders RGBA and the luma is taken here.
     let config = PdfRenderConfig::new()
         .scale_page_by_factor(scale)
-        .set_format(PdfBitmapFormat::Gray)
         .render_form_data(true)
         .render_annotations(true);
     let bitmap = page.render_with_config(&config).map_err(|e| e.to_string())?;
     let (width, height) = (bitmap.width() as u32, bitmap.height() as u32);
-    let data = bitmap.as_raw_bytes();
     if height == 0 || width == 0 {
         return Err("the page rendered empty".into());
     }
-    let bytes_per_line = (data.len() / height as usize) as u32;
-    if bytes_per_line < width {
-        return Err(format!("unexpected bitmap layout ({} bytes for {width}x{height})", data.len()));
+    let rgba = bitmap.as_rgba_bytes();
+    if rgba.len() < width as usize * height as usize * 4 {
+        return Err(format!("unexpected bitmap layout ({} bytes for {width}x{height})", rgba.len()));
     }
+    let data: Vec<u8> = rgba
+        .chunks_exact(4)
+        .take(width as usize * height as usize)
+        .map(|p| ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000) as u8)
+        .collect();
+    let bytes_per_line = width;
     Ok(GrayImage { width, height, bytes_per_line, data })
 }
 

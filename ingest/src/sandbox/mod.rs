@@ -139,8 +139,8 @@ impl ParseFailure {
 pub struct EngineOptions {
     /// Tesseract languages (`eng`, `deu`...), joined with `+` for Tesseract.
     pub ocr_languages: Vec<String>,
-    /// OCR time budget per document: no page is started after it; the worker's CPU and wall
-    /// limits grow by it for PDFs and images.
+    /// OCR time budget per document: no page is started after it (inside the worker's CPU and
+    /// wall-clock limits, which still end the parse).
     pub ocr_seconds: u64,
     /// `libpdfium.so`; `None`: looked for beside the executable.
     pub pdfium_library: Option<PathBuf>,
@@ -185,15 +185,10 @@ impl Sandbox {
         self
     }
 
-    /// The limits a parse of `format` runs under: PDFs and images (which may need OCR) get the OCR
-    /// budget on top of the CPU and wall-clock limits.
-    pub fn limits_for(&self, format: Format) -> Limits {
-        let mut limits = self.limits;
-        if matches!(format, Format::Pdf | Format::Image) {
-            limits.cpu_seconds = limits.cpu_seconds.saturating_add(self.engines.ocr_seconds);
-            limits.wall = limits.wall.saturating_add(Duration::from_secs(self.engines.ocr_seconds));
-        }
-        limits
+    /// The limits a parse of `format` runs under (the same for every format: the OCR budget is
+    /// spent inside them, so `ocr_seconds` should stay below the CPU and wall-clock limits).
+    pub fn limits_for(&self, _format: Format) -> Limits {
+        self.limits
     }
 
     /// The limits each parse runs under.
