@@ -135,13 +135,27 @@ fn route_table() -> Vec<(String, String, String, String)> {
 
 /// The scope issue #18 gives a route, written out independently of the server's table: `read` for
 /// GET routes and search, `infer` for generation and embeddings, `ingest` for the other writes,
-/// `admin` for deletes and `/metrics`; the probes and the web console's assets are open.
+/// `admin` for deletes, `/metrics` and the model library (issue #23); the probes and the web
+/// console's assets are open. Ollama's routes (issue #22) take the scope of their OpenAI twins.
 fn issue_scope(method: &str, path: &str) -> &'static str {
-    const INFER: [&str; 5] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/tokenize"];
+    const INFER: [&str; 10] = [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/tokenize",
+        "/detokenize",
+        "/api/chat",
+        "/api/generate",
+        "/api/embed",
+        "/api/embeddings",
+    ];
     match (method, path) {
         ("GET", "/health" | "/ready") => "open",
         // The web console's page and static assets (issue #26): no data in them, the API calls need keys.
         ("GET", "/" | "/console/{version}/{name}") => "open",
+        (_, p) if p.starts_with("/v1/models/library") => "admin",
+        ("POST", "/api/show") => "read",
         ("GET", "/metrics") | ("DELETE", _) => "admin",
         ("GET", _) => "read",
         ("POST", p) if p.ends_with("/search") => "read",
