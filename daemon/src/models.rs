@@ -70,7 +70,7 @@ impl Models {
         &self.backends
     }
 
-    /// The model served as `name`, or a 400 naming it.
+    /// The model served as `name`, or a 404 (`model_not_found`) naming it.
     pub fn get(&self, name: &str) -> Result<&Backend, ServiceError> {
         self.backends.iter().find(|b| b.name() == name).ok_or_else(|| ServiceError::ModelNotFound(name.to_owned()))
     }

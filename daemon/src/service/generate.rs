@@ -343,18 +343,6 @@ fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSetti
     s
 }
 
-/// `[[models]]`' sampling defaults for the fields the request left out (the config already checked
-/// their ranges); a remote upstream is then sent them as the request's own.
-fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSettings>) -> Sampling {
-    let Some(m) = model else { return s };
-    s.temperature = s.temperature.or(m.temperature);
-    s.top_p = s.top_p.or(m.top_p);
-    s.top_k = s.top_k.or(m.top_k);
-    s.min_p = s.min_p.or(m.min_p);
-    s.repetition_penalty = s.repetition_penalty.or(m.repeat_penalty);
-    s
-}
-
 /// The non-empty stop strings, within `limits.max_stop_strings` and `limits.max_stop_bytes`.
 fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<String>, ApiError> {
     let stops = match stop {
