@@ -259,6 +259,17 @@ async fn response_format_json_schema_is_enforced() {
     } else {
         assert!(text.trim_start().starts_with('{'), "{text:?}");
     }
-    let bad = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a+$"}}});
-    assert_error("unsupported keyword", post(&server, "/v1/chat/completions", &chat_body("x", json!({"response_format": bad}))).await, 400, "pattern");
+    // `pattern` is enforced (llama.cpp's converter turns the regular expression into grammar rules).
+    let pattern = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a+$"}}});
+    let (status, v) = post(&server, "/v1/chat/completions", &chat_body("x", json!({"response_format": pattern}))).await;
+    assert_eq!(status, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    if v["choices"][0]["finish_reason"] == "stop" {
+        let s = serde_json::from_str::<String>(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert!(!s.is_empty() && s.chars().all(|c| c == 'a'), "{text:?}");
+    }
+    // A schema the converter cannot convert is a 400 on response_format.
+    let bad = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}});
+    let (status, v) = post(&server, "/v1/chat/completions", &chat_body("x", json!({"response_format": bad}))).await;
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("response_format")), "{v}");
 }

@@ -194,10 +194,8 @@ impl<'a> Cost<'a> {
             }
         }
         if let Some(Value::Array(types)) = obj.get("type") {
-            let mut distinct: Vec<&Value> = types.iter().collect();
-            distinct.sort_by_key(|t| t.to_string());
-            distinct.dedup();
-            n = self.check(n.saturating_mul(distinct.len().max(1)))?;
+            // llama.cpp's converter visits the whole schema once per listed type, repeats included.
+            n = self.check(n.saturating_mul(types.len().max(1)))?;
         }
         Ok(n)
     }
