@@ -159,6 +159,17 @@ async fn hostile_pdfs_fail_with_a_reason_and_the_daemon_keeps_serving() {
     }
     for ((name, _, needle), id) in cases.iter().zip(&ids) {
         let v = wait_file(&server, &vs, id).await;
+        // PDFium, the fallback engine, reads the deeply nested annotations pdf-extract fails on, and
+        // OCR may read the image-only page: then the file completes, and says which parser read it.
+        let read_by = match *name {
+            "nested.pdf" => Some("pdfium"),
+            "image_only.pdf" if v["status"] == "completed" => Some("ocr"),
+            _ => None,
+        };
+        if let Some(parser) = read_by {
+            assert_eq!((v["status"].as_str(), v["attributes"]["parser"].as_str()), (Some("completed"), Some(parser)), "{name}: {v}");
+            continue;
+        }
         assert_eq!(v["status"], "failed", "{name}: {v}");
         let message = v["last_error"]["message"].as_str().unwrap_or_default().to_lowercase();
         assert!(!message.is_empty() && message.contains(needle), "{name}: reason {message:?} should mention {needle:?}");
