@@ -112,8 +112,8 @@ fn error_statuses(route: &Route, doc: &Doc) -> Vec<u16> {
 
 /// Models or the store may still be loading.
 const LOADING: &[u16] = &[503];
-/// A generation or an embedding: the queue may be full (429), a remote model's upstream may fail (502, 504).
-const INFERENCE: &[u16] = &[429, 502, 503, 504];
+/// A generation or an embedding: an unknown model (404), the queue may be full (429), a remote model's upstream may fail (502, 504).
+const INFERENCE: &[u16] = &[404, 429, 502, 503, 504];
 /// Writes that store content: the free-space reserve (507).
 const WRITE: &[u16] = &[503, 507];
 
@@ -146,8 +146,8 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
             doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::TextCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<shapes::EmbeddingList>(c)), INFERENCE),
-        ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), LOADING),
-        ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<shapes::Detokenized>(c)), LOADING),
+        ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), &[404, 503]),
+        ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<shapes::Detokenized>(c)), &[404, 503]),
         ("POST", "/api/chat") => {
             doc("Ollama: a chat answer, whole or as NDJSON", Some(named::<ollama::ChatRequest>(c)), Reply::Ndjson(named::<ollama::ChatChunk>(c)), INFERENCE)
         }
