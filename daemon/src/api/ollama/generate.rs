@@ -212,7 +212,7 @@ struct Reply {
 impl Reply {
     fn object(&self, text: String, logprobs: &[TokenLogprob], done: Option<(FinishReason, &Usage)>) -> Value {
         let logprobs = self.logprobs.then(|| logprobs.iter().map(ollama_logprob).collect());
-        let stats = done.map(|(_, usage)| self.stats(usage));
+        let stats = done.map(|(_, usage)| self.stats(usage)).unwrap_or_default();
         let done_reason = done.map(|(reason, _)| reason.as_str());
         let (model, created_at) = (self.model.clone(), now_rfc3339());
         match self.shape {
@@ -233,12 +233,12 @@ impl Reply {
         let now = Instant::now();
         let first = self.first_token.unwrap_or(now);
         Stats {
-            total_duration: super::nanos(now - self.arrived),
-            load_duration: 0,
-            prompt_eval_count: usage.prompt_tokens,
-            prompt_eval_duration: super::nanos(first - self.arrived),
-            eval_count: usage.completion_tokens,
-            eval_duration: super::nanos(now - first),
+            total_duration: Some(super::nanos(now - self.arrived)),
+            load_duration: Some(0),
+            prompt_eval_count: Some(usage.prompt_tokens),
+            prompt_eval_duration: Some(super::nanos(first - self.arrived)),
+            eval_count: Some(usage.completion_tokens),
+            eval_duration: Some(super::nanos(now - first)),
         }
     }
 }

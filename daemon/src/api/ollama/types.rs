@@ -204,19 +204,26 @@ pub struct Logprob {
     pub top_logprobs: Vec<Logprob>,
 }
 
-/// Timings and counts of the final object of a generation.
+/// Timings and counts of the final object of a generation. Absent (every field `None`) on the
+/// objects before the last and on the answer to a request with nothing to generate, as in Ollama.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 #[schema(as = OllamaStats)]
 pub struct Stats {
-    pub total_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_duration: Option<u64>,
     /// 0: hearth loads its models at start-up, never for a request.
-    pub load_duration: u64,
-    pub prompt_eval_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_count: Option<u32>,
     /// From arrival to the first generated token (queueing and prompt processing).
-    pub prompt_eval_duration: u64,
-    pub eval_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_count: Option<u32>,
     /// From the first generated token to the last.
-    pub eval_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_duration: Option<u64>,
 }
 
 /// One object of `/api/chat` (one NDJSON line when streamed, or the whole answer).
@@ -231,8 +238,8 @@ pub struct ChatChunk {
     pub done_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<Logprob>>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    #[serde(flatten)]
+    pub stats: Stats,
 }
 
 /// One object of `/api/generate`.
@@ -247,8 +254,8 @@ pub struct GenerateChunk {
     pub done_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<Logprob>>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    #[serde(flatten)]
+    pub stats: Stats,
 }
 
 /// `POST /api/embed`.
