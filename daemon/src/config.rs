@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat, Format, Map, Source, Value, ValueKind};
 use serde::Deserialize;
 
-use crate::api::keys::{KeyList, KeyRing};
+use keys::{KeyList, KeyRing};
 
+pub mod hosts;
+pub mod keys;
 pub mod layers;
 pub use layers::CommandLine;
 
@@ -745,10 +747,10 @@ impl Settings {
     fn validate_edge(&self, addr: SocketAddr, merged: &Config) -> Result<(), ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin_of(merged, &key), key, reason };
         for (i, host) in self.server.allowed_hosts.iter().enumerate() {
-            crate::api::check_host_entry(host).map_err(|reason| invalid(format!("server.allowed_hosts[{i}]"), reason))?;
+            hosts::check_host_entry(host).map_err(|reason| invalid(format!("server.allowed_hosts[{i}]"), reason))?;
         }
         for (i, origin) in self.server.allowed_origins.iter().enumerate() {
-            crate::api::canonical_origin(origin).map_err(|reason| invalid(format!("server.allowed_origins[{i}]"), reason))?;
+            hosts::canonical_origin(origin).map_err(|reason| invalid(format!("server.allowed_origins[{i}]"), reason))?;
         }
         if addr.ip().is_unspecified() && self.server.allowed_hosts.is_empty() {
             return Err(invalid(

@@ -48,10 +48,10 @@ enum Command {
     Ask(ask::AskArgs),
     /// The model library in the state directory: list, show, import (GGUF, split GGUFs, OCI
     /// ModelCar images), pull (HTTP with resume), rm, verify.
-    Models(hearth::models_library::cli::ModelsArgs),
+    Models(cli::models::ModelsArgs),
     /// Quantize a library model with a recipe (w4a16, w8a8-int8, fp16, ...) into a new library
     /// model, and report its accuracy against the source.
-    Quantize(hearth::models_library::cli::QuantizeArgs),
+    Quantize(cli::models::QuantizeArgs),
     /// What a start of this release would change in the state directory (`--check`: report only).
     Migrate {
         /// Report the state directory's format and the migration steps; change nothing.
@@ -102,8 +102,8 @@ fn main() -> ExitCode {
         Command::ParseWorker { args } => return ingest::worker_main(&args),
         Command::Completions { shell } => return cli::completions(Cli::command(), shell),
         Command::Man { out } => return cli::man(Cli::command(), out.as_deref()),
-        Command::Models(args) => return hearth::models_library::cli::models(&args, &Sources::standard(config.clone())),
-        Command::Quantize(args) => return hearth::models_library::cli::quantize(&args, &Sources::standard(config.clone())),
+        Command::Models(args) => return cli::models::models(&args, &Sources::standard(config.clone())),
+        Command::Quantize(args) => return cli::models::quantize(&args, &Sources::standard(config.clone())),
         Command::Status(mut args) => {
             args.target.or_default(target);
             return status::main(args);

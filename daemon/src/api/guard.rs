@@ -28,6 +28,7 @@ use actix_web::middleware::Next;
 use actix_web::{mime, web, ResponseError};
 
 use super::routes::{BodyKind, Route};
+use crate::config::hosts::canonical_origin;
 use crate::error::ApiError;
 
 /// Longest header value quoted back in an error message.
@@ -104,34 +105,6 @@ fn host_name(host: &str) -> Option<&str> {
     };
     let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
     ok.then_some(name)
-}
-
-/// Check one `server.allowed_hosts` entry: `*`, a host name (`.lan.example` for a domain and its
-/// subdomains) or an IP address, without scheme or port.
-pub fn check_host_entry(entry: &str) -> Result<(), String> {
-    let bare = entry.trim_start_matches('[').trim_end_matches(']');
-    if entry == "*" || bare.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let name = entry.strip_prefix('.').unwrap_or(entry);
-    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !name.is_empty() && name.trim_end_matches('.').split('.').all(label_ok) {
-        return Ok(());
-    }
-    Err(format!("{entry:?} is not a host name or an address; write the name alone, like \"hearth.lan\" (no scheme, no port), \".lan\" for a domain, or \"*\" for any"))
-}
-
-/// The canonical form of one `server.allowed_origins` entry (`scheme://host[:port]`, lower case,
-/// no default port), as browsers send it in `Origin`.
-pub fn canonical_origin(entry: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(entry).map_err(|e| format!("{entry:?} is not an origin like \"https://app.example\": {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{entry:?} is not an http or https origin like \"https://app.example\""));
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{entry:?} is not an origin: an origin is scheme://host[:port], without a path"));
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 /// The host and origin policies, built once per worker from the settings.
@@ -306,22 +279,6 @@ mod tests {
         assert!(any.allows("anything.example:1") && any.allows("bad host"));
         let wildcard_listen = HostPolicy::new(&[], SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert!(!wildcard_listen.allows("0.0.0.0:8080") && wildcard_listen.allows("127.0.0.1:8080"));
-    }
-
-    #[test]
-    fn host_entries_and_origins_are_validated() {
-        for ok in ["*", "hearth.lan", ".lan", "10.0.0.5", "::1", "[fd00::1]", "my-box"] {
-            assert_eq!(check_host_entry(ok), Ok(()), "{ok}");
-        }
-        for bad in ["http://hearth.lan", "hearth.lan:8080", "", ".", "a..b", "hearth lan", "*.lan"] {
-            assert!(check_host_entry(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(canonical_origin("https://App.Example"), Ok("https://app.example".to_owned()));
-        assert_eq!(canonical_origin("http://app.example:80"), Ok("http://app.example".to_owned()));
-        assert_eq!(canonical_origin("http://localhost:5173/"), Ok("http://localhost:5173".to_owned()));
-        for bad in ["app.example", "https://app.example/ui", "null", "file:///tmp", "https://app.example?x=1", "*"] {
-            assert!(canonical_origin(bad).is_err(), "{bad}");
-        }
     }
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {

@@ -20,7 +20,8 @@ mod files;
 mod guard;
 mod health;
 mod held;
-pub mod keys;
+/// The key ring and scopes are settings (`config::keys`); handlers name them as `api::keys`.
+pub use crate::config::keys;
 mod logprobs;
 mod metrics;
 mod models;
@@ -38,7 +39,7 @@ use serde::de::DeserializeOwned;
 
 pub use auth::authorize;
 pub use deadline::body_deadline;
-pub use guard::{canonical_origin, check_host_and_origin, check_host_entry, cors, EdgePolicy};
+pub use guard::{check_host_and_origin, cors, EdgePolicy};
 pub use routes::{Access, BodyKind, Route, RouteTable, Routes};
 
 use crate::error::ApiError;

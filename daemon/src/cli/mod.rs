@@ -1,6 +1,9 @@
 //! The binary's own small commands: `--version`'s long form, `completions`, `man` and
-//! `migrate --check`. The clap definition stays in `main.rs`; these take it (`Cli::command()`) or
+//! `migrate --check`, and `models`/`quantize` (the model library from the command line, `models.rs`).
+//! The clap definition stays in `main.rs`; these take it (`Cli::command()`) or
 //! the loaded settings and print.
+
+pub mod models;
 
 use std::io::Write;
 use std::path::Path;

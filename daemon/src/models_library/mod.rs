@@ -14,7 +14,7 @@
 //! can both change the library. Names are `[A-Za-z0-9._-]`, 1..=64 characters, not starting with
 //! a dot: they become directory names.
 
-pub mod cli;
+pub mod details;
 pub mod gguf;
 pub mod import;
 mod oci;
@@ -54,7 +54,7 @@ pub enum LibraryError {
 }
 
 impl LibraryError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LibraryError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LibraryError {
         let context = context.into();
         move |source| LibraryError::Io { context, source }
     }

@@ -9,11 +9,12 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::import::{import, ImportRequest};
-use super::pull::{pull, PullRequest};
-use super::quantize::{QuantizeRequest, ModelKind};
-use super::{gguf, recipes, Entry, Library, LibraryError};
-use crate::config::{Settings, Sources};
+use hearth::config::{Settings, Sources};
+use hearth::models_library::details::details;
+use hearth::models_library::import::{import, ImportRequest};
+use hearth::models_library::pull::{pull, PullRequest};
+use hearth::models_library::quantize::{self, ModelKind, QuantizeRequest};
+use hearth::models_library::{recipes, Library, LibraryError};
 
 /// `hearth models`.
 #[derive(Debug, clap::Args)]
@@ -112,7 +113,7 @@ fn state_dir(flag: Option<&PathBuf>, sources: &Sources) -> Result<PathBuf, Strin
     if let Some(dir) = flag {
         return Ok(dir.clone());
     }
-    crate::config::state_dir_only(sources).map_err(|e| format!("cannot find the state directory ({e}); pass --state-dir DIR"))
+    hearth::config::state_dir_only(sources).map_err(|e| format!("cannot find the state directory ({e}); pass --state-dir DIR"))
 }
 
 fn fail(e: &LibraryError) -> ExitCode {
@@ -193,42 +194,6 @@ fn list(library: &Library, json: bool) -> Result<(), LibraryError> {
     Ok(())
 }
 
-/// What `show` prints, also served by the HTTP API.
-pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, LibraryError> {
-    let path = library.model_path(entry);
-    let header = gguf::read(&path).map_err(|e| LibraryError::Invalid(e.to_string()))?;
-    let mut parameters = header.parameters;
-    for f in entry.files.iter().filter(|f| f.path != entry.file) {
-        if let Ok(h) = gguf::read(&library.root().join(&entry.name).join(&f.path)) {
-            parameters += h.parameters;
-        }
-    }
-    let ram = mem_available();
-    let gpu = engine::cuda_memory();
-    Ok(json!({
-        "name": entry.name,
-        "path": path,
-        "architecture": header.architecture(),
-        "kind": super::quantize::model_kind(&header),
-        "parameters": parameters,
-        "quantization": header.quantization(),
-        "context_length": header.context_length(),
-        "chat_template": header.has_chat_template(),
-        "sha256": entry.sha256,
-        "size": entry.size,
-        "files": entry.files,
-        "source": entry.source,
-        "added": entry.added,
-        "recipe": entry.recipe,
-        "fits": {
-            "cpu_ram_available": ram,
-            "fits_cpu_ram": ram.map(|r| entry.size < r),
-            "gpu_free": gpu.map(|g| g.0),
-            "fits_gpu": gpu.map(|g| entry.size < g.0),
-        },
-    }))
-}
-
 fn show(library: &Library, name: &str, json: bool) -> Result<(), LibraryError> {
     let entry = library.get(name)?;
     let d = details(library, &entry)?;
@@ -266,13 +231,6 @@ fn show(library: &Library, name: &str, json: bool) -> Result<(), LibraryError> {
     Ok(())
 }
 
-/// `MemAvailable` of /proc/meminfo, in bytes.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
 
 fn rm(library: &Library, name: &str, force: bool, sources: &Sources) -> Result<(), LibraryError> {
     let entry = library.get(name)?;
@@ -352,12 +310,12 @@ pub fn quantize(args: &QuantizeArgs, sources: &Sources) -> ExitCode {
         no_report: args.no_report,
         threads: args.threads,
     };
-    match super::quantize::run(&Library::new(&dir), &request) {
+    match quantize::run(&Library::new(&dir), &request) {
         Ok(outcome) => {
             if args.json {
                 print_json(&serde_json::to_value(&outcome).unwrap_or_default());
             } else {
-                print!("{}", super::quantize::table(&outcome));
+                print!("{}", quantize::table(&outcome));
                 if outcome.report.as_ref().is_some_and(|r| r.kind == ModelKind::Chat) {
                     println!("serve it with: [[models]] path = \"library:{}\"", outcome.entry.name);
                 }
