@@ -29,7 +29,7 @@ pub fn search_mode() -> Schema {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .enum_values(Some([json!("vector"), json!("keyword"), json!("hybrid"), serde_json::Value::Null]))
-        .description(Some("`vector`, `keyword` or `hybrid` (Llama Stack's extension)"))
+        .description(Some("`hybrid` (the default: keyword and vector results fused by reciprocal rank), `vector` or `keyword` (Llama Stack's extension)"))
         .build()
         .into()
 }

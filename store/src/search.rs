@@ -258,6 +258,17 @@ impl Store {
         Ok(hits)
     }
 
+    /// The cosine similarity of each chunk of `keys` to `query` (`None` for a key no longer
+    /// stored): the absolute relevance that a fused or reranked order has no score for.
+    pub fn similarities(&self, collection: &str, keys: &[u64], query: &[f32]) -> Result<Vec<Option<f32>>> {
+        let coll = self.inner.coll(collection)?;
+        crate::model::validate_embedding(query, coll.meta.dimension)?;
+        let q = normalized(query);
+        keys.iter()
+            .map(|&key| Ok(coll.chunk(key)?.map(|c| q.iter().zip(&normalized(&c.embedding)).map(|(a, b)| a * b).sum::<f32>())))
+            .collect()
+    }
+
     /// Compares sled with both indexes of a collection (for tests and `hearth store verify`).
     pub fn audit(&self, collection: &str) -> Result<AuditReport> {
         let coll = self.inner.coll(collection)?;

@@ -257,3 +257,22 @@ fn a_dropped_store_can_be_reopened_at_once() {
         assert_eq!(store.collections().len(), 1);
     }
 }
+
+#[test]
+fn similarities_are_the_cosines_of_the_chunks_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let coll = store.create_collection(new_collection()).unwrap().id;
+    let (doc, chunks) = document("file-0", 3, Attributes::new());
+    store.add_document(&coll, doc, chunks).unwrap();
+    let chunks = store.chunks(&coll, "file-0").unwrap();
+    let query = chunks[1].embedding.clone();
+    let keys = [chunks[1].key, chunks[0].key, 999_999];
+    let got = store.similarities(&coll, &keys, &query).unwrap();
+    assert!(got[0].unwrap() > 0.999, "{got:?}");
+    let vector = store.search(&coll, &SearchRequest::new(SearchMode::Vector, "", Some(query.clone()))).unwrap();
+    let expected = vector.iter().find(|h| h.key == chunks[0].key).unwrap().score;
+    assert!((got[1].unwrap() - expected).abs() < 1e-3, "{got:?} vs {expected}");
+    assert_eq!(got[2], None);
+    assert!(store.similarities(&coll, &keys, &[1.0; 3]).unwrap_err().is_user_error());
+}

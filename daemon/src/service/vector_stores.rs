@@ -2,9 +2,10 @@
 //! files (store documents, ingested by [`crate::ingest`]), file batches, and search.
 //!
 //! Objects are built here from the store's records, so the JSON shape lives in one place. A
-//! vector store file's id is the file's id. Search embeds the query with the store's own
-//! embedding model; hearth adds `page` and character offsets to each result, which OpenAI's
-//! results lack and citations need.
+//! vector store file's id is the file's id. Search is hybrid by default (keyword and vector
+//! results fused by reciprocal rank, as for `file_search`), embeds the query with the store's own
+//! embedding model, and adds `page` and character offsets to each result, which OpenAI's results
+//! lack and citations need.
 
 use std::sync::Arc;
 
@@ -96,7 +97,8 @@ pub struct Search {
     pub filters: Option<Value>,
     pub ranking_options: Option<RankingOptions>,
     pub rewrite_query: Option<bool>,
-    /// Llama Stack's `search_mode`: `vector` (default), `keyword` or `hybrid`.
+    /// Llama Stack's `search_mode`: `hybrid` (default: keyword and vector fused by reciprocal rank),
+    /// `vector` or `keyword`.
     #[schema(schema_with = crate::wire::search_mode)]
     pub search_mode: Option<SearchMode>,
 }
@@ -123,6 +125,8 @@ impl Query {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RankingOptions {
     pub ranker: Option<String>,
+    /// Vector and keyword modes: the lowest score kept. Hybrid mode (the default): the lowest
+    /// cosine similarity between the query and a result's chunk.
     pub score_threshold: Option<f32>,
 }
 
@@ -316,6 +320,12 @@ pub async fn file_content(library: Arc<Library>, vector_store_id: String, file_i
 }
 
 /// Search one vector store; `default_mode` applies when the request names none.
+///
+/// In hybrid mode `ranking_options.score_threshold` is a cosine similarity, as for `file_search`:
+/// the fused score only orders the results, so each fused hit is kept when its chunk's similarity
+/// to the query reaches the threshold. Vector and keyword modes compare their own scores. A
+/// defaulted hybrid search while the keyword index is being rebuilt answers from the vectors
+/// alone rather than failing; one that asked for hybrid or keyword gets the 503.
 pub async fn search_hits(library: &Arc<Library>, vector_store_id: &str, request: &Search, default_mode: SearchMode) -> Result<Vec<SearchHit>, ServiceError> {
     let text = request.query.text();
     if text.trim().is_empty() {
@@ -332,17 +342,36 @@ pub async fn search_hits(library: &Arc<Library>, vector_store_id: &str, request:
         SearchMode::Keyword => None,
         SearchMode::Vector | SearchMode::Hybrid => Some(embed_query(library, &collection, &text).await?),
     };
-    let mut req = SearchRequest::new(mode, text, embedding);
+    let threshold = request.ranking_options.as_ref().and_then(|r| r.score_threshold);
+    let mut req = SearchRequest::new(mode, text, embedding.clone());
     req.max_num_results = max;
     req.filter = filter;
-    req.score_threshold = request.ranking_options.as_ref().and_then(|r| r.score_threshold);
+    req.score_threshold = if mode == SearchMode::Hybrid { None } else { threshold };
+    let may_fall_back = request.search_mode.is_none() && mode == SearchMode::Hybrid;
     let (i, id) = (library.clone(), vector_store_id.to_owned());
-    blocking(move || i.store().search(&id, &req).map_err(ServiceError::from)).await
+    blocking(move || {
+        let mut hits = match i.store().search(&id, &req) {
+            Err(store::StoreError::IndexNotReady { .. }) if may_fall_back => {
+                req.mode = SearchMode::Vector;
+                req.score_threshold = threshold;
+                return Ok(i.store().search(&id, &req)?);
+            }
+            other => other?,
+        };
+        if let (Some(t), Some(e)) = (threshold, embedding.as_deref()) {
+            let keys: Vec<u64> = hits.iter().map(|h| h.key).collect();
+            let similar = i.store().similarities(&id, &keys, e)?;
+            let mut keep = similar.into_iter().map(|s| s.is_some_and(|s| s >= t));
+            hits.retain(|_| keep.next().unwrap_or(false));
+        }
+        Ok(hits)
+    })
+    .await
 }
 
-/// `POST /v1/vector_stores/{id}/search`.
+/// `POST /v1/vector_stores/{id}/search`: hybrid unless the request's `search_mode` says otherwise.
 pub async fn search(library: Arc<Library>, vector_store_id: String, request: Search) -> Result<Value, ServiceError> {
-    let hits = search_hits(&library, &vector_store_id, &request, SearchMode::Vector).await?;
+    let hits = search_hits(&library, &vector_store_id, &request, SearchMode::Hybrid).await?;
     let data: Vec<Value> = hits.iter().map(hit_json).collect();
     Ok(json!({"object": "vector_store.search_results.page", "search_query": request.query.text(), "data": data, "has_more": false, "next_page": null}))
 }
