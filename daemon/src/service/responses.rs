@@ -23,7 +23,7 @@ use super::{blocking, new_id, unix_now};
 use crate::wire::fields;
 use crate::error::ApiError;
 use crate::library::Library;
-use crate::rag::citations::{annotation_json, cite};
+use crate::rag::citations::annotate;
 use crate::rag::prompt::assemble;
 use crate::rag::{retrieve, FileSearch, Retrieval};
 use crate::state::AppState;
@@ -232,9 +232,10 @@ impl Prepared {
         Some(json!({"type": "file_search_call", "id": self.id.replace("resp_", "fs_"), "status": status, "queries": [query], "results": results}))
     }
 
-    /// The assistant message item with its text and citations.
+    /// The assistant message item with its text and citations (an answer that has sources but
+    /// uses none of them says so: [`annotate`]).
     pub fn message_item(&self, text: &str, status: &str) -> Value {
-        let annotations: Vec<Value> = cite(text, &self.sources).iter().map(|c| annotation_json(c, &self.sources[c.source])).collect();
+        let (text, annotations) = annotate(text, &self.sources);
         json!({"type": "message", "id": self.message_id, "status": status, "role": "assistant",
                "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}]})
     }
