@@ -129,6 +129,12 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
 
     let message = p.message_item(&text, "completed");
     let content = message["content"][0].clone();
+    // The final text may add a sentence the deltas have not carried (an answer over sources that
+    // uses none of them says so, `rag::citations::annotate`): stream it too.
+    if let Some(rest) = content["text"].as_str().and_then(|t| t.strip_prefix(text.as_str())).filter(|r| !r.is_empty()) {
+        out.emit("response.output_text.delta", part(rest)).await?;
+        text.push_str(rest);
+    }
     for (i, annotation) in content["annotations"].as_array().into_iter().flatten().enumerate() {
         out.emit("response.output_text.annotation.added", json!({"item_id": item_id, "output_index": index, "content_index": 0,
             "annotation_index": i, "annotation": annotation})).await?;
