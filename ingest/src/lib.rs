@@ -18,5 +18,8 @@ pub mod parse;
 pub mod sandbox;
 
 pub use chunk::{chunk_document, Chunk, ChunkingError, ChunkingOptions, TokenCounter};
-pub use parse::{parse_bytes, parse_with, Attachment, Engines, Format, Page, ParseError, ParsedDocument, Section};
-pub use sandbox::{worker_main, EngineOptions, Limits, ParseFailure, Sandbox};
+pub use parse::{
+    parse_bytes, parse_with, Attachment, Engines, Format, HighlightOutcome, Page, PageImage, ParseError, ParsedDocument, RenderError, RenderRequest,
+    Section,
+};
+pub use sandbox::{worker_main, EngineOptions, Limits, ParseFailure, RenderFailure, Sandbox};

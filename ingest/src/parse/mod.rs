@@ -30,6 +30,8 @@ mod image;
 mod markdown;
 mod ocr;
 mod odt;
+mod page_image;
+mod passage;
 mod pdf;
 mod pdfium;
 mod pptx;
@@ -39,6 +41,7 @@ mod xml;
 
 pub use archive::{MAX_ENTRIES, MAX_UNPACKED_BYTES};
 pub use ocr::OcrEngine;
+pub use page_image::{render_page, HighlightOutcome, PageImage, RenderError, RenderRequest, MAX_HIGHLIGHT_CHARS, MAX_PIXELS, MAX_WIDTH, MIN_WIDTH};
 pub use pdfium::{render_pgm, PdfiumEngine};
 
 /// The engines a parse may call that are native libraries loaded before the worker confines

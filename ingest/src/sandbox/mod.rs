@@ -19,6 +19,11 @@
 //! [`Sandbox::self_check`] runs the same worker with the same confinement and reports what it could
 //! reach (`self_check.rs`): the daemon logs it once at start-up.
 //!
+//! [`Sandbox::render_page`] runs the same worker, under the same limits, to render one page of a
+//! PDF as a PNG with a passage highlighted (the console's citation preview): PDFium renders
+//! untrusted files only in the child too. The PNG comes back inside the JSON reply, so it is
+//! bounded by `max_output_bytes` like a parsed document; the parent checks the PNG signature.
+//!
 //! The parent needs a Tokio runtime with the `process`, `time` and `io-util` features; it spawns
 //! one child per call, so the caller bounds concurrency (a semaphore sized to the cores).
 
@@ -30,7 +35,7 @@ pub use confine::{Landlock, OPEN_FILES};
 pub use self_check::{Access, Attempt, SelfCheck, SelfCheckRequest};
 pub use worker::worker_main;
 
-use crate::parse::{Format, ParseError, ParsedDocument};
+use crate::parse::{Format, PageImage, ParseError, ParsedDocument, RenderError, RenderRequest};
 use std::ffi::OsString;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
@@ -70,6 +75,20 @@ impl Default for Limits {
             max_output_bytes: 64 << 20,
         }
     }
+}
+
+/// The first bytes of every PNG file.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Why [`Sandbox::render_page`] gave no image. `Display` is one line for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderFailure {
+    /// The renderer ran and says why not: no such page, PDFium missing, an unreadable file.
+    #[error("{0}")]
+    Render(RenderError),
+    /// The child failed as a parse can: a crash, a limit, a worker that could not start.
+    #[error("{0}")]
+    Worker(#[from] ParseFailure),
 }
 
 /// Which time limit a parse ran into.
@@ -217,9 +236,31 @@ impl Sandbox {
         match self.run(&request, Input::File(file)).await? {
             WorkerReply::Ok(doc) => Ok(doc),
             WorkerReply::Error(e) => Err(ParseFailure::Parse(e)),
-            WorkerReply::SelfCheck(_) => Err(ParseFailure::BadOutput(
-                "a self-check report where a document was expected".into(),
-            )),
+            WorkerReply::SelfCheck(_) | WorkerReply::Page(_) | WorkerReply::RenderError(_) => Err(
+                ParseFailure::BadOutput("another reply where a document was expected".into()),
+            ),
+        }
+    }
+
+    /// Renders page `request.page` of the PDF `file` as a PNG in a fresh child process (which
+    /// gets the descriptor as its stdin), with `request.highlight` painted over where found.
+    pub async fn render_page(
+        &self,
+        mut file: std::fs::File,
+        request: RenderRequest,
+    ) -> Result<PageImage, RenderFailure> {
+        request.check().map_err(|e| RenderFailure::Render(RenderError::Invalid(e)))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| ParseFailure::Io(format!("cannot rewind the file: {e}")))?;
+        let mut worker = self.request(Format::Pdf, None);
+        worker.render = Some(request);
+        match self.run(&worker, Input::File(file)).await? {
+            WorkerReply::Page(image) if image.png.starts_with(PNG_SIGNATURE) => Ok(image),
+            WorkerReply::Page(_) => Err(ParseFailure::BadOutput("the page image is not a PNG".into()).into()),
+            WorkerReply::RenderError(e) => Err(RenderFailure::Render(e)),
+            WorkerReply::Ok(_) | WorkerReply::Error(_) | WorkerReply::SelfCheck(_) => Err(
+                ParseFailure::BadOutput("another reply where a page image was expected".into()).into(),
+            ),
         }
     }
 
@@ -234,8 +275,11 @@ impl Sandbox {
         let request = self.request(format, Some(check));
         match self.run(&request, Input::Bytes(input)).await? {
             WorkerReply::SelfCheck(report) => Ok(*report),
-            WorkerReply::Ok(_) | WorkerReply::Error(_) => Err(ParseFailure::BadOutput(
-                "the worker parsed but did not report its self-check".into(),
+            WorkerReply::Ok(_)
+            | WorkerReply::Error(_)
+            | WorkerReply::Page(_)
+            | WorkerReply::RenderError(_) => Err(ParseFailure::BadOutput(
+                "the worker did not report its self-check".into(),
             )),
         }
     }
@@ -250,6 +294,7 @@ impl Sandbox {
             ocr_seconds: self.engines.ocr_seconds,
             pdfium_library: self.engines.pdfium_library.clone(),
             self_check,
+            render: None,
         }
     }
 

@@ -2,14 +2,19 @@
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
 //! `--format <FORMAT> --memory-bytes <N> --cpu-seconds <N> [--ocr-languages eng+deu]
-//! [--ocr-seconds N] [--pdfium-library PATH] [--self-check [--try-read PATH]... [--try-create PATH]...]`;
-//! the input is the worker's stdin,
+//! [--ocr-seconds N] [--pdfium-library PATH] [--self-check [--try-read PATH]... [--try-create PATH]...]
+//! [--render-page N --render-width W [--highlight TEXT]]`; the input is the worker's stdin,
 //! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
 //! nothing. Before it reads a byte of the input it closes any descriptor it inherited beyond
 //! stdin, stdout and stderr, lowers its resource limits and confines itself with Landlock
 //! (`confine.rs`); `--self-check` then reports what it can and cannot reach
 //! (`self_check.rs`). For PDFs and images it first loads PDFium and starts Tesseract
 //! ([`load_engines`]), since neither may open a file once confined.
+//!
+//! `--render-page` (PDF only) renders that page as a PNG instead of parsing
+//! (`parse/page_image.rs`), with `--highlight`'s passage painted over; only PDFium is loaded.
+//! The reply carries the PNG base64-encoded ([`WorkerReply::Page`]), or the
+//! [`RenderError`] that says why not (no such page, PDFium missing, an encrypted file).
 //!
 //! Exit status: 0 with a [`WorkerReply`] on stdout (the document, or the [`ParseError`] that is the
 //! file's fault, or the self-check's report); 2 bad arguments; 3 limits could not be set; 4 the
@@ -18,7 +23,10 @@
 
 use super::confine;
 use super::self_check::{self, SelfCheck, SelfCheckRequest};
-use crate::parse::{panic_message, parse_with, Engines, Format, OcrEngine, ParseError, ParsedDocument, PdfiumEngine};
+use crate::parse::{
+    panic_message, parse_with, render_page, Engines, Format, OcrEngine, PageImage, ParseError, ParsedDocument, PdfiumEngine, RenderError,
+    RenderRequest,
+};
 use rlimit::Resource;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -39,6 +47,10 @@ pub(super) enum WorkerReply {
     Ok(ParsedDocument),
     Error(ParseError),
     SelfCheck(Box<SelfCheck>),
+    /// A rendered page (`--render-page`).
+    Page(PageImage),
+    /// Why the page could not be rendered.
+    RenderError(RenderError),
 }
 
 /// One job, as passed on the command line.
@@ -55,6 +67,8 @@ pub(super) struct WorkerRequest {
     pub pdfium_library: Option<PathBuf>,
     /// A self-check instead of a plain parse.
     pub self_check: Option<SelfCheckRequest>,
+    /// A page image instead of a parse (PDF only).
+    pub render: Option<RenderRequest>,
 }
 
 /// Default OCR budget per document when the request names none.
@@ -80,6 +94,16 @@ impl WorkerRequest {
             args.push("--pdfium-library".into());
             args.push(path.clone().into_os_string());
         }
+        if let Some(render) = &self.render {
+            args.push("--render-page".into());
+            args.push(render.page.to_string().into());
+            args.push("--render-width".into());
+            args.push(render.width.to_string().into());
+            if let Some(text) = &render.highlight {
+                args.push("--highlight".into());
+                args.push(text.into());
+            }
+        }
         if let Some(check) = &self.self_check {
             args.push("--self-check".into());
             for path in &check.read {
@@ -98,6 +122,7 @@ impl WorkerRequest {
         let (mut format, mut memory, mut cpu) = (None, None, None);
         let (mut ocr_languages, mut ocr_seconds, mut pdfium_library) = (Vec::new(), DEFAULT_OCR_SECONDS, None);
         let mut check: Option<SelfCheckRequest> = None;
+        let (mut render_page, mut render_width, mut highlight) = (None, None, None);
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let Some(name) = arg.to_str() else {
@@ -117,6 +142,12 @@ impl WorkerRequest {
                     ocr_languages = v.split('+').filter(|l| !l.is_empty()).map(str::to_owned).collect();
                 }
                 "--pdfium-library" => pdfium_library = Some(PathBuf::from(value()?)),
+                "--render-page" => render_page = Some(small(value()?)?),
+                "--render-width" => render_width = Some(small(value()?)?),
+                "--highlight" => {
+                    let v = value()?;
+                    highlight = Some(v.to_str().ok_or("--highlight is not valid UTF-8")?.to_owned());
+                }
                 "--self-check" => {
                     check.get_or_insert_with(SelfCheckRequest::default);
                 }
@@ -138,14 +169,31 @@ impl WorkerRequest {
                 other => return Err(format!("unexpected argument {other:?}")),
             }
         }
+        let format = format.ok_or("--format is required")?;
+        let render = match (render_page, render_width) {
+            (None, None) if highlight.is_none() => None,
+            (Some(page), Some(width)) => {
+                if format != Format::Pdf {
+                    return Err(format!("--render-page renders PDFs only, not {}", format.as_str()));
+                }
+                if check.is_some() {
+                    return Err("--render-page and --self-check do not go together".into());
+                }
+                let request = RenderRequest { page, width, highlight };
+                request.check()?;
+                Some(request)
+            }
+            _ => return Err("--render-page, --render-width and --highlight go together (the first two are required)".into()),
+        };
         Ok(WorkerRequest {
-            format: format.ok_or("--format is required")?,
+            format,
             memory_bytes: memory.ok_or("--memory-bytes is required")?,
             cpu_seconds: cpu.ok_or("--cpu-seconds is required")?,
             ocr_languages,
             ocr_seconds,
             pdfium_library,
             self_check: check,
+            render,
         })
     }
 }
@@ -159,6 +207,7 @@ pub(super) fn load_engines(req: &WorkerRequest) -> Engines {
         return engines;
     }
     if req.format == Format::Pdf {
+        // Loaded before confinement like for a parse; a render needs nothing else.
         match req.pdfium_library.clone().or_else(PdfiumEngine::locate) {
             Some(path) => match PdfiumEngine::load(&path) {
                 Ok(p) => engines.pdfium = Some(p),
@@ -167,12 +216,19 @@ pub(super) fn load_engines(req: &WorkerRequest) -> Engines {
             None => engines.unavailable.push("PDFium (libpdfium.so) is not installed beside hearth".into()),
         }
     }
+    if req.render.is_some() {
+        return engines;
+    }
     let budget = std::time::Duration::from_secs(req.ocr_seconds);
     match OcrEngine::init(&req.ocr_languages, budget) {
         Ok(ocr) => engines.ocr = Some(ocr),
         Err(e) => engines.unavailable.push(e),
     }
     engines
+}
+
+fn small(v: &std::ffi::OsStr) -> Result<u32, String> {
+    u32::try_from(number(v)?).map_err(|_| format!("{v:?} is too large"))
 }
 
 fn number(v: &std::ffi::OsStr) -> Result<u64, String> {
@@ -191,7 +247,8 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
             eprintln!("parse-worker: {msg}");
             eprintln!(
                 "usage: parse-worker --format <{}> --memory-bytes N --cpu-seconds N \
-                 [--self-check [--try-read PATH]... [--try-create PATH]...] < INPUT",
+                 [--self-check [--try-read PATH]... [--try-create PATH]...] \
+                 [--render-page N --render-width W [--highlight TEXT]] < INPUT",
                 Format::ALL.map(Format::as_str).join("|")
             );
             return ExitCode::from(EXIT_USAGE);
@@ -213,6 +270,9 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
     if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
         eprintln!("reading the input: {e}");
         return ExitCode::from(EXIT_READ);
+    }
+    if let Some(render) = &req.render {
+        return write_reply(&render_reply(&bytes, render, &engines));
     }
     let parsed = match catch_unwind(AssertUnwindSafe(|| parse_with(&bytes, req.format, &engines))) {
         Ok(result) => result,
@@ -236,8 +296,26 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         (None, Ok(doc)) => WorkerReply::Ok(doc),
         (None, Err(e)) => WorkerReply::Error(e),
     };
+    write_reply(&reply)
+}
+
+/// The page image of `bytes`, or why not; a panic in the renderer is a failure, not a crash.
+fn render_reply(bytes: &[u8], request: &RenderRequest, engines: &Engines) -> WorkerReply {
+    let Some(pdfium) = &engines.pdfium else {
+        let why = engines.unavailable.first().cloned().unwrap_or_else(|| "PDFium was not loaded".into());
+        return WorkerReply::RenderError(RenderError::PdfiumUnavailable(why));
+    };
+    match catch_unwind(AssertUnwindSafe(|| render_page(pdfium, bytes, request))) {
+        Ok(Ok(image)) => WorkerReply::Page(image),
+        Ok(Err(e)) => WorkerReply::RenderError(e),
+        Err(panic) => WorkerReply::RenderError(RenderError::Failed(panic_message(panic.as_ref()))),
+    }
+}
+
+/// The reply as JSON on stdout: exit 0, or [`EXIT_WRITE`].
+fn write_reply(reply: &WorkerReply) -> ExitCode {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = serde_json::to_writer(&mut out, &reply)
+    let written = serde_json::to_writer(&mut out, reply)
         .map_err(std::io::Error::from)
         .and_then(|()| out.flush());
     if let Err(e) = written {
@@ -266,8 +344,15 @@ mod tests {
             ocr_seconds: 30,
             pdfium_library: Some(PathBuf::from("/opt/lib/libpdfium.so")),
             self_check: None,
+            render: None,
         };
         assert_eq!(WorkerRequest::from_args(&req.to_args()).unwrap(), req);
+        let render = WorkerRequest {
+            format: Format::Pdf,
+            render: Some(RenderRequest { page: 2, width: 900, highlight: Some("--self-check a passage\nover lines".into()) }),
+            ..req.clone()
+        };
+        assert_eq!(WorkerRequest::from_args(&render.to_args()).unwrap(), render);
         let check = WorkerRequest {
             self_check: Some(SelfCheckRequest {
                 read: vec![PathBuf::from("/etc/hostname"), PathBuf::from("/a dir --x")],
@@ -303,5 +388,15 @@ mod tests {
         assert!(err.contains("--self-check"), "{err}");
         let err = WorkerRequest::from_args(&args(&["--cpu-seconds", "lots"])).unwrap_err();
         assert!(err.contains("not a number"), "{err}");
+        let base = ["--memory-bytes", "1", "--cpu-seconds", "2"];
+        let with = |extra: &[&str]| WorkerRequest::from_args(&args(&[&base[..], extra].concat())).unwrap_err();
+        let err = with(&["--format", "markdown", "--render-page", "1", "--render-width", "800"]);
+        assert!(err.contains("PDFs only"), "{err}");
+        let err = with(&["--format", "pdf", "--render-page", "1"]);
+        assert!(err.contains("--render-width"), "{err}");
+        let err = with(&["--format", "pdf", "--render-page", "0", "--render-width", "800"]);
+        assert!(err.contains("start at 1"), "{err}");
+        let err = with(&["--format", "pdf", "--render-page", "1", "--render-width", "5000"]);
+        assert!(err.contains("1600"), "{err}");
     }
 }
