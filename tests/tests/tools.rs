@@ -15,6 +15,17 @@ fn tools_structured_output_and_errors_work_with_the_openai_package() {
     run_python_check(&server, "tools_check.py", &[server.url("/v1")], "all tool checks passed");
 }
 
+/// Function tools on `/v1/responses` with the `openai` package (`tests/python/responses_tools_check.py`):
+/// `required`, named and `none` choices, a `previous_response_id` follow-up carrying
+/// `function_call_output` items, `responses.stream` with the argument deltas reassembled,
+/// replayed `function_call` items, and the 400s for an unknown `call_id` and for `file_search`
+/// beside function tools.
+#[test]
+fn function_tools_on_the_responses_api_work_with_the_openai_package() {
+    let server = Server::start();
+    run_python_check(&server, "responses_tools_check.py", &[server.url("/v1")], "all responses tool checks passed");
+}
+
 /// `langchain-openai` (pinned in tests/requirements.txt): `bind_tools` and a tool loop,
 /// `with_structured_output`, `OpenAIEmbeddings` (with `check_embedding_ctx_length=False`).
 #[test]

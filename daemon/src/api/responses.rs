@@ -2,7 +2,10 @@
 //! events), `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`.
 //!
 //! A streamed response is produced by a task that writes events into a bounded channel which the
-//! HTTP body reads. When the client disconnects the body is dropped, the task's next send fails,
+//! HTTP body reads. Its output items open as the answer comes: the message at its first text;
+//! a function call, once its block is complete, as `response.output_item.added` (empty
+//! arguments), `response.function_call_arguments.delta` fragments, `...arguments.done` and
+//! `response.output_item.done`, the order the SDK's stream helper accumulates. When the client disconnects the body is dropped, the task's next send fails,
 //! and dropping the task's token stream frees the sequence in the engine.
 
 use std::time::Duration;
@@ -16,8 +19,11 @@ use tokio::sync::mpsc;
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use super::{accepted, held, parse_body, Body};
+use super::sse;
 use crate::error::ApiError;
+use crate::service::response_items::{self as items, Answer};
 use crate::service::responses::{self, Prepared};
+use crate::service::tool_parser::{Piece, StreamParser};
 use crate::state::AppState;
 
 pub fn configure(r: &mut Routes<'_>) {
@@ -82,29 +88,22 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
     let opening = p.response_json("in_progress", Vec::new(), None);
     out.emit("response.created", json!({"response": opening})).await?;
     out.emit("response.in_progress", json!({"response": opening})).await?;
-    let mut index = 0;
+    let mut items = Items::default();
     if let Some(item) = p.file_search_item("in_progress") {
         let item_id = item["id"].clone();
-        out.emit("response.output_item.added", json!({"output_index": 0, "item": item})).await?;
+        let index = items.next_index();
+        out.emit("response.output_item.added", json!({"output_index": index, "item": item})).await?;
         for step in ["in_progress", "searching", "completed"] {
-            out.emit(&format!("response.file_search_call.{step}"), json!({"output_index": 0, "item_id": item_id})).await?;
+            out.emit(&format!("response.file_search_call.{step}"), json!({"output_index": index, "item_id": item_id})).await?;
         }
-        out.emit("response.output_item.done", json!({"output_index": 0, "item": p.file_search_item("completed")})).await?;
-        index = 1;
+        out.emit("response.output_item.done", json!({"output_index": index, "item": p.file_search_item("completed")})).await?;
     }
-    let item_id = p.message_id.clone();
-    let part = |text: &str| json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": text});
-    let opening_item = json!({"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []});
-    out.emit("response.output_item.added", json!({"output_index": index, "item": opening_item})).await?;
-    out.emit("response.content_part.added", json!({"item_id": item_id, "output_index": index, "content_index": 0,
-        "part": {"type": "output_text", "text": "", "annotations": []}})).await?;
 
-    let mut text = String::new();
     let mut usage = None;
     if let Some(answer) = p.fixed_answer.clone() {
-        out.emit("response.output_text.delta", part(&answer)).await?;
-        text = answer;
+        items.piece(&mut out, &p, Piece::Text(answer)).await?;
     } else if let Some(mut generation) = p.generation.take() {
+        let mut reader = p.tool_output.as_ref().map(|t| StreamParser::new(t.format, t.names.clone()));
         loop {
             let Ok(event) = tokio::time::timeout(KEEPALIVE, generation.events.next()).await else {
                 out.keep_alive().await?;
@@ -113,11 +112,19 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
             match event {
                 Some(Event::Delta { text: delta, completion_tokens, .. }) => {
                     generation.timer.delta(completion_tokens);
-                    out.emit("response.output_text.delta", part(&delta)).await?;
-                    text.push_str(&delta);
+                    let pieces = match &mut reader {
+                        Some(reader) => reader.push(&delta),
+                        None => vec![Piece::Text(delta)],
+                    };
+                    for piece in pieces {
+                        items.piece(&mut out, &p, piece).await?;
+                    }
                 }
                 Some(Event::Finished { reason, usage: u, queued }) => {
                     generation.timer.finished(reason, &u, queued);
+                    for piece in reader.as_mut().map(StreamParser::finish).unwrap_or_default() {
+                        items.piece(&mut out, &p, piece).await?;
+                    }
                     usage = Some(u);
                     break;
                 }
@@ -126,25 +133,100 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
             }
         }
     }
-
-    let message = p.message_item(&text, "completed");
-    let content = message["content"][0].clone();
-    // The final text may add a sentence the deltas have not carried (an answer over sources that
-    // uses none of them says so, `rag::citations::annotate`): stream it too.
-    if let Some(rest) = content["text"].as_str().and_then(|t| t.strip_prefix(text.as_str())).filter(|r| !r.is_empty()) {
-        out.emit("response.output_text.delta", part(rest)).await?;
-        text.push_str(rest);
+    if items.answer.has_message() && items.message.is_none() {
+        items.open_message(&mut out, &p).await?; // an empty answer still has its message
     }
-    for (i, annotation) in content["annotations"].as_array().into_iter().flatten().enumerate() {
-        out.emit("response.output_text.annotation.added", json!({"item_id": item_id, "output_index": index, "content_index": 0,
-            "annotation_index": i, "annotation": annotation})).await?;
-    }
-    out.emit("response.output_text.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text})).await?;
-    out.emit("response.content_part.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": content})).await?;
-    out.emit("response.output_item.done", json!({"output_index": index, "item": message})).await?;
-    match p.complete(&text, usage.as_ref()).await {
+    items.close_message(&mut out, &p).await?;
+    match p.complete(&items.answer, usage.as_ref()).await {
         Ok(response) => out.emit("response.completed", json!({"response": response})).await,
         Err(e) => fail(&mut out, &p, &e).await,
+    }
+}
+
+/// The output items of a stream as the answer comes: the message item opens at the first text
+/// and closes before the first call; each call is an item of its own.
+#[derive(Default)]
+struct Items {
+    /// Output items so far.
+    count: usize,
+    /// The message item's output index, while it is open or once it was.
+    message: Option<usize>,
+    /// The message is closed (no more text goes into it).
+    message_closed: bool,
+    answer: Answer,
+}
+
+impl Items {
+    fn next_index(&mut self) -> usize {
+        self.count += 1;
+        self.count - 1
+    }
+
+    async fn piece(&mut self, out: &mut Emitter, p: &Prepared, piece: Piece) -> Result<(), Closed> {
+        match piece {
+            Piece::Text(text) if text.is_empty() => Ok(()),
+            Piece::Text(text) => {
+                if self.message_closed {
+                    // Text after a call: the tool grammar leaves none; never a second message.
+                    tracing::debug!(len = text.len(), "Text after a function call was dropped from the stream.");
+                    return Ok(());
+                }
+                let index = match self.message {
+                    Some(index) => index,
+                    None => self.open_message(out, p).await?,
+                };
+                out.emit("response.output_text.delta", json!({"item_id": p.message_id, "output_index": index, "content_index": 0, "delta": text})).await?;
+                self.answer.text.push_str(&text);
+                Ok(())
+            }
+            Piece::Call { call, .. } => {
+                self.close_message(out, p).await?;
+                let index = self.next_index();
+                let item_id = items::item_id(&call);
+                out.emit("response.output_item.added", json!({"output_index": index, "item": items::function_call_item(&call, "", "in_progress")})).await?;
+                for fragment in sse::fragments(&call.arguments, sse::ARGUMENT_FRAGMENT) {
+                    out.emit("response.function_call_arguments.delta", json!({"item_id": item_id, "output_index": index, "delta": fragment})).await?;
+                }
+                out.emit("response.function_call_arguments.done", json!({"item_id": item_id, "output_index": index, "arguments": call.arguments})).await?;
+                out.emit("response.output_item.done", json!({"output_index": index, "item": items::function_call_item(&call, &call.arguments, "completed")})).await?;
+                self.answer.calls.push(call);
+                Ok(())
+            }
+        }
+    }
+
+    async fn open_message(&mut self, out: &mut Emitter, p: &Prepared) -> Result<usize, Closed> {
+        let index = self.next_index();
+        self.message = Some(index);
+        let item = json!({"type": "message", "id": p.message_id, "status": "in_progress", "role": "assistant", "content": []});
+        out.emit("response.output_item.added", json!({"output_index": index, "item": item})).await?;
+        out.emit("response.content_part.added", json!({"item_id": p.message_id, "output_index": index, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}})).await?;
+        Ok(index)
+    }
+
+    async fn close_message(&mut self, out: &mut Emitter, p: &Prepared) -> Result<(), Closed> {
+        let Some(index) = self.message.filter(|_| !self.message_closed) else {
+            self.message_closed = true;
+            return Ok(());
+        };
+        self.message_closed = true;
+        let message = p.message_item(&self.answer.text, "completed");
+        let content = message["content"][0].clone();
+        // The final text may add a sentence the deltas have not carried (an answer over sources that
+        // uses none of them says so, `rag::citations::annotate`): stream it too.
+        if let Some(rest) = content["text"].as_str().and_then(|t| t.strip_prefix(self.answer.text.as_str())).filter(|r| !r.is_empty()) {
+            out.emit("response.output_text.delta", json!({"item_id": p.message_id, "output_index": index, "content_index": 0, "delta": rest})).await?;
+            self.answer.text.push_str(rest);
+        }
+        let (item_id, text) = (&p.message_id, &self.answer.text);
+        for (i, annotation) in content["annotations"].as_array().into_iter().flatten().enumerate() {
+            out.emit("response.output_text.annotation.added", json!({"item_id": item_id, "output_index": index, "content_index": 0,
+                "annotation_index": i, "annotation": annotation})).await?;
+        }
+        out.emit("response.output_text.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text})).await?;
+        out.emit("response.content_part.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": content})).await?;
+        out.emit("response.output_item.done", json!({"output_index": index, "item": message})).await
     }
 }
 

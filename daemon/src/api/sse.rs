@@ -45,10 +45,10 @@ pub enum ToolDelta<'a> {
 
 /// Arguments go out in fragments of at most this many bytes (on character boundaries), as
 /// OpenAI streams them; clients concatenate them.
-const ARGUMENT_FRAGMENT: usize = 24;
+pub(super) const ARGUMENT_FRAGMENT: usize = 24;
 
 /// `text` cut into fragments of at most `max` bytes, never inside a character.
-fn fragments(text: &str, max: usize) -> Vec<&str> {
+pub(super) fn fragments(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {

@@ -10,6 +10,8 @@ pub mod file_batches;
 pub mod files;
 pub mod generate;
 pub mod listing;
+pub mod pages;
+pub mod response_items;
 pub mod response_store;
 pub mod responses;
 pub mod structured;

@@ -8,6 +8,11 @@
 //! Records written before parent pointers (with the whole `conversation`) are still read: the
 //! walk stops at one.
 //!
+//! A message is stored as a `[role, content]` pair, or, when it carries tool parts (an
+//! assistant's `function_call`s, a `function_call_output`'s call id), as an object with them, so
+//! a follow-up with `previous_response_id` has the calls its tool results answer; both forms are
+//! read.
+//!
 //! Quotas: a record older than `responses_ttl_seconds` is expired (not found, and deleted); after
 //! each save, the oldest records (by modification time) are deleted until at most
 //! `max_stored_responses` and `max_stored_response_bytes` remain. The directory itself is the
@@ -22,8 +27,70 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// One message as stored: role and content.
-pub type Turn = Vec<(String, String)>;
+/// One function call an assistant message made (`function_call` item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCall {
+    pub call_id: String,
+    pub name: String,
+    /// JSON text.
+    pub arguments: String,
+}
+
+/// One message as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MessageForm", into = "MessageForm")]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+    /// An assistant message's function calls.
+    pub calls: Vec<StoredCall>,
+    /// A `tool` message: the call it answers.
+    pub call_id: Option<String>,
+}
+
+impl Message {
+    /// A message without tool parts.
+    pub fn text(role: &str, content: &str) -> Self {
+        Message { role: role.to_owned(), content: content.to_owned(), calls: Vec::new(), call_id: None }
+    }
+}
+
+/// How a [`Message`] is written: the plain pair when it has no tool parts.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum MessageForm {
+    Pair(String, String),
+    Full {
+        role: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<StoredCall>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+    },
+}
+
+impl From<MessageForm> for Message {
+    fn from(form: MessageForm) -> Self {
+        match form {
+            MessageForm::Pair(role, content) => Message { role, content, calls: Vec::new(), call_id: None },
+            MessageForm::Full { role, content, calls, call_id } => Message { role, content, calls, call_id },
+        }
+    }
+}
+
+impl From<Message> for MessageForm {
+    fn from(m: Message) -> Self {
+        if m.calls.is_empty() && m.call_id.is_none() {
+            MessageForm::Pair(m.role, m.content)
+        } else {
+            MessageForm::Full { role: m.role, content: m.content, calls: m.calls, call_id: m.call_id }
+        }
+    }
+}
+
+/// A run of messages as stored.
+pub type Turn = Vec<Message>;
 
 /// What is kept of one response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +260,7 @@ mod tests {
     fn record(text: &str, parent: Option<&str>) -> Record {
         Record {
             response: json!({"output_text": text}),
-            turn: vec![("user".into(), format!("q {text}")), ("assistant".into(), text.to_owned())],
+            turn: vec![Message::text("user", &format!("q {text}")), Message::text("assistant", text)],
             parent: parent.map(str::to_owned),
             conversation: None,
         }
@@ -217,8 +284,8 @@ mod tests {
         let ids = chain(dir.path(), 8, &q);
         let conv = conversation(dir.path(), &ids[7], &q).unwrap();
         assert_eq!(conv.len(), 16);
-        assert_eq!(conv[0], ("user".to_owned(), "q 0".to_owned()));
-        assert_eq!(conv[15], ("assistant".to_owned(), "7".to_owned()));
+        assert_eq!(conv[0], Message::text("user", "q 0"));
+        assert_eq!(conv[15], Message::text("assistant", "7"));
         let size = |id: &str| std::fs::metadata(path(dir.path(), id).unwrap()).unwrap().len();
         assert!(size(&ids[7]) <= size(&ids[1]) + 8, "{} vs {}", size(&ids[7]), size(&ids[1]));
     }
@@ -266,7 +333,35 @@ mod tests {
         std::fs::write(path(dir.path(), "resp_old").unwrap(), legacy.to_string()).unwrap();
         save(dir.path(), "resp_b", &record("b", Some("resp_old")), &q).unwrap();
         let conv = conversation(dir.path(), "resp_b", &q).unwrap();
-        assert_eq!(conv.first(), Some(&("user".to_owned(), "old q".to_owned())));
+        assert_eq!(conv.first(), Some(&Message::text("user", "old q")));
         assert_eq!(conv.len(), 4);
+    }
+
+    #[test]
+    fn function_calls_and_their_outputs_survive_the_store_beside_plain_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = quota(100, 1 << 20);
+        let call = StoredCall { call_id: "call_1".into(), name: "get_weather".into(), arguments: r#"{"city":"Oslo"}"#.into() };
+        let asked = Record {
+            response: json!({}),
+            turn: vec![Message::text("user", "Weather in Oslo?"), Message { calls: vec![call.clone()], ..Message::text("assistant", "") }],
+            parent: None,
+            conversation: None,
+        };
+        save(dir.path(), "resp_a", &asked, &q).unwrap();
+        let answered = Record {
+            response: json!({}),
+            turn: vec![Message { call_id: Some("call_1".into()), ..Message::text("tool", "12 C") }, Message::text("assistant", "It is 12 C.")],
+            parent: Some("resp_a".into()),
+            conversation: None,
+        };
+        save(dir.path(), "resp_b", &answered, &q).unwrap();
+        let conv = conversation(dir.path(), "resp_b", &q).unwrap();
+        assert_eq!(conv.len(), 4);
+        assert_eq!(conv[1].calls, vec![call]);
+        assert_eq!((conv[2].role.as_str(), conv[2].call_id.as_deref()), ("tool", Some("call_1")));
+        // Plain messages are still written as the pairs older records hold.
+        let written = std::fs::read_to_string(path(dir.path(), "resp_a").unwrap()).unwrap();
+        assert!(written.contains(r#"["user","Weather in Oslo?"]"#) && written.contains(r#""calls":[{"call_id":"call_1""#), "{written}");
     }
 }

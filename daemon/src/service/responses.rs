@@ -2,6 +2,14 @@
 //! a conversation, run `file_search` over the vector stores when the request has the tool,
 //! generate, cite, and keep the response for `GET`, `DELETE` and `previous_response_id`.
 //!
+//! Function tools (`{"type": "function", "name", "parameters", ...}`, `tool_choice`,
+//! `parallel_tool_calls`) go through the chat path's machinery: [`Tools::from_responses`] reads
+//! them, [`generate::start_with_tools`] prompts with them and constrains `required` and named
+//! choices with the call grammar, and [`tool_parser`] reads the calls out of the text; they come
+//! back as `function_call` items ([`super::response_items`]). `file_search` and function tools in
+//! one request are refused (a 400 naming `tools`): retrieval rewrites the prompt around the
+//! question and cites the answer, which a turn that may end in a call does not fit.
+//!
 //! A request is prepared in full ([`prepare`]: validation, history, retrieval, prompt) before
 //! anything is generated, so every mistake is a clean 4xx. The answer then comes either whole
 //! ([`Prepared::finish`]) or as the standard stream of events (`api::responses`). Responses are
@@ -17,8 +25,11 @@ use engine::{ChatMessage, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::generate::{self, Generation, GenerationParams, Prompt};
-use super::response_store::{self as stored, Quota, Record};
+use super::generate::{self, Generation, GenerationParams, Prompt, ToolOutput};
+use super::response_items::{self as items, Answer};
+use super::response_store::{self as stored, Message, Quota, Record};
+use super::tool_parser;
+use super::tools::{self, ChatTools, Tools};
 use super::{blocking, new_id, unix_now};
 use crate::wire::fields;
 use crate::error::ApiError;
@@ -39,6 +50,10 @@ pub struct CreateResponse {
     pub instructions: Option<String>,
     #[serde(default)]
     pub tools: Vec<Tool>,
+    /// `auto`, `none`, `required` or `{"type": "function", "name"}` (function tools).
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub stream: bool,
     pub previous_response_id: Option<String>,
@@ -63,12 +78,26 @@ pub enum Input {
     Items(Vec<Value>),
 }
 
-/// A tool; only `file_search` is served.
+/// A tool: `file_search`, or a function the client runs.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[schema(as = ResponseTool)]
 pub enum Tool {
     FileSearch(FileSearch),
+    Function(FunctionSpec),
+}
+
+/// A function tool, in the Responses API's flat shape.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ResponseFunctionTool)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// The arguments' JSON schema.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
+    /// Accepted either way: a call is always valid for its schema (the grammar makes it so).
+    pub strict: Option<bool>,
 }
 
 /// A request ready to generate.
@@ -79,7 +108,7 @@ pub struct Prepared {
     pub created_at: u64,
     request: CreateResponse,
     /// The history before this request, then its input messages.
-    conversation: Vec<ChatMessage>,
+    conversation: Vec<Message>,
     /// Where this request's own input messages start in `conversation`.
     turn_start: usize,
     quota: Quota,
@@ -89,62 +118,30 @@ pub struct Prepared {
     /// `Some` when the answer is known without generating (nothing relevant was found).
     pub fixed_answer: Option<String>,
     pub generation: Option<Generation>,
+    /// How to read calls out of the answer, when function tools were offered.
+    pub tool_output: Option<ToolOutput>,
     state_dir: PathBuf,
-}
-
-/// The input items as chat messages (`message` items; other item types are context already
-/// carried by `previous_response_id` and are skipped).
-fn input_messages(input: &Input) -> Result<Vec<ChatMessage>, ApiError> {
-    let items = match input {
-        Input::Text(text) => return Ok(vec![ChatMessage { role: "user".into(), content: text.clone() }]),
-        Input::Items(items) => items,
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
-        if kind != "message" {
-            continue;
-        }
-        let role = match item.get("role").and_then(Value::as_str) {
-            Some("user") => "user",
-            Some("assistant") => "assistant",
-            Some("system" | "developer") => "system",
-            other => return Err(ApiError::invalid(&format!("input[{i}].role"), format!("input[{i}].role {other:?} is not user, assistant, system or developer"))),
-        };
-        let content = match item.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => return Err(ApiError::invalid(&format!("input[{i}].content"), format!("input[{i}].content must be a string or a list of text parts"))),
-        };
-        out.push(ChatMessage { role: role.into(), content });
-    }
-    if !out.iter().any(|m| m.role == "user") {
-        return Err(ApiError::invalid("input", "input needs at least one user message"));
-    }
-    Ok(out)
 }
 
 /// Validate, rebuild the conversation, retrieve, assemble and submit.
 pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiError> {
     let request: CreateResponse = fields(body)?;
+    let function_tools = function_tools(&request, body)?;
     let settings = state.settings().clone();
     let state_dir = settings.server.state_dir.clone();
     let quota = Quota::from_limits(&settings.limits);
-    let mut conversation: Vec<ChatMessage> = Vec::new();
+    let mut conversation: Vec<Message> = Vec::new();
     if let Some(previous) = &request.previous_response_id {
         let (dir, id) = (state_dir.clone(), previous.clone());
-        let history = blocking(move || stored::conversation(&dir, &id, &quota)).await?;
-        conversation.extend(history.into_iter().map(|(role, content)| ChatMessage { role, content }));
+        conversation = blocking(move || stored::conversation(&dir, &id, &quota)).await?;
     }
     let turn_start = conversation.len();
-    let input = input_messages(&request.input)?;
+    let input = match &request.input {
+        Input::Text(text) => vec![Message::text("user", text)],
+        Input::Items(list) => items::input_messages(list, &conversation)?,
+    };
     let question = input.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     conversation.extend(input);
-    let history: Vec<ChatMessage> = conversation[..conversation.len().saturating_sub(1)].iter().filter(|m| m.role != "system").cloned().collect();
 
     let backend = state.models()?.get(&request.model)?.clone();
     let max_output = match request.max_output_tokens {
@@ -154,8 +151,12 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
     };
     let context = backend.max_model_len().map_or(DEFAULT_CONTEXT, |n| n as usize);
     let budget = context.saturating_sub(max_output);
-    let mut instructions = match request.tools.first() {
-        Some(Tool::FileSearch(_)) => settings.rag.instructions.clone(),
+    let file_search_tool = request.tools.iter().find_map(|t| match t {
+        Tool::FileSearch(f) => Some(f.clone()),
+        Tool::Function(_) => None,
+    });
+    let mut instructions = match file_search_tool {
+        Some(_) => settings.rag.instructions.clone(),
         None => String::new(),
     };
     if let Some(extra) = &request.instructions {
@@ -164,25 +165,34 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
         }
         instructions.push_str(extra);
     }
-    let (file_search, sources, fixed_answer, messages) = match request.tools.first() {
-        Some(Tool::FileSearch(tool)) => {
+    let (file_search, sources, fixed_answer, prompt) = match file_search_tool {
+        Some(mut tool) => {
+            // The history as plain turns (earlier calls written into them), the question apart.
+            let before = &conversation[..conversation.len().saturating_sub(1)];
+            let (chat, history) = items::chat_prompt(before);
+            let history: Vec<ChatMessage> =
+                tools::plain_messages(&chat, &ChatTools { tools: None, history }).into_iter().filter(|m| m.role != "system").collect();
             let library: Arc<Library> = state.library()?.clone();
-            let mut tool = tool.clone();
             tool.max_num_results = tool.max_num_results.or(Some(settings.rag.max_num_results));
             let retrieval = retrieve(&library, &tool, &question, settings.rag.min_relevance).await?;
             let (counter, hits, q) = (backend.clone(), retrieval.hits.clone(), question.clone());
             let assembled = blocking(move || Ok(assemble(&instructions, hits, &history, &q, budget, &|text: &str| counter.count_tokens(text)))).await?;
             let fixed = assembled.sources.is_empty().then(|| settings.rag.no_answer.clone());
-            (Some((question.clone(), retrieval)), assembled.sources, fixed, assembled.messages)
+            (Some((question.clone(), retrieval)), assembled.sources, fixed, (assembled.messages, ChatTools::default()))
         }
         None => {
-            let mut messages = Vec::new();
-            if !instructions.is_empty() {
-                messages.push(ChatMessage { role: "system".into(), content: instructions });
+            // One system message first (instructions, then the input's system messages), then
+            // the conversation with its calls and their outputs.
+            let mut system: Vec<&str> = vec![instructions.as_str()];
+            system.extend(conversation.iter().filter(|m| m.role == "system").map(|m| m.content.as_str()));
+            let system = system.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("\n\n");
+            let mut turns: Vec<Message> = Vec::new();
+            if !system.is_empty() {
+                turns.push(Message::text("system", &system));
             }
-            messages.extend(history);
-            messages.push(ChatMessage { role: "user".into(), content: question.clone() });
-            (None, Vec::new(), None, messages)
+            turns.extend(conversation.iter().filter(|m| m.role != "system").cloned());
+            let (messages, history) = items::chat_prompt(&turns);
+            (None, Vec::new(), None, (messages, ChatTools { tools: function_tools, history }))
         }
     };
     let generation = match fixed_answer {
@@ -192,9 +202,11 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
                 "model": request.model, "max_tokens": max_output.min(context.saturating_sub(1)),
                 "temperature": request.temperature, "top_p": request.top_p, "stream": request.stream,
             }))?;
-            Some(generate::start(state, &params, Prompt::Chat(messages), "resp").await?)
+            let (messages, tools) = prompt;
+            Some(generate::start_with_tools(state, &params, Prompt::Chat(messages), tools, "resp").await?)
         }
     };
+    let tool_output = generation.as_ref().and_then(|g| g.tools.clone());
     Ok(Prepared {
         id: new_id("resp").replace('-', "_"),
         message_id: new_id("msg").replace('-', "_"),
@@ -207,8 +219,27 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
         sources,
         fixed_answer,
         generation,
+        tool_output,
         state_dir,
     })
+}
+
+/// The request's function tools with its `tool_choice` and `parallel_tool_calls` (`None` when it
+/// has none); `file_search` beside them is refused.
+fn function_tools(request: &CreateResponse, body: &Value) -> Result<Option<Tools>, ApiError> {
+    let searches = request.tools.iter().any(|t| matches!(t, Tool::FileSearch(_)));
+    let functions = request.tools.iter().any(|t| matches!(t, Tool::Function(_)));
+    if searches && functions {
+        return Err(ApiError::invalid(
+            "tools",
+            "file_search and function tools in one request are not supported: send the function tools in their own request (previous_response_id carries the conversation)",
+        ));
+    }
+    if searches {
+        return Ok(None); // file_search always runs; tool_choice does not change that
+    }
+    let list = body.get("tools").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    Tools::from_responses(list, request.tool_choice.as_ref(), body.get("parallel_tool_calls"))
 }
 
 impl Prepared {
@@ -247,30 +278,51 @@ impl Prepared {
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": u.prompt_tokens + u.completion_tokens,
         }));
-        let tools: Vec<Value> = self.request.tools.iter().map(|Tool::FileSearch(t)| json!({
-            "type": "file_search", "vector_store_ids": t.vector_store_ids, "max_num_results": t.max_num_results,
-            "filters": t.filters, "ranking_options": {"ranker": "auto", "score_threshold": t.ranking_options.as_ref().and_then(|r| r.score_threshold)},
-        })).collect();
+        let tools: Vec<Value> = self.request.tools.iter().map(|tool| match tool {
+            Tool::FileSearch(t) => json!({
+                "type": "file_search", "vector_store_ids": t.vector_store_ids, "max_num_results": t.max_num_results,
+                "filters": t.filters, "ranking_options": {"ranker": "auto", "score_threshold": t.ranking_options.as_ref().and_then(|r| r.score_threshold)},
+            }),
+            Tool::Function(f) => json!({
+                "type": "function", "name": f.name, "description": f.description, "parameters": f.parameters, "strict": f.strict.unwrap_or(true),
+            }),
+        }).collect();
         json!({
             "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
             "model": self.request.model, "output": output, "usage": usage,
             "previous_response_id": self.request.previous_response_id, "instructions": self.request.instructions,
-            "tools": tools, "tool_choice": "auto", "parallel_tool_calls": true,
+            "tools": tools, "tool_choice": self.request.tool_choice.clone().unwrap_or_else(|| json!("auto")),
+            "parallel_tool_calls": self.request.parallel_tool_calls.unwrap_or(true),
             "temperature": self.request.temperature, "top_p": self.request.top_p, "max_output_tokens": self.request.max_output_tokens,
             "text": {"format": {"type": "text"}}, "truncation": "disabled", "error": null, "incomplete_details": null,
             "metadata": self.request.metadata, "store": self.request.store.unwrap_or(true),
         })
     }
 
-    /// The finished response for `text`; stored unless the request said `store: false`.
-    pub async fn complete(&self, text: &str, usage: Option<&Usage>) -> Result<Value, ApiError> {
+    /// The model's whole output as an answer: its calls read out when tools were offered.
+    pub fn answer(&self, output: &str) -> Answer {
+        match &self.tool_output {
+            Some(reader) => {
+                let parsed = tool_parser::parse(output, reader.format, &reader.names);
+                let text = if parsed.calls.is_empty() { output.trim().to_owned() } else { parsed.content.unwrap_or_default() };
+                Answer { text, calls: parsed.calls }
+            }
+            None => Answer { text: output.trim().to_owned(), calls: Vec::new() },
+        }
+    }
+
+    /// The finished response for `answer`; stored unless the request said `store: false`.
+    pub async fn complete(&self, answer: &Answer, usage: Option<&Usage>) -> Result<Value, ApiError> {
         let mut output: Vec<Value> = self.file_search_item("completed").into_iter().collect();
-        output.push(self.message_item(text, "completed"));
+        if answer.has_message() {
+            output.push(self.message_item(&answer.text, "completed"));
+        }
+        output.extend(answer.calls.iter().map(|c| items::function_call_item(c, &c.arguments, "completed")));
         let response = self.response_json("completed", output, usage);
         if self.request.store.unwrap_or(true) {
             // Only this turn; the history before it stays in the parent's records.
-            let mut turn: Vec<(String, String)> = self.conversation.iter().skip(self.turn_start).map(|m| (m.role.clone(), m.content.clone())).collect();
-            turn.push(("assistant".into(), text.to_owned()));
+            let mut turn: Vec<Message> = self.conversation[self.turn_start..].to_vec();
+            turn.push(answer.stored());
             let record = Record { response: response.clone(), turn, parent: self.request.previous_response_id.clone(), conversation: None };
             let (dir, id, quota) = (self.state_dir.clone(), self.id.clone(), self.quota);
             blocking(move || stored::save(&dir, &id, &record, &quota)).await?;
@@ -281,10 +333,11 @@ impl Prepared {
     /// Generate the whole answer (non-streamed requests).
     pub async fn finish(mut self) -> Result<Value, ApiError> {
         match (self.fixed_answer.clone(), self.generation.take()) {
-            (Some(answer), _) => self.complete(&answer, None).await,
+            (Some(text), _) => self.complete(&Answer { text, calls: Vec::new() }, None).await,
             (None, Some(generation)) => {
                 let done = generation.collect().await?;
-                self.complete(done.text.trim(), Some(&done.usage)).await
+                let answer = self.answer(&done.text);
+                self.complete(&answer, Some(&done.usage)).await
             }
             (None, None) => Err(ApiError::Internal("a response with neither an answer nor a generation".into())),
         }
