@@ -34,6 +34,9 @@ fn git_commit(root: &Path) -> String {
     }
     let git_dir = root.join(".git");
     if !git_dir.exists() {
+        // Watched while missing, so a build directory shared with a copy that has no `.git` does
+        // not keep this answer for a tree that has one.
+        println!("cargo:rerun-if-changed={}", git_dir.display());
         return "unknown".into();
     }
     // A new commit moves HEAD or the branch it names (or packed-refs, once refs are packed).

@@ -549,7 +549,7 @@ fn resolve_library_models(settings: &mut Settings, merged: &Config) -> Result<()
     for (i, m) in settings.models.iter_mut().enumerate() {
         let resolved = crate::models_library::resolve_config_path(&state_dir, &m.path).map_err(|e| {
             let key = format!("models[{i}].path");
-            ConfigError::Invalid { origin: origin_of(merged, &key), key, reason: e.to_string() }
+            ConfigError::Invalid { origin: origin_of(merged, &key), key: format!("models[{:?}].path", m.name), reason: e.to_string() }
         })?;
         if let Some((path, _sha256)) = resolved {
             m.path = path;
@@ -668,9 +668,11 @@ impl Settings {
         let mut names = HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");
+            // Named by the model, not by its index: the list is the defaults merged with the
+            // user's entries, so an index would not be the position in the user's file.
             let bad = |field: &str, reason: String| ConfigError::Invalid {
-                origin: origin_of(merged, &format!("models[{i}].{field}")),
-                key: key(field),
+                origin: origin_of(merged, &key(field)),
+                key: format!("models[{:?}].{field}", m.name),
                 reason,
             };
             if m.name.trim().is_empty() || !names.insert(m.name.clone()) {

@@ -162,8 +162,9 @@ fn floats(v: &Value) -> Vec<f64> {
 #[tokio::test]
 async fn answers_come_through_the_upstream_with_hearths_names_checks_and_metrics() {
     let upstream = Server::start();
+    // Only these models: the default chat model is not served beside its remote stand-in.
     let config = format!(
-        "{}{}{LOCAL_EMBED}",
+        "replace_default_models = true\n{}{}{LOCAL_EMBED}",
         remote_entry("remote-chat", "chat", &upstream.base, CHAT, ""),
         remote_entry("remote-embed", "embedding", &upstream.base, EMBED, "")
     );
@@ -529,15 +530,15 @@ fn validate_checks_remote_models_keys() {
     let (code, out) = validate(&format!("{}{LOCAL_EMBED}", remote("max_concurrency = 8\nrequest_timeout_ms = 100")));
     assert_eq!(code, Some(0), "a mixed configuration is valid: {out}");
     let refused = [
-        (remote("path = \"models/x.gguf\""), vec!["models[0].path", "applies only to local models"]),
-        (remote("n_gpu_layers = 10"), vec!["models[0].n_gpu_layers", "applies only to local models"]),
-        (LOCAL_EMBED.replace("max_num_seqs", "base_url = \"http://h/v1\"\nmax_num_seqs"), vec!["models[0].base_url", "provider = \"remote\""]),
-        ("[[models]]\nname = \"x\"\nkind = \"chat\"\n".to_owned(), vec!["models[0].path", "GGUF"]),
-        (remote("").replace("base_url = \"http://127.0.0.1:9/v1\"\n", ""), vec!["models[0].base_url", "base URL"]),
-        (remote("").replace("http://127.0.0.1:9", "https://vllm.example"), vec!["models[0].base_url", "TLS"]),
-        (remote("").replace("http://127.0.0.1:9", "http://user:pw@h"), vec!["models[0].base_url", "credentials"]),
-        (remote("api_key_file = \"/k\"\napi_key_env = \"K\""), vec!["models[0].api_key_env", "not both"]),
-        (remote("read_timeout_ms = 0"), vec!["models[0].read_timeout_ms", "at least 1"]),
+        (remote("path = \"models/x.gguf\""), vec!["models[\"r\"].path", "applies only to local models"]),
+        (remote("n_gpu_layers = 10"), vec!["models[\"r\"].n_gpu_layers", "applies only to local models"]),
+        (LOCAL_EMBED.replace("max_num_seqs", "base_url = \"http://h/v1\"\nmax_num_seqs"), vec!["models[\"all-minilm-l6-v2\"].base_url", "provider = \"remote\""]),
+        ("[[models]]\nname = \"x\"\nkind = \"chat\"\n".to_owned(), vec!["models[\"x\"].path", "GGUF"]),
+        (remote("").replace("base_url = \"http://127.0.0.1:9/v1\"\n", ""), vec!["models[\"r\"].base_url", "base URL"]),
+        (remote("").replace("http://127.0.0.1:9", "ftp://vllm.example"), vec!["models[\"r\"].base_url", "not http or https"]),
+        (remote("").replace("http://127.0.0.1:9", "http://user:pw@h"), vec!["models[\"r\"].base_url", "credentials"]),
+        (remote("api_key_file = \"/k\"\napi_key_env = \"K\""), vec!["models[\"r\"].api_key_env", "not both"]),
+        (remote("read_timeout_ms = 0"), vec!["models[\"r\"].read_timeout_ms", "at least 1"]),
         (remote("api_key_file = \"/nonexistent/upstream.key\""), vec!["/nonexistent/upstream.key"]),
     ];
     for (toml, needles) in refused {
