@@ -1,9 +1,10 @@
 //! One request inside the chat engine: its tokens, its place in the KV cache, its sampler, and the
 //! events waiting for its client.
 //!
-//! `tokens` holds the prompt followed by every sampled token; `n_past` of them are in the KV
-//! cache. Prefill and decode are the same operation — compute `tokens[n_past..]`, take logits at
-//! the end — so a preempted sequence is recomputed simply by setting `n_past` back to 0.
+//! Its tokens and its place in the KV cache are the scheduler's (`policy::Entry`, whose state this
+//! is): the prompt followed by every sampled token, `n_past` of them in the KV cache. Prefill and
+//! decode are the same operation — compute `tokens[n_past..]`, take logits at the end — so a
+//! preempted sequence is recomputed simply by setting `n_past` back to 0.
 //!
 //! Events reach the client through a bounded channel. When it is full (the client stopped
 //! reading: a TCP zero window stops actix polling the stream) the events wait in `outbox` and
@@ -18,24 +19,15 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::detokenize::Utf8Assembler;
-use crate::kv::SeqKey;
 use crate::request::Submitted;
 use crate::sampling::{rank, Ranked, Sampler};
 use crate::stop::StopMatcher;
 use crate::{Candidate, Event, TokenLogprob, Usage};
 
 pub(super) struct Sequence {
-    /// The block manager's key for this sequence.
-    pub key: SeqKey,
-    /// llama.cpp sequence id while admitted.
-    pub llama_id: Option<i32>,
     pub submitted: Submitted,
-    /// Prompt, then generated tokens.
-    pub tokens: Vec<i32>,
     /// Length of the original prompt.
     pub n_prompt: usize,
-    /// Tokens of `tokens` in the KV cache.
-    pub n_past: usize,
     /// Generated tokens so far.
     pub n_generated: u32,
     /// Prompt tokens served by the prefix cache at first admission.
@@ -72,16 +64,12 @@ pub(super) enum Flow {
 }
 
 impl Sequence {
-    pub(super) fn new(key: SeqKey, mut submitted: Submitted, sampler: Sampler) -> Self {
-        let tokens = std::mem::take(&mut submitted.request.prompt);
+    /// A request whose prompt of `n_prompt` tokens the scheduler keeps.
+    pub(super) fn new(submitted: Submitted, sampler: Sampler, n_prompt: usize) -> Self {
         let stop = StopMatcher::new(&submitted.request.stop);
         Self {
-            key,
-            llama_id: None,
-            n_prompt: tokens.len(),
-            tokens,
+            n_prompt,
             submitted,
-            n_past: 0,
             n_generated: 0,
             n_cached: 0,
             queued: None,
@@ -118,11 +106,6 @@ impl Sequence {
     /// A delta of `text` carrying the log-probabilities kept since the last one.
     pub(super) fn delta(&mut self, text: String) -> Event {
         Event::Delta { text, completion_tokens: self.n_generated, logprobs: std::mem::take(&mut self.logprobs) }
-    }
-
-    /// Tokens still to compute before the next sample.
-    pub(super) fn remaining(&self) -> usize {
-        self.tokens.len() - self.n_past
     }
 
     /// Move events to the client; false when the client has gone away.
@@ -171,7 +154,7 @@ mod tests {
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap_or_else(|e| panic!("{e}"));
         let request = GenerateRequest { prompt: vec![1, 2, 3], max_tokens: 8, stop: Vec::new(), ignore_eos: false, sampling: SamplingParams::default() };
         let submitted = Submitted { request, events, span: tracing::Span::none(), submitted_at: Instant::now(), _permit: permit };
-        (Sequence::new(1, submitted, Sampler::Greedy), rx)
+        (Sequence::new(submitted, Sampler::Greedy, 3), rx)
     }
 
     fn delta(n: u32) -> Event {

@@ -16,11 +16,13 @@
 //! after a hot hit (see `prefill_chunk`), so greedy output is the same.
 
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 
+use super::policy::Leaving;
 use super::ChatWorker;
 use crate::kv::{fingerprint, Found, PrefixTiers, Tier};
-use crate::telemetry::CacheTier;
+use crate::telemetry::{CacheTier, Telemetry};
 use crate::{ModelConfig, PrefixTierConfig};
 
 /// Open the tiers of a chat model (`None` when off or when its fingerprint cannot be taken).
@@ -49,20 +51,46 @@ pub(super) fn open_tiers(config: &ModelConfig, model: &LlamaModel, block_size: u
     }
 }
 
-impl ChatWorker<'_> {
-    /// A saved prefix of `tokens` longer than the `hot` tokens the KV cache has, if any.
-    pub(super) fn tier_candidate(&mut self, tokens: &[i32], hot: usize) -> Option<Found> {
-        let bs = self.blocks.block_size();
-        self.tiers.as_mut()?.lookup(tokens).filter(|f| f.blocks * bs > hot)
-    }
+/// A saved prefix of `tokens` longer than the `hot` tokens the KV cache has, if any (the
+/// scheduler's lookup below the KV cache at admission).
+pub(super) fn candidate(tiers: &mut Option<PrefixTiers>, block_size: usize, tokens: &[i32], hot: usize) -> Option<Found> {
+    tiers.as_mut()?.lookup(tokens).filter(|f| f.blocks * block_size > hot)
+}
 
+/// Save the registered prefix of a sequence leaving the running set (`leaving`; its `tokens`) to
+/// the tiers, before the ops that release its blocks are applied.
+pub(super) fn save_prefix(tiers: Option<&mut PrefixTiers>, ctx: &mut LlamaContext<'_>, telemetry: &Telemetry, model: &str, leaving: &Leaving, tokens: &[i32]) {
+    let Some(tiers) = tiers else { return };
+    let (llama_id, keep) = (leaving.llama_id, leaving.keep.min(tokens.len()));
+    if !tiers.wants(&tokens[..keep]) {
+        return;
+    }
+    if !matches!(ctx.clear_kv_cache_seq(Some(llama_id as u32), Some(keep as u32), None), Ok(true)) {
+        return;
+    }
+    let flags = LlamaStateSeqFlags::empty();
+    let size = ctx.state_seq_get_size_ext(llama_id, flags);
+    let mut payload = vec![0u8; size];
+    // SAFETY: `payload` holds the `size` bytes llama.cpp just reported for this sequence's state,
+    // and nothing changes the context between the two calls.
+    let written = unsafe { ctx.state_seq_get_data_ext(payload.as_mut_ptr(), llama_id, flags) };
+    if written != size {
+        tracing::warn!(%model, size, written, "Prefix cache: llama.cpp wrote a state of another size; not saved.");
+        return;
+    }
+    tiers.save(tokens[..keep].to_vec(), payload);
+    telemetry.tier_saved();
+}
+
+impl ChatWorker<'_> {
     /// Restore `found` into `llama_id` (admitted with fresh blocks for `total` tokens, no cells
     /// yet); returns the tokens now in the cache, 0 when the restore did not happen. Counts the
     /// try; the admission counts the hit.
     pub(super) fn restore_prefix(&mut self, llama_id: i32, total: usize, found: &Found) -> usize {
-        let bs = self.blocks.block_size();
+        let blocks = self.scheduler.blocks();
+        let bs = blocks.block_size();
         // The restore places the whole entry before truncating: it needs that many free cells.
-        if found.entry_tokens > (self.blocks.blocks_for(total) + self.blocks.free_blocks()) * bs {
+        if found.entry_tokens > (blocks.blocks_for(total) + blocks.free_blocks()) * bs {
             return 0;
         }
         let Some(tiers) = self.tiers.as_mut() else { return 0 };
@@ -85,34 +113,10 @@ impl ChatWorker<'_> {
         keep
     }
 
-    /// Save the registered prefix of the sequence `key` (llama.cpp id `llama_id`, `tokens`
-    /// computed up to `n_past`) to the tiers, before its blocks are released.
-    pub(super) fn save_prefix(&mut self, key: crate::kv::SeqKey, llama_id: i32, tokens: &[i32], n_past: usize) {
-        let Some(tiers) = self.tiers.as_mut() else { return };
-        let keep = self.blocks.registered_tokens(key).min(n_past).min(tokens.len());
-        if !tiers.wants(&tokens[..keep]) {
-            return;
-        }
-        if !matches!(self.ctx.clear_kv_cache_seq(Some(llama_id as u32), Some(keep as u32), None), Ok(true)) {
-            return;
-        }
-        let flags = LlamaStateSeqFlags::empty();
-        let size = self.ctx.state_seq_get_size_ext(llama_id, flags);
-        let mut payload = vec![0u8; size];
-        // SAFETY: `payload` holds the `size` bytes llama.cpp just reported for this sequence's state,
-        // and nothing changes the context between the two calls.
-        let written = unsafe { self.ctx.state_seq_get_data_ext(payload.as_mut_ptr(), llama_id, flags) };
-        if written != size {
-            tracing::warn!(model = %self.config.name, size, written, "Prefix cache: llama.cpp wrote a state of another size; not saved.");
-            return;
-        }
-        tiers.save(tokens[..keep].to_vec(), payload);
-        self.telemetry.tier_saved();
-    }
-
     /// Publish what each tier holds.
     pub(super) fn publish_tiers(&self) {
-        let hot = (self.blocks.cached_blocks() * self.blocks.block_size()) as u64 * self.kv_bytes_per_token;
+        let blocks = self.scheduler.blocks();
+        let hot = (blocks.cached_blocks() * blocks.block_size()) as u64 * self.kv_bytes_per_token;
         let usage = self.tiers.as_ref().map(PrefixTiers::usage).unwrap_or_default();
         self.telemetry.tier_bytes(hot, usage.ram_bytes, usage.disk_bytes);
     }
