@@ -9,8 +9,11 @@
 //! model with the retrieved context, and the share it calls supported is the score. A table goes
 //! to the terminal, with a progress bar while it runs; `--json` prints every score instead.
 //!
+//! `--compare-modes` scores retrieval alone in each search mode instead ([`compare`]).
+//!
 //! Exit status: 0 after a run, 1 when the target cannot be used, 2 for a bad dataset or arguments.
 
+mod compare;
 mod metrics;
 
 use std::path::PathBuf;
@@ -52,6 +55,9 @@ pub struct EvalArgs {
     /// Print every score as JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Compare retrieval in each search mode (vector, keyword, hybrid) instead of answering.
+    #[arg(long)]
+    compare_modes: bool,
 }
 
 /// One dataset line.
@@ -91,6 +97,8 @@ pub fn main(args: EvalArgs) -> ExitCode {
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else if args.compare_modes {
+        compare::print_table(&report);
     } else {
         print_table(&report);
     }
@@ -191,6 +199,11 @@ async fn run(args: &EvalArgs, examples: &[Example]) -> Result<Value, String> {
     let store = target.resolve_store().await?;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(examples.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} questions  {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    if args.compare_modes {
+        let report = compare::compare(&target, &store, examples, args.k, &|| bar.inc(1)).await;
+        bar.finish_and_clear();
+        return report;
+    }
     let (mut hit, mut mrr, mut ndcg, mut recall, mut similarity, mut faithful) =
         (Mean::default(), Mean::default(), Mean::default(), Mean::default(), Mean::default(), Mean::default());
     let mut rows = Vec::new();
@@ -198,12 +211,7 @@ async fn run(args: &EvalArgs, examples: &[Example]) -> Result<Value, String> {
         let search = target
             .post(&format!("/v1/vector_stores/{store}/search"), &json!({"query": example.question, "max_num_results": args.k, "search_mode": "hybrid"}))
             .await?;
-        let retrieved: Vec<(String, Option<u32>)> = search["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| (h["filename"].as_str().unwrap_or_default().to_owned(), h["page"].as_u64().map(|p| p as u32)))
-            .collect();
+        let retrieved = retrieved(&search);
         let gold = example.gold();
         let retrieval = (!gold.is_empty()).then(|| score_retrieval(&retrieved, &gold, args.k));
         if let Some(s) = retrieval {
@@ -260,6 +268,16 @@ async fn run(args: &EvalArgs, examples: &[Example]) -> Result<Value, String> {
         },
         "questions_detail": rows,
     }))
+}
+
+/// The `(file, page)` of each result of a vector store search, in rank order.
+fn retrieved(search: &Value) -> Vec<(String, Option<u32>)> {
+    search["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| (h["filename"].as_str().unwrap_or_default().to_owned(), h["page"].as_u64().map(|p| p as u32)))
+        .collect()
 }
 
 fn output_text(response: &Value) -> String {
