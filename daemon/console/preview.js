@@ -4,16 +4,41 @@
 // its offset; where the offsets do not fit the text (a parser that rewrote whitespace), the page's
 // chunks are shown one after another with the cited one marked. Without the content (the file
 // was removed since), the search result's text that the answer rested on is shown instead.
-// No page images yet: the parse worker's PDFium renders pages only for OCR and no route serves
-// them, so every format gets the text preview.
+// For a PDF the page itself is shown above the text: GET /v1/files/{id}/pages/{page}/image renders
+// it in hearth's sandboxed parse worker with the cited passage painted yellow. An <img src> cannot
+// send the key, so the image is fetched with it and shown from a blob: URL (the CSP allows blob:
+// images), which is revoked when the preview closes or shows another page. Other formats, and a
+// PDF whose page could not be rendered, keep the text preview alone.
 
-import { api } from './api.js';
+import { api, getKey } from './api.js';
 import { $, h, fill } from './dom.js';
 
 let opener = null;
+/** The blob: URL of the page image shown, revoked when it goes. */
+let imageUrl = null;
+/** Aborts the image fetch of a preview that was closed or replaced. */
+let imageFetch = null;
+/** Counts previews opened, so a slow answer for an earlier one is dropped. */
+let opened = 0;
+
+/** The longest passage sent to be highlighted (the route takes up to 2,000 characters). */
+const MAX_HIGHLIGHT = 1500;
+
+function dropImage() {
+  if (imageFetch) imageFetch.abort();
+  imageFetch = null;
+  if (imageUrl) URL.revokeObjectURL(imageUrl);
+  imageUrl = null;
+  const figure = $('#preview-figure');
+  if (figure) {
+    figure.hidden = true;
+    fill(figure);
+  }
+}
 
 export function closePreview() {
   $('#preview').hidden = true;
+  dropImage();
   if (opener && document.contains(opener)) opener.focus();
   opener = null;
 }
@@ -26,11 +51,86 @@ function bind() {
   $('#preview').addEventListener('keydown', (e) => {
     if (e.key === 'Escape') closePreview();
   });
+  $('#preview-note').before(h('figure', { id: 'preview-figure', class: 'preview-figure', hidden: true }));
+}
+
+/** True for a citation whose page can be shown as an image (a PDF, by its name). */
+export function hasPageImage(citation) {
+  return Boolean(citation.page) && /\.pdf$/i.test(citation.filename || '');
+}
+
+/** The passage to highlight on the image: the cited text, cut at a word before MAX_HIGHLIGHT. */
+export function highlightText(text) {
+  const clean = (text || '').replace(/\s+/g, ' ').trim();
+  if (clean.length <= MAX_HIGHLIGHT) return clean;
+  const cut = clean.slice(0, MAX_HIGHLIGHT);
+  const space = cut.lastIndexOf(' ');
+  return space > 0 ? cut.slice(0, space) : cut;
+}
+
+/** Fetch the page image with the key; resolves to { url, highlight } or throws with hearth's message. */
+async function fetchPageImage(citation, passage, width, signal) {
+  const params = new URLSearchParams({ width: String(width) });
+  if (passage) params.set('highlight', passage);
+  const headers = new Headers();
+  const key = getKey();
+  if (key) headers.set('Authorization', `Bearer ${key}`);
+  const path = `/v1/files/${encodeURIComponent(citation.file_id)}/pages/${encodeURIComponent(citation.page)}/image?${params}`;
+  const response = await fetch(path, { headers, signal });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      message = (await response.json()).error.message || message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new Error(message);
+  }
+  const blob = await response.blob();
+  return { url: URL.createObjectURL(blob), highlight: response.headers.get('x-hearth-highlight') };
+}
+
+/** Show the page image above the text; false when it could not be shown (the text stays). */
+async function showPageImage(citation, passage) {
+  const figure = $('#preview-figure');
+  const pane = $('#preview');
+  // Twice the pane's CSS width for a sharp image on high-density screens, in steps of 100 px.
+  const css = Math.max(300, $('#preview-body').clientWidth || pane.clientWidth || 600);
+  const width = Math.min(1600, Math.max(400, Math.round((css * Math.max(1, window.devicePixelRatio || 1)) / 100) * 100));
+  const label = `${citation.filename}, page ${citation.page}`;
+  const caption = h('figcaption', { class: 'muted' }, 'Rendering the page…');
+  fill(figure, caption);
+  figure.hidden = false;
+  const controller = new AbortController();
+  imageFetch = controller;
+  let image;
+  try {
+    image = await fetchPageImage(citation, passage, width, controller.signal);
+  } catch (e) {
+    if (e.name === 'AbortError') return false;
+    caption.textContent = `The page image could not be shown: ${e.message}`;
+    return false;
+  } finally {
+    if (imageFetch === controller) imageFetch = null;
+  }
+  if (controller.signal.aborted) {
+    URL.revokeObjectURL(image.url);
+    return false;
+  }
+  imageUrl = image.url;
+  const found = image.highlight === 'whole' || image.highlight === 'partial';
+  caption.textContent = found
+    ? 'The page as it is printed; the cited passage is highlighted.'
+    : 'The page as it is printed; the passage could not be located on it, so it is marked only in the text below.';
+  fill(figure, h('img', { src: image.url, alt: label, class: 'page-image', 'data-highlight': image.highlight || '' }), caption);
+  return true;
 }
 
 /** Open the preview of `citation` (a file_citation annotation), searched for in `storeIds`. */
 export async function openPreview(citation, storeIds, results) {
   bind();
+  dropImage();
+  const mine = ++opened;
   opener = document.activeElement;
   const pane = $('#preview');
   const title = citation.page ? `${citation.filename}, page ${citation.page}` : citation.filename;
@@ -53,13 +153,17 @@ export async function openPreview(citation, storeIds, results) {
       lastError = e;
     }
   }
+  if (mine !== opened) return; // another citation was opened meanwhile
   const body = $('#preview-body');
+  const hit = (results || []).find((r) => r.file_id === citation.file_id && r.char_start === citation.char_start);
+  const cited = (chunks || []).find((c) => c.char_start === citation.char_start && c.char_end === citation.char_end);
+  const passage = highlightText((cited && cited.text) || (hit && hit.text) || '');
+  const image = hasPageImage(citation) ? showPageImage(citation, passage) : Promise.resolve(false);
   if (chunks) {
     const page = chunks.filter((c) => citation.page === null || citation.page === undefined || c.page === citation.page);
     renderPage(body, page, citation);
     $('#preview-note').textContent = `The text of this page as hearth parsed it; the cited passage is marked (characters ${citation.char_start}–${citation.char_end} of the document).`;
   } else {
-    const hit = (results || []).find((r) => r.file_id === citation.file_id && r.char_start === citation.char_start);
     if (hit) {
       fill(body, h('mark', {}, hit.text));
       $('#preview-note').textContent = 'The passage the answer rested on (the file\'s full text could not be loaded).';
@@ -67,9 +171,11 @@ export async function openPreview(citation, storeIds, results) {
       $('#preview-note').textContent = `The file's text could not be loaded${lastError ? `: ${lastError.message}` : ''}.`;
     }
   }
-  // Bring the mark into view inside the preview only: the conversation beside it stays put.
+  // Bring the mark into view inside the preview only: the conversation beside it stays put. With
+  // a page image the pane starts at the image, whose highlight shows the passage.
   const mark = body.querySelector('mark');
   if (mark && pane.scrollHeight > pane.clientHeight) pane.scrollTop = Math.max(0, mark.offsetTop - pane.clientHeight / 3);
+  if (await image) pane.scrollTop = 0;
 }
 
 function renderPage(body, chunks, citation) {

@@ -6,7 +6,8 @@ Usage: console_check.py BASE_URL ADMIN_KEY READ_KEY PDF_PATH SCREENSHOT_DIR
 Without a key the console shows only the key prompt; a wrong key is refused; with the admin key
 the PDF is uploaded through the file input, ingested to `completed` with its page count, a
 question is answered as a stream with a "file, page" citation, the citation opens that page's text
-with the cited passage marked, a follow-up carries previous_response_id, and the models and metrics
+with the cited passage marked and, above it, the page itself as an image rendered by hearth (alt text
+"file, page N", the passage highlighted, its blob: URL revoked on close; it fits a phone's width too), a follow-up carries previous_response_id, and the models and metrics
 tabs show the served model and live numbers. With a read key, uploading and asking are disabled.
 At a phone's width nothing scrolls sideways. No Content-Security-Policy violation is logged.
 Screenshots go to SCREENSHOT_DIR. Exits non-zero with a message on the first failed check.
@@ -35,7 +36,10 @@ Promise.all([import(base + 'prometheus.js'), import(base + 'preview.js')]).then(
   const m = prom.parse('# HELP x_total x\n# TYPE x counter\nx_total{model="a",le="0.5"} 3\nx_total{model="b"} 4.5\ny 1e3 1700000000\nz{a="q\\"uo,te"} +Inf\n');
   const laid = preview.layOut([{ text: 'abcdef', char_start: 10, char_end: 16 }, { text: 'defghi', char_start: 13, char_end: 19 }]);
   done({ sum: prom.sum(m, 'x_total'), y: prom.sum(m, 'y'), label: m.get('z')[0].labels.a, inf: m.get('z')[0].value === Infinity,
-         laid: laid.chars.join(''), start: laid.start, bad: preview.layOut([{ text: 'ab', char_start: 0, char_end: 5 }]) });
+         laid: laid.chars.join(''), start: laid.start, bad: preview.layOut([{ text: 'ab', char_start: 0, char_end: 5 }]),
+         hl: preview.highlightText('  a  b\n c '), long: preview.highlightText('word '.repeat(400)).length,
+         pdf: preview.hasPageImage({ page: 2, filename: 'X.PDF' }), md: preview.hasPageImage({ page: 1, filename: 'n.md' }),
+         nopage: preview.hasPageImage({ page: null, filename: 'a.pdf' }) });
 }).catch((e) => done({ error: String(e) }));
 """
 
@@ -106,6 +110,27 @@ class Console:
         self.wait(f"the {name} panel shows", lambda: self.shown(f"#panel-{name}"))
 
 
+def page_image(c, pdf_name):
+    """The preview's page image once it has loaded, checked: alt text, blob: source, highlight, fit."""
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    imgs = c.wait("the page image is shown above the text", lambda: [i for i in c.all("#preview-figure img") if c.js(loaded, i)], timeout=60)
+    img = imgs[0]
+    check(img.get_attribute("alt") == f"{pdf_name}, page 2", f"the image's alt text names the page: {img.get_attribute('alt')!r}")
+    check(img.get_attribute("src").startswith("blob:"), f"the image is shown from a blob: URL: {img.get_attribute('src')!r}")
+    check(img.get_attribute("data-highlight") in ("whole", "partial"), f"the cited passage is highlighted on the page: {img.get_attribute('data-highlight')!r}")
+    natural, shown, pane = c.js("const i = arguments[0]; return [i.naturalWidth, i.getBoundingClientRect().width, document.querySelector('#preview').clientWidth]", img)
+    check(natural >= 400 and shown <= pane + 1, f"the image ({natural} px) scales to the pane: {shown:.0f} of {pane} px")
+    check("highlighted" in c.find("#preview-figure figcaption").text, f"the caption says so: {c.find('#preview-figure figcaption').text!r}")
+    return img
+
+
+def blob_state(c, url):
+    """'alive' when an image loads from `url`, 'revoked' when it does not (img-src allows blob:)."""
+    return c.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const i = new Image();"
+        "i.onload = () => done('alive'); i.onerror = () => done('revoked'); i.src = arguments[0];", url)
+
+
 def api_get(base, path, key):
     request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=30) as r:
@@ -145,6 +170,8 @@ def run(c, base, admin, read, pdf, pdf_name):
     check("error" not in units, f"the console's modules load: {units}")
     check(units["sum"] == 7.5 and units["y"] == 1000 and units["label"] == 'q"uo,te' and units["inf"], f"Prometheus text is parsed: {units}")
     check(units["laid"] == "abcdefghi" and units["start"] == 10 and units["bad"] is None, f"overlapping chunks are laid out by offset: {units}")
+    check(units["hl"] == "a b c" and units["long"] <= 1500 and units["long"] > 1400, f"the passage to highlight is tidied and bounded: {units}")
+    check(units["pdf"] and not units["md"] and not units["nopage"], f"only a PDF's page gets an image: {units}")
 
     # Library: a new store, the PDF through the file input, ingested.
     c.tab("library")
@@ -192,10 +219,14 @@ def run(c, base, admin, read, pdf, pdf_name):
     body = c.find("#preview-body").text
     check("page one" not in body.lower() and "page three" not in body.lower(), f"only page 2 is shown: {body!r}")
     check(c.driver.switch_to.active_element == c.find("#preview-title"), "the preview takes the focus")
+    img = page_image(c, pdf_name)
+    blob = img.get_attribute("src")
+    check(blob_state(c, blob) == "alive", "the image's blob: URL loads while the preview is open")
     c.js("window.scrollTo(0, 0)")  # the click scrolled to the button; the picture starts at the question
     c.shot("04-preview")
     c.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     c.wait("Escape closes the preview", lambda: not c.shown("#preview"))
+    check(blob_state(c, blob) == "revoked", "closing the preview revokes the image's blob: URL")
 
     first_id = c.find(answer).get_attribute("data-response-id")
     c.find("#ask-input").send_keys("Repeat that code once more.")
@@ -239,6 +270,18 @@ def run(c, base, admin, read, pdf, pdf_name):
         overflow = c.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         check(overflow <= 1, f"{name} fits a phone-width window ({overflow} px too wide)")
         c.shot(f"07-phone-{name}")
+    # The page preview at a phone's width: the image scales to the pane.
+    c.tab("ask")
+    first_answer = c.all("#conversation li.assistant")[0]
+    [b for b in first_answer.find_elements(By.CSS_SELECTOR, ".citations button") if b.text == f"{pdf_name}, page 2"][0].click()
+    img = page_image(c, pdf_name)
+    c.js("arguments[0].scrollIntoView()", img)
+    time.sleep(0.3)
+    overflow = c.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    check(overflow <= 1, f"the page preview fits a phone-width window ({overflow} px too wide)")
+    c.shot("07-phone-preview")
+    c.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    c.wait("Escape closes the preview", lambda: not c.shown("#preview"))
     c.driver.set_window_size(1280, 800)
     c.collect_logs()
 

@@ -12,6 +12,12 @@
 //!   chromium and chromedriver): the key prompt, uploading a PDF, a streamed answer with a
 //!   "file, page" citation, the page preview with the passage marked, models, metrics, a read
 //!   key's disabled controls, a phone-width layout. Screenshots go to `target/console-screenshots/`.
+//!   The citation's preview shows the PDF page as an image (fetched with the key, shown from a
+//!   blob: URL) whose alt text names the page, above the text.
+//! - The page image route itself over plain HTTP: `GET /v1/files/{id}/pages/{page}/image` is a
+//!   PNG of the requested width with private caching and says whether the passage was found; a
+//!   page out of range and an unknown file are 404, a Markdown file, page 0 and a passage over
+//!   2,000 characters are 400 in OpenAI's error shape, and no key is 401.
 
 use std::collections::BTreeSet;
 
@@ -143,6 +149,94 @@ async fn console_assets_have_strict_headers_and_no_remote_urls() {
     for route in ["GET /", "GET /console/{version}/{name}", "GET /v1/console/session"] {
         assert!(listed.lines().any(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == route), "{route} not in:\n{listed}");
     }
+}
+
+/// `POST /v1/files` with the admin key; the new file's id.
+async fn upload(server: &Server, name: &str, content: &[u8]) -> String {
+    let boundary = "hearthconsoleboundary0KJ8sd";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
+    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = reqwest::Client::new()
+        .post(server.url("/v1/files"))
+        .bearer_auth(ADMIN)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload {name}: {e}"));
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    v["id"].as_str().unwrap_or_else(|| panic!("upload {name}: {v}")).to_owned()
+}
+
+/// The width and height a PNG's header states.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 24, "not a PNG: {:?}", &png[..png.len().min(16)]);
+    let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (be(16), be(20))
+}
+
+#[tokio::test]
+async fn page_images_of_pdfs_with_the_passage_highlighted() {
+    let server = start();
+    let client = reqwest::Client::new();
+    let pdf = upload(&server, "three_pages.pdf", &std::fs::read(repo_root().join("ingest/tests/fixtures/three_pages.pdf")).unwrap_or_default()).await;
+    let notes = upload(&server, "notes.md", b"# Notes\n\nThe secret launch code is not here.\n").await;
+    let get = |path: String, key: Option<&'static str>| {
+        let mut r = client.get(server.url(&path));
+        if let Some(key) = key {
+            r = r.bearer_auth(key);
+        }
+        r.send()
+    };
+    let passage = "The secret launch code on page two is ZEBRA-4817.";
+    let image = |page: &str, highlight: &str| format!("/v1/files/{pdf}/pages/{page}/image?width=600&highlight={}", highlight.replace(' ', "%20"));
+
+    // Page 2 with its passage: a PNG 600 px wide, privately cached, the passage found.
+    let r = get(image("2", passage), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(header(&h, CONTENT_TYPE.as_str()), "image/png");
+    assert_eq!(header(&h, CACHE_CONTROL.as_str()), "private, max-age=3600");
+    assert_eq!(header(&h, "x-hearth-highlight"), "whole");
+    assert_eq!(header(&h, "x-hearth-page-count"), "3");
+    let two = r.bytes().await.unwrap_or_default();
+    let (w, height) = png_size(&two);
+    assert_eq!(w, 600);
+    assert!((840..=860).contains(&height), "A4 at 600 px wide: {height}");
+
+    // The same passage is not on page 1; page 1 is another picture.
+    let r = get(image("1", passage), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((r.status().as_u16(), header(&r.headers().clone(), "x-hearth-highlight").to_owned()), (200, "not-found".to_owned()));
+    let one = r.bytes().await.unwrap_or_default();
+    assert_ne!(one, two);
+
+    // Errors, each in OpenAI's shape with what is wrong.
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        (status, v["error"]["message"].as_str().unwrap_or_default().to_owned(), v["error"]["param"].as_str().map(str::to_owned))
+    };
+    let (status, message, _) = error(get(image("999", ""), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(status, 404, "{message}");
+    assert!(message.contains("page 999") && message.contains("3 page(s)"), "{message}");
+    let (status, message, _) = error(get(format!("/v1/files/{notes}/pages/1/image"), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("only for PDFs") && message.contains("chunk text"), "{message}");
+    let (status, message, _) = error(get("/v1/files/file-00000000000000000000000000000000/pages/1/image".into(), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(status, 404, "{message}");
+    for page in ["0", "two"] {
+        let (status, message, param) = error(get(image(page, ""), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"))).await;
+        assert_eq!((status, param.as_deref()), (400, Some("page")), "{page}: {message}");
+    }
+    let (status, message, param) = error(get(image("2", &"a".repeat(2001)), Some(READ)).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!((status, param.as_deref()), (400, Some("highlight")), "{message}");
+    assert_eq!(get(image("2", passage), None).await.map(|r| r.status().as_u16()).unwrap_or(0), 401);
+
+    let routes = hearth_command().arg("routes").output().unwrap_or_else(|e| panic!("hearth routes: {e}"));
+    let listed = String::from_utf8_lossy(&routes.stdout);
+    assert!(listed.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..].starts_with(&["GET", "/v1/files/{id}/pages/{page}/image", "read"])), "{listed}");
 }
 
 #[test]

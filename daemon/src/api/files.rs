@@ -1,5 +1,7 @@
 //! The Files API: `POST /v1/files` (multipart: `file`, `purpose`), `GET /v1/files`,
-//! `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`.
+//! `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`, and hearth's
+//! `GET /v1/files/{id}/pages/{page}/image` (a PDF page as PNG with a passage highlighted, for the
+//! console's citation preview; the work is in `service::pages`).
 //!
 //! The upload is streamed to disk as it arrives, counted against `ingest.max_file_bytes`; the
 //! client's file name is kept as metadata only.
@@ -13,6 +15,7 @@ use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
 use crate::service::files::{self, PURPOSES};
+use crate::service::pages::{self, PageImageQuery};
 use crate::service::listing::ListQuery;
 use crate::state::AppState;
 
@@ -21,7 +24,30 @@ pub fn configure(r: &mut Routes<'_>) {
         .add(Route::get("/v1/files", Scope::Read), list)
         .add(Route::get("/v1/files/{id}", Scope::Read), get)
         .add(Route::delete("/v1/files/{id}", Scope::Admin), delete)
-        .add(Route::get("/v1/files/{id}/content", Scope::Read), content);
+        .add(Route::get("/v1/files/{id}/content", Scope::Read), content)
+        .add(Route::get("/v1/files/{id}/pages/{page}/image", Scope::Read), page_image);
+}
+
+/// `Cache-Control` of a page image: private (it shows the user's document), an hour (a file's
+/// content never changes under its id).
+pub const PAGE_IMAGE_CACHE: &str = "private, max-age=3600";
+
+/// A PDF page as PNG; `X-Hearth-Highlight` says whether the passage was found (`whole`,
+/// `partial`, `not-found`) when one was asked for.
+async fn page_image(state: web::Data<AppState>, path: web::Path<(String, String)>, query: web::Query<PageImageQuery>) -> Result<HttpResponse, ApiError> {
+    let (id, page) = path.into_inner();
+    let image = pages::page_image(state.ingestion()?.clone(), id, page, query.into_inner()).await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CONTENT_TYPE, "image/png")).insert_header((header::CACHE_CONTROL, PAGE_IMAGE_CACHE));
+    response.insert_header(("x-hearth-page-count", image.page_count.to_string()));
+    if let Some(h) = image.highlight {
+        response.insert_header(("x-hearth-highlight", match (h.found, h.whole) {
+            (true, true) => "whole",
+            (true, false) => "partial",
+            (false, _) => "not-found",
+        }));
+    }
+    Ok(response.body(image.png))
 }
 
 fn bad(param: &str, message: impl Into<String>) -> ApiError {

@@ -18,6 +18,7 @@
 //! ([`crate::library::admission`]). A failed or cancelled document attached again starts over.
 
 mod confinement;
+pub mod pages;
 pub mod pipeline;
 pub mod queue;
 pub mod retry;
@@ -43,6 +44,8 @@ pub struct Ingestion {
     library: Arc<Library>,
     queue: JobQueue,
     sandbox: ingest::Sandbox,
+    /// Page images for the console's preview, by the same worker (`pages.rs`).
+    pages: pages::PageRenderer,
     settings: IngestSettings,
     metrics: Metrics,
 }
@@ -66,7 +69,8 @@ impl Ingestion {
         };
         let engines = ingest::EngineOptions { ocr_languages: ingest.ocr_languages.clone(), ocr_seconds: ingest.ocr_seconds, pdfium_library: None };
         let sandbox = ingest::Sandbox::new(program, vec![OsString::from("parse-worker")], limits).with_engines(engines);
-        let ingestion = Arc::new(Ingestion { library, queue, sandbox, settings: ingest, metrics });
+        let pages = pages::PageRenderer::new(sandbox.clone());
+        let ingestion = Arc::new(Ingestion { library, queue, sandbox, pages, settings: ingest, metrics });
         // One line in the log says how confined the parse worker is (it does not delay start-up).
         actix_web::rt::spawn(confinement::check(ingestion.sandbox.clone(), settings.server.state_dir.clone()));
         ingestion.requeue_orphans()?;
@@ -213,6 +217,11 @@ impl Ingestion {
     /// `[ingest]`'s chunking, used when a request names none.
     pub fn default_chunking(&self) -> ingest::ChunkingOptions {
         ingest::ChunkingOptions { max_chunk_size_tokens: self.settings.max_chunk_size_tokens, chunk_overlap_tokens: self.settings.chunk_overlap_tokens }
+    }
+
+    /// The page renderer (PDF page images with a passage highlighted).
+    pub fn pages(&self) -> &pages::PageRenderer {
+        &self.pages
     }
 
     fn sandbox(&self) -> &ingest::Sandbox {

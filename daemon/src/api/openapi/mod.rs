@@ -68,6 +68,8 @@ struct Doc {
     reply: Reply,
     /// Takes the list query (`limit`, `order`, `after`, `before`, ...).
     list: bool,
+    /// Takes this query instead (its parameters).
+    query: Option<fn() -> Vec<utoipa::openapi::path::Parameter>>,
     errors: &'static [u16],
 }
 
@@ -120,8 +122,8 @@ const WRITE: &[u16] = &[503, 507];
 fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
     use super::ollama::types as ollama;
     use service::{embed, file_batches, responses, vector_stores as vs};
-    let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, errors });
-    let list = |summary, c: &mut Components| Some(Doc { summary, body: None, reply: Reply::Json(named::<shapes::Page>(c)), list: true, errors: LOADING });
+    let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, query: None, errors });
+    let list = |summary, c: &mut Components| Some(Doc { summary, body: None, reply: Reply::Json(named::<shapes::Page>(c)), list: true, query: None, errors: LOADING });
     match (route.method.as_str(), route.path) {
         ("GET", "/health") => doc("Liveness: 200 while the process answers", None, Reply::Json(named::<shapes::Status>(c)), &[]),
         ("GET", "/ready") => doc("Readiness: every model loaded and the store open", None, Reply::Json(named::<shapes::Status>(c)), LOADING),
@@ -167,6 +169,14 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         ("GET", "/v1/files/{id}") => doc("One file", None, Reply::Json(named::<shapes::FileObject>(c)), LOADING),
         ("DELETE", "/v1/files/{id}") => doc("Delete a file", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
         ("GET", "/v1/files/{id}/content") => doc("A file's bytes", None, Reply::Raw(&["application/octet-stream"]), LOADING),
+        ("GET", "/v1/files/{id}/pages/{page}/image") => Some(Doc {
+            summary: "A PDF page as PNG, a passage highlighted (hearth; 400 for a file that is not a PDF, 404 for a page out of range)",
+            body: None,
+            reply: Reply::Raw(&["image/png"]),
+            list: false,
+            query: Some(|| service::pages::PageImageQuery::into_params(|| Some(ParameterIn::Query))),
+            errors: &[400, 429, 503],
+        }),
         ("POST", "/v1/vector_stores") => {
             doc("Create a vector store", Some(named::<vs::CreateVectorStore>(c)), Reply::Json(named::<shapes::VectorStore>(c)), &[409, 503, 507])
         }
@@ -270,6 +280,9 @@ fn build(routes: &[Route]) -> Result<OpenApi, Undocumented> {
         }
         if doc.list {
             op = op.parameters(Some(service::listing::ListQuery::into_params(|| Some(ParameterIn::Query))));
+        }
+        if let Some(query) = doc.query {
+            op = op.parameters(Some(query()));
         }
         if let Some(schema) = doc.body {
             let media = if route.body == BodyKind::Multipart { "multipart/form-data" } else { "application/json" };
