@@ -1,6 +1,6 @@
 //! The second PDF engine: PDFium (Chromium's PDF library, BSD/Apache), bound at run time from
 //! `libpdfium.so` through pdfium-render, for files pdf-extract cannot read or reads as garbage,
-//! and to render scanned pages for OCR.
+//! to render scanned pages for OCR, and to render the console's page images (`page_image.rs`).
 //!
 //! - The library comes from the pinned `pypdfium2` wheel (`packaging/models/fetch_models.sh`),
 //!   which links only libc. [`PdfiumEngine::locate`] looks for it beside the executable
