@@ -2,7 +2,7 @@
 //! real PDFium (`models/libpdfium.so`) on the repository's example PDF: the PNG decodes at the
 //! requested width, pages differ, a passage on the page is painted yellow where it is (and the
 //! rest of the page is not), a passage that is not there is reported as not found, and a page out
-//! of range, a file that is not a PDF and a missing PDFium are clear errors.
+//! of range, a file that is not a PDF, an encrypted PDF and a missing PDFium are clear errors.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 
 use ingest::sandbox::EngineOptions;
@@ -125,6 +125,13 @@ async fn bad_requests_are_clear_errors() {
     match sandbox.render_page(std::fs::File::open(&notes).unwrap(), request.clone()).await {
         Err(RenderFailure::Render(RenderError::Document(e))) => assert!(e.to_string().contains("PDF"), "{e}"),
         other => panic!("a Markdown file: {other:?}"),
+    }
+
+    // A password-protected PDF: the reason, as for a parse.
+    let encrypted = std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encrypted.pdf")).unwrap();
+    match sandbox.render_page(encrypted, request.clone()).await {
+        Err(RenderFailure::Render(RenderError::Document(ingest::ParseError::Encrypted))) => {}
+        other => panic!("an encrypted PDF: {other:?}"),
     }
 
     // No PDFium: a clear reason, not a crash.
