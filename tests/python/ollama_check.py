@@ -12,6 +12,60 @@ CHAT = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 GREEDY = {"temperature": 0, "num_predict": 24}
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"]}}}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def get_time(zone: str) -> str:
+    """Current local time in a time zone.
+
+    Args:
+      zone: The time zone, like Europe/Paris
+    """
+    return "12:00"
+
+
+def first_call(client, messages, tools):
+    """Ollama has no tool_choice (it is always auto) and SmolLM2-135M answers in text more often
+    than it calls: sample with seeds until an answer calls the Python function get_time (at most
+    6 tries; failing that, the check fails). Returns the options and the answer."""
+    for seed in (5, 11, 17, 23, 29, 31):
+        options = {"temperature": 1.0, "seed": seed, "num_predict": 120}
+        r = client.chat(model=CHAT, messages=messages, tools=tools, options=options)
+        names = [c.function.name for c in r.message.tool_calls or []]
+        if "get_time" in names:
+            check(r.done_reason == "stop", f"a call ends with done_reason stop: {r.done_reason}")
+            return options, r
+        print(f"seed {seed}: no call to get_time: {names} {r.message.content[:60]!r}")
+    check(False, "no answer in 6 seeds called get_time")
+
+
+def tools_round_trip(client):
+    """tools on /api/chat: calls with dict arguments, whole and streamed, a tool result answered,
+    a Python function as a tool (the package builds its schema from the signature and docstring)."""
+    options, r = first_call(client, ASK_WEATHER, [WEATHER, get_time])
+    calls = r.message.tool_calls
+    for c in calls:
+        args = c.function.arguments
+        check(isinstance(args, dict), f"arguments are an object: {c}")
+        if c.function.name == "get_weather":
+            check(isinstance(args.get("city"), str) and args.get("unit") in ("celsius", "fahrenheit"), f"weather arguments follow the schema: {args}")
+        else:
+            check(c.function.name == "get_time" and get_time(**args) == "12:00", f"get_time's arguments fit the Python function's signature: {args}")
+
+    parts = list(client.chat(model=CHAT, messages=ASK_WEATHER, tools=[WEATHER, get_time], options=options, stream=True))
+    with_calls = [p for p in parts if p.message.tool_calls]
+    check(len(with_calls) == 1 and parts[-1].done and parts[-1].done_reason == "stop", f"streamed: the calls come in one part of {len(parts)}")
+    streamed = [(c.function.name, dict(c.function.arguments)) for c in with_calls[0].message.tool_calls]
+    check(streamed == [(c.function.name, dict(c.function.arguments)) for c in calls], f"streamed calls {streamed} equal the whole answer's (same seed)")
+
+    results = [{"role": "tool", "content": "Sunny, 21 degrees celsius." if c.function.name == "get_weather" else get_time(**c.function.arguments),
+                "tool_name": c.function.name} for c in calls]
+    answer = client.chat(model=CHAT, messages=ASK_WEATHER + [r.message] + results, options={"temperature": 0, "num_predict": 30})
+    check(not answer.message.tool_calls and answer.message.content.strip(), f"the tool results are answered in text: {answer.message.content!r}")
 
 
 def main():
@@ -82,6 +136,8 @@ def main():
         check(False, "a num_ctx beyond the model's context must fail")
     except ollama.ResponseError as err:
         check(err.status_code == 400 and "num_ctx" in err.error, f"num_ctx -> {err.status_code} {err.error!r}")
+
+    tools_round_trip(client)
 
     print("all ollama checks passed")
 

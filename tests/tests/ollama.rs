@@ -2,7 +2,8 @@
 //!
 //! The clients are the real ones: the official `ollama` Python package drives `/api/*`
 //! (`tests/python/ollama_check.py`: chat whole and streamed, generate, embed, list, show, ps, an
-//! unknown model's error) and the `openai` package checks log-probabilities on chat (whole and
+//! unknown model's error, `tools` with dict arguments whole and streamed, a tool result answered,
+//! a Python function as a tool) and the `openai` package checks log-probabilities on chat (whole and
 //! streamed) and completions (`tests/python/logprobs_check.py`). The wire details no client
 //! shows (NDJSON media type and lines, Ollama's error body, the Host guard) and the
 //! `/detokenize` round trip are checked here with plain HTTP.

@@ -11,38 +11,47 @@
 //! without effect, hearth's configuration decides them. `format`: `"json"` is OpenAI's
 //! `json_object`, a schema is `json_schema`. Timings: `prompt_eval_duration` runs from arrival to
 //! the first token, `eval_duration` from there to the last, `load_duration` is 0.
+//!
+//! Tools on `/api/chat`: `tools` are the chat completions' shape, read by the same
+//! [`Tools::from_chat`] and offered with `tool_choice` `auto` (Ollama has no other); calls come
+//! back as `message.tool_calls` with the arguments as an object and `done_reason: "stop"`, read
+//! out of the text by the chat path's parser. Streamed, text passes through while it cannot be a
+//! call and each group of calls the parser lets out is one object. History: an assistant's
+//! `tool_calls` get ids (`call_<message>_<call>`; Ollama has none) and a `tool` message answers the
+//! earliest unanswered call of its `tool_name` (or the earliest unanswered one).
 
 use std::time::Instant;
 
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
 use engine::{ChatMessage, FinishReason, TokenLogprob, Usage};
-use futures_util::stream;
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::types::{ChatChunk, ChatRequest, Common, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
+use super::types::{self, ChatChunk, ChatRequest, Common, FunctionCall, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
 use super::{now_rfc3339, resolve, OllamaError};
 use crate::api::{fields, held, parse_json, Body};
 use crate::error::ApiError;
 use crate::provider::{Backend, Event, Prompt};
 use crate::service::generate::{self, Generation, GenerationParams};
+use crate::service::tool_parser::{self, Piece, StreamParser};
+use crate::service::tools::{ChatTools, History, ToolCall, Tools};
 use crate::state::AppState;
 
 pub(super) async fn chat(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, OllamaError> {
     let arrived = Instant::now();
     let request: ChatRequest = parse_json(body, &state)?;
-    if request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::invalid("tools", "tools are not supported on /api/chat; use /v1/chat/completions").into());
-    }
-    let messages = to_messages(request.messages)?;
+    let offered = Tools::from_chat(request.tools.clone().map(Value::Array).as_ref(), None, None)?;
+    let (messages, history) = to_messages(request.messages)?;
     let backend = resolve(&state, &request.common.model)?;
     let shape = Shape::Chat;
     if messages.is_empty() {
         return Ok(loaded(&request.common, shape)); // Ollama's "load the model" request
     }
     let params = params(&request.common, &backend, true)?;
-    let generation = generate::start(&state, &params, Prompt::Chat(messages), "ollama").await?;
+    let tools = ChatTools { tools: offered, history };
+    let generation = generate::start_with_tools(&state, &params, Prompt::Chat(messages), tools, "ollama").await?;
     Ok(respond(generation, &request.common, shape, arrived).await)
 }
 
@@ -80,23 +89,44 @@ pub(super) async fn generate(state: web::Data<AppState>, body: Body) -> Result<H
     Ok(respond(generation, &request.common, shape, arrived).await)
 }
 
-fn to_messages(messages: Vec<super::types::MessageIn>) -> Result<Vec<ChatMessage>, ApiError> {
-    messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(ApiError::invalid(&format!("messages[{i}].images"), "images are not supported: hearth serves text models"));
+/// The messages as the engine takes them, and their tool parts apart.
+fn to_messages(messages: Vec<types::MessageIn>) -> Result<(Vec<ChatMessage>, History), ApiError> {
+    let mut history = History::default();
+    // Calls not answered yet: (id, name).
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(ApiError::invalid(&format!("messages[{i}].images"), "images are not supported: hearth serves text models"));
+        }
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+            return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("messages[{i}].role {:?} is not one of system, user, assistant, tool", m.role)));
+        }
+        if let Some(calls) = m.tool_calls.filter(|c| !c.is_empty()) {
+            if m.role != "assistant" {
+                return Err(ApiError::invalid(&format!("messages[{i}].tool_calls"), format!("messages[{i}] is a {} message; only assistant messages carry tool_calls", m.role)));
             }
-            if m.tool_calls.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(ApiError::invalid(&format!("messages[{i}].tool_calls"), "tool calls are not supported on /api/chat"));
-            }
-            match m.role.as_str() {
-                "system" | "user" | "assistant" | "tool" => Ok(ChatMessage { role: m.role, content: m.content.unwrap_or_default() }),
-                other => Err(ApiError::invalid(&format!("messages[{i}].role"), format!("messages[{i}].role {other:?} is not one of system, user, assistant, tool"))),
-            }
-        })
-        .collect()
+            let calls: Vec<ToolCall> = calls
+                .into_iter()
+                .enumerate()
+                .map(|(j, c)| ToolCall { id: format!("call_{i}_{j}"), name: c.function.name, arguments: Value::Object(c.function.arguments).to_string() })
+                .collect();
+            open.extend(calls.iter().map(|c| (c.id.clone(), c.name.clone())));
+            history.calls.push((i, calls));
+        }
+        if m.role == "tool" {
+            let answered = m.tool_name.as_ref().and_then(|name| open.iter().position(|(_, n)| n == name)).or((!open.is_empty()).then_some(0));
+            history.results.push((i, answered.map(|k| open.remove(k).0).unwrap_or_default()));
+        }
+        out.push(ChatMessage { role: m.role, content: m.content.unwrap_or_default() });
+    }
+    Ok((out, history))
+}
+
+/// A call in Ollama's shape (the parser made sure the arguments are an object).
+fn ollama_call(call: &ToolCall) -> types::ToolCall {
+    let arguments = serde_json::from_str(&call.arguments).unwrap_or_default();
+    types::ToolCall { function: FunctionCall { name: call.name.clone(), arguments } }
 }
 
 /// The OpenAI parameters for an Ollama request to `backend`. `chat`: the prompt goes through the
@@ -210,16 +240,17 @@ struct Reply {
 }
 
 impl Reply {
-    fn object(&self, text: String, logprobs: &[TokenLogprob], done: Option<(FinishReason, &Usage)>) -> Value {
+    /// One object: `text`, the `calls` (chat), and with `done` the reason and the counts.
+    fn object(&self, text: String, calls: &[ToolCall], logprobs: &[TokenLogprob], done: Option<(&'static str, &Usage)>) -> Value {
         let logprobs = self.logprobs.then(|| logprobs.iter().map(ollama_logprob).collect());
         let stats = done.map(|(_, usage)| self.stats(usage)).unwrap_or_default();
-        let done_reason = done.map(|(reason, _)| reason.as_str());
+        let done_reason = done.map(|(reason, _)| reason);
         let (model, created_at) = (self.model.clone(), now_rfc3339());
         match self.shape {
             Shape::Chat => to_value(&ChatChunk {
                 model,
                 created_at,
-                message: MessageOut { role: "assistant", content: text },
+                message: MessageOut { role: "assistant", content: text, tool_calls: calls.iter().map(ollama_call).collect() },
                 done: done.is_some(),
                 done_reason,
                 logprobs,
@@ -260,7 +291,7 @@ fn ollama_logprob(t: &TokenLogprob) -> Logprob {
 /// Ollama's answer to a request with nothing to generate: the model is loaded (it always is).
 fn loaded(common: &Common, shape: Shape) -> HttpResponse {
     let reply = Reply { model: common.model.clone(), shape, arrived: Instant::now(), first_token: None, logprobs: false };
-    let mut object = reply.object(String::new(), &[], None);
+    let mut object = reply.object(String::new(), &[], &[], None);
     object["done"] = json!(true);
     object["done_reason"] = json!("load");
     HttpResponse::Ok().json(object)
@@ -290,6 +321,11 @@ async fn next(generation: &mut Generation, reply: &mut Reply) -> Step {
     }
 }
 
+/// Ollama's `done_reason`: `stop` when the answer made calls, as Ollama reports it.
+fn done_reason(reason: FinishReason, called: bool) -> &'static str {
+    if called { "stop" } else { reason.as_str() }
+}
+
 async fn respond(generation: Generation, common: &Common, shape: Shape, arrived: Instant) -> HttpResponse {
     let reply = Reply { model: common.model.clone(), shape, arrived, first_token: None, logprobs: generation.logprobs.is_some() };
     if common.stream.unwrap_or(true) {
@@ -308,30 +344,101 @@ async fn whole(mut generation: Generation, mut reply: Reply) -> Result<Value, Ap
                 text.push_str(&delta);
                 logprobs.extend(tokens);
             }
-            Step::Done(reason, usage) => return Ok(reply.object(text, &logprobs, Some((reason, &usage)))),
+            Step::Done(reason, usage) => {
+                let (text, calls) = match &generation.tools {
+                    Some(reader) => {
+                        let parsed = tool_parser::parse(&text, reader.format, &reader.names);
+                        if parsed.calls.is_empty() { (text, parsed.calls) } else { (parsed.content.unwrap_or_default(), parsed.calls) }
+                    }
+                    None => (text, Vec::new()),
+                };
+                let reason = done_reason(reason, !calls.is_empty());
+                return Ok(reply.object(text, &calls, &logprobs, Some((reason, &usage))));
+            }
             Step::Failed(error) => return Err(error),
         }
+    }
+}
+
+/// A streamed answer: the generation, the reply's shape and, when tools were offered, the reader
+/// of calls with the log-probabilities of text it holds back and the calls it let out (sent
+/// together in one object at the end, as Ollama sends them).
+struct Streamer {
+    generation: Generation,
+    reply: Reply,
+    reader: Option<StreamParser>,
+    held_logprobs: Vec<TokenLogprob>,
+    held_calls: Vec<ToolCall>,
+    done: bool,
+}
+
+impl Streamer {
+    /// The objects for the text the reader let out; its calls are held for the end.
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Vec<Value> {
+        let mut out = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => {
+                    let logprobs = std::mem::take(&mut self.held_logprobs);
+                    out.push(self.reply.object(text, &[], &logprobs, None));
+                }
+                Piece::Call { call, .. } => self.held_calls.push(call),
+            }
+        }
+        out
+    }
+
+    async fn next_lines(&mut self) -> Option<Vec<Value>> {
+        if self.done {
+            return None;
+        }
+        Some(match next(&mut self.generation, &mut self.reply).await {
+            Step::Text(text, tokens) => match &mut self.reader {
+                None => vec![self.reply.object(text, &[], &tokens, None)],
+                Some(reader) => {
+                    let pieces = reader.push(&text);
+                    self.held_logprobs.extend(tokens);
+                    self.pieces(pieces)
+                }
+            },
+            Step::Done(reason, usage) => {
+                self.done = true;
+                let mut lines = match &mut self.reader {
+                    None => Vec::new(),
+                    Some(reader) => {
+                        let pieces = reader.finish();
+                        self.pieces(pieces)
+                    }
+                };
+                let called = !self.held_calls.is_empty();
+                if called {
+                    lines.push(self.reply.object(String::new(), &self.held_calls, &[], None));
+                }
+                lines.push(self.reply.object(String::new(), &[], &[], Some((done_reason(reason, called), &usage))));
+                lines
+            }
+            Step::Failed(error) => {
+                self.done = true;
+                if actix_web::ResponseError::status_code(&error).is_server_error() {
+                    tracing::error!(%error, "Generation failed after its stream began.");
+                }
+                vec![json!({"error": OllamaError(error).to_string()})]
+            }
+        })
     }
 }
 
 /// One object a line; the last has `done: true`, or is `{"error": "..."}` when the generation
 /// failed after the answer began. Dropping the stream (the client left) cancels the generation.
 fn stream_ndjson(generation: Generation, reply: Reply) -> HttpResponse {
-    let lines = stream::unfold(Some((generation, reply)), |state| async move {
-        let (mut generation, mut reply) = state?;
-        let (value, more) = match next(&mut generation, &mut reply).await {
-            Step::Text(text, tokens) => (reply.object(text, &tokens, None), true),
-            Step::Done(reason, usage) => (reply.object(String::new(), &[], Some((reason, &usage))), false),
-            Step::Failed(error) => {
-                if actix_web::ResponseError::status_code(&error).is_server_error() {
-                    tracing::error!(%error, "Generation failed after its stream began.");
-                }
-                (json!({"error": OllamaError(error).to_string()}), false)
-            }
-        };
-        let line = Bytes::from(format!("{value}\n"));
-        Some((Ok::<_, actix_web::Error>(line), more.then_some((generation, reply))))
-    });
+    let reader = generation.tools.as_ref().map(|t| StreamParser::new(t.format, t.names.clone()));
+    let streamer = Streamer { generation, reply, reader, held_logprobs: Vec::new(), held_calls: Vec::new(), done: false };
+    let lines = stream::unfold(streamer, |mut streamer| async move {
+        let lines = streamer.next_lines().await?;
+        let bytes = lines.into_iter().map(|value| Ok::<_, actix_web::Error>(Bytes::from(format!("{value}\n"))));
+        Some((stream::iter(bytes), streamer))
+    })
+    .flatten();
     HttpResponse::Ok().content_type("application/x-ndjson").insert_header(("Cache-Control", "no-cache")).streaming(lines)
 }
 
@@ -369,5 +476,32 @@ mod tests {
         let v = to_value(&ollama_logprob(&t));
         assert_eq!(v, json!({"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": [
             {"token": "a", "logprob": -0.5, "bytes": [97]}, {"token": "b", "logprob": -9999.0, "bytes": [98]}]}));
+    }
+
+    #[test]
+    fn history_calls_get_ids_and_tool_results_answer_them_by_name_then_in_order() {
+        let messages: Vec<types::MessageIn> = serde_json::from_value(json!([
+            {"role": "user", "content": "Weather and time in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+                {"function": {"name": "get_time", "arguments": {"zone": "CET"}}}]},
+            {"role": "tool", "content": "12:00", "tool_name": "get_time"},
+            {"role": "tool", "content": "12 C"},
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (chat, history) = to_messages(messages).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(chat.len(), 4);
+        assert_eq!(history.calls.len(), 1);
+        let calls = &history.calls[0].1;
+        assert_eq!((calls[0].id.as_str(), calls[0].arguments.as_str()), ("call_1_0", r#"{"city":"Oslo"}"#));
+        assert_eq!(history.results, vec![(2, "call_1_1".to_owned()), (3, "call_1_0".to_owned())]);
+        let user_calls: Vec<types::MessageIn> =
+            serde_json::from_value(json!([{"role": "user", "content": "x", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}])).unwrap_or_else(|e| panic!("{e}"));
+        let err = to_messages(user_calls).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("only assistant messages carry tool_calls"), "{err}");
+        let text_args = serde_json::from_value::<Vec<types::MessageIn>>(json!([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]));
+        assert!(text_args.is_err(), "arguments are an object in Ollama's shape, not JSON text");
+        let out = ollama_call(&ToolCall { id: "call_1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() });
+        assert_eq!(to_value(&out), json!({"function": {"name": "f", "arguments": {"a": 1}}}));
     }
 }

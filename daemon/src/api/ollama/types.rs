@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A chat message (`images` and `tool_calls` are refused, see [`super::generate`]).
+/// A chat message (`images` are refused, see [`super::generate`]): an assistant's earlier
+/// `tool_calls`, a `tool` message's result with the `tool_name` it came from.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(as = OllamaMessage)]
 pub struct MessageIn {
@@ -18,8 +19,27 @@ pub struct MessageIn {
     #[schema(value_type = Option<Vec<String>>)]
     pub images: Option<Vec<Value>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub tool_calls: Option<Vec<Value>>,
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the function whose result it is.
+    #[serde(default)]
+    pub tool_name: Option<String>,
+}
+
+/// A function call, Ollama's shape: the arguments are an object, not JSON text, and there is no
+/// call id.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = OllamaToolCall)]
+pub struct ToolCall {
+    pub function: FunctionCall,
+}
+
+/// The function of a [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = OllamaFunctionCall)]
+pub struct FunctionCall {
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Map<String, Value>,
 }
 
 /// Fields `/api/chat` and `/api/generate` share.
@@ -55,6 +75,7 @@ pub struct ChatRequest {
     pub common: Common,
     #[serde(default)]
     pub messages: Vec<MessageIn>,
+    /// Function tools: `[{"type": "function", "function": {"name", "description", "parameters"}}]`.
     #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Value>>,
 }
@@ -184,12 +205,14 @@ pub struct ShowRequest {
     pub verbose: Option<bool>,
 }
 
-/// The message of a chat answer.
+/// The message of a chat answer: text, and the calls when the model made some.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = OllamaMessageOut)]
 pub struct MessageOut {
     pub role: &'static str,
     pub content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A token's log-probability, Ollama's shape.
