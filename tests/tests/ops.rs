@@ -171,7 +171,7 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
     // The stream has started; now ask hearth to stop.
     let kill = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
     assert!(kill.success());
-    let text = response.text().await.unwrap_or_else(|e| panic!("stream cut by the drain: {e}"));
+    let text = response.text().await.unwrap_or_else(|e| panic!("stream cut by the drain: {e}\nserver log:\n{}", server.log()));
     assert!(text.ends_with("data: [DONE]\n\n"), "the stream in flight completes: {text}");
     assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
     notify.until(Duration::from_secs(10), "STOPPING=1", |m| has(m, "STOPPING=1"));
