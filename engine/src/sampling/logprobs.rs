@@ -4,7 +4,8 @@
 //! given (`ln p_i = l_i − max − ln Σ_j exp(l_j − max)`), before temperature, top-k, top-p, min-p,
 //! penalties, logit biases or a grammar. That is what OpenAI reports and vLLM's default
 //! (`logprobs_mode = raw_logprobs`); it does not depend on the sampling settings, so a greedy
-//! request's chosen token is always the top-1, and the numbers compare across requests. The
+//! request's chosen token is the top-1 unless a penalty or bias moved it, and the numbers compare
+//! across requests. The
 //! truncated distribution the draw used would give the chosen token ln 1 = 0 at temperature 0.
 //!
 //! Cost: nothing unless a request asks (`SamplingParams::logprobs`); when it does, one pass for
