@@ -247,6 +247,7 @@ fn the_console_works_in_headless_chromium() {
     let server = start();
     let shots = repo_root().join("target/console-screenshots");
     println!("console screenshots: {}", shots.display());
-    let pdf = repo_root().join("ingest/tests/fixtures/three_pages.pdf");
+    // The README's sample: a greedy answer about page 2's salt shares its words, so it is cited.
+    let pdf = repo_root().join("examples/bread-guide.pdf");
     run_python_check(&server, "console_check.py", &[server.base.as_str(), ADMIN, READ, &pdf.to_string_lossy(), &shots.to_string_lossy()], "all console checks passed");
 }
