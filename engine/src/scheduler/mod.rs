@@ -219,7 +219,7 @@ impl<'m> ChatWorker<'m> {
     fn accept(&mut self, cmd: Command) {
         match cmd {
             Command::Generate(mut submitted) => {
-                let sampler = match build_sampler(&submitted.request.sampling, &self.model) {
+                let sampler = match build_sampler(&submitted.request.sampling, self.model) {
                     Ok(sampler) => sampler,
                     Err(message) => {
                         let _ = submitted.events.try_send(crate::Event::Failed(message));
