@@ -17,7 +17,7 @@ async fn post(server: &Server, path: &str, body: &Value) -> Value {
 /// Put the committed documents into a new vector store and wait until they are searchable.
 async fn populated_store(server: &Server, name: &str) -> String {
     let vs = post(server, "/v1/vector_stores", &json!({"name": name})).await["id"].as_str().unwrap_or_default().to_owned();
-    for path in ["ingest/tests/fixtures/three_pages.pdf", "tests/fixtures/eval/garden.md"] {
+    for path in ["examples/bread-guide.pdf", "ingest/tests/fixtures/three_pages.pdf", "tests/fixtures/eval/garden.md"] {
         let path = repo_root().join(path);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -27,7 +27,7 @@ async fn populated_store(server: &Server, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let r: Value = reqwest::get(server.url(&format!("/v1/vector_stores/{vs}"))).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or(Value::Null);
-        if r["file_counts"]["completed"] == 2 {
+        if r["file_counts"]["completed"] == 3 {
             return vs;
         }
         assert!(r["file_counts"]["failed"] == 0 && Instant::now() < deadline, "ingestion: {r}\n{}", server.log());
@@ -39,7 +39,7 @@ async fn populated_store(server: &Server, name: &str) -> String {
 async fn answers_cite_the_right_file_and_page_through_the_openai_package() {
     let server = Server::start();
     let vs = populated_store(&server, "rag").await;
-    run_python_check(&server, "responses_check.py", &[server.url("/v1"), vs, "three_pages.pdf".into()], "all responses SDK checks passed");
+    run_python_check(&server, "responses_check.py", &[server.url("/v1"), vs, "bread-guide.pdf".into()], "all responses SDK checks passed");
 }
 
 fn eval(server: &Server, store: &str) -> Value {
