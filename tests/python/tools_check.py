@@ -8,7 +8,7 @@ from typing import Optional
 
 import openai
 from openai import OpenAI
-from pydantic import BaseModel, conint
+from pydantic import BaseModel, conint, constr
 
 from checks import check
 
@@ -16,8 +16,10 @@ CHAT = "smollm2-135m-instruct"
 
 
 class Address(BaseModel):
-    city: str
-    zip_code: str
+    # Bounded strings bound the whole object, so even a temperature-1 sample ends within max_tokens
+    # (an unbounded string let seed 3 ramble past 300 tokens: finish_reason "length", nothing to parse).
+    city: constr(max_length=40)
+    zip_code: constr(max_length=12)
 
 
 class Visit(BaseModel):
