@@ -130,7 +130,7 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
     };
     let eval_label = req.eval_text.as_ref().map_or_else(|| "README.md of this release (built in)".to_owned(), |p| p.display().to_string());
     let suffix = req.recipe.name.clone();
-    let default_name = format!("{}.{suffix}", super::name_from_file(&source_label.rsplit('/').next().unwrap_or(&source_label).to_owned()));
+    let default_name = format!("{}.{suffix}", super::name_from_file(source_label.rsplit('/').next().unwrap_or(&source_label)));
     let name = req.name.clone().unwrap_or_else(|| default_name.chars().take(64).collect());
     super::check_name(&name)?;
     if library.list()?.iter().any(|e| e.name == name) {
