@@ -124,11 +124,7 @@ fn strip(text: &str) -> String {
             }
             b'\'' => {
                 // A char literal ('a', '\n', '\''), or a lifetime ('a) which is kept.
-                let literal = match (b.get(i + 1), b.get(i + 2)) {
-                    (Some(b'\\'), _) => true,
-                    (Some(_), Some(b'\'')) => true,
-                    _ => false,
-                };
+                let literal = matches!((b.get(i + 1), b.get(i + 2)), (Some(b'\\'), _) | (Some(_), Some(b'\'')));
                 if literal {
                     i += 2;
                     while i < b.len() && b[i] != b'\'' {
