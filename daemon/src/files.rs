@@ -256,6 +256,24 @@ fn checked_id(id: &str) -> Result<&str, FileError> {
     }
 }
 
+/// The first 4 KiB of a file (fewer for a shorter one), read at offset 0 without moving its offset: what
+/// format detection looks at, for ingestion and for page images.
+pub fn read_head(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 4096];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
+    Ok(head)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {

@@ -121,7 +121,7 @@ async fn ingest_file(ingestion: &Ingestion, job: &Job) -> Result<Outcome, Step> 
 
     // One descriptor for everything: the head read here, and the parser child's stdin.
     let file = std::fs::File::open(&path).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
-    let head = read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
+    let head = crate::files::read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
         ingestion.metrics.parse_failed(None);
         Step::Failed(format!("unsupported file type: `{}` is not PDF, DOCX, PPTX, XLSX/ODS, ODT, EPUB, e-mail (.eml), Markdown, HTML or UTF-8 text", record.filename))
@@ -225,21 +225,4 @@ async fn attach_children(ingestion: &Ingestion, job: &Job, parent_name: &str, at
             tracing::warn!(file = %job.file_id, attachment = %name, "attachment not queued: {e}");
         }
     }
-}
-
-/// The first 4 KiB (fewer for a shorter file), read at offset 0 without moving the file's offset.
-fn read_head(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut head = vec![0u8; 4096];
-    let mut filled = 0;
-    while filled < head.len() {
-        match file.read_at(&mut head[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    head.truncate(filled);
-    Ok(head)
 }

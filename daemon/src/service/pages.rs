@@ -8,7 +8,6 @@
 //! passage at most [`ingest::parse::MAX_HIGHLIGHT_CHARS`] characters. The open file goes to the
 //! ingestion's page renderer (`crate::ingest::pages`), which renders in the sandboxed worker.
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use ingest::parse::{MAX_HIGHLIGHT_CHARS, MAX_WIDTH, MIN_WIDTH};
@@ -44,7 +43,7 @@ pub async fn page_image(ingestion: Arc<Ingestion>, id: String, page: String, que
         let record = library.files().get(&id)?;
         let path = library.files().content_path(&record.id)?;
         let file = std::fs::File::open(&path).map_err(|e| ServiceError::Internal(format!("cannot open file {}: {e}", record.id)))?;
-        let head = read_head(&file).map_err(|e| ServiceError::Internal(format!("cannot read file {}: {e}", record.id)))?;
+        let head = crate::files::read_head(&file).map_err(|e| ServiceError::Internal(format!("cannot read file {}: {e}", record.id)))?;
         match Format::detect(Some(&record.filename), &head) {
             Some(Format::Pdf) => Ok(file),
             other => Err(ServiceError::Invalid {
@@ -86,21 +85,6 @@ fn request(page: &str, query: PageImageQuery) -> Result<RenderRequest, ServiceEr
     Ok(RenderRequest { page, width, highlight })
 }
 
-/// The first 4 KiB of `file`, for format detection, without moving its offset.
-fn read_head(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
-    let mut head = vec![0u8; 4096];
-    let mut filled = 0;
-    while filled < head.len() {
-        match file.read_at(&mut head[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    head.truncate(filled);
-    Ok(head)
-}
 
 #[cfg(test)]
 mod tests {
