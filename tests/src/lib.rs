@@ -210,17 +210,23 @@ pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String 
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
 
-/// `POST /v1/files` (purpose `assistants`): the status and JSON body, whatever they are; an error
-/// when no answer came (the server died or refused the connection).
-pub async fn post_file(server: &Server, name: &str, content: &[u8]) -> Result<(u16, serde_json::Value), reqwest::Error> {
+/// The multipart body of `POST /v1/files` (purpose `assistants`, one file) and its content type.
+pub fn file_form(name: &str, content: &[u8]) -> (String, Vec<u8>) {
     let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";
     let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
     body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
     body.extend_from_slice(content);
     body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `POST /v1/files` (purpose `assistants`): the status and JSON body, whatever they are; an error
+/// when no answer came (the server died or refused the connection).
+pub async fn post_file(server: &Server, name: &str, content: &[u8]) -> Result<(u16, serde_json::Value), reqwest::Error> {
+    let (content_type, body) = file_form(name, content);
     let r = reqwest::Client::new()
         .post(server.url("/v1/files"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await?;

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use hearth_tests::{hearth_command, repo_root, run_python_check, Options, Server};
+use hearth_tests::{file_form, hearth_command, repo_root, run_python_check, Options, Server};
 use reqwest::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
 
 const ADMIN: &str = "console-admin-key-000000000001";
@@ -153,15 +153,11 @@ async fn console_assets_have_strict_headers_and_no_remote_urls() {
 
 /// `POST /v1/files` with the admin key; the new file's id.
 async fn upload(server: &Server, name: &str, content: &[u8]) -> String {
-    let boundary = "hearthconsoleboundary0KJ8sd";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nassistants\r\n").into_bytes();
-    body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-    body.extend_from_slice(content);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = file_form(name, content);
     let r = reqwest::Client::new()
         .post(server.url("/v1/files"))
         .bearer_auth(ADMIN)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await
