@@ -210,6 +210,31 @@ pub async fn upload_file(server: &Server, name: &str, content: &[u8]) -> String 
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
 
+/// A new vector store holding `files` (paths under the repository), once all are ingested; panics
+/// with the server's log when one fails or `within` passes first.
+pub async fn store_with(server: &Server, name: &str, files: &[&str], within: std::time::Duration) -> String {
+    let (status, store) = post_json(server, "/v1/vector_stores", &serde_json::json!({"name": name})).await;
+    assert!((200..300).contains(&status), "create vector store {name}: {status} {store}");
+    let vs = store["id"].as_str().unwrap_or_default().to_owned();
+    for path in files {
+        let path = repo_root().join(path);
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = upload_file(server, &file_name, &bytes).await;
+        let (status, body) = post_json(server, &format!("/v1/vector_stores/{vs}/files"), &serde_json::json!({"file_id": file})).await;
+        assert!((200..300).contains(&status), "attach {file_name}: {status} {body}");
+    }
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (_, r) = get_json(server, &format!("/v1/vector_stores/{vs}")).await;
+        if r["file_counts"]["completed"] == files.len() {
+            return vs;
+        }
+        assert!(r["file_counts"]["failed"] == 0 && std::time::Instant::now() < deadline, "ingestion: {r}\n{}", server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The multipart body of `POST /v1/files` (purpose `assistants`, one file) and its content type.
 pub fn file_form(name: &str, content: &[u8]) -> (String, Vec<u8>) {
     let boundary = "hearthtestboundary7MA4YWxkTrZu0gW";

@@ -3,9 +3,9 @@
 //! question), and `hearth eval` on a tiny committed question set, where an empty store must
 //! score worse than the populated one (the metrics can fail).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_tests::{hearth_command, repo_root, run_python_check, upload_file, Server};
+use hearth_tests::{hearth_command, repo_root, run_python_check, store_with, Server};
 use serde_json::{json, Value};
 
 async fn post(server: &Server, path: &str, body: &Value) -> Value {
@@ -14,25 +14,10 @@ async fn post(server: &Server, path: &str, body: &Value) -> Value {
     r.json().await.unwrap_or(Value::Null)
 }
 
-/// Put the committed documents into a new vector store and wait until they are searchable.
+/// The committed documents in a new vector store, once searchable.
 async fn populated_store(server: &Server, name: &str) -> String {
-    let vs = post(server, "/v1/vector_stores", &json!({"name": name})).await["id"].as_str().unwrap_or_default().to_owned();
-    for path in ["examples/bread-guide.pdf", "ingest/tests/fixtures/three_pages.pdf", "tests/fixtures/eval/garden.md"] {
-        let path = repo_root().join(path);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let file = upload_file(server, &name, &bytes).await;
-        post(server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": file})).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r: Value = reqwest::get(server.url(&format!("/v1/vector_stores/{vs}"))).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or(Value::Null);
-        if r["file_counts"]["completed"] == 3 {
-            return vs;
-        }
-        assert!(r["file_counts"]["failed"] == 0 && Instant::now() < deadline, "ingestion: {r}\n{}", server.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let files = ["examples/bread-guide.pdf", "ingest/tests/fixtures/three_pages.pdf", "tests/fixtures/eval/garden.md"];
+    store_with(server, name, &files, Duration::from_secs(120)).await
 }
 
 #[tokio::test]

@@ -3,9 +3,9 @@
 //! question set over its real PDFs; an answer over sources it does not use gets no borrowed
 //! citation but a sentence saying so, whole and streamed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_tests::{hearth_command, repo_root, upload_file, Server};
+use hearth_tests::{hearth_command, store_with, Server};
 use serde_json::{json, Value};
 
 /// The note `rag::citations` adds to an answer that no source supports.
@@ -19,27 +19,6 @@ async fn post(server: &Server, path: &str, body: &Value) -> Value {
     v
 }
 
-/// A new vector store holding `files` (paths under the repository), once all are ingested.
-async fn store_with(server: &Server, name: &str, files: &[&str]) -> String {
-    let vs = post(server, "/v1/vector_stores", &json!({"name": name})).await["id"].as_str().unwrap_or_default().to_owned();
-    for path in files {
-        let path = repo_root().join(path);
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let file = upload_file(server, &file_name, &bytes).await;
-        post(server, &format!("/v1/vector_stores/{vs}/files"), &json!({"file_id": file})).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let r: Value = reqwest::get(server.url(&format!("/v1/vector_stores/{vs}"))).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or(Value::Null);
-        if r["file_counts"]["completed"] == files.len() {
-            return vs;
-        }
-        assert!(r["file_counts"]["failed"] == 0 && Instant::now() < deadline, "ingestion: {r}\n{}", server.log());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn pages(search: &Value) -> Vec<(String, Option<u64>)> {
     search["data"].as_array().into_iter().flatten().map(|h| (h["filename"].as_str().unwrap_or_default().to_owned(), h["page"].as_u64())).collect()
 }
@@ -48,7 +27,7 @@ fn pages(search: &Value) -> Vec<(String, Option<u64>)> {
 async fn search_is_hybrid_by_default_and_compare_modes_scores_every_mode() {
     let server = Server::start();
     let docs = ["tests/fixtures/retrieval/modguide.pdf", "tests/fixtures/retrieval/cfgguide.pdf"];
-    let vs = store_with(&server, "latex", &docs).await;
+    let vs = store_with(&server, "latex", &docs, Duration::from_secs(300)).await;
     let search = format!("/v1/vector_stores/{vs}/search");
 
     // No search_mode: the same ranking as hybrid, with fused (RRF) scores, not cosines.
@@ -92,7 +71,7 @@ async fn search_is_hybrid_by_default_and_compare_modes_scores_every_mode() {
 #[tokio::test]
 async fn an_answer_that_uses_no_source_cites_none_and_says_so() {
     let server = Server::start();
-    let vs = store_with(&server, "latex", &["tests/fixtures/retrieval/modguide.pdf"]).await;
+    let vs = store_with(&server, "latex", &["tests/fixtures/retrieval/modguide.pdf"], Duration::from_secs(300)).await;
     // The relevance gate is off (-1), so the off-topic question still gets the LaTeX pages as sources.
     let request = |stream: bool| json!({
         "model": "smollm2-135m-instruct", "input": "What is the capital of France?", "temperature": 0, "max_output_tokens": 32,
