@@ -42,6 +42,7 @@ mod xml;
 pub use archive::{MAX_ENTRIES, MAX_UNPACKED_BYTES};
 pub use ocr::OcrEngine;
 pub use page_image::{render_page, HighlightOutcome, PageImage, RenderError, RenderRequest, MAX_HIGHLIGHT_CHARS, MAX_PIXELS, MAX_WIDTH, MIN_WIDTH};
+pub use pdf::PdfEngine;
 pub use pdfium::{render_pgm, PdfiumEngine};
 
 /// The engines a parse may call that are native libraries loaded before the worker confines
@@ -55,6 +56,9 @@ pub struct Engines {
     pub ocr: Option<OcrEngine>,
     /// Why an engine is missing, one line each (reported where it would have helped).
     pub unavailable: Vec<String>,
+    /// Which engine reads a PDF's text layer: the shipped choice, or one alone for the corpus
+    /// benchmark (`--pdf-engine`).
+    pub pdf_engine: PdfEngine,
 }
 
 use serde::{Deserialize, Serialize};

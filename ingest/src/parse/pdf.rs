@@ -31,6 +31,36 @@ use super::{panic_message, Engines, Format, Page, ParseError, ParsedDocument};
 use pdf_extract::{Document, PlainTextOutput};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// Which engine reads a PDF's text layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PdfEngine {
+    /// The shipped choice: one engine first, the other and OCR where it falls short.
+    #[default]
+    Auto,
+    /// pdf-extract alone (no fallback, no OCR): for the corpus benchmark.
+    PdfExtract,
+    /// PDFium alone (no fallback, no OCR): for the corpus benchmark.
+    Pdfium,
+}
+
+impl PdfEngine {
+    /// `auto`, `pdf-extract`, `pdfium` (the worker's `--pdf-engine` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PdfEngine::Auto => "auto",
+            PdfEngine::PdfExtract => "pdf-extract",
+            PdfEngine::Pdfium => "pdfium",
+        }
+    }
+
+    /// Parses [`PdfEngine::as_str`]'s names.
+    pub fn from_name(name: &str) -> Option<PdfEngine> {
+        [PdfEngine::Auto, PdfEngine::PdfExtract, PdfEngine::Pdfium]
+            .into_iter()
+            .find(|e| e.as_str() == name)
+    }
+}
+
 /// Resolution pages are rendered at for OCR.
 const OCR_DPI: u32 = 300;
 /// Largest rendering for OCR (a poster-sized page is scaled down): 64 Mpx of 8-bit gray.
@@ -85,6 +115,11 @@ fn usable(text: &str) -> bool {
 
 /// The whole PDF path: pdf-extract, then PDFium and OCR where it falls short.
 pub(super) fn parse(bytes: &[u8], engines: &Engines) -> Result<ParsedDocument, ParseError> {
+    match engines.pdf_engine {
+        PdfEngine::Auto => {}
+        PdfEngine::PdfExtract => return parse_pdf_extract(bytes),
+        PdfEngine::Pdfium => return parse_pdfium_alone(bytes, engines),
+    }
     let first = parse_pdf_extract(bytes);
     let fine = match &first {
         Ok(doc) => doc.pages.iter().all(|p| usable(&p.text)),
@@ -219,6 +254,29 @@ fn list(pages: &[u32]) -> String {
         i = j + 1;
     }
     out.join(", ")
+}
+
+/// PDFium alone: its text for every page, nothing else.
+fn parse_pdfium_alone(bytes: &[u8], engines: &Engines) -> Result<ParsedDocument, ParseError> {
+    let Some(pdfium) = &engines.pdfium else {
+        let why = engines.unavailable.first().cloned().unwrap_or_else(|| "PDFium was not loaded".into());
+        return Err(ParseError::Unsupported(why));
+    };
+    let doc = pdfium.open(bytes)?;
+    let mut warnings = Vec::new();
+    let pages: Vec<Page> = super::pdfium::page_texts(&doc)
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let number = i as u32 + 1;
+            let text = text.unwrap_or_else(|e| {
+                warnings.push(format!("page {number}: {e}"));
+                String::new()
+            });
+            Page { number, text: expand_ligatures(&normalize_newlines(&text)), ..Page::default() }
+        })
+        .collect();
+    super::finish(Format::Pdf, Source::Pdfium.name(), pages, warnings)
 }
 
 /// pdf-extract alone.

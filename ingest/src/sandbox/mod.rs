@@ -293,6 +293,7 @@ impl Sandbox {
             ocr_languages: self.engines.ocr_languages.clone(),
             ocr_seconds: self.engines.ocr_seconds,
             pdfium_library: self.engines.pdfium_library.clone(),
+            pdf_engine: crate::parse::PdfEngine::Auto,
             self_check,
             render: None,
         }

@@ -2,7 +2,7 @@
 //!
 //! Protocol (after the program's leading arguments, e.g. `hearth parse-worker`):
 //! `--format <FORMAT> --memory-bytes <N> --cpu-seconds <N> [--ocr-languages eng+deu]
-//! [--ocr-seconds N] [--pdfium-library PATH] [--self-check [--try-read PATH]... [--try-create PATH]...]
+//! [--ocr-seconds N] [--pdfium-library PATH] [--pdf-engine auto|pdf-extract|pdfium] [--self-check [--try-read PATH]... [--try-create PATH]...]
 //! [--render-page N --render-width W [--highlight TEXT]]`; the input is the worker's stdin,
 //! an already-open descriptor (the parent's file, or a pipe): the worker takes no path and opens
 //! nothing. Before it reads a byte of the input it closes any descriptor it inherited beyond
@@ -24,7 +24,7 @@
 use super::confine;
 use super::self_check::{self, SelfCheck, SelfCheckRequest};
 use crate::parse::{
-    panic_message, parse_with, render_page, Engines, Format, OcrEngine, PageImage, ParseError, ParsedDocument, PdfiumEngine, RenderError,
+    panic_message, parse_with, render_page, Engines, Format, OcrEngine, PageImage, ParseError, ParsedDocument, PdfEngine, PdfiumEngine, RenderError,
     RenderRequest,
 };
 use rlimit::Resource;
@@ -65,6 +65,8 @@ pub(super) struct WorkerRequest {
     pub ocr_seconds: u64,
     /// Where `libpdfium.so` is; `None`: looked for beside the executable.
     pub pdfium_library: Option<PathBuf>,
+    /// Which engine reads PDFs (`--pdf-engine`; the benchmark runs each alone).
+    pub pdf_engine: PdfEngine,
     /// A self-check instead of a plain parse.
     pub self_check: Option<SelfCheckRequest>,
     /// A page image instead of a parse (PDF only).
@@ -94,6 +96,10 @@ impl WorkerRequest {
             args.push("--pdfium-library".into());
             args.push(path.clone().into_os_string());
         }
+        if self.pdf_engine != PdfEngine::Auto {
+            args.push("--pdf-engine".into());
+            args.push(self.pdf_engine.as_str().into());
+        }
         if let Some(render) = &self.render {
             args.push("--render-page".into());
             args.push(render.page.to_string().into());
@@ -121,6 +127,7 @@ impl WorkerRequest {
     pub fn from_args(args: &[OsString]) -> Result<Self, String> {
         let (mut format, mut memory, mut cpu) = (None, None, None);
         let (mut ocr_languages, mut ocr_seconds, mut pdfium_library) = (Vec::new(), DEFAULT_OCR_SECONDS, None);
+        let mut pdf_engine = PdfEngine::Auto;
         let mut check: Option<SelfCheckRequest> = None;
         let (mut render_page, mut render_width, mut highlight) = (None, None, None);
         let mut it = args.iter();
@@ -142,6 +149,12 @@ impl WorkerRequest {
                     ocr_languages = v.split('+').filter(|l| !l.is_empty()).map(str::to_owned).collect();
                 }
                 "--pdfium-library" => pdfium_library = Some(PathBuf::from(value()?)),
+                "--pdf-engine" => {
+                    let v = value()?.to_string_lossy().into_owned();
+                    pdf_engine = PdfEngine::from_name(&v).ok_or(format!(
+                        "unknown --pdf-engine {v:?} (auto, pdf-extract or pdfium)"
+                    ))?;
+                }
                 "--render-page" => render_page = Some(small(value()?)?),
                 "--render-width" => render_width = Some(small(value()?)?),
                 "--highlight" => {
@@ -192,6 +205,7 @@ impl WorkerRequest {
             ocr_languages,
             ocr_seconds,
             pdfium_library,
+            pdf_engine,
             self_check: check,
             render,
         })
@@ -202,7 +216,7 @@ impl WorkerRequest {
 /// its library or data files now, and nothing after. One that fails is noted, and the parse goes
 /// on without it.
 pub(super) fn load_engines(req: &WorkerRequest) -> Engines {
-    let mut engines = Engines::default();
+    let mut engines = Engines { pdf_engine: req.pdf_engine, ..Engines::default() };
     if !matches!(req.format, Format::Pdf | Format::Image) {
         return engines;
     }
@@ -247,7 +261,7 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
             eprintln!("parse-worker: {msg}");
             eprintln!(
                 "usage: parse-worker --format <{}> --memory-bytes N --cpu-seconds N \
-                 [--self-check [--try-read PATH]... [--try-create PATH]...] \
+                 [--pdf-engine auto|pdf-extract|pdfium] [--self-check [--try-read PATH]... [--try-create PATH]...] \
                  [--render-page N --render-width W [--highlight TEXT]] < INPUT",
                 Format::ALL.map(Format::as_str).join("|")
             );
@@ -343,6 +357,7 @@ mod tests {
             ocr_languages: vec!["eng".into(), "deu".into()],
             ocr_seconds: 30,
             pdfium_library: Some(PathBuf::from("/opt/lib/libpdfium.so")),
+            pdf_engine: PdfEngine::Pdfium,
             self_check: None,
             render: None,
         };
