@@ -37,7 +37,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     accepted::check(&body, accepted::Endpoint::Responses)?;
     let prepared = responses::prepare(&state, &body).await?;
     if !prepared.streaming() {
-        return Ok(held::json_when_done(prepared.finish()).await);
+        return Ok(held::json_when_done(async move { prepared.finish().await.map_err(ApiError::from) }).await);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     actix_web::rt::spawn(async move {
@@ -139,7 +139,7 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
     items.close_message(&mut out, &p).await?;
     match p.complete(&items.answer, usage.as_ref()).await {
         Ok(response) => out.emit("response.completed", json!({"response": response})).await,
-        Err(e) => fail(&mut out, &p, &e).await,
+        Err(e) => fail(&mut out, &p, &e.into()).await,
     }
 }
 

@@ -23,7 +23,7 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, Servic
         Prompt::Chat(messages) => match engine.tool_support() {
             // The template lays out the tools and the calls itself.
             Some((true, _)) => engine.tokenize_chat_with_tools(&messages, Some(&spec.tools.template_tools()))?,
-            _ => engine.tokenize_chat(&crate::service::tools::plain_messages(&messages, &spec.tools))?,
+            _ => engine.tokenize_chat(&super::tools::plain_messages(&messages, &spec.tools))?,
         },
         Prompt::Text(text) => engine.tokenize(&text, true),
         Prompt::Tokens(tokens) => {

@@ -20,6 +20,7 @@
 pub mod liveness;
 pub mod local;
 pub mod remote;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -56,8 +57,8 @@ pub struct Sampling {
     pub logprobs: Option<u8>,
     /// Token id and bias; a local model also checks the id against its vocabulary.
     pub logit_bias: Vec<(u32, f64)>,
-    /// OpenAI's `response_format`: a local model turns it into a grammar
-    /// ([`crate::service::structured`]); a remote upstream receives it as sent.
+    /// OpenAI's `response_format`: for a local model the service layer turns it into
+    /// [`GenerateSpec::grammar`]; a remote upstream receives it as sent.
     pub response_format: Option<serde_json::Value>,
 }
 
@@ -78,7 +79,7 @@ pub struct GenerateSpec {
     /// The client asked for token counts in every chunk (`stream_options.continuous_usage_stats`).
     pub continuous_usage: bool,
     /// Tools offered and the tool parts of the conversation (chat only; empty otherwise).
-    pub tools: crate::service::tools::ChatTools,
+    pub tools: tools::ChatTools,
     /// The grammar the output must match (from `response_format` or the tools), built by the
     /// service layer within `[limits]`' budget for a local model; a remote upstream gets
     /// `response_format` as sent instead.

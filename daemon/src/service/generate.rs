@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::LimitSettings;
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::metrics::RequestTimer;
 use crate::provider::{Backend, Event, Events, GenerateSpec, Sampling, Submitted};
 use crate::service::structured::{self, Budget};
@@ -127,16 +127,16 @@ pub struct ToolOutput {
 
 /// The tools' part of a generation: how to read calls, or `None` when no tool is offered. A
 /// remote model is not sent tools (yet): refused rather than ignored.
-fn tool_output(backend: &Backend, tools: &ChatTools, params: &GenerationParams) -> Result<Option<ToolOutput>, ApiError> {
+fn tool_output(backend: &Backend, tools: &ChatTools, params: &GenerationParams) -> Result<Option<ToolOutput>, ServiceError> {
     let offered = tools.offered();
     if offered.is_empty() {
         return Ok(None);
     }
     let Some((_, format)) = backend.as_local().and_then(engine::Engine::tool_support) else {
-        return Err(ApiError::invalid("tools", format!("`{}` is a remote model; hearth offers tools to local chat models only", params.model)));
+        return Err(ServiceError::invalid("tools", format!("`{}` is a remote model; hearth offers tools to local chat models only", params.model)));
     };
     if params.response_format.as_ref().is_some_and(|f| f.get("type").and_then(serde_json::Value::as_str).is_some_and(|t| t != "text")) {
-        return Err(ApiError::invalid("response_format", "response_format and tools in one request are not supported; send one of them (or tool_choice: \"none\")"));
+        return Err(ServiceError::invalid("response_format", "response_format and tools in one request are not supported; send one of them (or tool_choice: \"none\")"));
     }
     Ok(Some(ToolOutput { format, names: offered.iter().map(|f| f.name.clone()).collect() }))
 }
@@ -152,12 +152,12 @@ pub struct Completed {
 }
 
 /// Validate and submit to the model's backend.
-pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ApiError> {
+pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, id_prefix: &str) -> Result<Generation, ServiceError> {
     start_with_tools(state, params, prompt, ChatTools::default(), id_prefix).await
 }
 
 /// [`start`] for a conversation with tools (offered, or in its history).
-pub async fn start_with_tools(state: &AppState, params: &GenerationParams, prompt: Prompt, tools: ChatTools, id_prefix: &str) -> Result<Generation, ApiError> {
+pub async fn start_with_tools(state: &AppState, params: &GenerationParams, prompt: Prompt, tools: ChatTools, id_prefix: &str) -> Result<Generation, ServiceError> {
     let arrived = std::time::Instant::now();
     let backend = state.models()?.get(&params.model)?.clone();
     let tool_output = tool_output(&backend, &tools, params)?;
@@ -165,7 +165,7 @@ pub async fn start_with_tools(state: &AppState, params: &GenerationParams, promp
     let cap = limits.max_tokens;
     let logprobs = logprobs_asked(params, matches!(prompt, Prompt::Chat(_)))?;
     if logprobs.is_some() && backend.as_local().is_none() {
-        return Err(ApiError::invalid("logprobs", format!("`{}` is a remote model; hearth reports log-probabilities for local models only", params.model)));
+        return Err(ServiceError::invalid("logprobs", format!("`{}` is a remote model; hearth reports log-probabilities for local models only", params.model)));
     }
     let spec = GenerateSpec {
         prompt,
@@ -207,7 +207,7 @@ pub fn schema_budget(limits: &LimitSettings) -> Budget {
 
 /// Hand `spec` to its backend. A local model's part (the grammar within `budget`, the template,
 /// tokenizing) runs on a blocking thread, in the request's span.
-async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Result<Submitted, ApiError> {
+async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Result<Submitted, ServiceError> {
     let Some(engine) = backend.as_local().cloned() else {
         // A remote upstream converts `response_format` itself, with its own keywords and limits.
         return Ok(backend.generate(spec).await?);
@@ -220,11 +220,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
                 let format = engine.tool_support().map_or(engine::ToolFormat::Hermes, |(_, f)| f);
                 tools::grammar(tools, format, &budget)?
             }
-            (_, Some(format)) => structured::checked_grammar_for(format, &budget).map_err(|e| ApiError::BadRequest {
-                message: e.to_string(),
-                param: Some("response_format".into()),
-                code: "invalid_value",
-            })?,
+            (_, Some(format)) => structured::checked_grammar_for(format, &budget).map_err(|e| ServiceError::invalid("response_format", e.to_string()))?,
             _ => None,
         };
         Ok(crate::provider::local::generate(&engine, spec)?)
@@ -234,7 +230,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
 
 impl Generation {
     /// Wait for the whole output (non-streamed requests).
-    pub async fn collect(mut self) -> Result<Completed, ApiError> {
+    pub async fn collect(mut self) -> Result<Completed, ServiceError> {
         let mut text = String::new();
         let mut logprobs = Vec::new();
         loop {
@@ -249,7 +245,7 @@ impl Generation {
                     return Ok(Completed { text, logprobs, reason, usage });
                 }
                 Some(Event::Failed(error)) => return Err(error.into()),
-                None => return Err(ApiError::Unavailable("the engine stopped before the request finished".into())),
+                None => return Err(ServiceError::Unavailable("the engine stopped before the request finished".into())),
             }
         }
     }
@@ -265,29 +261,29 @@ pub fn usage_json(usage: &Usage) -> serde_json::Value {
     })
 }
 
-fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>, ServiceError> {
     match value {
         Some(v) if !(v.is_finite() && (lo..=hi).contains(&v)) => {
-            Err(ApiError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}")))
+            Err(ServiceError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}")))
         }
         _ => Ok(value),
     }
 }
 
 /// The sampling fields the client set, each checked against OpenAI's range.
-fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
+fn sampling(p: &GenerationParams) -> Result<Sampling, ServiceError> {
     let top_p = in_range("top_p", p.top_p, 0.0, 1.0)?;
     if top_p == Some(0.0) {
-        return Err(ApiError::invalid("top_p", "top_p must be greater than 0"));
+        return Err(ServiceError::invalid("top_p", "top_p must be greater than 0"));
     }
     if let Some(k) = p.top_k.filter(|&k| !(k == -1 || (0..=i64::from(i32::MAX)).contains(&k))) {
-        return Err(ApiError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}")));
+        return Err(ServiceError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}")));
     }
     let mut logit_bias = Vec::new();
     for (key, &bias) in p.logit_bias.iter().flatten() {
-        let token: u32 = key.parse().map_err(|_| ApiError::invalid("logit_bias", format!("{key:?} is not a token id")))?;
+        let token: u32 = key.parse().map_err(|_| ServiceError::invalid("logit_bias", format!("{key:?} is not a token id")))?;
         if !(-100.0..=100.0).contains(&bias) {
-            return Err(ApiError::invalid("logit_bias", format!("bias for token {key} must be between -100 and 100, got {bias}")));
+            return Err(ServiceError::invalid("logit_bias", format!("bias for token {key} must be between -100 and 100, got {bias}")));
         }
         logit_bias.push((token, bias));
     }
@@ -300,7 +296,7 @@ fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
         presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0)?,
         frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0)?,
         repetition_penalty: match in_range("repetition_penalty", p.repetition_penalty, 0.0, 10.0)? {
-            Some(r) if r <= 0.0 => return Err(ApiError::invalid("repetition_penalty", "repetition_penalty must be greater than 0")),
+            Some(r) if r <= 0.0 => return Err(ServiceError::invalid("repetition_penalty", "repetition_penalty must be greater than 0")),
             r => r,
         },
         logprobs: None,
@@ -311,22 +307,22 @@ fn sampling(p: &GenerationParams) -> Result<Sampling, ApiError> {
 
 /// The alternatives per token the client asked log-probabilities for: chat takes `logprobs: true`
 /// and `top_logprobs` (0..=20), completions `logprobs: N` (0..=20), as OpenAI and vLLM do.
-fn logprobs_asked(p: &GenerationParams, chat: bool) -> Result<Option<u8>, ApiError> {
+fn logprobs_asked(p: &GenerationParams, chat: bool) -> Result<Option<u8>, ServiceError> {
     let max = i64::from(MAX_TOP_LOGPROBS);
     let count = |param: &str, n: i64| {
         u8::try_from(n)
             .ok()
             .filter(|&n| n <= MAX_TOP_LOGPROBS)
-            .ok_or_else(|| ApiError::invalid(param, format!("{param} must be between 0 and {max}, got {n}")))
+            .ok_or_else(|| ServiceError::invalid(param, format!("{param} must be between 0 and {max}, got {n}")))
     };
     match (chat, p.logprobs, p.top_logprobs) {
         (true, Some(LogprobsSpec::Flag(true)), top) => count("top_logprobs", top.unwrap_or(0)).map(Some),
-        (true, Some(LogprobsSpec::Count(_)), _) => Err(ApiError::invalid("logprobs", "on chat completions logprobs is true or false; top_logprobs sets the alternatives")),
-        (true, _, Some(_)) => Err(ApiError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
+        (true, Some(LogprobsSpec::Count(_)), _) => Err(ServiceError::invalid("logprobs", "on chat completions logprobs is true or false; top_logprobs sets the alternatives")),
+        (true, _, Some(_)) => Err(ServiceError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
         (true, _, None) => Ok(None),
-        (false, _, Some(_)) => Err(ApiError::invalid("top_logprobs", "completions take logprobs: N (the alternatives per token), not top_logprobs")),
+        (false, _, Some(_)) => Err(ServiceError::invalid("top_logprobs", "completions take logprobs: N (the alternatives per token), not top_logprobs")),
         (false, Some(LogprobsSpec::Count(n)), None) => count("logprobs", n).map(Some),
-        (false, Some(LogprobsSpec::Flag(_)), None) => Err(ApiError::invalid("logprobs", format!("on completions logprobs is a number of alternatives, 0 to {max}"))),
+        (false, Some(LogprobsSpec::Flag(_)), None) => Err(ServiceError::invalid("logprobs", format!("on completions logprobs is a number of alternatives, 0 to {max}"))),
         (false, None, None) => Ok(None),
     }
 }
@@ -344,7 +340,7 @@ fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSetti
 }
 
 /// The non-empty stop strings, within `limits.max_stop_strings` and `limits.max_stop_bytes`.
-fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<String>, ApiError> {
+fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<String>, ServiceError> {
     let stops = match stop {
         None => Vec::new(),
         Some(StopSpec::One(s)) => vec![s.clone()],
@@ -352,11 +348,11 @@ fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<S
     };
     let max = limits.max_stop_strings;
     if stops.len() > max {
-        return Err(ApiError::invalid("stop", format!("at most {max} stop strings (limits.max_stop_strings), got {}", stops.len())));
+        return Err(ServiceError::invalid("stop", format!("at most {max} stop strings (limits.max_stop_strings), got {}", stops.len())));
     }
     let bytes: usize = stops.iter().map(String::len).sum();
     if bytes > limits.max_stop_bytes {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             "stop",
             format!("the stop strings have {bytes} bytes together, more than limits.max_stop_bytes = {}", limits.max_stop_bytes),
         ));
@@ -364,10 +360,10 @@ fn stop_strings(stop: Option<&StopSpec>, limits: &LimitSettings) -> Result<Vec<S
     Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
 }
 
-fn check_unsupported(p: &GenerationParams) -> Result<(), ApiError> {
+fn check_unsupported(p: &GenerationParams) -> Result<(), ServiceError> {
     if let Some(n) = p.n {
         if n != 1 {
-            return Err(ApiError::invalid("n", format!("only n = 1 is supported, got {n}")));
+            return Err(ServiceError::invalid("n", format!("only n = 1 is supported, got {n}")));
         }
     }
     Ok(())
@@ -375,17 +371,17 @@ fn check_unsupported(p: &GenerationParams) -> Result<(), ApiError> {
 
 /// The client's limit on new tokens and the field it came in, checked against the server's
 /// limit; the backend checks it against the context.
-fn requested_max_tokens(p: &GenerationParams, cap: u32) -> Result<Option<(&'static str, u32)>, ApiError> {
+fn requested_max_tokens(p: &GenerationParams, cap: u32) -> Result<Option<(&'static str, u32)>, ServiceError> {
     let (param, asked) = match (p.max_completion_tokens, p.max_tokens) {
         (Some(m), _) => ("max_completion_tokens", m),
         (None, Some(m)) => ("max_tokens", m),
         (None, None) => return Ok(None),
     };
     if asked < 1 {
-        return Err(ApiError::invalid(param, format!("{param} must be at least 1, got {asked}")));
+        return Err(ServiceError::invalid(param, format!("{param} must be at least 1, got {asked}")));
     }
     if asked > i64::from(cap) {
-        return Err(ApiError::invalid(param, format!("{param} is {asked}, more than this server's limit of {cap}")));
+        return Err(ServiceError::invalid(param, format!("{param} is {asked}, more than this server's limit of {cap}")));
     }
     Ok(Some((param, asked as u32)))
 }

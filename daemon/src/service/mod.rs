@@ -23,8 +23,4 @@ pub use crate::fault::ServiceError;
 
 pub use crate::ids::{new_id, unix_now};
 
-/// Run blocking work off the async runtime, for services that still answer with `ApiError`
-/// (generation, the Responses API); the others use [`crate::blocking::blocking`].
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::error::ApiError> + Send + 'static) -> Result<T, crate::error::ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| crate::error::ApiError::Internal(format!("a blocking task failed: {e}")))?
-}
+pub use crate::blocking::blocking;

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::response_store::{Message, StoredCall};
 use super::tools::{History, ToolCall};
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// What the model answered: its text (possibly empty) and its function calls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn item_id(call: &ToolCall) -> String {
 }
 
 /// The input items after `history` as messages.
-pub fn input_messages(items: &[Value], history: &[Message]) -> Result<Vec<Message>, ApiError> {
+pub fn input_messages(items: &[Value], history: &[Message]) -> Result<Vec<Message>, ServiceError> {
     let mut out: Vec<Message> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item.get("type").and_then(Value::as_str).unwrap_or("message") {
@@ -73,7 +73,7 @@ pub fn input_messages(items: &[Value], history: &[Message]) -> Result<Vec<Messag
                 let call_id = string(i, item, "call_id")?;
                 let known = history.iter().chain(out.iter()).flat_map(|m| &m.calls).any(|c| c.call_id == call_id);
                 if !known {
-                    return Err(ApiError::invalid(
+                    return Err(ServiceError::invalid(
                         &format!("input[{i}].call_id"),
                         format!("input[{i}] answers call_id {call_id:?}, but no function_call in this conversation has it: send the function_call item before it, or the previous_response_id of the response that made the call"),
                     ));
@@ -81,7 +81,7 @@ pub fn input_messages(items: &[Value], history: &[Message]) -> Result<Vec<Messag
                 let output = match item.get("output") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Array(parts)) => text_parts(parts),
-                    _ => return Err(ApiError::invalid(&format!("input[{i}].output"), format!("input[{i}].output must be a string or a list of input_text parts"))),
+                    _ => return Err(ServiceError::invalid(&format!("input[{i}].output"), format!("input[{i}].output must be a string or a list of input_text parts"))),
                 };
                 out.push(Message { call_id: Some(call_id), ..Message::text("tool", &output) });
             }
@@ -89,25 +89,25 @@ pub fn input_messages(items: &[Value], history: &[Message]) -> Result<Vec<Messag
         }
     }
     if !out.iter().any(|m| m.role == "user" || m.role == "tool") {
-        return Err(ApiError::invalid("input", "input needs at least one user message or function_call_output"));
+        return Err(ServiceError::invalid("input", "input needs at least one user message or function_call_output"));
     }
     Ok(out)
 }
 
-fn role(i: usize, item: &Value) -> Result<&'static str, ApiError> {
+fn role(i: usize, item: &Value) -> Result<&'static str, ServiceError> {
     match item.get("role").and_then(Value::as_str) {
         Some("user") => Ok("user"),
         Some("assistant") => Ok("assistant"),
         Some("system" | "developer") => Ok("system"),
-        other => Err(ApiError::invalid(&format!("input[{i}].role"), format!("input[{i}].role {other:?} is not user, assistant, system or developer"))),
+        other => Err(ServiceError::invalid(&format!("input[{i}].role"), format!("input[{i}].role {other:?} is not user, assistant, system or developer"))),
     }
 }
 
-fn content(i: usize, item: &Value) -> Result<String, ApiError> {
+fn content(i: usize, item: &Value) -> Result<String, ServiceError> {
     match item.get("content") {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => Ok(text_parts(parts)),
-        _ => Err(ApiError::invalid(&format!("input[{i}].content"), format!("input[{i}].content must be a string or a list of text parts"))),
+        _ => Err(ServiceError::invalid(&format!("input[{i}].content"), format!("input[{i}].content must be a string or a list of text parts"))),
     }
 }
 
@@ -115,17 +115,17 @@ fn text_parts(parts: &[Value]) -> String {
     parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
 }
 
-fn string(i: usize, item: &Value, key: &str) -> Result<String, ApiError> {
+fn string(i: usize, item: &Value, key: &str) -> Result<String, ServiceError> {
     match item.get(key).and_then(Value::as_str) {
         Some(s) if !s.is_empty() => Ok(s.to_owned()),
-        _ => Err(ApiError::invalid(&format!("input[{i}].{key}"), format!("input[{i}] ({}) needs a non-empty string {key}", item["type"]))),
+        _ => Err(ServiceError::invalid(&format!("input[{i}].{key}"), format!("input[{i}] ({}) needs a non-empty string {key}", item["type"]))),
     }
 }
 
-fn replayed_call(i: usize, item: &Value) -> Result<StoredCall, ApiError> {
+fn replayed_call(i: usize, item: &Value) -> Result<StoredCall, ServiceError> {
     let arguments = string(i, item, "arguments")?;
     if !serde_json::from_str::<Value>(&arguments).is_ok_and(|v| v.is_object()) {
-        return Err(ApiError::invalid(&format!("input[{i}].arguments"), format!("input[{i}].arguments must be the JSON text of an object")));
+        return Err(ServiceError::invalid(&format!("input[{i}].arguments"), format!("input[{i}].arguments must be the JSON text of an object")));
     }
     Ok(StoredCall { call_id: string(i, item, "call_id")?, name: string(i, item, "name")?, arguments })
 }
@@ -185,14 +185,14 @@ mod tests {
     fn an_output_must_answer_a_known_call_and_a_call_must_be_well_formed() {
         let orphan = vec![json!({"type": "function_call_output", "call_id": "call_9", "output": "x"})];
         let err = input_messages(&orphan, &[]).unwrap_err();
-        assert!(matches!(&err, ApiError::BadRequest { param: Some(p), .. } if p == "input[0].call_id") && err.to_string().contains("call_9"), "{err}");
+        assert!(matches!(&err, ServiceError::Invalid { field: Some(p), .. } if p == "input[0].call_id") && err.to_string().contains("call_9"), "{err}");
         // The call may come from the stored conversation.
         let stored = vec![Message { calls: vec![StoredCall { call_id: "call_9".into(), name: "f".into(), arguments: "{}".into() }], ..Message::text("assistant", "") }];
         assert_eq!(input_messages(&orphan, &stored).unwrap()[0].role, "tool");
         let mut bad = call_item("call_1");
         bad["arguments"] = json!("[1, 2]");
         let err = input_messages(&[json!({"role": "user", "content": "x"}), bad], &[]).unwrap_err();
-        assert!(matches!(&err, ApiError::BadRequest { param: Some(p), .. } if p == "input[1].arguments"), "{err}");
+        assert!(matches!(&err, ServiceError::Invalid { field: Some(p), .. } if p == "input[1].arguments"), "{err}");
         let err = input_messages(&[json!({"role": "assistant", "content": "only me"})], &[]).unwrap_err();
         assert!(err.to_string().contains("at least one user message or function_call_output"), "{err}");
     }

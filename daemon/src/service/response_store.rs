@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 
 /// One function call an assistant message made (`function_call` item).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,12 +134,12 @@ pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("responses")
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::ResourceNotFound(format!("no response with id `{id}`"))
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::not_found("response", id, format!("no response with id `{id}`"))
 }
 
 /// The file of response `id`; an id that cannot be ours is simply not found.
-pub fn path(state_dir: &Path, id: &str) -> Result<PathBuf, ApiError> {
+pub fn path(state_dir: &Path, id: &str) -> Result<PathBuf, ServiceError> {
     let ok = id.strip_prefix("resp_").is_some_and(|h| !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric()));
     if !ok {
         return Err(not_found(id));
@@ -153,33 +153,33 @@ fn expired(modified: SystemTime, ttl: Duration) -> bool {
 }
 
 /// Response `id`, unless it is missing or expired (an expired one is deleted).
-pub fn load(state_dir: &Path, id: &str, quota: &Quota) -> Result<Record, ApiError> {
+pub fn load(state_dir: &Path, id: &str, quota: &Quota) -> Result<Record, ServiceError> {
     let path = path(state_dir, id)?;
     let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(|_| not_found(id))?;
     if expired(modified, quota.ttl) {
         let _ = std::fs::remove_file(&path);
-        return Err(ApiError::ResourceNotFound(format!("the response `{id}` has expired (limits.responses_ttl_seconds = {})", quota.ttl.as_secs())));
+        return Err(ServiceError::not_found("response", id, format!("the response `{id}` has expired (limits.responses_ttl_seconds = {})", quota.ttl.as_secs())));
     }
     let bytes = std::fs::read(&path).map_err(|_| not_found(id))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("stored response {id} is damaged: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| ServiceError::Internal(format!("stored response {id} is damaged: {e}")))
 }
 
 /// The conversation that ends with response `last`: every turn of its chain, oldest first. A
 /// missing or expired link, or a chain longer than `max_chain`, is a 400 about
 /// `previous_response_id`.
-pub fn conversation(state_dir: &Path, last: &str, quota: &Quota) -> Result<Turn, ApiError> {
+pub fn conversation(state_dir: &Path, last: &str, quota: &Quota) -> Result<Turn, ServiceError> {
     let mut turns: Vec<Turn> = Vec::new();
     let mut next = Some(last.to_owned());
     while let Some(id) = next {
         if turns.len() == quota.max_chain {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "previous_response_id",
                 format!("the conversation of `{last}` is longer than limits.max_response_chain = {} responses", quota.max_chain),
             ));
         }
         let record = load(state_dir, &id, quota).map_err(|e| match e {
-            ApiError::ResourceNotFound(m) if id == last => ApiError::invalid("previous_response_id", m),
-            ApiError::ResourceNotFound(m) => ApiError::invalid(
+            ServiceError::NotFound { message: m, .. } if id == last => ServiceError::invalid("previous_response_id", m),
+            ServiceError::NotFound { message: m, .. } => ServiceError::invalid(
                 "previous_response_id",
                 format!("the conversation of `{last}` cannot be rebuilt: its earlier response `{id}` is gone ({m})"),
             ),
@@ -196,13 +196,13 @@ pub fn conversation(state_dir: &Path, last: &str, quota: &Quota) -> Result<Turn,
 }
 
 /// Store `record` as response `id` (atomically), then apply the quota.
-pub fn save(state_dir: &Path, id: &str, record: &Record, quota: &Quota) -> Result<(), ApiError> {
+pub fn save(state_dir: &Path, id: &str, record: &Record, quota: &Quota) -> Result<(), ServiceError> {
     let path = path(state_dir, id)?;
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir(state_dir))?;
         crate::durable::write_atomic(&path, &serde_json::to_vec(record).map_err(std::io::Error::other)?)
     };
-    write().map_err(|e| ApiError::Internal(format!("cannot store the response: {e}")))?;
+    write().map_err(|e| ServiceError::Internal(format!("cannot store the response: {e}")))?;
     let removed = sweep(state_dir, quota);
     if removed > 0 {
         tracing::debug!(removed, "Stored responses over the quota or expired were deleted.");
@@ -243,7 +243,7 @@ pub fn sweep(state_dir: &Path, quota: &Quota) -> usize {
 }
 
 /// Delete response `id`.
-pub fn delete(state_dir: &Path, id: &str) -> Result<(), ApiError> {
+pub fn delete(state_dir: &Path, id: &str) -> Result<(), ServiceError> {
     std::fs::remove_file(path(state_dir, id)?).map_err(|_| not_found(id))
 }
 
@@ -300,9 +300,9 @@ mod tests {
         assert!(conversation(dir.path(), &ids[9], &q).is_ok());
         delete(dir.path(), &ids[3]).unwrap();
         let err = conversation(dir.path(), &ids[9], &q).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest { .. }) && err.to_string().contains("`resp_3` is gone"), "{err}");
+        assert!(matches!(err, ServiceError::Invalid { .. }) && err.to_string().contains("`resp_3` is gone"), "{err}");
         let err = conversation(dir.path(), "resp_nope", &q).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest { .. }) && err.to_string().contains("resp_nope"), "{err}");
+        assert!(matches!(err, ServiceError::Invalid { .. }) && err.to_string().contains("resp_nope"), "{err}");
     }
 
     #[test]

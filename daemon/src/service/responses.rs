@@ -32,7 +32,7 @@ use super::tool_parser;
 use super::tools::{self, ChatTools, Tools};
 use super::{blocking, new_id, unix_now};
 use crate::wire::fields;
-use crate::error::ApiError;
+use crate::fault::ServiceError;
 use crate::library::Library;
 use crate::rag::citations::annotate;
 use crate::rag::prompt::assemble;
@@ -124,7 +124,7 @@ pub struct Prepared {
 }
 
 /// Validate, rebuild the conversation, retrieve, assemble and submit.
-pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiError> {
+pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ServiceError> {
     let request: CreateResponse = fields(body)?;
     let function_tools = function_tools(&request, body)?;
     let settings = state.settings().clone();
@@ -145,7 +145,7 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
 
     let backend = state.models()?.get(&request.model)?.clone();
     let max_output = match request.max_output_tokens {
-        Some(n) if n < 16 => return Err(ApiError::invalid("max_output_tokens", format!("max_output_tokens must be at least 16, got {n}"))),
+        Some(n) if n < 16 => return Err(ServiceError::invalid("max_output_tokens", format!("max_output_tokens must be at least 16, got {n}"))),
         Some(n) => n as usize,
         None => settings.rag.max_output_tokens as usize,
     };
@@ -226,11 +226,11 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, ApiErro
 
 /// The request's function tools with its `tool_choice` and `parallel_tool_calls` (`None` when it
 /// has none); `file_search` beside them is refused.
-fn function_tools(request: &CreateResponse, body: &Value) -> Result<Option<Tools>, ApiError> {
+fn function_tools(request: &CreateResponse, body: &Value) -> Result<Option<Tools>, ServiceError> {
     let searches = request.tools.iter().any(|t| matches!(t, Tool::FileSearch(_)));
     let functions = request.tools.iter().any(|t| matches!(t, Tool::Function(_)));
     if searches && functions {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             "tools",
             "file_search and function tools in one request are not supported: send the function tools in their own request (previous_response_id carries the conversation)",
         ));
@@ -312,7 +312,7 @@ impl Prepared {
     }
 
     /// The finished response for `answer`; stored unless the request said `store: false`.
-    pub async fn complete(&self, answer: &Answer, usage: Option<&Usage>) -> Result<Value, ApiError> {
+    pub async fn complete(&self, answer: &Answer, usage: Option<&Usage>) -> Result<Value, ServiceError> {
         let mut output: Vec<Value> = self.file_search_item("completed").into_iter().collect();
         if answer.has_message() {
             output.push(self.message_item(&answer.text, "completed"));
@@ -331,7 +331,7 @@ impl Prepared {
     }
 
     /// Generate the whole answer (non-streamed requests).
-    pub async fn finish(mut self) -> Result<Value, ApiError> {
+    pub async fn finish(mut self) -> Result<Value, ServiceError> {
         match (self.fixed_answer.clone(), self.generation.take()) {
             (Some(text), _) => self.complete(&Answer { text, calls: Vec::new() }, None).await,
             (None, Some(generation)) => {
@@ -339,20 +339,20 @@ impl Prepared {
                 let answer = self.answer(&done.text);
                 self.complete(&answer, Some(&done.usage)).await
             }
-            (None, None) => Err(ApiError::Internal("a response with neither an answer nor a generation".into())),
+            (None, None) => Err(ServiceError::Internal("a response with neither an answer nor a generation".into())),
         }
     }
 }
 
 /// `GET /v1/responses/{id}`.
-pub async fn get(state: &AppState, id: String) -> Result<Value, ApiError> {
+pub async fn get(state: &AppState, id: String) -> Result<Value, ServiceError> {
     let dir = state.settings().server.state_dir.clone();
     let quota = Quota::from_limits(&state.settings().limits);
     blocking(move || Ok(stored::load(&dir, &id, &quota)?.response)).await
 }
 
 /// `DELETE /v1/responses/{id}`.
-pub async fn delete(state: &AppState, id: String) -> Result<Value, ApiError> {
+pub async fn delete(state: &AppState, id: String) -> Result<Value, ServiceError> {
     let dir = state.settings().server.state_dir.clone();
     blocking(move || {
         stored::delete(&dir, &id)?;

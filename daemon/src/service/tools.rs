@@ -1,12 +1,8 @@
-//! Function tools: what a request offers (`tools`, `tool_choice`, `parallel_tool_calls`), the tool
-//! parts of its history (assistant `tool_calls`, `tool` results), how a local model is prompted for
-//! them, and the grammar that makes a call valid by construction.
-//!
-//! Prompting: a chat template that renders `tools` itself gets them (`engine::ToolPrompt`); one
-//! that does not (SmolLM2's plain ChatML) gets a Hermes-style system block listing the tools and
-//! asking for `<tool_call>{"name": …, "arguments": …}</tool_call>`, with earlier calls written the
-//! same way in the assistant turns and results as `<tool_response>` user turns ([`plain_messages`]),
-//! which is how Qwen and Hermes templates lay them out.
+//! Function tools: reading what a request offers (`tools`, `tool_choice`, `parallel_tool_calls`)
+//! in Chat Completions' and the Responses API's shapes, with a 400 that names the field, and the
+//! grammar that makes a call valid by construction. The types themselves and how a local model is
+//! prompted with them (a template's own tool rendering, or a Hermes-style system block:
+//! [`plain_messages`]) live with the model runtime, in `provider::tools`, re-exported here.
 //!
 //! Grammar ([`grammar`]): one call is a JSON object whose `name` is one of the offered functions
 //! and whose `arguments` (Llama 3: `parameters`) follow that function's parameter schema,
@@ -15,38 +11,12 @@
 //! text that does not begin with the call opener, so a call, once begun, is always complete and
 //! valid JSON for its schema. `none` offers no tools at all.
 
-use engine::{ChatMessage, ToolFormat, ToolPrompt};
+use engine::ToolFormat;
 use serde_json::{json, Value};
 
 use super::structured::{self, Budget};
-use crate::error::ApiError;
-
-/// One function the client offers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FunctionTool {
-    pub name: String,
-    pub description: Option<String>,
-    /// The arguments' JSON schema (`{"type": "object"}` when the client gave none).
-    pub parameters: Value,
-}
-
-/// `tool_choice`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolChoice {
-    Auto,
-    None,
-    Required,
-    Named(String),
-}
-
-/// A call the model made, or one from the history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    /// JSON text, as OpenAI sends it.
-    pub arguments: String,
-}
+use crate::fault::ServiceError;
+pub use crate::provider::tools::{plain_messages, ChatTools, FunctionTool, History, ToolCall, ToolChoice, Tools};
 
 impl ToolCall {
     /// OpenAI's `tool_calls[]` entry.
@@ -60,31 +30,13 @@ pub fn new_call_id() -> String {
     format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
 }
 
-/// The tools a request offers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tools {
-    pub functions: Vec<FunctionTool>,
-    pub choice: ToolChoice,
-    pub parallel: bool,
-}
-
 impl Tools {
-    /// The functions the model is told about: none for `tool_choice: "none"`, only the named one
-    /// for a named choice.
-    pub fn offered(&self) -> Vec<&FunctionTool> {
-        match &self.choice {
-            ToolChoice::None => Vec::new(),
-            ToolChoice::Named(name) => self.functions.iter().filter(|f| &f.name == name).collect(),
-            ToolChoice::Auto | ToolChoice::Required => self.functions.iter().collect(),
-        }
-    }
-
     /// Chat Completions' shapes: `tools: [{"type": "function", "function": {...}}]`,
     /// `tool_choice: "auto" | "none" | "required" | {"type": "function", "function": {"name"}}`.
     /// `None` when the request has no tools.
-    pub fn from_chat(tools: Option<&Value>, choice: Option<&Value>, parallel: Option<&Value>) -> Result<Option<Tools>, ApiError> {
+    pub fn from_chat(tools: Option<&Value>, choice: Option<&Value>, parallel: Option<&Value>) -> Result<Option<Tools>, ServiceError> {
         Self::parse(tools, choice, parallel, |i, tool| {
-            let function = tool.get("function").ok_or_else(|| ApiError::invalid(&format!("tools[{i}].function"), format!("tools[{i}] has no `function`")))?;
+            let function = tool.get("function").ok_or_else(|| ServiceError::invalid(&format!("tools[{i}].function"), format!("tools[{i}] has no `function`")))?;
             function_tool(&format!("tools[{i}].function"), function)
         }, |choice| choice.pointer("/function/name"))
     }
@@ -92,7 +44,7 @@ impl Tools {
     /// The Responses API's shapes: `tools: [{"type": "function", "name", "parameters", ...}]`
     /// (other tool types are the caller's to handle; `skip` says which to pass over) and
     /// `tool_choice: ... | {"type": "function", "name"}`.
-    pub fn from_responses(tools: &[Value], choice: Option<&Value>, parallel: Option<&Value>) -> Result<Option<Tools>, ApiError> {
+    pub fn from_responses(tools: &[Value], choice: Option<&Value>, parallel: Option<&Value>) -> Result<Option<Tools>, ServiceError> {
         let functions: Vec<Value> = tools.iter().filter(|t| t.get("type").and_then(Value::as_str) == Some("function")).cloned().collect();
         let list = Value::Array(functions);
         Self::parse(Some(&list), choice, parallel, |i, tool| function_tool(&format!("tools[{i}]"), tool), |choice| choice.get("name"))
@@ -102,23 +54,23 @@ impl Tools {
         tools: Option<&Value>,
         choice: Option<&Value>,
         parallel: Option<&Value>,
-        function: impl Fn(usize, &Value) -> Result<FunctionTool, ApiError>,
+        function: impl Fn(usize, &Value) -> Result<FunctionTool, ServiceError>,
         named: impl Fn(&Value) -> Option<&Value>,
-    ) -> Result<Option<Tools>, ApiError> {
+    ) -> Result<Option<Tools>, ServiceError> {
         let list = match tools {
             None | Some(Value::Null) => return check_choice_without_tools(choice),
             Some(Value::Array(list)) => list,
-            Some(_) => return Err(ApiError::invalid("tools", "tools must be a list of tools")),
+            Some(_) => return Err(ServiceError::invalid("tools", "tools must be a list of tools")),
         };
         let mut functions = Vec::with_capacity(list.len());
         for (i, tool) in list.iter().enumerate() {
             match tool.get("type").and_then(Value::as_str) {
                 Some("function") => {}
-                other => return Err(ApiError::invalid(&format!("tools[{i}].type"), format!("tools[{i}].type is {other:?}; hearth implements function tools"))),
+                other => return Err(ServiceError::invalid(&format!("tools[{i}].type"), format!("tools[{i}].type is {other:?}; hearth implements function tools"))),
             }
             let f = function(i, tool)?;
             if functions.iter().any(|g: &FunctionTool| g.name == f.name) {
-                return Err(ApiError::invalid(&format!("tools[{i}]"), format!("two tools are named {:?}", f.name)));
+                return Err(ServiceError::invalid(&format!("tools[{i}]"), format!("two tools are named {:?}", f.name)));
             }
             functions.push(f);
         }
@@ -131,12 +83,12 @@ impl Tools {
                 "auto" => ToolChoice::Auto,
                 "none" => ToolChoice::None,
                 "required" => ToolChoice::Required,
-                other => return Err(ApiError::invalid("tool_choice", format!("tool_choice {other:?} is not one of auto, none, required or a named function"))),
+                other => return Err(ServiceError::invalid("tool_choice", format!("tool_choice {other:?} is not one of auto, none, required or a named function"))),
             },
             Some(object) => {
-                let name = named(object).and_then(Value::as_str).ok_or_else(|| ApiError::invalid("tool_choice", "a named tool_choice needs the function's name"))?;
+                let name = named(object).and_then(Value::as_str).ok_or_else(|| ServiceError::invalid("tool_choice", "a named tool_choice needs the function's name"))?;
                 if !functions.iter().any(|f| f.name == name) {
-                    return Err(ApiError::invalid("tool_choice", format!("tool_choice names {name:?}, which is not among the tools")));
+                    return Err(ServiceError::invalid("tool_choice", format!("tool_choice names {name:?}, which is not among the tools")));
                 }
                 ToolChoice::Named(name.to_owned())
             }
@@ -144,134 +96,32 @@ impl Tools {
         let parallel = match parallel {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(ApiError::invalid("parallel_tool_calls", "parallel_tool_calls must be true or false")),
+            Some(_) => return Err(ServiceError::invalid("parallel_tool_calls", "parallel_tool_calls must be true or false")),
         };
         Ok(Some(Tools { functions, choice, parallel }))
     }
 }
 
-fn check_choice_without_tools(choice: Option<&Value>) -> Result<Option<Tools>, ApiError> {
+fn check_choice_without_tools(choice: Option<&Value>) -> Result<Option<Tools>, ServiceError> {
     match choice {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s == "none" || s == "auto" => Ok(None),
-        Some(_) => Err(ApiError::invalid("tool_choice", "tool_choice asks for a tool, but the request has no tools")),
+        Some(_) => Err(ServiceError::invalid("tool_choice", "tool_choice asks for a tool, but the request has no tools")),
     }
 }
 
-fn function_tool(param: &str, f: &Value) -> Result<FunctionTool, ApiError> {
-    let name = f.get("name").and_then(Value::as_str).ok_or_else(|| ApiError::invalid(&format!("{param}.name"), format!("{param} has no name")))?;
+fn function_tool(param: &str, f: &Value) -> Result<FunctionTool, ServiceError> {
+    let name = f.get("name").and_then(Value::as_str).ok_or_else(|| ServiceError::invalid(&format!("{param}.name"), format!("{param} has no name")))?;
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(ApiError::invalid(&format!("{param}.name"), format!("function name {name:?} must be 1 to 64 letters, digits, _ or -")));
+        return Err(ServiceError::invalid(&format!("{param}.name"), format!("function name {name:?} must be 1 to 64 letters, digits, _ or -")));
     }
     let parameters = match f.get("parameters") {
         None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
         Some(p @ Value::Object(_)) => p.clone(),
-        Some(_) => return Err(ApiError::invalid(&format!("{param}.parameters"), format!("{param}.parameters must be a JSON schema object"))),
+        Some(_) => return Err(ServiceError::invalid(&format!("{param}.parameters"), format!("{param}.parameters must be a JSON schema object"))),
     };
     let description = f.get("description").and_then(Value::as_str).map(str::to_owned);
     Ok(FunctionTool { name: name.to_owned(), description, parameters })
-}
-
-/// The tool parts of a conversation, by message index.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct History {
-    /// An assistant message's calls.
-    pub calls: Vec<(usize, Vec<ToolCall>)>,
-    /// A `tool` message's call id.
-    pub results: Vec<(usize, String)>,
-}
-
-/// What a chat generation knows about tools.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChatTools {
-    pub tools: Option<Tools>,
-    pub history: History,
-}
-
-impl ChatTools {
-    /// Nothing about tools: the prompt is plain messages.
-    pub fn is_empty(&self) -> bool {
-        self.tools.is_none() && self.history.calls.is_empty() && self.history.results.is_empty()
-    }
-
-    /// The functions offered to the model.
-    pub fn offered(&self) -> Vec<&FunctionTool> {
-        self.tools.as_ref().map(Tools::offered).unwrap_or_default()
-    }
-
-    /// For a template that renders tools itself.
-    pub fn template_tools(&self) -> ToolPrompt {
-        let tools = self
-            .offered()
-            .into_iter()
-            .map(|f| json!({"type": "function", "function": {"name": f.name, "description": f.description.clone().unwrap_or_default(), "parameters": f.parameters}}))
-            .collect();
-        let tool_calls = self
-            .history
-            .calls
-            .iter()
-            .map(|(i, calls)| {
-                let list: Vec<Value> = calls
-                    .iter()
-                    .map(|c| {
-                        let arguments = serde_json::from_str::<Value>(&c.arguments).unwrap_or_else(|_| json!(c.arguments));
-                        json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments}})
-                    })
-                    .collect();
-                (*i, Value::Array(list))
-            })
-            .collect();
-        ToolPrompt { tools, tool_calls, tool_call_ids: self.history.results.clone() }
-    }
-}
-
-/// The conversation as plain messages for a template without tools: a Hermes-style system block
-/// listing the offered tools, calls written into their assistant turns, results as
-/// `<tool_response>` user turns.
-pub fn plain_messages(messages: &[ChatMessage], tools: &ChatTools) -> Vec<ChatMessage> {
-    let mut out: Vec<ChatMessage> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            if let Some((_, calls)) = tools.history.calls.iter().find(|(j, _)| *j == i) {
-                let written: Vec<String> = calls.iter().map(|c| hermes_call(&c.name, &c.arguments)).collect();
-                let content = if m.content.is_empty() { written.join("\n") } else { format!("{}\n{}", m.content, written.join("\n")) };
-                ChatMessage { role: m.role.clone(), content }
-            } else if m.role == "tool" {
-                ChatMessage { role: "user".into(), content: format!("<tool_response>\n{}\n</tool_response>", m.content) }
-            } else {
-                m.clone()
-            }
-        })
-        .collect();
-    let offered = tools.offered();
-    if !offered.is_empty() {
-        let block = hermes_system_block(&offered);
-        match out.first_mut() {
-            Some(first) if first.role == "system" => first.content = format!("{}\n\n{block}", first.content),
-            _ => out.insert(0, ChatMessage { role: "system".into(), content: block }),
-        }
-    }
-    out
-}
-
-fn hermes_call(name: &str, arguments: &str) -> String {
-    let arguments = serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!(arguments));
-    format!("<tool_call>\n{}\n</tool_call>", json!({"name": name, "arguments": arguments}))
-}
-
-fn hermes_system_block(offered: &[&FunctionTool]) -> String {
-    let listed: Vec<String> = offered
-        .iter()
-        .map(|f| json!({"type": "function", "function": {"name": f.name, "description": f.description.clone().unwrap_or_default(), "parameters": f.parameters}}).to_string())
-        .collect();
-    format!(
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
-         You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{}\n</tools>\n\n\
-         For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n\
-         <tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>",
-        listed.join("\n")
-    )
 }
 
 /// The name of the arguments' key in a call object of this format.
@@ -286,7 +136,7 @@ pub fn arguments_key(format: ToolFormat) -> &'static str {
 const CALL_RULE: &str = "hearth-tool-call";
 
 /// The grammar that constrains a generation offered `tools`, or `None` when nothing is offered.
-pub fn grammar(tools: &Tools, format: ToolFormat, budget: &Budget) -> Result<Option<String>, ApiError> {
+pub fn grammar(tools: &Tools, format: ToolFormat, budget: &Budget) -> Result<Option<String>, ServiceError> {
     let offered = tools.offered();
     if offered.is_empty() {
         return Ok(None);
@@ -297,11 +147,7 @@ pub fn grammar(tools: &Tools, format: ToolFormat, budget: &Budget) -> Result<Opt
         .map(|f| json!({"type": "object", "properties": {"name": {"const": f.name}, key: f.parameters}, "required": ["name", key], "additionalProperties": false}))
         .collect();
     let schema = if alternatives.len() == 1 { alternatives[0].clone() } else { json!({"anyOf": alternatives}) };
-    let converted = structured::schema_grammar(&schema, budget).map_err(|e| ApiError::BadRequest {
-        message: format!("the tools' parameter schemas cannot be enforced: {e}"),
-        param: Some("tools".into()),
-        code: "invalid_value",
-    })?;
+    let converted = structured::schema_grammar(&schema, budget).map_err(|e| ServiceError::invalid("tools", format!("the tools' parameter schemas cannot be enforced: {e}")))?;
     let mut rules: Vec<String> = converted
         .lines()
         .map(|line| match line.strip_prefix("root ::= ") {
@@ -340,6 +186,7 @@ fn first_char_class(format: ToolFormat) -> &'static str {
 #[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
+    use engine::ChatMessage;
     use std::time::Duration;
 
     const BUDGET: Budget = Budget { max_nodes: 5_000, max_grammar_bytes: 65_536, max_time: Duration::from_secs(1) };

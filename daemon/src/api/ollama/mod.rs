@@ -56,6 +56,12 @@ impl From<ApiError> for OllamaError {
     }
 }
 
+impl From<crate::fault::ServiceError> for OllamaError {
+    fn from(e: crate::fault::ServiceError) -> Self {
+        OllamaError(e.into())
+    }
+}
+
 impl fmt::Display for OllamaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
