@@ -282,6 +282,11 @@ pub struct EngineSettings {
     pub prefix_cache_ram_bytes: u64,
     /// Bytes of disk for each chat model's saved prompt prefixes, in `<state_dir>/prefix-cache/<model>/`; 0: off.
     pub prefix_cache_disk_bytes: u64,
+    /// KV layout of chat models: "unified" (one cache, prefixes shared by tagging cells),
+    /// "per_sequence" (a stream of max_model_len cells per sequence, prefixes shared by copying);
+    /// "auto" is per_sequence on a GPU and unified on the CPU.
+    #[serde(default)]
+    pub kv_layout: KvLayoutSetting,
 }
 
 /// `batch_mixing`.
@@ -291,6 +296,16 @@ pub enum BatchMixingSetting {
     Auto,
     Mixed,
     Split,
+}
+
+/// `kv_layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvLayoutSetting {
+    #[default]
+    Auto,
+    Unified,
+    PerSequence,
 }
 
 /// `flash_attention`.

@@ -11,10 +11,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, ModelConfig, ModelKind, PrefixTierConfig};
+use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, KvLayout, ModelConfig, ModelKind, PrefixTierConfig};
 use sha2::{Digest, Sha256};
 
-use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
+use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, KvLayoutSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::fault::ServiceError;
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
@@ -165,6 +165,11 @@ fn engine_config(m: &ModelSettings, settings: &Settings) -> ModelConfig {
             BatchMixingSetting::Auto => BatchMixing::Auto,
             BatchMixingSetting::Mixed => BatchMixing::Mixed,
             BatchMixingSetting::Split => BatchMixing::Split,
+        },
+        kv_layout: match engine.kv_layout {
+            KvLayoutSetting::Auto => KvLayout::Auto,
+            KvLayoutSetting::Unified => KvLayout::Unified,
+            KvLayoutSetting::PerSequence => KvLayout::PerSequence,
         },
         max_decode_slowdown: engine.max_decode_slowdown,
         stall_timeout: Duration::from_secs(settings.server.stall_timeout_seconds),

@@ -9,7 +9,7 @@
 //!     [--prompt 128] [--output 64] [--threads 0] [--rounds 2] [--waves 1] [--temperature 0]
 //!     [--max-batch 512] [--kv-tokens 0] [--gpu-util 0.9] [--backend-dir DIR] [--csv FILE]
 //!     [--no-prefix-caching] [--prefix-cache-tokens 8192] [--flash-attention auto|on|off]
-//!     [--batch-mixing auto|mixed|split]
+//!     [--batch-mixing auto|mixed|split] [--kv-layout auto|unified|per_sequence]
 //!
 //! `--kv-tokens 0` sizes the KV cache as `hearth serve` does (from GPU memory, or enough for the
 //! largest run on the CPU). Prefix caching is on, as in `hearth serve`'s default; the prompts are
@@ -18,7 +18,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use engine::{BackendOptions, BatchMixing, Engine, EngineStats, Event, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, SamplingParams};
+use engine::{BackendOptions, BatchMixing, Engine, EngineStats, Event, FlashAttention, GenerateRequest, KvCacheDtype, KvLayout, ModelConfig, ModelKind, SamplingParams};
 
 struct Args {
     model: String,
@@ -38,6 +38,7 @@ struct Args {
     prefix_cache_tokens: u32,
     flash_attention: FlashAttention,
     batch_mixing: BatchMixing,
+    kv_layout: KvLayout,
     max_decode_slowdown: f32,
 }
 
@@ -61,6 +62,7 @@ fn parse() -> Result<Args, String> {
         prefix_cache_tokens: 8192,
         flash_attention: FlashAttention::Auto,
         batch_mixing: BatchMixing::Auto,
+        kv_layout: KvLayout::Auto,
         max_decode_slowdown: 0.0,
     };
     let num = |v: String| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
@@ -97,6 +99,14 @@ fn parse() -> Result<Args, String> {
                     other => return Err(format!("--batch-mixing {other}: use mixed, split or auto")),
                 }
             }
+            "--kv-layout" => {
+                a.kv_layout = match value()?.as_str() {
+                    "unified" => KvLayout::Unified,
+                    "per_sequence" => KvLayout::PerSequence,
+                    "auto" => KvLayout::Auto,
+                    other => return Err(format!("--kv-layout {other}: use unified, per_sequence or auto")),
+                }
+            }
             "--max-decode-slowdown" => a.max_decode_slowdown = num(value()?)? as f32,
             _ if a.model.is_empty() => a.model = arg,
             _ => return Err(format!("unexpected argument {arg}")),
@@ -105,7 +115,7 @@ fn parse() -> Result<Args, String> {
     if a.model.is_empty() {
         return Err("usage: raw_bench MODEL.gguf [--streams 1,4,8,16] [--prompt N] [--output M] [--threads T] [--rounds R] [--waves W] \
                     [--temperature T] [--max-batch N] [--kv-tokens N] [--gpu-util F] [--backend-dir DIR] [--csv FILE] [--no-prefix-caching] \
-                    [--prefix-cache-tokens N] [--flash-attention auto|on|off] [--batch-mixing auto|mixed|split] [--max-decode-slowdown F]"
+                    [--prefix-cache-tokens N] [--flash-attention auto|on|off] [--batch-mixing auto|mixed|split] [--kv-layout auto|unified|per_sequence] [--max-decode-slowdown F]"
             .into());
     }
     Ok(a)
@@ -126,6 +136,7 @@ async fn main() -> Result<(), String> {
     let needed = (max_streams * (args.prompt as u32 + args.output + 32)).max(4096);
     let kv_cache_tokens = match args.kv_tokens {
         Some(0) if report.has_gpu() => 0,
+        Some(0) | None if args.kv_layout == KvLayout::PerSequence => 0, // a stream of max_model_len per sequence
         Some(0) | None => needed,
         Some(n) => n,
     };
@@ -148,6 +159,7 @@ async fn main() -> Result<(), String> {
         gpu_memory_utilization: args.gpu_util,
         flash_attention: args.flash_attention,
         batch_mixing: args.batch_mixing,
+        kv_layout: args.kv_layout,
         max_decode_slowdown: args.max_decode_slowdown,
         stall_timeout: std::time::Duration::ZERO,
     })

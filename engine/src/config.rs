@@ -50,6 +50,21 @@ pub enum BatchMixing {
     Split,
 }
 
+/// How llama.cpp lays out the KV cache of a chat model's sequences (see `kv/streams.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvLayout {
+    /// `PerSequence` when the model's layers are on a GPU, `Unified` on the CPU.
+    #[default]
+    Auto,
+    /// One cache shared by every sequence: a cached prefix is shared by tagging its cells into the
+    /// new sequence, but every cell in the cache adds to each decode step's attention and mask work.
+    Unified,
+    /// One stream of `max_model_len` cells (rounded up to 256) per sequence, `max_num_seqs` streams:
+    /// a decode step attends to each sequence's own cells only; a cached prefix is shared by
+    /// copying its stream (or restoring it from the RAM or disk tier).
+    PerSequence,
+}
+
 /// The prefix cache's tiers below the KV cache: prefixes of finished requests kept in host RAM and
 /// in files, and restored on a hit (see `kv/tiers`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +118,8 @@ pub struct ModelConfig {
     pub flash_attention: FlashAttention,
     /// One llama.cpp batch per step, or decode and prefill apart.
     pub batch_mixing: BatchMixing,
+    /// One KV cache for all sequences, or one stream per sequence.
+    pub kv_layout: KvLayout,
     /// While sequences decode, a step's prefill is cut so that the step takes at most this many
     /// times a step of decode tokens alone; 0 means no limit but `max_num_batched_tokens`.
     pub max_decode_slowdown: f32,

@@ -22,7 +22,7 @@ use crate::request::Submitted;
 use crate::gpu::{cuda_memory, kv_bytes_per_token, kv_tokens_for_memory};
 use crate::scheduler::{ChatWorker, MAX_LLAMA_SEQS};
 use crate::telemetry::{EngineStats, Telemetry};
-use crate::{BatchMixing, ChatMessage, EngineError, FlashAttention, GenerateRequest, KvCacheDtype, ModelConfig, ModelKind, TokenStream};
+use crate::{BatchMixing, ChatMessage, EngineError, FlashAttention, GenerateRequest, KvCacheDtype, KvLayout, ModelConfig, ModelKind, TokenStream};
 
 /// Events buffered per request before the engine holds that sequence back (client backpressure).
 const EVENTS_PER_REQUEST: usize = 256;
@@ -155,7 +155,8 @@ impl Engine {
         let thread_telemetry = Arc::clone(&telemetry);
         let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
         let batch_mixing = resolve_batch_mixing(config.batch_mixing, on_gpu);
-        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, ..config.clone() };
+        let kv_layout = resolve_kv_layout(config.kv_layout, on_gpu);
+        let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, kv_layout, ..config.clone() };
         let thread_name = config.name.clone();
         std::thread::Builder::new()
             .name(format!("engine-{}", config.name))
@@ -385,6 +386,16 @@ fn resolve_flash_attention(policy: FlashAttention, kv: KvCacheDtype) -> FlashAtt
     }
 }
 
+/// What `kv_layout = auto` means: a stream per sequence on a GPU, one unified cache on the CPU
+/// (see `kv/layout.rs`; measured in BENCHMARKS.md).
+fn resolve_kv_layout(layout: KvLayout, on_gpu: bool) -> KvLayout {
+    match layout {
+        KvLayout::Auto if on_gpu => KvLayout::PerSequence,
+        KvLayout::Auto => KvLayout::Unified,
+        other => other,
+    }
+}
+
 /// What `batch_mixing = auto` means: one batch a step on a GPU, decode and prefill apart on the CPU
 /// (see [`BatchMixing`]; measured in BENCHMARKS.md).
 fn resolve_batch_mixing(policy: BatchMixing, on_gpu: bool) -> BatchMixing {
@@ -481,6 +492,14 @@ mod tests {
         let formatted = std::panic::catch_unwind(|| panic!("formatted {n}")).err().unwrap_or_else(|| Box::new(0));
         assert_eq!(panic_message(formatted.as_ref()), "formatted 7");
         assert_eq!(panic_message(&42_u8), "a non-text panic payload");
+    }
+
+    #[test]
+    fn auto_kv_layout_is_per_sequence_on_a_gpu_and_unified_on_the_cpu() {
+        assert_eq!(resolve_kv_layout(KvLayout::Auto, true), KvLayout::PerSequence);
+        assert_eq!(resolve_kv_layout(KvLayout::Auto, false), KvLayout::Unified);
+        assert_eq!(resolve_kv_layout(KvLayout::PerSequence, false), KvLayout::PerSequence);
+        assert_eq!(resolve_kv_layout(KvLayout::Unified, true), KvLayout::Unified);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod quantize;
 
 pub use backend::{backend_report, default_backend_dirs, devices, init_backend, BackendFailure, BackendOptions, BackendReport, ComputeDevice, DeviceKind};
 pub use chat_template::{ChatMessage, ToolFormat, ToolPrompt};
-pub use config::{BatchMixing, FlashAttention, KvCacheDtype, ModelConfig, ModelKind, PrefixTierConfig};
+pub use config::{BatchMixing, FlashAttention, KvCacheDtype, KvLayout, ModelConfig, ModelKind, PrefixTierConfig};
 pub use error::EngineError;
 pub use gpu::cuda_memory;
 pub use handle::{Engine, ModelInfo};

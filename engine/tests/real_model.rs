@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use engine::{BackendOptions, BatchMixing, ChatMessage, Engine, FlashAttention, KvCacheDtype, ModelConfig, ModelKind};
+use engine::{BackendOptions, BatchMixing, ChatMessage, Engine, FlashAttention, KvCacheDtype, KvLayout, ModelConfig, ModelKind};
 
 fn model_path(file: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(file);
@@ -35,6 +35,7 @@ fn start(name: &str, kind: ModelKind, file: &str, max_num_batched_tokens: u32) -
         gpu_memory_utilization: 0.9,
         flash_attention: FlashAttention::Auto,
         batch_mixing: BatchMixing::Auto,
+        kv_layout: KvLayout::Auto,
         max_decode_slowdown: 0.0,
         stall_timeout: std::time::Duration::ZERO,
     })

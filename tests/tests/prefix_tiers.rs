@@ -4,6 +4,8 @@
 //! a changed KV setting never restores the old files (they are deleted at start-up).
 //!
 //! One state directory serves the successive servers, as a restarted daemon would find it.
+//! With `kv_layout = "per_sequence"` (a KV stream per sequence) the output is the unified layout's,
+//! cold, from a prefix copied out of another running sequence's stream, and restored from RAM.
 //!
 //! On batch invariance (see tests/engine.rs): llama.cpp's CPU decode splits the KV cells among
 //! threads by their index in the cache, so where a restored prefix lands can change the last bits of
@@ -156,4 +158,66 @@ async fn greedy_output_is_the_same_cold_hot_from_ram_and_from_disk_after_a_resta
     let other = complete(&server, &p).await;
     assert_eq!(cached(&other), 0);
     assert_eq!(tier_metric(&server, "hearth_prefix_cache_restores_total", "disk").await, 0);
+}
+
+/// A server with `config` laid over the default one, its state in `state`.
+fn start_with_config(state: &Path, config: &str) -> Server {
+    let state = state.to_string_lossy().into_owned();
+    Server::start_with(Options { config: Some(config), env: vec![("HEARTH__SERVER__STATE_DIR", state.as_str())] })
+}
+
+/// Start a streamed completion of `prompt` and wait for its first event: its prompt is computed
+/// and it keeps decoding (its KV stream in use) while the response is read on.
+async fn start_streaming(server: &Server, prompt: &str, max_tokens: u32) -> reqwest::Response {
+    let body = json!({"model": CHAT, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true, "stream": true});
+    let mut response = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(first.is_some_and(|c| !c.is_empty()), "no first event");
+    response
+}
+
+/// Read a streamed response to its end.
+async fn drain(mut response: reqwest::Response) {
+    while response.chunk().await.unwrap_or_else(|e| panic!("{e}")).is_some() {}
+}
+
+#[tokio::test]
+async fn per_sequence_streams_give_the_unified_output_cold_copied_and_restored() {
+    // Two streams of 1024 cells, so the per-sequence cache stays small on the CPU.
+    const SMALL: &str = "[[models]]\nname = \"smollm2-135m-instruct\"\nmax_num_seqs = 2\nmax_model_len = 1024\n";
+    let p = format!("{}\nThe days of the week are Monday, Tuesday,", system_prompt("HR"));
+    let q = format!("{}\nCounting in English: one, two, three, four,", system_prompt("IT"));
+    let r = format!("{}\nThe months of the year are January, February,", system_prompt("Sales"));
+
+    let unified_state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_with_config(unified_state.path(), SMALL);
+    let want = text(&complete(&server, &p).await);
+    drop(server);
+
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_with_config(state.path(), &format!("[engine]\nkv_layout = \"per_sequence\"\n{SMALL}"));
+    assert!(server.log().contains("kv_unified=false streams=2 stream_cells=1024"), "per-sequence streams:\n{}", server.log());
+    let cold = complete(&server, &p).await;
+    assert_eq!(cached(&cold), 0);
+    let n = prompt_tokens(&cold);
+    assert_eq!(text(&cold), want, "cold, per sequence");
+
+    // p again, streamed: it takes id 0, whose stream still holds p (hot, no copy). While it decodes,
+    // a third p takes id 1 and copies stream 0.
+    let running = start_streaming(&server, &p, 40).await;
+    let copied = complete(&server, &p).await;
+    assert!(cached(&copied) >= n - 16, "copied: cached {} of {n}", cached(&copied));
+    assert_eq!(text(&copied), want, "from a stream copied out of a running sequence");
+    drain(running).await;
+    assert_eq!(tier_metric(&server, "hearth_prefix_cache_hits_total", "hot").await, 2);
+
+    // q and r take both streams at once; p, saved to RAM when it first finished, is restored.
+    let running = start_streaming(&server, &q, 40).await;
+    assert_eq!(cached(&complete(&server, &r).await), 0);
+    drain(running).await;
+    let restored = complete(&server, &p).await;
+    assert_eq!(tier_metric(&server, "hearth_prefix_cache_hits_total", "ram").await, 1, "restored from RAM");
+    assert!(cached(&restored) >= n - 16, "ram: cached {} of {n}", cached(&restored));
+    assert_eq!(text(&restored), want, "restored from RAM into a stream");
 }

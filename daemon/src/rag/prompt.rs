@@ -135,6 +135,7 @@ mod tests {
             gpu_memory_utilization: 0.9,
             flash_attention: engine::FlashAttention::Auto,
             batch_mixing: engine::BatchMixing::Auto,
+            kv_layout: engine::KvLayout::Auto,
             max_decode_slowdown: 0.0,
             stall_timeout: std::time::Duration::ZERO,
         })

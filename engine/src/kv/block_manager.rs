@@ -37,6 +37,9 @@ pub(crate) enum KvOp {
     Share { from: i32, to: i32, p0: usize, p1: usize },
     /// Remove `seq`'s tag from its cells at positions `p0..p1`.
     Untag { seq: i32, p0: usize, p1: usize },
+    /// Per-sequence layout only: replace `to`'s stream with a copy of `from`'s, then drop the
+    /// copy's cells from position `keep` on (llama.cpp copies streams whole; see `streams.rs`).
+    CopyStream { from: i32, to: i32, keep: usize },
 }
 
 /// Not enough free or evictable blocks.
@@ -49,6 +52,15 @@ pub(crate) struct PrefixMatch {
     blocks: Vec<BlockId>,
     /// Prompt tokens covered.
     pub tokens: usize,
+    /// Per-sequence layout: the stream that holds the prefix (`None` in the unified layout).
+    pub source: Option<i32>,
+}
+
+impl PrefixMatch {
+    /// A prefix of `tokens` held by stream `source` (per-sequence layout).
+    pub(crate) fn in_stream(source: i32, tokens: usize) -> Self {
+        Self { blocks: Vec::new(), tokens, source: Some(source) }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

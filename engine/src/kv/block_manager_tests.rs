@@ -87,6 +87,7 @@ fn apply(tags: &mut HashMap<(i32, usize), BlockId>, ops: &[KvOp]) {
             KvOp::Untag { seq, p0, .. } => {
                 assert!(tags.remove(&(seq, p0 / BS)).is_some(), "untag of missing {seq}@{p0}");
             }
+            KvOp::CopyStream { .. } => panic!("{op:?}: a stream copy in the unified layout"),
         }
     }
 }

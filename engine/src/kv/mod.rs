@@ -1,16 +1,23 @@
 //! KV cache bookkeeping, in pure Rust so it can be proven without a model.
 //!
-//! llama.cpp's unified KV cache stores the cells; a cell belongs to every llama.cpp sequence id it
-//! is tagged with. hearth decides admission, sharing and eviction itself, in fixed-size blocks of
-//! token positions, and turns its decisions into llama.cpp sequence operations ([`KvOp`]): tag a
-//! cached prefix into a new sequence instead of recomputing it, untag, or drop cells.
+//! llama.cpp stores the cells; hearth decides admission, sharing and eviction itself, in
+//! fixed-size blocks of token positions, and turns its decisions into llama.cpp sequence
+//! operations ([`KvOp`]). In the unified layout (`block_manager.rs`) a cell belongs to every
+//! sequence id it is tagged with: a cached prefix is tagged into a new sequence instead of being
+//! recomputed. In the per-sequence layout (`streams.rs`) each id has its own stream of cells: a
+//! cached prefix is the new id's own stream cut at the match, or a copy of another stream.
+//! [`Blocks`] (`layout.rs`) is whichever of the two is in use.
 
 mod block_manager;
 mod evictable;
 mod hash;
+mod layout;
+mod streams;
 mod tiers;
 
 pub(crate) use block_manager::{BlockManager, KvOp, PrefixMatch, SeqKey};
+pub(crate) use layout::{stream_sizing, Blocks};
+pub(crate) use streams::StreamManager;
 pub(crate) use tiers::{fingerprint, Found, PrefixTiers, Tier};
 
 /// Merge runs of operations that llama.cpp can do in one call: consecutive `Untag`s of one

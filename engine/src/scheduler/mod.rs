@@ -17,6 +17,12 @@
 //! finished sequences back to the scheduler.
 //! There are no fixed slots: any sequence may grow to `max_model_len` while blocks last.
 //!
+//! KV layout (`kv_layout`, see `kv/layout.rs`): one unified cache, where sharing a prefix tags its
+//! cells, or one stream per llama.cpp sequence id (`max_num_seqs` streams of `max_model_len`
+//! cells), where sharing copies a stream. A stream copy is deferred by llama.cpp to the next
+//! batch, so until a batch has run this thread never restores into a stream that is the source of
+//! a pending copy, nor saves a prefix from one that is its destination (see `pending_copies`).
+//!
 //! Host work per step is kept small because on a GPU it is what limits throughput: sampling runs
 //! on a small thread pool, one sequence per task, straight from llama.cpp's logits rows (greedy
 //! requests take an argmax, plain temperature sampling runs in Rust without llama.cpp's candidate
@@ -60,10 +66,10 @@ use self::work::{batches, Work};
 use crate::backend::backend;
 use crate::gpu::kv_bytes_per_token;
 use crate::handle::{report_ready, Command};
-use crate::kv::{coalesce, KvOp, PrefixTiers, Tier};
+use crate::kv::{coalesce, stream_sizing, KvOp, PrefixTiers, Tier};
 use crate::sampling::build_sampler;
 use crate::telemetry::{CacheTier, StepPhases, Telemetry};
-use crate::{BatchMixing, EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, ModelConfig};
+use crate::{BatchMixing, EngineError, Event, FinishReason, FlashAttention, KvCacheDtype, KvLayout, ModelConfig};
 
 /// How long an idle engine waits for work before beating its heartbeat again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -93,6 +99,9 @@ pub(crate) struct ChatWorker<'m> {
     tiers: Option<PrefixTiers>,
     /// KV bytes of one token (for the hot tier's size).
     kv_bytes_per_token: u64,
+    /// Per-sequence layout: stream copies `(from, to)` applied since the last batch, which
+    /// llama.cpp performs at the start of the next one.
+    pending_copies: Vec<(i32, i32)>,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -132,14 +141,26 @@ impl<'m> ChatWorker<'m> {
     }
 
     fn new(model: &'m LlamaModel, config: ModelConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
-        let kv_tokens = match config.kv_cache_tokens {
-            0 => config.max_model_len,
-            n => n.max(config.max_model_len),
-        };
-        let n_llama_ids = if config.enable_prefix_caching {
-            (config.max_num_seqs * 4).clamp(config.max_num_seqs, MAX_LLAMA_SEQS)
+        let context_error = |reason: String| EngineError::Context { model: config.name.clone(), reason };
+        let per_sequence = config.kv_layout == KvLayout::PerSequence;
+        let (kv_tokens, n_llama_ids) = if per_sequence {
+            if config.max_num_seqs > MAX_LLAMA_SEQS {
+                return Err(context_error(format!("kv_layout = \"per_sequence\" has one llama.cpp sequence per stream, at most {MAX_LLAMA_SEQS}: max_num_seqs is {}", config.max_num_seqs)));
+            }
+            let sizing = stream_sizing(config.max_model_len, config.max_num_seqs, config.kv_cache_tokens).map_err(context_error)?;
+            let total = u32::try_from(sizing.total()).map_err(|_| context_error(format!("{} KV cells are more than llama.cpp takes", sizing.total())))?;
+            (total, sizing.streams)
         } else {
-            config.max_num_seqs
+            let kv_tokens = match config.kv_cache_tokens {
+                0 => config.max_model_len,
+                n => n.max(config.max_model_len),
+            };
+            let n_llama_ids = if config.enable_prefix_caching {
+                (config.max_num_seqs * 4).clamp(config.max_num_seqs, MAX_LLAMA_SEQS)
+            } else {
+                config.max_num_seqs
+            };
+            (kv_tokens, n_llama_ids)
         };
         let threads = config.effective_threads();
         let n_batch = config.max_num_batched_tokens.max(config.max_num_seqs);
@@ -152,7 +173,7 @@ impl<'m> ChatWorker<'m> {
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
             .with_n_seq_max(n_llama_ids)
-            .with_kv_unified(true)
+            .with_kv_unified(!per_sequence)
             .with_type_k(kv_type)
             .with_type_v(kv_type)
             .with_n_threads(threads)
@@ -162,7 +183,6 @@ impl<'m> ChatWorker<'m> {
                 FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
                 FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
             });
-        let context_error = |reason: String| EngineError::Context { model: config.name.clone(), reason };
         let sampling_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SAMPLING_THREADS);
         let samplers = rayon::ThreadPoolBuilder::new()
             .num_threads(sampling_threads)
@@ -178,13 +198,22 @@ impl<'m> ChatWorker<'m> {
         if num_blocks * block_size < config.max_model_len as usize {
             return Err(context_error(format!("KV cache of {} tokens cannot hold max_model_len {}", ctx.n_ctx(), config.max_model_len)));
         }
+        let stream_cells = ctx.n_ctx() / n_llama_ids;
+        if per_sequence && (stream_cells * n_llama_ids != ctx.n_ctx() || (stream_cells as usize) / block_size * block_size < config.max_model_len as usize) {
+            return Err(context_error(format!(
+                "llama.cpp made {} KV cells for {n_llama_ids} streams, not streams of max_model_len {} in whole blocks of {block_size}",
+                ctx.n_ctx(),
+                config.max_model_len
+            )));
+        }
         let salt = {
             let mut h = DefaultHasher::new();
             (config.path.as_os_str(), model.size(), model.n_params(), config.kv_cache_dtype as u8).hash(&mut h);
             h.finish()
         };
-        tracing::info!(model = %config.name, kv_tokens = ctx.n_ctx(), num_blocks, block_size, llama_ids = n_llama_ids, "KV cache ready.");
-        let tiers = tiering::open_tiers(&config, model, block_size, salt);
+        let layout = if per_sequence { format!("kv_unified=false streams={n_llama_ids} stream_cells={stream_cells}") } else { "kv_unified=true".to_owned() };
+        tracing::info!(model = %config.name, kv_tokens = ctx.n_ctx(), num_blocks, block_size, llama_ids = n_llama_ids, %layout, "KV cache ready.");
+        let tiers = tiering::open_tiers(&config, model, block_size, salt, &layout);
         let scheduler = Scheduler::new(SchedulerConfig {
             max_num_seqs: config.max_num_seqs as usize,
             n_llama_ids: n_llama_ids as i32,
@@ -197,6 +226,7 @@ impl<'m> ChatWorker<'m> {
             prefix_cache_max_tokens: config.prefix_cache_max_tokens,
             same_step_tails: config.batch_mixing == BatchMixing::Split,
             max_decode_slowdown: config.max_decode_slowdown,
+            per_sequence,
         });
         Ok(Self {
             model,
@@ -206,6 +236,7 @@ impl<'m> ChatWorker<'m> {
             draining: Vec::new(),
             tiers,
             kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
+            pending_copies: Vec::new(),
             config,
             telemetry,
             samplers,
@@ -265,6 +296,7 @@ impl<'m> ChatWorker<'m> {
             if decoded.is_ok() {
                 // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
                 self.ctx.synchronize();
+                self.pending_copies.clear(); // done before the batch
             }
             decode += t0.elapsed();
             self.telemetry.beat(); // progress inside the step: a split step runs up to three batches
@@ -461,7 +493,7 @@ impl<'m> ChatWorker<'m> {
 
     /// A sequence left the running set: save its prefix to the tiers, then drop its cells.
     fn release(&mut self, removed: &Removed<Sequence>) {
-        if let Some(leaving) = &removed.leaving {
+        if let Some(leaving) = removed.leaving.as_ref().filter(|l| !self.copy_pending_into(l.llama_id)) {
             tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, removed.entry.tokens());
         }
         self.apply(&removed.ops);
@@ -470,8 +502,21 @@ impl<'m> ChatWorker<'m> {
     /// Save the prefix of a sequence that left the running set and is still in the scheduler
     /// (preempted).
     fn save_prefix(&mut self, leaving: &Leaving) {
+        if self.copy_pending_into(leaving.llama_id) {
+            return;
+        }
         let Some(entry) = self.scheduler.entry(leaving.key) else { return };
         tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, entry.tokens());
+    }
+
+    /// Whether `llama_id`'s stream still waits for a copy into it (its buffer is not written yet).
+    fn copy_pending_into(&self, llama_id: i32) -> bool {
+        self.pending_copies.iter().any(|&(_, to)| to == llama_id)
+    }
+
+    /// Whether `llama_id`'s stream is the source of a copy not done yet (it must not be overwritten).
+    pub(super) fn copy_pending_from(&self, llama_id: i32) -> bool {
+        self.pending_copies.iter().any(|&(from, _)| from == llama_id)
     }
 
     /// Apply the block manager's decisions to llama.cpp's cache, merged where one call does.
@@ -480,6 +525,11 @@ impl<'m> ChatWorker<'m> {
             let result = match *op {
                 KvOp::Share { from, to, p0, p1 } => self.ctx.copy_kv_cache_seq(from, to, Some(p0 as u32), Some(p1 as u32)).map(|()| true),
                 KvOp::Untag { seq, p0, p1 } => self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(p0 as u32), Some(p1 as u32)),
+                // The whole stream (llama.cpp aborts on a partial cross-stream copy), then the cut.
+                KvOp::CopyStream { from, to, keep } => {
+                    self.pending_copies.push((from, to));
+                    self.ctx.copy_kv_cache_seq(from, to, None, None).and_then(|()| self.ctx.clear_kv_cache_seq(Some(to as u32), Some(keep as u32), None))
+                }
             };
             if !matches!(result, Ok(true)) {
                 tracing::error!(?op, "llama.cpp refused a KV operation; the cache and the block table may disagree.");

@@ -40,7 +40,7 @@ use std::collections::VecDeque;
 use super::pacing::PrefillPacer;
 use super::prefill_order::prefill_order;
 use super::work::{step_work, Part, Shape, Work};
-use crate::kv::{BlockManager, KvOp, PrefixMatch, SeqKey};
+use crate::kv::{BlockManager, Blocks, KvOp, PrefixMatch, SeqKey, StreamManager};
 
 /// What the scheduler is given: the context's size and the model's limits.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +68,9 @@ pub(crate) struct SchedulerConfig {
     pub same_step_tails: bool,
     /// `max_decode_slowdown` (below 1: prefill is not paced).
     pub max_decode_slowdown: f32,
+    /// llama.cpp's per-sequence KV layout: each of the `n_llama_ids` ids has its own stream of
+    /// `num_blocks / n_llama_ids` blocks (see `kv/streams.rs`).
+    pub per_sequence: bool,
 }
 
 /// One request inside the scheduler: its tokens, how many are computed, its llama.cpp id.
@@ -183,7 +186,7 @@ pub(crate) enum Extended {
 #[derive(Debug)]
 pub(crate) struct Scheduler<T> {
     config: SchedulerConfig,
-    blocks: BlockManager,
+    blocks: Blocks,
     /// Ids of finished sequences that still hold cached cells, oldest first (an entry may be
     /// stale: its id since freed by eviction, or reused).
     parked: VecDeque<i32>,
@@ -199,8 +202,13 @@ pub(crate) struct Scheduler<T> {
 impl<T> Scheduler<T> {
     pub(crate) fn new(config: SchedulerConfig) -> Self {
         let block_size = config.block_size.max(1);
-        let (total, probation) = cache_bounds(config.prefix_cache_max_tokens, block_size);
-        let blocks = BlockManager::new(config.num_blocks, block_size, config.salt, config.prefix_caching).with_cache_limit(total, probation);
+        let blocks = if config.per_sequence {
+            let streams = config.n_llama_ids.max(1) as usize;
+            Blocks::PerSequence(StreamManager::new(streams, config.num_blocks / streams, block_size, config.prefix_caching))
+        } else {
+            let (total, probation) = cache_bounds(config.prefix_cache_max_tokens, block_size);
+            Blocks::Unified(BlockManager::new(config.num_blocks, block_size, config.salt, config.prefix_caching).with_cache_limit(total, probation))
+        };
         Self {
             config,
             blocks,
@@ -220,7 +228,7 @@ impl<T> Scheduler<T> {
         key
     }
 
-    pub(crate) fn blocks(&self) -> &BlockManager {
+    pub(crate) fn blocks(&self) -> &Blocks {
         &self.blocks
     }
 
@@ -275,14 +283,15 @@ impl<T> Scheduler<T> {
         // Taking an id may evict a parked id's cached blocks, so first ask whether the request
         // could fit even with its whole cached prefix; if not, nothing is evicted for it.
         let front = self.waiting.front()?;
-        if !self.fits(front, &self.blocks.match_prefix(&front.tokens)) {
+        if !self.fits(front, &self.blocks.match_prefix(&front.tokens, None)) {
             return None;
         }
         // The id before the prefix: finding one may evict cached blocks, which must not be part
-        // of the prefix this sequence is about to share.
+        // of the prefix this sequence is about to share. Per sequence, the lowest idle id (its
+        // stream's cells are replaced by the allocation, after the match is taken).
         let llama_id = self.free_llama_id(ops)?;
         let front = self.waiting.front()?;
-        let mut prefix = self.blocks.match_prefix(&front.tokens);
+        let mut prefix = self.blocks.match_prefix(&front.tokens, Some(llama_id));
         let (key, total) = (front.key, front.tokens.len());
         // A longer prefix saved below the KV cache is restored into fresh blocks instead.
         let restore = below(&front.tokens, prefix.tokens).filter(|_| self.fits(front, &PrefixMatch::default()));
@@ -312,14 +321,16 @@ impl<T> Scheduler<T> {
     /// Whether `seq`, reusing `prefix`, fits in the blocks available, with one block of headroom
     /// per running sequence (a lone request always tries: nothing else could make room).
     fn fits(&self, seq: &Entry<T>, prefix: &PrefixMatch) -> bool {
-        let need = self.blocks.blocks_to_admit(seq.tokens.len(), prefix);
-        self.running.is_empty() || need + self.running.len() <= self.blocks.available_blocks()
+        self.blocks.fits(seq.tokens.len(), prefix, self.running.len())
     }
 
     /// A llama.cpp sequence id that is neither running nor holding cells, evicting the oldest
     /// parked id's cached cells if needed (their ops go to `ops`).
     fn free_llama_id(&mut self, ops: &mut Vec<KvOp>) -> Option<i32> {
         let running = |s: &Self, id: i32| s.running.iter().any(|e| e.llama_id == Some(id));
+        if self.blocks.is_per_sequence() {
+            return (0..self.config.n_llama_ids).find(|&id| !running(self, id));
+        }
         if let Some(id) = (0..self.config.n_llama_ids).find(|&id| !running(self, id) && !self.blocks.is_holding(id)) {
             return Some(id);
         }
@@ -370,7 +381,22 @@ impl<T> Scheduler<T> {
             }
         }
         plan.work.sort_by_key(|w| w.part); // stable: planning order within a part
+        if self.blocks.is_per_sequence() {
+            self.order_by_id(&mut plan.work);
+        }
         plan
+    }
+
+    /// Per sequence, llama.cpp cuts a batch into ubatches of consecutive sequence ids in batch
+    /// order (`split_equal`): the work goes in id order (within each part when the parts are
+    /// separate batches), so the decode tokens of ids 0..n make one ubatch, not many.
+    fn order_by_id(&self, work: &mut [Work]) {
+        let id = |key: SeqKey| self.running.iter().find(|e| e.key == key).and_then(|e| e.llama_id).unwrap_or(i32::MAX);
+        if self.config.same_step_tails {
+            work.sort_by_cached_key(|w| (w.part, id(w.key)));
+        } else {
+            work.sort_by_cached_key(|w| id(w.key));
+        }
     }
 
     /// Plan one sequence's work within `budget` tokens, growing its blocks (preempting the most

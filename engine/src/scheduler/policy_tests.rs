@@ -1,7 +1,8 @@
 //! Tests of the scheduler without a model: unit cases for admission, planning, preemption and
 //! release, and a property test that drives random arrivals, steps, finishes, departing and slow
 //! clients through the scheduler as the engine thread does, against a simulation of llama.cpp's
-//! cells, checking the module's invariants after every call.
+//! cells, checking the module's invariants after every call, in both KV layouts (the
+//! per-sequence layout's own cases are in `policy_stream_tests.rs`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,6 +25,7 @@ fn config(num_blocks: usize, max_num_seqs: usize, n_llama_ids: i32, max_num_batc
         prefix_cache_max_tokens: 0,
         same_step_tails: false,
         max_decode_slowdown: 0.0,
+        per_sequence: false,
     }
 }
 
@@ -41,8 +43,9 @@ enum Outcome {
     Gone,
 }
 
-/// The scheduler driven as the engine thread drives it, over a simulation of llama.cpp's unified
-/// cache: each (sequence id, position) tag points at a cell; a cell without tags is gone.
+/// The scheduler driven as the engine thread drives it, over a simulation of llama.cpp's cells:
+/// each (sequence id, position) tag points at a cell; a cell without tags is gone. In the
+/// per-sequence layout an id's cells are its stream, and a stream copy makes new cells.
 struct Sim {
     s: Scheduler<Client>,
     cells: HashMap<(i32, usize), u64>,
@@ -83,6 +86,16 @@ impl Sim {
                     assert!(!free(seq), "{op:?} names a free id");
                     for pos in p0..p1 {
                         self.cells.remove(&(seq, pos));
+                    }
+                }
+                KvOp::CopyStream { from, to, keep } => {
+                    assert!(self.s.config.per_sequence, "{op:?} in the unified layout");
+                    assert!(!free(from) && from != to, "{op:?} names a free id or one stream");
+                    self.cells.retain(|&(id, _), _| id != to);
+                    for pos in 0..keep {
+                        assert!(self.cells.contains_key(&(from, pos)), "{op:?}: {from} has no cell at {pos}");
+                        self.next_cell += 1;
+                        self.cells.insert((to, pos), self.next_cell);
                     }
                 }
             }
@@ -234,6 +247,13 @@ impl Sim {
         let live: HashSet<u64> = self.cells.values().copied().collect();
         assert!(live.len() <= s.config.num_blocks * BS, "{} cells in a cache of {}", live.len(), s.config.num_blocks * BS);
         assert_eq!(s.blocks.active_blocks() + s.blocks.cached_blocks() + s.blocks.free_blocks(), s.config.num_blocks);
+        assert!(s.blocks.active_blocks() + s.blocks.cached_blocks() <= s.config.num_blocks);
+        if s.config.per_sequence {
+            let stream = s.config.num_blocks / s.config.n_llama_ids as usize * BS;
+            for &(id, pos) in self.cells.keys() {
+                assert!(pos < stream && id < s.config.n_llama_ids, "cell ({id}, {pos}) outside its stream of {stream}");
+            }
+        }
     }
 }
 
@@ -581,12 +601,21 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn scheduler_config() -> impl Strategy<Value = SchedulerConfig> {
-    (6..24usize, 1..5usize, 0..4usize, 1..40usize, any::<bool>(), any::<bool>(), prop_oneof![Just(0u32), 4..40u32]).prop_map(
-        |(num_blocks, max_num_seqs, extra_ids, batch, caching, split, cache_tokens)| SchedulerConfig {
-            prefix_caching: caching,
-            same_step_tails: split,
-            prefix_cache_max_tokens: cache_tokens,
-            ..config(num_blocks, max_num_seqs, (max_num_seqs * (1 + extra_ids)) as i32, batch)
+    (6..24usize, 1..5usize, 0..4usize, 1..40usize, any::<bool>(), any::<bool>(), prop_oneof![Just(0u32), 4..40u32], any::<bool>()).prop_map(
+        |(num_blocks, max_num_seqs, extra_ids, batch, caching, split, cache_tokens, per_sequence)| {
+            let base = SchedulerConfig {
+                prefix_caching: caching,
+                same_step_tails: split,
+                prefix_cache_max_tokens: cache_tokens,
+                ..config(num_blocks, max_num_seqs, (max_num_seqs * (1 + extra_ids)) as i32, batch)
+            };
+            if per_sequence {
+                // As the engine sizes it: a stream per running sequence, each of max_model_len.
+                let stream_blocks = (num_blocks / 2).max(2);
+                SchedulerConfig { per_sequence, n_llama_ids: max_num_seqs as i32, num_blocks: max_num_seqs * stream_blocks, max_model_len: stream_blocks * BS, ..base }
+            } else {
+                base
+            }
         },
     )
 }
@@ -638,3 +667,6 @@ proptest! {
         prop_assert_eq!(sim.s.blocks.active_blocks(), 0);
     }
 }
+
+#[path = "policy_stream_tests.rs"]
+mod streams;

@@ -26,14 +26,16 @@ use crate::telemetry::{CacheTier, Telemetry};
 use crate::{ModelConfig, PrefixTierConfig};
 
 /// Open the tiers of a chat model (`None` when off or when its fingerprint cannot be taken).
-pub(super) fn open_tiers(config: &ModelConfig, model: &LlamaModel, block_size: usize, salt: u64) -> Option<PrefixTiers> {
+/// `layout` names the KV layout as it shapes a saved state (llama.cpp writes the stream count into
+/// it and refuses another at restore).
+pub(super) fn open_tiers(config: &ModelConfig, model: &LlamaModel, block_size: usize, salt: u64, layout: &str) -> Option<PrefixTiers> {
     let tiers: &PrefixTierConfig = &config.prefix_tiers;
     if !config.enable_prefix_caching || (tiers.ram_bytes == 0 && tiers.disk_bytes == 0) {
         return None;
     }
     // Everything besides the file that changes what a sequence's KV state holds or how it is laid out.
     let settings = format!(
-        "n_params={} n_layer={} n_embd={} n_head={} n_head_kv={} type_k=type_v={:?} flash_attention={:?} kv_unified=true block_size={block_size}",
+        "n_params={} n_layer={} n_embd={} n_head={} n_head_kv={} type_k=type_v={:?} flash_attention={:?} {layout} block_size={block_size}",
         model.n_params(),
         model.n_layer(),
         model.n_embd(),
@@ -87,6 +89,9 @@ impl ChatWorker<'_> {
     /// yet); returns the tokens now in the cache, 0 when the restore did not happen. Counts the
     /// try; the admission counts the hit.
     pub(super) fn restore_prefix(&mut self, llama_id: i32, total: usize, found: &Found) -> usize {
+        if self.copy_pending_from(llama_id) {
+            return 0; // its buffer is still to be copied out: the prompt is computed instead
+        }
         let blocks = self.scheduler.blocks();
         let bs = blocks.block_size();
         // The restore places the whole entry before truncating: it needs that many free cells.
