@@ -287,6 +287,25 @@ pub struct EngineSettings {
     /// "auto" is per_sequence on a GPU and unified on the CPU.
     #[serde(default)]
     pub kv_layout: KvLayoutSetting,
+    /// Local chat models loaded at once (0: no limit); past it the least recently used idle
+    /// `load = "on_demand"` model is unloaded to load another.
+    #[serde(default)]
+    pub max_loaded_models: usize,
+    /// How long a request waits for its model to load (or for room under the budget) before a
+    /// 503 `model_loading` with `Retry-After`.
+    #[serde(default = "defaults::model_load_timeout_seconds")]
+    pub model_load_timeout_seconds: u64,
+}
+
+/// A local model's `load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSetting {
+    /// Loaded at start-up and kept loaded (start-up fails when it cannot load).
+    #[default]
+    Startup,
+    /// Loaded by the first request for it; unloaded when the budget needs room and it is idle.
+    OnDemand,
 }
 
 /// `batch_mixing`.
@@ -376,6 +395,9 @@ pub struct ModelSettings {
     pub max_queue: usize,
     #[serde(default = "defaults::n_gpu_layers")]
     pub n_gpu_layers: u32,
+    /// Local: load at start-up (the default) or on first use.
+    #[serde(default)]
+    pub load: LoadSetting,
     /// Remote: the upstream's OpenAI base URL, `/v1` included (`http://vllm:8000/v1`).
     #[serde(default)]
     pub base_url: String,
@@ -432,7 +454,7 @@ pub struct ModelSettings {
 }
 
 /// `[[models]]` keys that only a local model has.
-pub const LOCAL_ONLY_KEYS: [&str; 10] = [
+pub const LOCAL_ONLY_KEYS: [&str; 11] = [
     "path",
     "sha256",
     "max_num_seqs",
@@ -443,6 +465,7 @@ pub const LOCAL_ONLY_KEYS: [&str; 10] = [
     "prefix_cache_max_tokens",
     "kv_cache_dtype",
     "n_gpu_layers",
+    "load",
 ];
 
 /// `[[models]]` keys that only a remote model has.
@@ -478,6 +501,9 @@ pub enum KvCacheDtypeSetting {
 }
 
 mod defaults {
+    pub fn model_load_timeout_seconds() -> u64 {
+        120
+    }
     pub fn block_size() -> u32 {
         16
     }
@@ -680,6 +706,7 @@ impl Settings {
         if self.models.is_empty() {
             return Err(invalid("models", "at least one [[models]] entry is needed".into()));
         }
+        self.check_load_budget().map_err(|(key, reason)| invalid(key, reason))?;
         let mut names = HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");
@@ -756,6 +783,33 @@ impl Settings {
         }
         if !(1..=50).contains(&self.rag.max_num_results) || self.rag.max_output_tokens == 0 {
             return Err(ConfigError::Invalid { key: "rag.max_num_results".into(), origin: origin_of(merged, "rag.max_num_results"), reason: "max_num_results must be 1..=50 and max_output_tokens at least 1".into() });
+        }
+        Ok(())
+    }
+
+    /// `[engine] max_loaded_models` against the local chat models' `load`: the start-up models must
+    /// fit the budget and leave room for an on-demand one, if there is one.
+    fn check_load_budget(&self) -> Result<(), (&'static str, String)> {
+        if self.engine.model_load_timeout_seconds == 0 {
+            return Err(("engine.model_load_timeout_seconds", "must be at least 1".into()));
+        }
+        let budget = self.engine.max_loaded_models;
+        if budget == 0 {
+            return Ok(());
+        }
+        let chat = self.models.iter().filter(|m| m.provider == ProviderSetting::Local && m.kind == ModelKindSetting::Chat);
+        let (startup, on_demand): (Vec<_>, Vec<_>) = chat.partition(|m| m.load == LoadSetting::Startup);
+        let room = if on_demand.is_empty() { budget } else { budget - 1 };
+        if startup.len() > room {
+            let names = startup.iter().map(|m| format!("`{}`", m.name)).collect::<Vec<_>>().join(", ");
+            return Err((
+                "engine.max_loaded_models",
+                format!(
+                    "{budget} chat model(s) may be loaded at once, but {} load at start-up ({names}){}: set load = \"on_demand\" on some or raise the limit",
+                    startup.len(),
+                    if on_demand.is_empty() { String::new() } else { " and an on-demand model needs one more".into() }
+                ),
+            ));
         }
         Ok(())
     }

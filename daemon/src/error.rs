@@ -57,6 +57,13 @@ pub enum ApiError {
     /// Models are still loading or the engine stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// A model is not loaded in time or failed to load: 503 with `code` and a `Retry-After` of
+    /// `retry_after` seconds.
+    #[error("{message}")]
+    ModelUnavailable { message: String, code: &'static str, retry_after: u64 },
+    /// A model cannot be unloaded now (requests in flight, or loading): 409 `model_busy`.
+    #[error("{0}")]
+    ModelBusy(String),
     /// Our fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,10 +97,22 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => ("invalid_request_error", None, "request_timeout"),
             ApiError::Overloaded(_) => ("rate_limit_error", None, "overloaded"),
             ApiError::Unavailable(_) => ("service_unavailable", None, "unavailable"),
+            ApiError::ModelUnavailable { code, .. } => ("service_unavailable", Some("model"), code),
+            ApiError::ModelBusy(_) => ("invalid_request_error", Some("model"), "model_busy"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
             ApiError::LimitReached(_) => ("invalid_request_error", None, "limit_reached"),
             ApiError::InsufficientStorage { .. } => ("server_error", None, "insufficient_storage"),
             ApiError::Upstream(e) => (e.error_type, e.param.as_deref(), e.code),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the `Retry-After` header: a model's own
+    /// load time for [`ApiError::ModelUnavailable`], [`RETRY_AFTER_SECS`] for other 429s and 503s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::ModelUnavailable { retry_after, .. } => Some(*retry_after),
+            _ if matches!(self.status_code(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => Some(RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
@@ -124,7 +143,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::ModelUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ModelBusy(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::LimitReached(_) => StatusCode::CONFLICT,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -136,15 +156,15 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         match self {
             // Expected while loading or overloaded; not a fault.
-            ApiError::Unavailable(_) => tracing::debug!(error = %self, "Request refused."),
+            ApiError::Unavailable(_) | ApiError::ModelUnavailable { .. } => tracing::debug!(error = %self, "Request refused."),
             // The disk, not hearth: the operator's to act on, said once per refusal.
             ApiError::InsufficientStorage { .. } => tracing::warn!(error = %self, "Content refused."),
             _ if status.is_server_error() => tracing::error!(error = %self, "Request failed."),
             _ => {}
         }
         let mut response = HttpResponse::build(status);
-        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -189,6 +209,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(message) => ApiError::LimitReached(message),
             ServiceError::Unavailable(message) => ApiError::Unavailable(message),
             ServiceError::Busy(message) => ApiError::Overloaded(message),
+            ServiceError::ModelUnavailable { message, code, retry_after } => ApiError::ModelUnavailable { message, code, retry_after },
+            ServiceError::ModelBusy(message) => ApiError::ModelBusy(message),
             ServiceError::InsufficientStorage(no_space) => no_space.into(),
             ServiceError::Upstream(fault) => ApiError::Upstream(fault),
             ServiceError::Internal(message) => ApiError::Internal(message),

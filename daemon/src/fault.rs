@@ -49,6 +49,20 @@ pub enum ServiceError {
     /// Too much at once: a full queue or admission; try again later.
     #[error("{0}")]
     Busy(String),
+    /// A model is not loaded in time (`model_loading`) or its load failed (`model_load_failed`);
+    /// `retry_after` is how many seconds a client should wait (the model's last load time).
+    #[error("{message}")]
+    ModelUnavailable {
+        /// What the client reads.
+        message: String,
+        /// The stable error code.
+        code: &'static str,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// A model cannot change state now: requests are in flight on it, or it is loading.
+    #[error("{0}")]
+    ModelBusy(String),
     /// The disk is short of the free-space reserve (`[store] min_free_bytes`).
     #[error("{0}")]
     InsufficientStorage(NoSpace),
@@ -91,7 +105,11 @@ impl ServiceError {
     /// True for failures that pass by themselves (busy, unavailable, a full disk): worth a retry.
     pub fn is_transient(&self) -> bool {
         match self {
-            ServiceError::Busy(_) | ServiceError::Unavailable(_) | ServiceError::InsufficientStorage(_) => true,
+            ServiceError::Busy(_)
+            | ServiceError::Unavailable(_)
+            | ServiceError::InsufficientStorage(_)
+            | ServiceError::ModelUnavailable { .. }
+            | ServiceError::ModelBusy(_) => true,
             // 429 (the upstream's rate limit), 502, 503, 504 pass; its 4xx refusals do not.
             ServiceError::Upstream(fault) => matches!(fault.status, 429 | 502 | 503 | 504),
             ServiceError::NotFound { .. }

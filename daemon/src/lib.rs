@@ -17,6 +17,7 @@ pub mod library;
 pub mod metrics;
 pub mod models;
 pub mod models_library;
+pub mod models_registry;
 pub mod provider;
 pub mod rag;
 pub mod server;

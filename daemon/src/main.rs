@@ -209,5 +209,19 @@ fn info(settings: &Settings) -> ExitCode {
         }
     };
     print!("{}", compute::describe(report, &engine::devices()));
+    print_fits(settings);
     ExitCode::SUCCESS
+}
+
+/// The fit before load of each configured local model, with the memory free now.
+fn print_fits(settings: &Settings) {
+    use hearth::models_registry::fit::{plan, KvAsk};
+    for m in settings.models.iter().filter(|m| m.provider == hearth::config::ProviderSetting::Local) {
+        let line = match plan(&m.path, KvAsk::of(m)) {
+            Ok(Some(fit)) => fit.to_string(),
+            Ok(None) => "fit unknown (the GGUF header lacks the layer shape)".to_owned(),
+            Err(reason) => reason,
+        };
+        println!("model {}: {line}", m.name);
+    }
 }

@@ -1,5 +1,6 @@
 //! The served models: one [`Backend`] per `[[models]]` entry, looked up by the name clients send.
-//! A local model is an engine loaded here; a remote one is a client of an upstream server.
+//! A local model is an engine loaded here, through the [`Registry`] (at start-up, or on its first
+//! request with `load = "on_demand"`); a remote one is a client of an upstream server.
 //!
 //! Loading verifies each local file against its pinned sha256 before llama.cpp sees it, so a
 //! swapped or damaged file stops start-up with a message instead of serving the wrong model. A
@@ -9,13 +10,16 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use engine::{BatchMixing, Engine, EngineError, FlashAttention, KvCacheDtype, KvLayout, ModelConfig, ModelKind, PrefixTierConfig};
 use sha2::{Digest, Sha256};
 
-use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, KvLayoutSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
+use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, KvLayoutSetting, LoadSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::fault::ServiceError;
+use crate::models_registry::fit::{self, KvAsk};
+use crate::models_registry::{Loaded, Registry, SlotConfig};
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
 /// Why a model could not be brought up.
@@ -29,28 +33,54 @@ pub enum ModelLoadError {
     Engine { name: String, source: EngineError },
     #[error("model `{name}`: {reason}")]
     Remote { name: String, reason: String },
+    #[error("{reason}")]
+    Startup { name: String, reason: String },
+    #[error("model `{name}` {reason}")]
+    DoesNotFit { name: String, reason: String },
 }
 
-/// The served models.
+/// The served models: every configured one, and the registry of the local ones.
 #[derive(Debug)]
 pub struct Models {
     backends: Vec<Backend>,
+    registry: Arc<Registry>,
 }
 
 impl Models {
-    /// Verify and load every configured model (blocking; run it off the async runtime).
+    /// Verify and load the models that load at start-up: every remote client, every local
+    /// embedding model and every local chat model with `load = "startup"` (blocking; run it off
+    /// the async runtime). The others load on their first request.
     pub fn load(settings: &Settings) -> Result<Models, ModelLoadError> {
+        let locals: Vec<&ModelSettings> = settings.models.iter().filter(|m| m.provider == ProviderSetting::Local).collect();
+        let slots = locals
+            .iter()
+            .map(|m| SlotConfig {
+                name: m.name.clone(),
+                kind: model_kind(m.kind),
+                pinned: m.kind == ModelKindSetting::Embedding || m.load == LoadSetting::Startup,
+                max_model_len: m.max_model_len,
+            })
+            .collect();
+        let owned: Vec<ModelSettings> = locals.iter().map(|m| (*m).clone()).collect();
+        let loader_settings = settings.clone();
+        let loader: crate::models_registry::Loader =
+            Arc::new(move |i: usize| load_local(&owned[i], &loader_settings).map_err(|e| e.to_string()));
+        let timeout = Duration::from_secs(settings.engine.model_load_timeout_seconds.max(1));
+        let registry = Registry::new(slots, settings.engine.max_loaded_models, timeout, loader);
+
         let mut backends = Vec::with_capacity(settings.models.len());
+        let mut local_index = 0;
         for m in &settings.models {
             let backend = match m.provider {
                 ProviderSetting::Local => {
-                    if let Some(expected) = &m.sha256 {
-                        verify_sha256(m, expected)?;
+                    let i = local_index;
+                    local_index += 1;
+                    if m.kind == ModelKindSetting::Embedding || m.load == LoadSetting::Startup {
+                        registry.load_blocking(i).map_err(|reason| ModelLoadError::Startup { name: m.name.clone(), reason })?;
+                    } else {
+                        tracing::info!(model = %m.name, path = %m.path.display(), "Model loads on its first request (load = \"on_demand\").");
                     }
-                    tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
-                    let engine = Engine::start(engine_config(m, settings))
-                        .map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
-                    Backend::Local(engine)
+                    Backend::Local(registry.handle(i))
                 }
                 ProviderSetting::Remote => {
                     let remote = |reason: String| ModelLoadError::Remote { name: m.name.clone(), reason };
@@ -62,18 +92,58 @@ impl Models {
             };
             backends.push(backend);
         }
-        Ok(Models { backends })
+        Ok(Models { backends, registry })
     }
 
-    /// Every model, in configuration order.
+    /// Every model, in configuration order (handles that hold no request: a chat model's engine
+    /// is reached through [`Models::acquire`]).
     pub fn all(&self) -> &[Backend] {
         &self.backends
     }
 
-    /// The model served as `name`, or a 404 (`model_not_found`) naming it.
+    /// The model served as `name`, or a 404 (`model_not_found`) naming it. For listings; a
+    /// request takes its model with [`Models::acquire`].
     pub fn get(&self, name: &str) -> Result<&Backend, ServiceError> {
         self.backends.iter().find(|b| b.name() == name).ok_or_else(|| ServiceError::ModelNotFound(name.to_owned()))
     }
+
+    /// The model `name` for one request: a local model loaded (waiting for its load, within
+    /// `[engine] model_load_timeout_seconds`) and held until the returned backend, and the event
+    /// stream of a generation submitted through it, are dropped.
+    pub async fn acquire(&self, name: &str) -> Result<Backend, ServiceError> {
+        match self.get(name)? {
+            Backend::Local(local) => Ok(Backend::Local(local.held().await?)),
+            remote @ Backend::Remote(_) => Ok(remote.clone()),
+        }
+    }
+
+    /// The local models' registry (states, load and unload).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+/// Verify a local model's file, check that it fits (placing as many layers on the GPU as fit),
+/// and start its engine (blocking).
+fn load_local(m: &ModelSettings, settings: &Settings) -> Result<Loaded, ModelLoadError> {
+    if let Some(expected) = &m.sha256 {
+        verify_sha256(m, expected)?;
+    }
+    let mut config = engine_config(m, settings);
+    let fit = fit::plan(&m.path, KvAsk::of(m)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
+    if let Some(fit) = &fit {
+        if fit.device.is_some() {
+            config.n_gpu_layers = fit.gpu_layers();
+        }
+        if fit.reduced {
+            tracing::warn!(model = %m.name, fit = %fit, n_gpu_layers = m.n_gpu_layers, "Fewer layers on the GPU than configured: no more fit.");
+        } else {
+            tracing::info!(model = %m.name, fit = %fit, "Fit before load.");
+        }
+    }
+    tracing::info!(model = %m.name, path = %m.path.display(), "Loading model.");
+    let engine = Engine::start(config).map_err(|source| ModelLoadError::Engine { name: m.name.clone(), source })?;
+    Ok(Loaded { engine, fit: fit.map(|f| f.to_string()) })
 }
 
 /// A remote model's API key from `api_key_file` (trimmed) or `api_key_env`; `None` when neither

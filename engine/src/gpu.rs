@@ -15,7 +15,7 @@ use crate::KvCacheDtype;
 
 /// GPU memory kept free for llama.cpp's compute buffers (activations of one micro-batch, the
 /// flash-attention scratch). About 0.3 GiB was seen for a 1.1B model at 512-token micro-batches.
-pub(crate) const COMPUTE_RESERVE_BYTES: u64 = 1 << 30;
+pub const COMPUTE_RESERVE_BYTES: u64 = 1 << 30;
 
 /// Free and total memory of the visible CUDA devices, summed; `None` without a CUDA driver or
 /// device.
@@ -35,14 +35,15 @@ pub fn cuda_memory() -> Option<(u64, u64)> {
 }
 
 /// Bytes of K plus V for one token across all layers.
+/// The same arithmetic as the fit before load ([`crate::fit::kv_bytes_per_token`]), on the loaded model.
 pub(crate) fn kv_bytes_per_token(model: &LlamaModel, dtype: KvCacheDtype) -> u64 {
-    let n_head = u64::from(model.n_head().max(1));
-    let head_dim = u64::try_from(model.n_embd()).unwrap_or(0) / n_head;
-    let elements = u64::from(model.n_layer()) * 2 * u64::from(model.n_head_kv()) * head_dim;
-    match dtype {
-        KvCacheDtype::F16 => elements * 2,
-        KvCacheDtype::Q8_0 => elements * 34 / 32, // 32 int8 values and one f16 scale per block
-    }
+    crate::fit::kv_bytes_per_token(
+        u64::from(model.n_layer()),
+        u64::try_from(model.n_embd()).unwrap_or(0),
+        u64::from(model.n_head().max(1)),
+        u64::from(model.n_head_kv()),
+        dtype == KvCacheDtype::Q8_0, // 32 int8 values and one f16 scale per block
+    )
 }
 
 /// KV tokens that fit the budget, or 0 when nothing does.

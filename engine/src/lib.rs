@@ -18,6 +18,7 @@ mod config;
 mod detokenize;
 mod embedding;
 mod error;
+pub mod fit;
 mod gpu;
 mod handle;
 mod kv;
@@ -32,7 +33,7 @@ pub use backend::{backend_report, default_backend_dirs, devices, init_backend, B
 pub use chat_template::{ChatMessage, ToolFormat, ToolPrompt};
 pub use config::{BatchMixing, FlashAttention, KvCacheDtype, KvLayout, ModelConfig, ModelKind, PrefixTierConfig};
 pub use error::EngineError;
-pub use gpu::cuda_memory;
+pub use gpu::{cuda_memory, COMPUTE_RESERVE_BYTES};
 pub use handle::{Engine, ModelInfo};
 pub use telemetry::{EngineStats, PrefixTierStats};
 pub use request::{Candidate, Event, FinishReason, GenerateRequest, SamplingParams, TokenLogprob, TokenStream, Usage, MAX_TOP_LOGPROBS};

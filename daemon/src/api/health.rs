@@ -1,11 +1,14 @@
-//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model is loaded, the
-//! store is open, and every remote model's upstream answers its probe; otherwise 503 with the reason).
+//! Liveness (`/health`: the process answers) and readiness (`/ready`: every model that must be
+//! loaded — embedding models and `load = "startup"` chat models — is loaded, the store is open, and
+//! every remote model's upstream answers its probe; otherwise 503 with the reason). A ready answer
+//! lists each model's state; an on-demand model that is unloaded does not make hearth unready.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::routes::{Access, Route, Routes};
 use crate::error::ApiError;
+use crate::models_registry::policy::ModelState;
 use crate::state::AppState;
 
 pub fn configure(r: &mut Routes<'_>) {
@@ -33,8 +36,22 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut failures: Vec<String> = crate::provider::liveness::engine_faults(models.all(), stall).iter().map(ToString::to_string).collect();
     let checks = futures_util::future::join_all(models.all().iter().map(|m| m.check_ready())).await;
     failures.extend(checks.into_iter().filter_map(Result::err).map(|e| e.to_string()));
+    let registry = models.registry();
+    let mut states = Vec::with_capacity(models.all().len());
+    for backend in models.all() {
+        let Some(status) = registry.index(backend.name()).map(|i| registry.status(i)) else {
+            states.push(json!({"id": backend.name(), "state": "remote"}));
+            continue;
+        };
+        // A model that must stay loaded (load = "startup") and is not; an on-demand model that is
+        // unloaded, loading or failed does not make hearth unready.
+        if status.pinned && status.state != ModelState::Loaded {
+            failures.push(format!("model `{}` must be loaded but is {}", backend.name(), status.state.name()));
+        }
+        states.push(json!({"id": backend.name(), "state": status.state.name(), "in_flight": status.in_flight}));
+    }
     if !failures.is_empty() {
         return Err(ApiError::Unavailable(failures.join("; ")));
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(json!({"status": "ready", "models": states})))
 }

@@ -1,55 +1,115 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`.
+//! `GET /v1/models`, `GET /v1/models/{id}` (OpenAI's model objects, with hearth's `state`,
+//! `in_flight`, `load` and `meta`), and the admin routes `POST /v1/models/{id}/load` and
+//! `POST /v1/models/{id}/unload`.
+//!
+//! Load answers when the model is loaded (within `[engine] model_load_timeout_seconds`, else 503
+//! `model_loading` with `Retry-After`), unloading the least recently used idle model first when
+//! `[engine] max_loaded_models` is reached. Unload refuses with 409 `model_busy` while requests are
+//! in flight on the model (or wait for it) or while it loads: it never cuts a request off; the
+//! operator retries. An unloaded model loads again on its next request. A remote model has nothing
+//! to load (400 `not_loadable`); an embedding model stays loaded (400 `not_unloadable`).
 
 use actix_web::{web, HttpResponse};
 use engine::ModelKind;
 use serde_json::{json, Value};
 
 use super::keys::Scope;
-use super::routes::{Route, Routes};
+use super::routes::{BodyKind, Route, Routes};
 use crate::compute;
 use crate::error::ApiError;
+use crate::fault::ServiceError;
+use crate::models::Models;
 use crate::provider::Backend;
 use crate::state::AppState;
 
 pub fn configure(r: &mut Routes<'_>) {
-    r.add(Route::get("/v1/models", Scope::Read), list).add(Route::get("/v1/models/{id}", Scope::Read), one);
+    r.add(Route::get("/v1/models", Scope::Read), list)
+        .add(Route::get("/v1/models/{id}", Scope::Read), one)
+        .add(Route::post("/v1/models/{id}/load", Scope::Admin, BodyKind::None), load)
+        .add(Route::post("/v1/models/{id}/unload", Scope::Admin, BodyKind::None), unload);
 }
 
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let data: Vec<Value> = state.models()?.all().iter().map(model_json).collect();
+    let models = state.models()?;
+    let data: Vec<Value> = models.all().iter().map(|b| model_json(models, b)).collect();
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
 }
 
 async fn one(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let backend = state.models()?.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
-    Ok(HttpResponse::Ok().json(model_json(backend)))
+    let models = state.models()?;
+    let backend = models.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
+    Ok(HttpResponse::Ok().json(model_json(models, backend)))
 }
 
-fn model_json(backend: &Backend) -> Value {
+/// The registry index of local model `id`; 404 for an unknown one, 400 for a remote one.
+fn local_index(models: &Models, id: &str, verb: &str) -> Result<usize, ApiError> {
+    let backend = models.get(id)?;
+    match backend {
+        Backend::Local(_) => models.registry().index(id).ok_or_else(|| ApiError::Internal(format!("model `{id}` is not in the registry"))),
+        Backend::Remote(_) => Err(ServiceError::Invalid {
+            field: Some("model".into()),
+            message: format!("`{id}` is a remote model: its upstream loads it; there is nothing to {verb} here"),
+            code: "not_loadable",
+        }
+        .into()),
+    }
+}
+
+async fn load(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let models = state.models()?;
+    let i = local_index(models, &id, "load")?;
+    let started = std::time::Instant::now();
+    models.registry().load(i).await?;
+    let mut body = model_json(models, models.get(&id)?);
+    body["waited_ms"] = json!(started.elapsed().as_millis() as u64);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn unload(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let models = state.models()?;
+    let i = local_index(models, &id, "unload")?;
+    let took = models.registry().unload(i).await?;
+    let mut body = model_json(models, models.get(&id)?);
+    body["unload_ms"] = json!(took.map(|d| d.as_millis() as u64));
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// OpenAI's model object plus hearth's fields. A local model's details are those of its engine,
+/// or of its last load while it is unloaded (`null` before its first).
+pub fn model_json(models: &Models, backend: &Backend) -> Value {
     let kind = match backend.kind() {
         ModelKind::Chat => "chat",
         ModelKind::Embedding => "embedding",
     };
     match backend {
-        Backend::Local(engine) => {
-            let info = engine.info();
+        Backend::Local(local) => {
+            let status = models.registry().index(local.name()).map(|i| models.registry().status(i));
+            let info = local.info();
             json!({
-                "id": info.name,
+                "id": local.name(),
                 "object": "model",
-                "created": info.loaded_at,
+                "created": info.as_ref().map_or(0, |i| i.loaded_at),
                 "owned_by": "hearth",
-                "max_model_len": info.max_model_len,
+                "max_model_len": local.max_model_len(),
+                "state": status.as_ref().map_or("unloaded", |s| s.state.name()),
+                "state_reason": status.as_ref().and_then(|s| match &s.state {
+                    crate::models_registry::policy::ModelState::Failed(reason) => Some(reason.clone()),
+                    _ => None,
+                }),
+                "in_flight": status.as_ref().map_or(0, |s| s.in_flight),
+                "load": if status.as_ref().is_some_and(|s| s.pinned) { "startup" } else { "on_demand" },
+                "last_load_ms": status.as_ref().and_then(|s| s.last_load).map(|d| d.as_millis() as u64),
                 "meta": {
                     "kind": kind,
                     "provider": backend.provider(),
-                    "n_ctx_train": info.n_ctx_train,
-                    "n_embd": info.n_embd,
-                    "n_vocab": info.n_vocab,
-                    "n_params": info.n_params,
-                    "size": info.size_bytes,
-                    "kv_cache_tokens": info.kv_cache_tokens,
-                    "n_gpu_layers": info.n_gpu_layers,
-                    "on_gpu": info.on_gpu,
+                    "n_ctx_train": info.as_ref().map(|i| i.n_ctx_train),
+                    "n_embd": info.as_ref().map(|i| i.n_embd),
+                    "n_vocab": info.as_ref().map(|i| i.n_vocab),
+                    "n_params": info.as_ref().map(|i| i.n_params),
+                    "size": info.as_ref().map(|i| i.size_bytes),
+                    "kv_cache_tokens": info.as_ref().map(|i| i.kv_cache_tokens),
+                    "n_gpu_layers": info.as_ref().map(|i| i.n_gpu_layers),
+                    "on_gpu": info.as_ref().map(|i| i.on_gpu),
                     "devices": engine::devices().iter().map(compute::device_json).collect::<Vec<_>>(),
                 },
             })
@@ -60,6 +120,7 @@ fn model_json(backend: &Backend) -> Value {
             "created": remote.created(),
             "owned_by": "hearth",
             "max_model_len": remote.max_model_len(),
+            "state": "remote",
             "meta": {"kind": kind, "provider": backend.provider(), "remote_model": remote.remote_model()},
         }),
     }

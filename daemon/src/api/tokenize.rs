@@ -41,12 +41,14 @@ pub(super) struct DetokenizeRequest {
 }
 
 /// The engine of `model` (or of the first configured model), which must be local.
-fn local_engine(state: &AppState, model: Option<&str>, verb: &str) -> Result<engine::Engine, ApiError> {
+/// A model that is not loaded loads first (as for a generation).
+async fn local_engine(state: &AppState, model: Option<&str>, verb: &str) -> Result<engine::Engine, ApiError> {
     let models = state.models()?;
-    let backend = match model {
-        Some(name) => models.get(name)?,
-        None => models.all().first().ok_or_else(|| ApiError::ModelNotFound(String::new()))?,
+    let name = match model {
+        Some(name) => name,
+        None => models.all().first().ok_or_else(|| ApiError::ModelNotFound(String::new()))?.name(),
     };
+    let backend = models.acquire(name).await?;
     backend.as_local().cloned().ok_or_else(|| {
         ApiError::invalid("model", format!("`{}` is a remote model; ask its upstream to {verb}", backend.name()))
     })
@@ -54,7 +56,7 @@ fn local_engine(state: &AppState, model: Option<&str>, verb: &str) -> Result<eng
 
 async fn tokenize(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let request: TokenizeRequest = parse_json(body, &state)?;
-    let engine = local_engine(&state, request.model.as_deref(), "tokenize")?;
+    let engine = local_engine(&state, request.model.as_deref(), "tokenize").await?;
     let text = request.content.or(request.prompt).ok_or_else(|| ApiError::invalid("content", "`content` (or `prompt`) is required"))?;
     let add_special = request.add_special.or(request.add_special_tokens).unwrap_or(false);
     let tokens = engine.tokenize(&text, add_special);
@@ -63,7 +65,7 @@ async fn tokenize(state: web::Data<AppState>, body: Body) -> Result<HttpResponse
 
 async fn detokenize(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let request: DetokenizeRequest = parse_json(body, &state)?;
-    let engine = local_engine(&state, request.model.as_deref(), "detokenize")?;
+    let engine = local_engine(&state, request.model.as_deref(), "detokenize").await?;
     let n_vocab = engine.info().n_vocab;
     let out_of_vocabulary = |index: usize| {
         let token = request.tokens.get(index).copied().unwrap_or_default();

@@ -228,6 +228,7 @@ fn show(library: &Library, name: &str, json: bool) -> Result<(), LibraryError> {
         Some(_) => println!("GPU memory:      {} free: weights {} (KV cache and compute buffers not counted)", gib(&f["gpu_free"]), fit(&f["fits_gpu"])),
         None => println!("GPU memory:      no CUDA device"),
     }
+    println!("fit before load: {} (at {})", d["fit"].as_str().unwrap_or("unknown"), d["fit_at"].as_str().unwrap_or_default());
     Ok(())
 }
 

@@ -148,7 +148,7 @@ impl Collector for ModelRegistry {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(models) = self.models.get() else { return Ok(()) };
         let stats: Vec<_> = models.iter().map(|m| (m, m.backend.stats())).collect();
-        let local: Vec<_> = stats.iter().filter(|(m, _)| m.backend.as_local().is_some()).collect();
+        let local: Vec<_> = stats.iter().filter(|(m, _)| m.backend.provider() == "local").collect();
 
         let gauges: [StatFamily<f64>; 2] = [
             ("vllm:num_requests_running", "Number of requests in model execution batches.", |s| s.running as f64),

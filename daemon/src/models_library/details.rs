@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::{gguf, Entry, Library, LibraryError};
+use crate::config::ModelKindSetting;
 
 /// What `show` prints, also served by the HTTP API.
 pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, LibraryError> {
@@ -16,8 +17,24 @@ pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, Li
             parameters += h.parameters;
         }
     }
-    let ram = mem_available();
+    let ram = crate::models_registry::fit::mem_available();
     let gpu = engine::cuda_memory();
+    // The fit before load at the model's context (at most 8192 tokens) and one sequence, as a
+    // `[[models]]` entry with defaults would load it.
+    let context = header.context_length().map_or(8192, |c| c.min(8192)) as u32;
+    let ask = crate::models_registry::fit::KvAsk {
+        kind: if super::quantize::model_kind(&header) == super::quantize::ModelKind::Embedding { ModelKindSetting::Embedding } else { ModelKindSetting::Chat },
+        max_model_len: context,
+        max_num_seqs: 1,
+        kv_cache_tokens: 0,
+        q8_0: false,
+        n_gpu_layers: 999,
+    };
+    let fit = match crate::models_registry::fit::plan(&path, ask) {
+        Ok(Some(fit)) => fit.to_string(),
+        Ok(None) => "unknown (the header lacks the layer shape)".to_owned(),
+        Err(reason) => reason,
+    };
     Ok(json!({
         "name": entry.name,
         "path": path,
@@ -33,6 +50,8 @@ pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, Li
         "source": entry.source,
         "added": entry.added,
         "recipe": entry.recipe,
+        "fit": fit,
+        "fit_at": format!("max_model_len {context}, 1 sequence"),
         "fits": {
             "cpu_ram_available": ram,
             "fits_cpu_ram": ram.map(|r| entry.size < r),
@@ -40,12 +59,4 @@ pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, Li
             "fits_gpu": gpu.map(|g| entry.size < g.0),
         },
     }))
-}
-
-/// `MemAvailable` from `/proc/meminfo`, in bytes.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

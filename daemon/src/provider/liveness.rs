@@ -46,7 +46,7 @@ pub fn engine_faults(models: &[Backend], stall: Duration) -> Vec<EngineFault> {
     models
         .iter()
         .filter_map(|m| {
-            let engine = m.as_local()?;
+            let engine = m.engine_now()?;
             fault(m.name(), engine.thread_stopped(), engine.heartbeat_age(), stall)
         })
         .collect()

@@ -37,7 +37,7 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, Servic
     let prompt_tokens = tokens.len() as u32;
     let request = GenerateRequest { prompt: tokens, max_tokens, stop: spec.stop, ignore_eos: spec.ignore_eos, sampling };
     let events = engine.generate(request)?;
-    Ok(Submitted { events: Events(super::EventSource::Local(events)), prompt_tokens })
+    Ok(Submitted { events: Events(super::EventSource::Local(events), None), prompt_tokens })
 }
 
 /// Tokenize (or check token ids) and embed.

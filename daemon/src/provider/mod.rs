@@ -24,9 +24,12 @@ pub mod tools;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use engine::{ChatMessage, Engine, EngineStats, FinishReason, ModelKind, TokenStream, Usage};
 
 use crate::fault::ServiceError;
+use crate::models_registry::{Lease, LocalModel};
 
 pub use remote::{RemoteClient, RemoteConfig, UpstreamError};
 
@@ -95,6 +98,13 @@ pub struct Submitted {
     pub prompt_tokens: u32,
 }
 
+impl Submitted {
+    /// The generation holding `lease` until its events are dropped.
+    pub fn leased(self, lease: Option<Arc<Lease>>) -> Submitted {
+        Submitted { events: self.events.leased(lease), ..self }
+    }
+}
+
 /// One item of a generation's output, whichever backend produced it.
 #[derive(Debug)]
 pub enum Event {
@@ -109,9 +119,11 @@ pub enum Event {
 }
 
 /// A generation's events. Dropping it cancels the generation: a local engine frees the sequence
-/// at its next step; a remote request is aborted, which closes its upstream connection.
+/// at its next step; a remote request is aborted, which closes its upstream connection. A local
+/// model's events hold the request's lease on the model, so a model is never unloaded under a
+/// stream.
 #[derive(Debug)]
-pub struct Events(EventSource);
+pub struct Events(EventSource, Option<Arc<Lease>>);
 
 #[derive(Debug)]
 enum EventSource {
@@ -131,6 +143,12 @@ impl Events {
             }),
             EventSource::Remote(stream) => stream.next().await,
         }
+    }
+
+    /// These events holding `lease` (the model they come from stays loaded while they live).
+    pub fn leased(mut self, lease: Option<Arc<Lease>>) -> Events {
+        self.1 = lease.or(self.1);
+        self
     }
 
     /// Prompt tokens, if the source learned them after submission (a remote upstream that sends
@@ -173,10 +191,11 @@ pub struct Embedded {
     pub prompt_tokens: usize,
 }
 
-/// One served model. Cheap to clone.
+/// One served model. Cheap to clone. A local model's handle holds its engine only when it was
+/// taken for a request ([`crate::models::Models::acquire`]) or is always loaded (embedding models).
 #[derive(Debug, Clone)]
 pub enum Backend {
-    Local(Engine),
+    Local(LocalModel),
     Remote(RemoteClient),
 }
 
@@ -184,7 +203,7 @@ impl Backend {
     /// The name clients use.
     pub fn name(&self) -> &str {
         match self {
-            Backend::Local(engine) => &engine.info().name,
+            Backend::Local(local) => local.name(),
             Backend::Remote(remote) => remote.name(),
         }
     }
@@ -192,7 +211,7 @@ impl Backend {
     /// Chat or embedding.
     pub fn kind(&self) -> ModelKind {
         match self {
-            Backend::Local(engine) => engine.info().kind,
+            Backend::Local(local) => local.kind(),
             Backend::Remote(remote) => remote.kind(),
         }
     }
@@ -205,10 +224,27 @@ impl Backend {
         }
     }
 
-    /// The engine, for a local model.
+    /// The engine, for a local model held for a request (or always loaded); `None` for a remote
+    /// model and for a chat model's listing handle.
     pub fn as_local(&self) -> Option<&Engine> {
         match self {
-            Backend::Local(engine) => Some(engine),
+            Backend::Local(local) => local.engine(),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// The engine held, or the one loaded now: for stats and health, never to serve a request.
+    pub fn engine_now(&self) -> Option<Engine> {
+        match self {
+            Backend::Local(local) => local.engine_now(),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// The request's lease on a local model, to keep with what outlives this handle.
+    pub fn lease(&self) -> Option<Arc<Lease>> {
+        match self {
+            Backend::Local(local) => local.lease(),
             Backend::Remote(_) => None,
         }
     }
@@ -217,7 +253,7 @@ impl Backend {
     /// what its upstream's `/models` said once probed, else `None`.
     pub fn max_model_len(&self) -> Option<u32> {
         match self {
-            Backend::Local(engine) => Some(engine.info().max_model_len),
+            Backend::Local(local) => local.max_model_len(),
             Backend::Remote(remote) => remote.max_model_len(),
         }
     }
@@ -226,10 +262,12 @@ impl Backend {
     /// contents are tokenized); for a remote one an estimate of one token per 4
     /// bytes (English text with a modern BPE vocabulary runs at about 4 characters a token), for
     /// sizing chunks and RAG context, never for anything billed.
+    /// A chat model's listing handle counts with the engine loaded now, or estimates while it is
+    /// unloaded (requests hold their model, so theirs are exact).
     pub fn count_tokens(&self, text: &str) -> usize {
-        match self {
-            Backend::Local(engine) => engine.tokenize_text(text, false).len(),
-            Backend::Remote(_) => approximate_tokens(text),
+        match self.engine_now() {
+            Some(engine) => engine.tokenize_text(text, false).len(),
+            None => approximate_tokens(text),
         }
     }
 
@@ -237,7 +275,11 @@ impl Backend {
     /// that did not accept the request; later failures arrive as [`Event::Failed`].
     pub async fn generate(&self, spec: GenerateSpec) -> Result<Submitted, ServiceError> {
         match self {
-            Backend::Local(engine) => local::generate(engine, spec),
+            Backend::Local(model) => {
+                let held = model.held().await?;
+                let engine = held.engine().ok_or_else(|| ServiceError::Internal(format!("model `{}` has no engine", held.name())))?;
+                local::generate(engine, spec).map(|s| s.leased(held.lease()))
+            }
             Backend::Remote(remote) => remote.generate(spec).await,
         }
     }
@@ -245,12 +287,17 @@ impl Backend {
     /// Embed inputs; `dimensions` is the client's request for a vector width, if any.
     pub async fn embed(&self, input: EmbedInput, dimensions: Option<i64>) -> Result<Embedded, ServiceError> {
         match self {
-            Backend::Local(engine) => local::embed(engine, input, dimensions).await,
+            Backend::Local(model) => {
+                let held = model.held().await?;
+                let engine = held.engine().ok_or_else(|| ServiceError::Internal(format!("model `{}` has no engine", held.name())))?;
+                local::embed(engine, input, dimensions).await
+            }
             Backend::Remote(remote) => remote.embed(input, dimensions).await,
         }
     }
 
-    /// Ok when the model can serve: always for a loaded local model; for a remote one when its
+    /// Ok when the model can serve: always for a local model (the registry's states say more);
+    /// for a remote one when its
     /// upstream answered a recent probe (503 with the reason otherwise).
     pub async fn check_ready(&self) -> Result<(), ServiceError> {
         match self {
@@ -262,14 +309,14 @@ impl Backend {
     /// Time since a local engine's loop last went round; `None` for a remote model (no thread of
     /// ours to watch).
     pub fn heartbeat_age(&self) -> Option<Duration> {
-        self.as_local().map(Engine::heartbeat_age)
+        self.engine_now().as_ref().map(Engine::heartbeat_age)
     }
 
     /// Live counters. A local engine's are its own; a remote model reports hearth's side of it:
     /// requests in flight to the upstream (`running`) and waiting for a slot (`waiting`).
     pub fn stats(&self) -> EngineStats {
         match self {
-            Backend::Local(engine) => engine.stats(),
+            Backend::Local(local) => local.engine_now().map(|e| e.stats()).unwrap_or_default(),
             Backend::Remote(remote) => EngineStats { running: remote.in_flight(), waiting: remote.waiting(), ..EngineStats::default() },
         }
     }

@@ -36,7 +36,7 @@ pub enum EmbeddingInput {
 /// Compute embeddings and build OpenAI's response body.
 pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ServiceError> {
     let arrived = std::time::Instant::now();
-    let backend = state.models()?.get(&request.model)?.clone();
+    let backend = state.models()?.acquire(&request.model).await?;
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

@@ -159,7 +159,7 @@ pub async fn start(state: &AppState, params: &GenerationParams, prompt: Prompt, 
 /// [`start`] for a conversation with tools (offered, or in its history).
 pub async fn start_with_tools(state: &AppState, params: &GenerationParams, prompt: Prompt, tools: ChatTools, id_prefix: &str) -> Result<Generation, ServiceError> {
     let arrived = std::time::Instant::now();
-    let backend = state.models()?.get(&params.model)?.clone();
+    let backend = state.models()?.acquire(&params.model).await?;
     let tool_output = tool_output(&backend, &tools, params)?;
     let limits = &state.settings().limits;
     let cap = limits.max_tokens;
@@ -213,6 +213,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
         return Ok(backend.generate(spec).await?);
     };
     let span = tracing::Span::current();
+    let lease = backend.lease();
     super::blocking(move || {
         let _entered = span.enter();
         spec.grammar = match (&spec.tools.tools, &spec.sampling.response_format) {
@@ -223,7 +224,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
             (_, Some(format)) => structured::checked_grammar_for(format, &budget).map_err(|e| ServiceError::invalid("response_format", e.to_string()))?,
             _ => None,
         };
-        Ok(crate::provider::local::generate(&engine, spec)?)
+        Ok(crate::provider::local::generate(&engine, spec)?.leased(lease))
     })
     .await
 }

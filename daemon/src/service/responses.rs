@@ -143,7 +143,7 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, Service
     let question = input.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     conversation.extend(input);
 
-    let backend = state.models()?.get(&request.model)?.clone();
+    let backend = state.models()?.acquire(&request.model).await?;
     let max_output = match request.max_output_tokens {
         Some(n) if n < 16 => return Err(ServiceError::invalid("max_output_tokens", format!("max_output_tokens must be at least 16, got {n}"))),
         Some(n) => n as usize,

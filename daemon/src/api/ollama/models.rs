@@ -77,7 +77,7 @@ pub(super) async fn show(state: web::Data<AppState>, body: Body) -> Result<HttpR
 
 fn modified_at(backend: &Backend) -> String {
     unix_rfc3339(match backend {
-        Backend::Local(engine) => engine.info().loaded_at,
+        Backend::Local(local) => local.info().map_or(0, |i| i.loaded_at),
         Backend::Remote(remote) => remote.created(),
     })
 }

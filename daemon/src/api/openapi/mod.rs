@@ -139,6 +139,12 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         }
         ("DELETE", "/v1/models/library/{name}") => doc("Remove a model from the library (admin)", None, Reply::Json(named::<shapes::Deleted>(c)), &[409]),
         ("GET", "/v1/models/{id}") => doc("One model", None, Reply::Json(named::<shapes::Model>(c)), LOADING),
+        ("POST", "/v1/models/{id}/load") => {
+            doc("Load a local model now, unloading the least recently used idle one first under [engine] max_loaded_models (admin)", None, Reply::Json(named::<shapes::Model>(c)), &[400, 503])
+        }
+        ("POST", "/v1/models/{id}/unload") => {
+            doc("Unload a local model; 409 while requests are in flight on it or it loads (admin)", None, Reply::Json(named::<shapes::Model>(c)), &[400, 409, 503])
+        }
         ("POST", "/v1/chat/completions") => {
             let body = all_of(vec![named::<super::chat::ChatRequest>(c), named::<service::generate::GenerationParams>(c)]);
             doc("A chat completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::ChatCompletion>(c)), INFERENCE)
@@ -226,12 +232,12 @@ fn reason(status: u16) -> &'static str {
         403 => "Host or Origin not allowed, or the key's scope does not grant this route",
         404 => "No such object",
         408 => "The body did not arrive within [server] body_read_timeout_seconds",
-        409 => "A configured limit is reached ([store] max_vector_stores)",
+        409 => "A configured limit is reached ([store] max_vector_stores), or a model is busy (`model_busy`)",
         413 => "The body is larger than [server] max_body_bytes",
         415 => "The body's Content-Type is not the one this route takes",
         429 => "The queue is full; retry after `Retry-After` seconds",
         502 => "A remote model's upstream failed",
-        503 => "Models are loading or an engine stopped; retry after `Retry-After` seconds",
+        503 => "Models are loading, a model did not load in time (`model_loading`) or failed to (`model_load_failed`), or an engine stopped; retry after `Retry-After` seconds",
         504 => "A remote model's upstream did not answer in time",
         507 => "Not enough free disk space ([store] min_free_bytes)",
         _ => "Error",

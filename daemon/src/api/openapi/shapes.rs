@@ -37,6 +37,9 @@ pub struct Status {
     pub status: String,
     /// Why `degraded`.
     pub reason: Option<String>,
+    /// `/ready`: each model's `{id, state, in_flight}`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub models: (),
 }
 
 /// A served model.
@@ -47,6 +50,20 @@ pub struct Model {
     pub created: u64,
     pub owned_by: String,
     pub max_model_len: Option<u64>,
+    /// `loaded`, `loading`, `unloaded`, `unloading` or `failed` (a local model), `remote`.
+    pub state: String,
+    /// Why the last load failed (`state` `failed`).
+    pub state_reason: Option<String>,
+    /// Requests holding the model now (a local model).
+    pub in_flight: Option<u64>,
+    /// `startup` (kept loaded) or `on_demand` (a local model).
+    pub load: Option<String>,
+    /// How long the model's last load took, in milliseconds.
+    pub last_load_ms: Option<u64>,
+    /// How long `POST .../load` waited for the model.
+    pub waited_ms: Option<u64>,
+    /// How long `POST .../unload` took (`null`: it was not loaded).
+    pub unload_ms: Option<u64>,
     /// hearth's details: kind, provider, sizes, devices.
     #[schema(value_type = Object)]
     pub meta: (),

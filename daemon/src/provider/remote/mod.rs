@@ -283,7 +283,7 @@ impl RemoteClient {
         );
         match accepted.await {
             Ok(Ok(())) => Ok(Submitted {
-                events: Events(EventSource::Remote(RemoteStream { events, prompt_tokens, _task: task, _permit: permit })),
+                events: Events(EventSource::Remote(RemoteStream { events, prompt_tokens, _task: task, _permit: permit }), None),
                 prompt_tokens: 0,
             }),
             Ok(Err(e)) => Err(e.into()),
