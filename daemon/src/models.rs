@@ -132,7 +132,10 @@ fn load_local(m: &ModelSettings, settings: &Settings) -> Result<Loaded, ModelLoa
     let mut config = engine_config(m, settings);
     let fit = fit::plan(&m.path, KvAsk::of(m)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
     if let Some(fit) = &fit {
-        if fit.device.is_some() {
+        // Only a reduced fit overrides the configured count: the fit counts repeating layers, where
+        // llama.cpp's n_gpu_layers counts the output layer too (22 of a 22-layer model left layer 0
+        // on the CPU, and flash attention off).
+        if fit.device.is_some() && fit.reduced {
             config.n_gpu_layers = fit.gpu_layers();
         }
         if fit.reduced {
