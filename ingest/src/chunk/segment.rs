@@ -4,7 +4,8 @@
 //! One pass finds every place a new piece may start: each word start, classified by the
 //! whitespace before it (blank line → paragraph, after `.`/`!`/`?`/`…` (and closing quotes or
 //! brackets) → sentence, a newline → line, else space), plus heading starts and the points after
-//! CJK full stops (`。！？`, which take no space). Sentences (pieces between boundaries of at least
+//! CJK full stops (`。！？`, which take no space); none inside a Markdown table row (a line that
+//! starts and ends with `|`), so rows stay whole. Sentences (pieces between boundaries of at least
 //! sentence strength) are counted; one above the granularity is split at its strongest inner
 //! boundaries (lines, then words) and those pieces counted; a single word still above the maximum
 //! is cut into character windows, never inside a `char`. So each character is counted at most
@@ -73,9 +74,28 @@ pub(super) fn segments(
     out
 }
 
-/// Every place a piece may start, with its strength; the first is `(0, Heading)`.
+/// Byte ranges of Markdown table rows: lines that start and end with `|` (spaces aside).
+fn table_rows(text: &str) -> Vec<(usize, usize)> {
+    let mut rows = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim();
+        if body.len() >= 2 && body.starts_with('|') && body.ends_with('|') {
+            let start = at + (line.len() - line.trim_start().len());
+            rows.push((start, start + body.len()));
+        }
+        at += line.len();
+    }
+    rows
+}
+
+/// Every place a piece may start, with its strength; the first is `(0, Heading)`. Inside a
+/// Markdown table row there is none but the row's start, so no chunk splits a row (unless one row
+/// alone is over the maximum, and is cut like an over-long word).
 fn boundaries(text: &str, headings: &[usize]) -> Vec<(usize, Strength)> {
     let mut out = vec![(0usize, Strength::Heading)];
+    let rows = table_rows(text);
+    let mut rows = rows.iter().copied().peekable();
     let mut headings = headings.iter().copied().peekable();
     let mut seen_text = false;
     let mut in_space = false;
@@ -114,7 +134,9 @@ fn boundaries(text: &str, headings: &[usize]) -> Vec<(usize, Strength)> {
             } else {
                 None
             };
-            if let Some(s) = strength {
+            while rows.next_if(|&(_, end)| end <= i).is_some() {}
+            let inside_row = rows.peek().is_some_and(|&(start, _)| start < i);
+            if let Some(s) = strength.filter(|_| !inside_row) {
                 out.push((i, s));
             }
         }
@@ -300,6 +322,16 @@ mod tests {
             assert!(s.tokens <= 10);
         }
         assert_eq!(segs.last().map(|s| s.end), Some(text.len()));
+    }
+
+    #[test]
+    fn table_rows_have_no_inner_boundaries() {
+        let text = "Intro text.\n\n| Loaf | Price |\n| --- | --- |\n| Rye bread. | 5.10 |\n\nAfter.";
+        let starts: Vec<&str> = strengths(text).iter().map(|(piece, _)| *piece).collect();
+        assert_eq!(
+            starts,
+            ["Intro ", "text.\n\n", "| Loaf | Price |\n", "| --- | --- |\n", "| Rye bread. | 5.10 |\n\n", "After."]
+        );
     }
 
     #[test]

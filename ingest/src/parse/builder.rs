@@ -52,6 +52,15 @@ impl PageBuilder {
         self.push("\n");
     }
 
+    /// A heading that has no text of its own here (a PDF bookmark whose title the page does not
+    /// print): recorded as a section at the current end of the text, nothing written.
+    pub(super) fn mark(&mut self, text: &str, level: u8) {
+        let text = clean_line(text);
+        if !text.is_empty() {
+            self.sections.push(Section { heading: text, level: level.clamp(1, 6), char_start: self.chars });
+        }
+    }
+
     /// A paragraph; its inner line breaks are kept, surrounding blank space is not.
     pub(super) fn paragraph(&mut self, text: &str) {
         let text = text.trim();

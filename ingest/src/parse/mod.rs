@@ -33,6 +33,7 @@ mod odt;
 mod page_image;
 mod passage;
 mod pdf;
+mod pdf_layout;
 mod pdfium;
 mod pptx;
 mod sheet;

@@ -12,6 +12,7 @@
 //!   renders; under Landlock those opens fail and it falls back to its built-in base-14 fonts.
 //! - It reads the document from the bytes already in memory (`FPDF_LoadMemDocument64`).
 
+use super::pdf_layout::{Glyph, OutlineEntry, MAX_OUTLINE_ENTRIES};
 use super::ParseError;
 use pdfium_render::prelude::*;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,128 @@ pub(super) fn page_texts(doc: &PdfDocument<'_>) -> Vec<Result<String, String>> {
         .iter()
         .map(|page| page.text().map(|t| t.all()).map_err(|e| e.to_string()))
         .collect()
+}
+
+/// Glyphs a page holds more of are not laid out (PDFium's plain text is used): a bound on the
+/// layout's time and memory for a hostile page.
+pub(super) const MAX_LAYOUT_GLYPHS: usize = 200_000;
+
+/// A page's text two ways: PDFium's own plain text, and its characters with their geometry for
+/// the layout (`None` when the page has more than [`MAX_LAYOUT_GLYPHS`]).
+pub(super) struct PageChars {
+    pub plain: String,
+    pub glyphs: Option<Vec<Glyph>>,
+}
+
+/// Weight from which a face counts as bold (PDFium derives it from the font's StemV when the file
+/// gives none: Computer Modern Bold comes out at 570, Helvetica-Bold at 700, Times-Roman at 420).
+const BOLD_WEIGHT: u32 = 550;
+
+fn weight(w: Option<PdfFontWeight>) -> Option<u32> {
+    Some(match w? {
+        PdfFontWeight::Weight100 => 100,
+        PdfFontWeight::Weight200 => 200,
+        PdfFontWeight::Weight300 => 300,
+        PdfFontWeight::Weight400Normal => 400,
+        PdfFontWeight::Weight500 => 500,
+        PdfFontWeight::Weight600 => 600,
+        PdfFontWeight::Weight700Bold => 700,
+        PdfFontWeight::Weight800 => 800,
+        PdfFontWeight::Weight900 => 900,
+        PdfFontWeight::Custom(v) => v,
+    })
+}
+
+/// Page `page`'s characters: visible ones as glyphs, in content order, each knowing whether a
+/// space (the file's or one PDFium generated) came before it. PDFium marks a line-end hyphen as
+/// U+0002: it becomes `-`; other control characters are dropped.
+pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
+    let text = page.text().map_err(|e| e.to_string())?;
+    let plain = text.all();
+    let chars = text.chars();
+    if chars.len() as usize > MAX_LAYOUT_GLYPHS {
+        return Ok(PageChars { plain, glyphs: None });
+    }
+    let mut glyphs = Vec::with_capacity(chars.len() as usize);
+    let mut space = false;
+    // The last (size, weight, y) seen and whether it was bold: the font name is read once per change.
+    let mut last: Option<(f32, Option<u32>, f32, bool)> = None;
+    for ch in chars.iter() {
+        let c = match ch.unicode_char() {
+            Some('\u{2}') => '-',
+            Some(c) if c.is_whitespace() => {
+                space = true;
+                continue;
+            }
+            Some(c) if !c.is_control() => c,
+            _ => continue,
+        };
+        let Ok(bounds) = ch.loose_bounds() else { continue };
+        let (x0, x1, y0, y1) = (bounds.left().value, bounds.right().value, bounds.bottom().value, bounds.top().value);
+        if !(x1 >= x0 && y1 > y0) || ![x0, x1, y0, y1].iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        let size = ch.scaled_font_size().value.abs();
+        let size = if size.is_finite() && size > 0.0 { size } else { y1 - y0 };
+        let w = weight(ch.font_weight());
+        let bold = match last {
+            Some((s, lw, y, b)) if s == size && lw == w && (y - y0).abs() < size => b,
+            _ => {
+                w.is_some_and(|w| w >= BOLD_WEIGHT) || {
+                    let name = ch.font_name().to_ascii_lowercase();
+                    ["bold", "black", "heavy", "cmbx", "semibold", "demi"].iter().any(|k| name.contains(k))
+                }
+            }
+        };
+        last = Some((size, w, y0, bold));
+        glyphs.push(Glyph { c, x0, y0, x1, y1, size, bold, space_before: std::mem::take(&mut space) });
+    }
+    Ok(PageChars { plain, glyphs: Some(glyphs) })
+}
+
+/// The document's bookmarks in order (depth first), with the page each points to; at most
+/// [`MAX_OUTLINE_ENTRIES`] visited, 16 levels deep (levels past 6 count as 6).
+pub(super) fn outline(doc: &PdfDocument<'_>) -> Vec<OutlineEntry> {
+    let mut out = Vec::new();
+    let Some(root) = doc.bookmarks().root() else {
+        return out;
+    };
+    let mut stack = vec![(root, 1u8)];
+    let mut visited = 0usize;
+    while let Some((mark, level)) = stack.pop() {
+        visited += 1;
+        if visited > MAX_OUTLINE_ENTRIES {
+            break;
+        }
+        if let Some(next) = mark.next_sibling() {
+            stack.push((next, level));
+        }
+        if level < 16 {
+            if let Some(child) = mark.first_child() {
+                stack.push((child, level + 1));
+            }
+        }
+        let page = mark.destination().and_then(|d| d.page_index().ok()).or_else(|| {
+            let action = mark.action()?;
+            let local = action.as_local_destination_action()?;
+            local.destination().ok()?.page_index().ok()
+        });
+        if let (Some(title), Some(page)) = (mark.title(), page) {
+            let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !title.is_empty() {
+                out.push(OutlineEntry { title, level: level.min(6), page: usize::try_from(page).unwrap_or(usize::MAX) });
+            }
+        }
+    }
+    out
+}
+
+/// Whether `page` draws anything OCR could read: an image, or a form XObject
+/// (which may hold one). A blank page, or one of vector drawings only, is not worth OCR's time.
+pub(super) fn has_image(page: &PdfPage<'_>) -> bool {
+    page.objects()
+        .iter()
+        .any(|o| matches!(o.object_type(), PdfPageObjectType::Image | PdfPageObjectType::XObjectForm))
 }
 
 /// Renders page `index` (0-based) at `dpi`, gray, with annotations and form fields, at most

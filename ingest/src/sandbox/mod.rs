@@ -27,6 +27,7 @@
 //! The parent needs a Tokio runtime with the `process`, `time` and `io-util` features; it spawns
 //! one child per call, so the caller bounds concurrency (a semaphore sized to the cores).
 
+mod abort;
 mod confine;
 mod self_check;
 mod worker;
@@ -184,6 +185,7 @@ pub struct Sandbox {
     args: Vec<OsString>,
     limits: Limits,
     engines: EngineOptions,
+    pdf_engine: crate::parse::PdfEngine,
 }
 
 impl Sandbox {
@@ -195,7 +197,17 @@ impl Sandbox {
             args,
             limits,
             engines: EngineOptions::default(),
+            pdf_engine: crate::parse::PdfEngine::Auto,
         }
+    }
+
+    /// The same sandbox reading PDFs with one engine alone (benchmarks, and tests of what the
+    /// sandbox contains when pdf-extract itself fails); the daemon keeps [`PdfEngine::Auto`].
+    ///
+    /// [`PdfEngine::Auto`]: crate::parse::PdfEngine::Auto
+    pub fn with_pdf_engine(mut self, engine: crate::parse::PdfEngine) -> Self {
+        self.pdf_engine = engine;
+        self
     }
 
     /// The same sandbox with these OCR and PDFium settings.
@@ -293,7 +305,7 @@ impl Sandbox {
             ocr_languages: self.engines.ocr_languages.clone(),
             ocr_seconds: self.engines.ocr_seconds,
             pdfium_library: self.engines.pdfium_library.clone(),
-            pdf_engine: crate::parse::PdfEngine::Auto,
+            pdf_engine: self.pdf_engine,
             self_check,
             render: None,
         }
@@ -393,8 +405,9 @@ fn classify(
         return serde_json::from_slice::<WorkerReply>(stdout)
             .map_err(|e| ParseFailure::BadOutput(format!("{e} ({} bytes)", stdout.len())));
     }
-    // Rust's allocator reports "memory allocation of N bytes failed" and aborts.
-    if stderr_tail.contains("memory allocation of") {
+    // Rust's allocator reports "memory allocation of N bytes failed" and aborts; a native library
+    // (PDFium) aborts silently, and the worker's abort handler says when that was near the limit.
+    if stderr_tail.contains("memory allocation of") || stderr_tail.contains(abort::OUT_OF_MEMORY) {
         return Err(ParseFailure::OutOfMemory {
             limit_bytes: limits.memory_bytes,
         });

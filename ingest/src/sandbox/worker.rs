@@ -274,6 +274,7 @@ pub fn worker_main(args: &[OsString]) -> ExitCode {
         eprintln!("parse-worker: could not set resource limits: {e}");
         return ExitCode::from(EXIT_LIMITS);
     }
+    super::abort::install(req.memory_bytes);
     // For the self-check, listed before Landlock closes /proc to it.
     let still_open = match req.self_check {
         Some(_) => confine::descriptors(),
