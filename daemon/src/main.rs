@@ -215,9 +215,9 @@ fn info(settings: &Settings) -> ExitCode {
 
 /// The fit before load of each configured local model, with the memory free now.
 fn print_fits(settings: &Settings) {
-    use hearth::models_registry::fit::{plan, KvAsk};
+    use hearth::models_library::fit::plan;
     for m in settings.models.iter().filter(|m| m.provider == hearth::config::ProviderSetting::Local) {
-        let line = match plan(&m.path, KvAsk::of(m)) {
+        let line = match plan(&m.path, hearth::models::kv_ask(m)) {
             Ok(Some(fit)) => fit.to_string(),
             Ok(None) => "fit unknown (the GGUF header lacks the layer shape)".to_owned(),
             Err(reason) => reason,

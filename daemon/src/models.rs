@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{BatchMixingSetting, FlashAttentionSetting, KvCacheDtypeSetting, KvLayoutSetting, LoadSetting, ModelKindSetting, ModelSettings, ProviderSetting, Settings};
 use crate::fault::ServiceError;
-use crate::models_registry::fit::{self, KvAsk};
+use crate::models_library::fit::{self, KvAsk};
 use crate::models_registry::{Loaded, Registry, SlotConfig};
 use crate::provider::{Backend, RemoteClient, RemoteConfig};
 
@@ -123,6 +123,18 @@ impl Models {
     }
 }
 
+/// What a `[[models]]` entry asks of the KV cache, for the fit before load.
+pub fn kv_ask(m: &ModelSettings) -> KvAsk {
+    KvAsk {
+        chat: m.kind == ModelKindSetting::Chat,
+        max_model_len: m.max_model_len,
+        max_num_seqs: m.max_num_seqs,
+        kv_cache_tokens: m.kv_cache_tokens,
+        q8_0: m.kv_cache_dtype == KvCacheDtypeSetting::Q8_0,
+        n_gpu_layers: m.n_gpu_layers,
+    }
+}
+
 /// Verify a local model's file, check that it fits (placing as many layers on the GPU as fit),
 /// and start its engine (blocking).
 fn load_local(m: &ModelSettings, settings: &Settings) -> Result<Loaded, ModelLoadError> {
@@ -130,7 +142,7 @@ fn load_local(m: &ModelSettings, settings: &Settings) -> Result<Loaded, ModelLoa
         verify_sha256(m, expected)?;
     }
     let mut config = engine_config(m, settings);
-    let fit = fit::plan(&m.path, KvAsk::of(m)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
+    let fit = fit::plan(&m.path, kv_ask(m)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
     if let Some(fit) = &fit {
         // Only a reduced fit overrides the configured count: the fit counts repeating layers, where
         // llama.cpp's n_gpu_layers counts the output layer too (22 of a 22-layer model left layer 0

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("metrics", &["metrics"]),
     ("models", &["models"]),
     ("providers", &["provider"]),
+    ("model registry", &["models_registry"]),
     ("platform", &["compute", "files", "state_format"]),
     ("settings", &["config"]),
     ("model files", &["models_library"]),

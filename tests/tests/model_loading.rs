@@ -215,3 +215,27 @@ async fn a_request_that_cannot_get_its_model_in_time_gets_503_with_the_load_time
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("model_load_timeout_seconds")), "{body}");
     drop(stream);
 }
+
+#[test]
+fn a_kv_cache_larger_than_the_ram_is_refused_with_the_numbers_before_llama_cpp_allocates() {
+    // 40 million KV cells of SmolLM2 (22.5 KiB each) are ~860 GiB: more RAM than any CI machine has.
+    let config = format!(
+        "replace_default_models = true\n[[models]]\nname = \"huge\"\nkind = \"chat\"\npath = \"{CHAT_MODEL}\"\nmax_model_len = 2048\nkv_cache_tokens = 40000000\n"
+    );
+    let started = Instant::now();
+    let server = Server::spawn(Options { config: Some(&config), env: vec![] }).unwrap_or_else(|(status, log)| panic!("{status:?}\n{log}"));
+    let (status, log) = server.wait_exit();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("model `huge` does not fit: needs ") && log.contains("for KV at kv_cache_tokens 40000000") && log.contains("of RAM available"),
+        "{log}"
+    );
+    assert!(!log.contains("Loading model."), "refused before llama.cpp saw it: {log}");
+    assert!(started.elapsed() < Duration::from_secs(60), "refused at once");
+
+    // `hearth info` says where each configured model goes.
+    let out = hearth_tests::hearth_command().arg("info").output().unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("model smollm2-135m-instruct: ")).unwrap_or_else(|| panic!("no fit line:\n{text}"));
+    assert!(line.contains(": fits: "), "{line}");
+}

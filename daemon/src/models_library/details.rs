@@ -5,7 +5,6 @@
 use serde_json::json;
 
 use super::{gguf, Entry, Library, LibraryError};
-use crate::config::ModelKindSetting;
 
 /// What `show` prints, also served by the HTTP API.
 pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, LibraryError> {
@@ -17,20 +16,20 @@ pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, Li
             parameters += h.parameters;
         }
     }
-    let ram = crate::models_registry::fit::mem_available();
+    let ram = super::fit::mem_available();
     let gpu = engine::cuda_memory();
     // The fit before load at the model's context (at most 8192 tokens) and one sequence, as a
     // `[[models]]` entry with defaults would load it.
     let context = header.context_length().map_or(8192, |c| c.min(8192)) as u32;
-    let ask = crate::models_registry::fit::KvAsk {
-        kind: if super::quantize::model_kind(&header) == super::quantize::ModelKind::Embedding { ModelKindSetting::Embedding } else { ModelKindSetting::Chat },
+    let ask = super::fit::KvAsk {
+        chat: super::quantize::model_kind(&header) == super::quantize::ModelKind::Chat,
         max_model_len: context,
         max_num_seqs: 1,
         kv_cache_tokens: 0,
         q8_0: false,
         n_gpu_layers: 999,
     };
-    let fit = match crate::models_registry::fit::plan(&path, ask) {
+    let fit = match super::fit::plan(&path, ask) {
         Ok(Some(fit)) => fit.to_string(),
         Ok(None) => "unknown (the header lacks the layer shape)".to_owned(),
         Err(reason) => reason,

@@ -1,4 +1,4 @@
-//! The numbers for a local model's fit before load ([`engine::fit`]): its layers, weights and KV
+//! The numbers for a model's fit before load ([`engine::fit`]): its layers, weights and KV
 //! shape from the GGUF header, the KV cells its `[[models]]` entry asks for, the GPU's free memory
 //! and the RAM available now. Used before every load (a model that cannot fit is refused with the
 //! numbers instead of failing inside llama.cpp, or being killed for memory), by `hearth info` and by
@@ -6,13 +6,13 @@
 
 use engine::fit::{Fit, FitInput};
 
-use crate::config::{KvCacheDtypeSetting, ModelKindSetting, ModelSettings};
-use crate::models_library::gguf;
+use super::gguf;
 
-/// What a model's context asks of the KV cache.
+/// What a model's context asks of the KV cache (from its `[[models]]` entry: `models::kv_ask`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvAsk {
-    pub kind: ModelKindSetting,
+    /// A chat model (an embedding model's cache is one context).
+    pub chat: bool,
     /// `max_model_len` (0: the model's training context).
     pub max_model_len: u32,
     pub max_num_seqs: u32,
@@ -23,18 +23,6 @@ pub struct KvAsk {
 }
 
 impl KvAsk {
-    /// A `[[models]]` entry's ask.
-    pub fn of(m: &ModelSettings) -> KvAsk {
-        KvAsk {
-            kind: m.kind,
-            max_model_len: m.max_model_len,
-            max_num_seqs: m.max_num_seqs,
-            kv_cache_tokens: m.kv_cache_tokens,
-            q8_0: m.kv_cache_dtype == KvCacheDtypeSetting::Q8_0,
-            n_gpu_layers: m.n_gpu_layers,
-        }
-    }
-
     /// KV cells the engine creates, and how that came about (for the message). A chat model's
     /// cache is `kv_cache_tokens` (at least `max_model_len`); with `0` it is `max_model_len` on
     /// the CPU, and on a GPU at least that (the engine then gives it what
@@ -45,8 +33,8 @@ impl KvAsk {
             (n, 0) => n,
             (n, train) => n.min(train),
         };
-        match (self.kind, self.kv_cache_tokens) {
-            (ModelKindSetting::Chat, k) if k > 0 => {
+        match (self.chat, self.kv_cache_tokens) {
+            (true, k) if k > 0 => {
                 let k = k.max(len);
                 (u64::from(k), format!("kv_cache_tokens {k} (max_model_len {len}, max_num_seqs {})", self.max_num_seqs))
             }
@@ -117,26 +105,26 @@ pub fn mem_available() -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn ask(kind: ModelKindSetting, max_model_len: u32, kv_cache_tokens: u32) -> KvAsk {
-        KvAsk { kind, max_model_len, max_num_seqs: 4, kv_cache_tokens, q8_0: false, n_gpu_layers: 999 }
+    fn ask(chat: bool, max_model_len: u32, kv_cache_tokens: u32) -> KvAsk {
+        KvAsk { chat, max_model_len, max_num_seqs: 4, kv_cache_tokens, q8_0: false, n_gpu_layers: 999 }
     }
 
     #[test]
     fn the_kv_ask_follows_the_engine() {
-        assert_eq!(ask(ModelKindSetting::Chat, 0, 0).tokens(8192).0, 8192, "0: the training context");
-        assert_eq!(ask(ModelKindSetting::Chat, 100_000, 0).tokens(8192).0, 8192, "clamped to it");
-        assert_eq!(ask(ModelKindSetting::Chat, 2048, 32_768).tokens(8192), (32_768, "kv_cache_tokens 32768 (max_model_len 2048, max_num_seqs 4)".into()));
-        assert_eq!(ask(ModelKindSetting::Chat, 2048, 1024).tokens(8192).0, 2048, "at least max_model_len");
-        assert_eq!(ask(ModelKindSetting::Embedding, 512, 0).tokens(0), (512, "max_model_len 512".into()));
+        assert_eq!(ask(true, 0, 0).tokens(8192).0, 8192, "0: the training context");
+        assert_eq!(ask(true, 100_000, 0).tokens(8192).0, 8192, "clamped to it");
+        assert_eq!(ask(true, 2048, 32_768).tokens(8192), (32_768, "kv_cache_tokens 32768 (max_model_len 2048, max_num_seqs 4)".into()));
+        assert_eq!(ask(true, 2048, 1024).tokens(8192).0, 2048, "at least max_model_len");
+        assert_eq!(ask(false, 512, 0).tokens(0), (512, "max_model_len 512".into()));
     }
 
     #[test]
     fn the_real_chat_model_fits_and_an_absurd_kv_cache_does_not() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
         assert!(path.is_file(), "{} is missing: `make setup` fetches it", path.display());
-        let fit = plan(&path, ask(ModelKindSetting::Chat, 2048, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let fit = plan(&path, ask(true, 2048, 0)).unwrap_or_else(|e| panic!("{e}"));
         assert!(fit.is_some_and(|f| f.to_string().starts_with("fits: ")));
-        let err = plan(&path, ask(ModelKindSetting::Chat, 2048, 4_000_000_000)).err().unwrap_or_default();
+        let err = plan(&path, ask(true, 2048, 4_000_000_000)).err().unwrap_or_default();
         assert!(err.starts_with("does not fit: needs ") && err.contains("for KV at kv_cache_tokens 4000000000"), "{err}");
     }
 }

@@ -15,6 +15,7 @@
 //! a dot: they become directory names.
 
 pub mod details;
+pub mod fit;
 pub mod gguf;
 pub mod import;
 mod oci;

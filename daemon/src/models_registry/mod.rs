@@ -19,7 +19,6 @@
 //! Embedding models are registered too but are outside the budget and always loaded: the library
 //! (ingestion, search) holds them for the life of the process.
 
-pub mod fit;
 pub mod policy;
 
 use std::sync::{Arc, Mutex, MutexGuard};
