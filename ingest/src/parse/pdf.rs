@@ -10,7 +10,8 @@
 //! Engine choice, per page:
 //! - PDFium's text is kept unless it is empty or looks garbled ([`quality`]: replacement
 //!   characters, private-use or control characters (a font without a Unicode map), or fewer than
-//!   half of the visible characters letters or digits). Kept, its characters are laid out; where
+//!   half of the visible characters letters or digits, unless there are 200 of them and under
+//!   5 % bad characters: words beside a plot drawn in dots). Kept, its characters are laid out; where
 //!   the layout is unsound (it lost characters, or its "lines" are single glyphs: vertical
 //!   writing, a rotated page) PDFium's own plain text stands, without structure.
 //! - Otherwise pdf-extract's text for the page, if it is better (lopdf loads the file the first
@@ -96,33 +97,49 @@ impl Source {
     }
 }
 
+/// What a page's text is made of, in visible (non-whitespace) characters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Census {
+    visible: usize,
+    /// Letters and digits.
+    good: usize,
+    /// Replacement, private-use and control characters: a font without a Unicode map.
+    bad: usize,
+}
+
+fn census(text: &str) -> Census {
+    let mut n = Census::default();
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        n.visible += 1;
+        if c == '\u{FFFD}' || ('\u{E000}'..='\u{F8FF}').contains(&c) || c.is_control() {
+            n.bad += 1;
+        } else if c.is_alphanumeric() {
+            n.good += 1;
+        }
+    }
+    n
+}
+
 /// How usable a page's text looks: `None` for no visible character, else the share (0..=1) of
 /// visible characters that are letters or digits, with replacement, private-use and control
 /// characters counting three times against it.
 pub(super) fn quality(text: &str) -> Option<f64> {
-    let (mut visible, mut good, mut bad) = (0usize, 0usize, 0usize);
-    for c in text.chars() {
-        if c.is_whitespace() {
-            continue;
-        }
-        visible += 1;
-        if c == '\u{FFFD}' || ('\u{E000}'..='\u{F8FF}').contains(&c) || c.is_control() {
-            bad += 1;
-        } else if c.is_alphanumeric() {
-            good += 1;
-        }
-    }
-    if visible == 0 {
+    let n = census(text);
+    if n.visible == 0 {
         return None;
     }
-    Some((good as f64 - 3.0 * bad as f64).max(0.0) / visible as f64)
+    Some((n.good as f64 - 3.0 * n.bad as f64).max(0.0) / n.visible as f64)
 }
 
-/// Text below this [`quality`] is treated as garbage.
+/// Text below this [`quality`] is treated as garbage...
 const GOOD_ENOUGH: f64 = 0.5;
+/// ...unless it has at least this many letters and digits and under 5 % bad characters: a page of
+/// real words beside a plot drawn in dots or a table of symbols is text, not garbage.
+const ENOUGH_WORDS: usize = 200;
 
 fn usable(text: &str) -> bool {
-    quality(text).is_some_and(|q| q >= GOOD_ENOUGH)
+    let n = census(text);
+    quality(text).is_some_and(|q| q >= GOOD_ENOUGH) || (n.good >= ENOUGH_WORDS && n.bad * 20 < n.visible)
 }
 
 /// The whole PDF path: PDFium with layout first; pdf-extract, then OCR, for the pages it cannot
@@ -469,6 +486,12 @@ mod tests {
         assert!(!usable("\u{FFFD}\u{FFFD}\u{FFFD} ab"));
         assert!(!usable("\u{E001}\u{E002}\u{E003}\u{E004}"));
         assert!(!usable("!#$%&/()=?*+~'<>|;:_-"));
+        // Words beside a plot drawn in dots: text, though most characters are dots.
+        let plot = format!("{} {}", "Figure eight shows the pulse. ".repeat(10), ". . . .".repeat(300));
+        assert!(quality(&plot).is_some_and(|q| q < GOOD_ENOUGH) && usable(&plot));
+        // The same dots with as many private-use characters are not.
+        let broken = format!("{plot}{}", "\u{E001}".repeat(200));
+        assert!(!usable(&broken));
     }
 
     #[test]

@@ -208,12 +208,26 @@ pub(super) fn outline(doc: &PdfDocument<'_>) -> Vec<OutlineEntry> {
     out
 }
 
-/// Whether `page` draws anything OCR could read: an image, or a form XObject
-/// (which may hold one). A blank page, or one of vector drawings only, is not worth OCR's time.
+/// Whether `page` draws an image (directly or in a form XObject, looked into 4 levels deep and
+/// 10,000 objects at most): what OCR could read. A blank page, or one of vector drawings and
+/// symbols only, is not worth OCR's time.
 pub(super) fn has_image(page: &PdfPage<'_>) -> bool {
-    page.objects()
-        .iter()
-        .any(|o| matches!(o.object_type(), PdfPageObjectType::Image | PdfPageObjectType::XObjectForm))
+    let mut budget = 10_000usize;
+    page.objects().iter().any(|o| draws_image(&o, 0, &mut budget))
+}
+
+fn draws_image(object: &PdfPageObject<'_>, depth: u32, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match object.object_type() {
+        PdfPageObjectType::Image => true,
+        PdfPageObjectType::XObjectForm if depth < 4 => object
+            .as_x_object_form_object()
+            .is_some_and(|form| form.iter().any(|o| draws_image(&o, depth + 1, budget))),
+        _ => false,
+    }
 }
 
 /// Renders page `index` (0-based) at `dpi`, gray, with annotations and form fields, at most
