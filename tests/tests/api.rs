@@ -44,7 +44,9 @@ fn assert_error(what: &str, (status, body): (u16, Value), want: u16, needle: &st
 async fn health_ready_and_models() {
     let server = Server::start();
     assert_eq!(get(&server, "/health").await, (200, json!({"status": "ok"})));
-    assert_eq!(get(&server, "/ready").await, (200, json!({"status": "ready"})));
+    // Ready, with each model's state (both load at start-up by default).
+    let loaded = |id: &str| json!({"id": id, "state": "loaded", "in_flight": 0});
+    assert_eq!(get(&server, "/ready").await, (200, json!({"status": "ready", "models": [loaded(CHAT), loaded(EMBED)]})));
     let (status, models) = get(&server, "/v1/models").await;
     assert_eq!(status, 200);
     let ids: Vec<&str> = models["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str()).collect();

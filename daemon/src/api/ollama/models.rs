@@ -1,6 +1,6 @@
 //! `GET /api/tags`, `POST /api/show`, `GET /api/ps`, `GET /api/version`: the configured models
-//! in Ollama's shapes. Every model hearth serves is loaded from start-up on, so `/api/ps` lists
-//! the same models as `/api/tags` (a remote one with no size); `/api/version` is hearth's.
+//! in Ollama's shapes. `/api/tags` lists every configured model; `/api/ps` the loaded ones (a remote one
+//! with no size; a `load = "on_demand"` model only while it is loaded); `/api/version` is hearth's.
 
 use std::collections::BTreeMap;
 
@@ -27,11 +27,12 @@ pub(super) async fn tags(state: web::Data<AppState>) -> Result<HttpResponse, Oll
 }
 
 pub(super) async fn ps(state: web::Data<AppState>) -> Result<HttpResponse, OllamaError> {
-    let models = state.models().map_err(ApiError::from)?.all().iter().map(|b| Running {
+    let loaded = state.models().map_err(ApiError::from)?.all().iter().filter(|b| b.provider() == "remote" || b.engine_now().is_some());
+    let models = loaded.map(|b| Running {
         name: tagged(b.name()),
         model: tagged(b.name()),
         size: size(b),
-        size_vram: b.as_local().filter(|e| e.info().on_gpu).map_or(0, |e| e.info().size_bytes),
+        size_vram: b.engine_now().filter(|e| e.info().on_gpu).map_or(0, |e| e.info().size_bytes),
         details: details(b),
         context_length: b.max_model_len().unwrap_or(0),
     });
@@ -48,7 +49,7 @@ pub(super) async fn show(state: web::Data<AppState>, body: Body) -> Result<HttpR
     let backend = resolve(&state, &name)?;
     let mut info = BTreeMap::new();
     let mut parameters = String::new();
-    if let Some(engine) = backend.as_local() {
+    if let Some(engine) = backend.engine_now().as_ref() {
         let i = engine.info();
         let arch = if i.architecture.is_empty() { "general" } else { i.architecture.as_str() };
         info.insert("general.architecture".to_owned(), json!(i.architecture));
@@ -83,11 +84,11 @@ fn modified_at(backend: &Backend) -> String {
 }
 
 fn size(backend: &Backend) -> u64 {
-    backend.as_local().map_or(0, |e| e.info().size_bytes)
+    backend.engine_now().map_or(0, |e| e.info().size_bytes)
 }
 
 fn details(backend: &Backend) -> Details {
-    match backend.as_local() {
+    match backend.engine_now().as_ref() {
         Some(engine) => {
             let info = engine.info();
             let family = info.architecture.clone();
