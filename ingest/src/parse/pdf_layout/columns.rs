@@ -3,8 +3,8 @@
 //! A **gutter** is an x-range in the middle 60 % of the text's width, at least 0.6 em wide (the
 //! body's em), that at most 40 % of the lines cross, chosen as the range crossed least (then the
 //! widest), so a column's ragged right edge is not part of it. It counts only if both sides hold running text: at least [`MIN_SIDE_LINES`] lines each,
-//! whose fragments are mostly wide (the median at least 45 % of the side's width), which a table
-//! with short cells is not. Lines that cross the gutter (a title, an abstract, a wide figure
+//! whose fragments are mostly wide (the median of those over 2 em at least 45 % of the side's
+//! width: a table of contents' page numbers do not count), which a table with short cells is not. Lines that cross the gutter (a title, an abstract, a wide figure
 //! caption) split the page into bands, and so does a line on one side with nothing beside it in
 //! the other column (a short line under both columns); inside a band the left column's lines come
 //! first, then the right's, each top to bottom. A line with fragments on both sides is split between them.
@@ -143,7 +143,10 @@ fn gutter(lines: &[Line], body: f32) -> Option<(f32, f32)> {
         for line in lines {
             let mut any = false;
             for f in line.fragments.iter().filter(|f| pick(f)) {
-                widths.push(f.x1 - f.x0);
+                // A page number or a bullet beside a line is not what makes it prose or a cell.
+                if f.x1 - f.x0 >= 2.0 * body {
+                    widths.push(f.x1 - f.x0);
+                }
                 any = true;
             }
             count += usize::from(any);

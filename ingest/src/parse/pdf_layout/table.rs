@@ -7,7 +7,7 @@
 //! gaps cut each row into cells (a fragment goes to the column its left edge is in; two in one
 //! cell are joined by a space). A two-column "table" whose cells are mostly as wide as their
 //! column is running text in two columns that the gutter search did not take, and is left as
-//! lines.
+//! lines; so is a listing whose first column numbers its lines one by one.
 
 use super::{Block, Line};
 
@@ -21,9 +21,12 @@ pub(super) fn find(lines: Vec<Line>, body: f32) -> Vec<Block> {
     while i < lines.len() {
         if let Some((end, gaps)) = grow(&lines, i, body) {
             if end - i >= MIN_ROWS && !prose(&lines[i..end], &gaps) {
-                out.push(Block::Table(cells(&lines[i..end], &gaps)));
-                i = end;
-                continue;
+                let rows = cells(&lines[i..end], &gaps);
+                if !numbered_lines(&rows) {
+                    out.push(Block::Table(rows));
+                    i = end;
+                    continue;
+                }
             }
         }
         out.push(Block::Line(lines[i].clone()));
@@ -112,6 +115,17 @@ fn prose(rows: &[Line], gaps: &[(f32, f32)]) -> bool {
     filled(a - x0, &|x| x < a) && filled(x1 - b, &|x| x >= b)
 }
 
+/// Two columns, the first holding line numbers that count up by one (a listing with numbered
+/// lines, as LaTeX's documented sources print them): text, not a table.
+fn numbered_lines(rows: &[Vec<String>]) -> bool {
+    if rows.first().map_or(true, |r| r.len() != 2) {
+        return false;
+    }
+    let numbers: Vec<u64> = rows.iter().filter_map(|r| r[0].trim().parse().ok()).collect();
+    let numbered = rows.iter().filter(|r| !r[0].trim().is_empty()).count();
+    numbers.len() == numbered && numbers.len() >= MIN_ROWS.min(rows.len()) && numbers.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
 /// Each row cut into cells at the gaps.
 fn cells(rows: &[Line], gaps: &[(f32, f32)]) -> Vec<Vec<String>> {
     rows.iter()
@@ -157,6 +171,20 @@ mod tests {
         assert_eq!(rows[0], ["Fruit", "Qty", "Price"]);
         assert_eq!(rows[2], ["Banana", "12", "0.25"]);
         assert_eq!(rows[3], ["Kiwi", "", "2.00"]);
+    }
+
+    #[test]
+    fn numbered_code_lines_are_not_a_table() {
+        let mut g = Vec::new();
+        for (i, code) in ["\\def\\a{1}%", "\\def\\b{2}%", "\\let\\c\\a", "\\fi"].iter().enumerate() {
+            let y = 700.0 - 12.0 * i as f32;
+            g.extend(word_run(&(41 + i).to_string(), 72.0, y, 10.0, false));
+            g.extend(word_run(code, 110.0, y, 10.0, false));
+        }
+        let blocks = find(lines::build(&g), 10.0);
+        assert!(blocks.iter().all(|b| matches!(b, Block::Line(_))), "{blocks:#?}");
+        // Numbers that do not count line by line are a column like any other.
+        assert!(!numbered_lines(&[vec!["3".into(), "a".into()], vec!["7".into(), "b".into()], vec!["9".into(), "c".into()]]));
     }
 
     #[test]
