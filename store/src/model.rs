@@ -133,6 +133,10 @@ pub struct Document {
     pub status: DocumentStatus,
     /// Why ingestion failed, when it did.
     pub last_error: Option<String>,
+    /// The caller's stable code for `last_error` (hearth's: `unsupported_file`, `invalid_file`);
+    /// `None` when the failure was recorded without one, and in records older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<String>,
     /// Number of chunks stored for it.
     pub chunk_count: u64,
     /// Creation time, seconds since the Unix epoch.

@@ -418,6 +418,7 @@ impl Store {
             attributes: new.attributes,
             status: new.status,
             last_error: None,
+            last_error_code: None,
             chunk_count: chunks.len() as u64,
             created_at: now_secs(),
         };
@@ -528,6 +529,17 @@ impl Store {
         self.modify_document(collection, document, |doc| {
             doc.status = status;
             doc.last_error = last_error;
+            doc.last_error_code = None;
+        })
+    }
+
+    /// Marks a document `failed` with the caller's stable `code` for the reason and a `message`
+    /// for people (`last_error_code`, `last_error`); flushed before returning.
+    pub fn set_document_failed(&self, collection: &str, document: &str, code: &str, message: String) -> Result<Document> {
+        self.modify_document(collection, document, |doc| {
+            doc.status = DocumentStatus::Failed;
+            doc.last_error = Some(message);
+            doc.last_error_code = Some(code.to_owned());
         })
     }
 

@@ -201,6 +201,34 @@ fn ingestion_flow_adds_chunks_to_an_in_progress_document() {
 }
 
 #[test]
+fn a_failure_keeps_its_code_across_a_reopen_and_a_retry_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let coll = {
+        let store = open(dir.path());
+        let coll = store.create_collection(new_collection()).unwrap().id;
+        let (doc, _) = document("file-f", 1, Attributes::new());
+        store.add_document(&coll, doc, Vec::new()).unwrap();
+        let failed = store.set_document_failed(&coll, "file-f", "unsupported_file", "no parser for it".into()).unwrap();
+        assert_eq!((failed.status, failed.last_error_code.as_deref()), (store::DocumentStatus::Failed, Some("unsupported_file")));
+        coll
+    };
+    let store = open(dir.path());
+    let doc = store.document(&coll, "file-f").unwrap();
+    assert_eq!((doc.last_error.as_deref(), doc.last_error_code.as_deref()), (Some("no parser for it"), Some("unsupported_file")));
+    // A failure recorded without a code, or a retry, leaves none behind.
+    let failed = store.set_document_status(&coll, "file-f", store::DocumentStatus::Failed, Some("other".into())).unwrap();
+    assert_eq!((failed.last_error.as_deref(), failed.last_error_code), (Some("other"), None));
+    store.set_document_failed(&coll, "file-f", "invalid_file", "bad".into()).unwrap();
+    let again = store.set_document_status(&coll, "file-f", store::DocumentStatus::InProgress, None).unwrap();
+    assert_eq!((again.last_error.as_deref(), again.last_error_code.as_deref()), (None, None));
+    // A record written before codes were kept reads with none.
+    let mut old = serde_json::to_value(&again).unwrap();
+    old.as_object_mut().unwrap().remove("last_error_code");
+    let read: store::Document = serde_json::from_value(old).unwrap();
+    assert_eq!(read.last_error_code, None);
+}
+
+#[test]
 fn a_renamed_document_keeps_its_chunks_and_search_shows_the_new_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use super::{parse_json, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
+use super::types::embeddings::EmbeddingList;
 use crate::error::ApiError;
 use crate::service::embed::{embeddings, EmbeddingsRequest};
 use crate::state::AppState;
@@ -15,5 +16,5 @@ pub fn configure(r: &mut Routes<'_>) {
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let request: EmbeddingsRequest = parse_json(body, &state)?;
-    Ok(HttpResponse::Ok().json(embeddings(&state, request).await?))
+    Ok(HttpResponse::Ok().json(EmbeddingList::from(embeddings(&state, request).await?)))
 }

@@ -13,6 +13,8 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
+use super::types::files::FileObject;
+use super::types::{Deleted, List};
 use crate::error::ApiError;
 use crate::service::files::{self, PURPOSES};
 use crate::service::pages::{self, PageImageQuery};
@@ -86,19 +88,21 @@ async fn upload(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpR
         return Err(bad("purpose", format!("purpose {purpose:?} is not one of {}", PURPOSES.join(", "))));
     }
     let (upload, filename) = received.ok_or_else(|| bad("file", "the form needs a `file` field with the file's content"))?;
-    Ok(HttpResponse::Ok().json(files::commit(library, upload, filename, purpose).await?))
+    Ok(HttpResponse::Ok().json(FileObject::from(files::commit(library, upload, filename, purpose).await?)))
 }
 
 async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::list(state.library()?.clone(), query.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(List::<FileObject>::of(files::list(state.library()?.clone(), query.into_inner()).await?)))
 }
 
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::get(state.library()?.clone(), id.into_inner()).await?.to_json()))
+    Ok(HttpResponse::Ok().json(FileObject::from(files::get(state.library()?.clone(), id.into_inner()).await?)))
 }
 
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(files::delete(state.library()?.clone(), id.into_inner()).await?))
+    let id = id.into_inner();
+    files::delete(state.library()?.clone(), id.clone()).await?;
+    Ok(HttpResponse::Ok().json(Deleted::new(id, "file")))
 }
 
 /// The content, streamed from disk.

@@ -33,6 +33,7 @@ pub mod routes;
 mod sse;
 mod vector_stores;
 mod tokenize;
+pub mod types;
 
 use actix_web::{web, HttpRequest, ResponseError};
 use serde::de::DeserializeOwned;

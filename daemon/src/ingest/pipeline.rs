@@ -14,6 +14,7 @@ use store::{DocumentStatus, NewChunk, NewDocument, StoreError};
 use super::queue::Job;
 use crate::provider::Backend;
 use super::Ingestion;
+use crate::library::failure::Failure;
 use crate::library::Progress;
 
 /// Special tokens the embedding model adds around every input ([CLS] … [SEP]).
@@ -36,8 +37,8 @@ const DEFAULT_EMBEDDING_CONTEXT: usize = 512;
 pub enum Outcome {
     /// Chunks stored; the document is searchable.
     Completed { chunks: usize, pages: usize },
-    /// The file cannot be ingested; the reason is stored on the document.
-    Failed(String),
+    /// The file cannot be ingested; the failure (its kind and reason) is stored on the document.
+    Failed(Failure),
     /// The document or its vector store was deleted meanwhile; nothing to record.
     Gone,
 }
@@ -46,8 +47,7 @@ pub enum Outcome {
 pub async fn run(ingestion: &Ingestion, job: &Job) -> Outcome {
     let outcome = match ingest_file(ingestion, job).await {
         Ok(outcome) => outcome,
-        Err(Step::Failed(reason)) => Outcome::Failed(reason),
-        Err(Step::Gone) => Outcome::Gone,
+        Err(step) => step.failure().map_or(Outcome::Gone, Outcome::Failed),
     };
     let store = ingestion.library().store().clone();
     let (vs, file) = (job.vector_store_id.clone(), job.file_id.clone());
@@ -56,22 +56,35 @@ pub async fn run(ingestion: &Ingestion, job: &Job) -> Outcome {
     }
     let recorded = match &outcome {
         Outcome::Completed { .. } => blocking(move || store.set_document_status(&vs, &file, DocumentStatus::Completed, None)).await,
-        Outcome::Failed(reason) => {
-            let reason = reason.clone();
-            blocking(move || store.set_document_status(&vs, &file, DocumentStatus::Failed, Some(reason))).await
+        Outcome::Failed(failure) => {
+            let failure = failure.clone();
+            blocking(move || store.set_document_failed(&vs, &file, failure.kind.code(), failure.message)).await
         }
         Outcome::Gone => Ok(()),
     };
     match recorded {
-        Ok(()) | Err(Step::Gone) => outcome,
-        Err(Step::Failed(reason)) => Outcome::Failed(reason),
+        Ok(()) => outcome,
+        Err(step) => step.failure().map_or(outcome, Outcome::Failed),
     }
 }
 
 /// Why a step stopped.
 enum Step {
     Failed(String),
+    /// No parser takes the file's format.
+    Unsupported(String),
     Gone,
+}
+
+impl Step {
+    /// The failure to record, `None` for a document that is gone.
+    fn failure(self) -> Option<Failure> {
+        match self {
+            Step::Failed(reason) => Some(Failure::invalid(reason)),
+            Step::Unsupported(reason) => Some(Failure::unsupported(reason)),
+            Step::Gone => None,
+        }
+    }
 }
 
 impl From<StoreError> for Step {
@@ -124,7 +137,7 @@ async fn ingest_file(ingestion: &Ingestion, job: &Job) -> Result<Outcome, Step> 
     let head = crate::files::read_head(&file).map_err(|e| Step::Failed(format!("cannot read the file: {e}")))?;
     let format = Format::detect(Some(&record.filename), &head).ok_or_else(|| {
         ingestion.metrics.parse_failed(None);
-        Step::Failed(format!("unsupported file type: `{}` is not PDF, DOCX, PPTX, XLSX/ODS, ODT, EPUB, e-mail (.eml), Markdown, HTML or UTF-8 text", record.filename))
+        Step::Unsupported(format!("unsupported file type: `{}` is not PDF, DOCX, PPTX, XLSX/ODS, ODT, EPUB, e-mail (.eml), Markdown, HTML or UTF-8 text", record.filename))
     })?;
     library.set_progress(&job.vector_store_id, &job.file_id, Progress::Parsing);
     // A worker that could not start is retried; the file's own problems fail it (retry.rs).

@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod embed_limits;
+pub mod failure;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

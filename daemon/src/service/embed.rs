@@ -1,10 +1,9 @@
-//! Embeddings: validating OpenAI's input forms, computing them on the model's backend (local:
-//! tokenized and embedded here; remote: forwarded), and encoding the vectors as floats or base64
-//! (little-endian f32, what the openai SDK asks for by default).
+//! Embeddings: validating OpenAI's input forms and `encoding_format`, and computing them on the
+//! model's backend (local: tokenized and embedded here; remote: forwarded). The answer is the
+//! domain [`Embeddings`]; the HTTP edge writes the vectors as floats or base64
+//! (`api::types::embeddings`).
 
-use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::fault::ServiceError;
@@ -33,13 +32,32 @@ pub enum EmbeddingInput {
     TokenLists(Vec<Vec<i64>>),
 }
 
-/// Compute embeddings and build OpenAI's response body.
-pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Value, ServiceError> {
+/// Computed embeddings, one vector per input in input order, and how the client asked for them
+/// to be written (the HTTP edge encodes them: `api::types::EmbeddingList`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub model: String,
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
+    pub encoding: Encoding,
+}
+
+/// `encoding_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// A list of numbers (the default).
+    Float,
+    /// Little-endian f32 bytes as base64, what the openai SDK asks for by default.
+    Base64,
+}
+
+/// Compute embeddings.
+pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<Embeddings, ServiceError> {
     let arrived = std::time::Instant::now();
     let backend = state.models()?.acquire(&request.model).await?;
-    let base64 = match request.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
+    let encoding = match request.encoding_format.as_deref() {
+        None | Some("float") => Encoding::Float,
+        Some("base64") => Encoding::Base64,
         Some(other) => {
             return Err(ServiceError::invalid("encoding_format", format!("encoding_format must be \"float\" or \"base64\", got {other:?}")))
         }
@@ -50,21 +68,7 @@ pub async fn embeddings(state: &AppState, request: EmbeddingsRequest) -> Result<
     let span = tracing::info_span!("embeddings", model = %request.model, provider = backend.provider(), inputs = input.len());
     let embedded = backend.embed(input, request.dimensions).instrument(span).await?;
     state.metrics().embedding(&request.model, embedded.prompt_tokens, arrived.elapsed());
-    let data: Vec<Value> = embedded
-        .vectors
-        .iter()
-        .enumerate()
-        .map(|(index, v)| {
-            let embedding = if base64 { Value::String(encode_base64(v)) } else { json!(v) };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
-        })
-        .collect();
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": request.model,
-        "usage": {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens},
-    }))
+    Ok(Embeddings { model: request.model, vectors: embedded.vectors, prompt_tokens: embedded.prompt_tokens, encoding })
 }
 
 /// OpenAI's four input forms as texts or token lists: at least one input and at most `limit`,
@@ -108,11 +112,6 @@ fn api_permit(state: &AppState, model: &str) -> Result<Option<tokio::sync::Owned
         Ok(library) => library.api_embed_permit(model),
         Err(_) => Ok(None),
     }
-}
-
-fn encode_base64(v: &[f32]) -> String {
-    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

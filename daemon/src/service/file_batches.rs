@@ -9,12 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use store::{Attributes, DocumentStatus};
 
 use crate::blocking::blocking;
-use super::listing::{page, ListQuery};
-use super::vector_stores::{file_json, ChunkingStrategy};
+use super::listing::{page, ListQuery, Page};
+use super::vector_stores::{status_matches, ChunkingStrategy, FileCounts, VectorStoreFile};
 use crate::fault::ServiceError;
 use crate::ingest::Ingestion;
 use crate::library::Library;
@@ -65,22 +64,40 @@ fn save(library: &Library, batch: &Batch) -> Result<(), ServiceError> {
     write().map_err(|e| ServiceError::Internal(format!("cannot save a file batch: {e}")))
 }
 
-fn batch_json(library: &Library, batch: &Batch) -> Value {
-    let statuses: Vec<Option<DocumentStatus>> =
-        batch.file_ids.iter().map(|f| library.store().document(&batch.vector_store_id, f).ok().map(|d| d.status)).collect();
-    let count = |s: DocumentStatus| statuses.iter().filter(|x| **x == Some(s)).count();
-    let in_progress = count(DocumentStatus::InProgress);
-    let status = if batch.cancelled { "cancelled" } else if in_progress > 0 { "in_progress" } else { "completed" };
-    json!({
-        "id": batch.id, "object": "vector_store.files_batch", "created_at": batch.created_at,
-        "vector_store_id": batch.vector_store_id, "status": status,
-        "file_counts": {"in_progress": in_progress, "completed": count(DocumentStatus::Completed), "failed": count(DocumentStatus::Failed),
-                        "cancelled": count(DocumentStatus::Cancelled), "total": batch.file_ids.len()},
-    })
+/// A batch as the API shows it: its status and its files' counts, computed now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileBatch {
+    pub id: String,
+    pub vector_store_id: String,
+    pub created_at: u64,
+    pub status: BatchStatus,
+    pub counts: FileCounts,
+}
+
+/// A batch's status: cancelled once asked, else in progress while any file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchStatus {
+    InProgress,
+    Completed,
+    Cancelled,
+}
+
+fn batch_info(library: &Library, batch: &Batch) -> FileBatch {
+    let counts = FileCounts::of(batch.file_ids.iter().filter_map(|f| library.store().document(&batch.vector_store_id, f).ok().map(|d| d.status)));
+    // A file that is gone still counts in the total.
+    let counts = FileCounts { total: batch.file_ids.len(), ..counts };
+    let status = if batch.cancelled {
+        BatchStatus::Cancelled
+    } else if counts.in_progress > 0 {
+        BatchStatus::InProgress
+    } else {
+        BatchStatus::Completed
+    };
+    FileBatch { id: batch.id.clone(), vector_store_id: batch.vector_store_id.clone(), created_at: batch.created_at, status, counts }
 }
 
 /// Attach every file and record the batch.
-pub async fn create(ingestion: Arc<Ingestion>, vector_store_id: String, request: CreateBatch) -> Result<Value, ServiceError> {
+pub async fn create(ingestion: Arc<Ingestion>, vector_store_id: String, request: CreateBatch) -> Result<FileBatch, ServiceError> {
     if request.file_ids.is_empty() || request.file_ids.len() > 2000 {
         return Err(ServiceError::invalid("file_ids", "file_ids must list between 1 and 2000 files"));
     }
@@ -105,18 +122,18 @@ pub async fn create(ingestion: Arc<Ingestion>, vector_store_id: String, request:
         for file in &files {
             ingestion.attach(&vector_store_id, file, options, request.attributes.clone())?;
         }
-        Ok(batch_json(library, &batch))
+        Ok(batch_info(library, &batch))
     })
     .await
 }
 
 /// A batch's status.
-pub async fn get(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<Value, ServiceError> {
-    blocking(move || Ok(batch_json(&library, &load(&library, &vector_store_id, &batch_id)?))).await
+pub async fn get(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<FileBatch, ServiceError> {
+    blocking(move || Ok(batch_info(&library, &load(&library, &vector_store_id, &batch_id)?))).await
 }
 
 /// Cancel: files not yet finished are marked `cancelled` (their jobs find nothing left to do).
-pub async fn cancel(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<Value, ServiceError> {
+pub async fn cancel(library: Arc<Library>, vector_store_id: String, batch_id: String) -> Result<FileBatch, ServiceError> {
     blocking(move || {
         let mut batch = load(&library, &vector_store_id, &batch_id)?;
         for file in &batch.file_ids {
@@ -126,21 +143,21 @@ pub async fn cancel(library: Arc<Library>, vector_store_id: String, batch_id: St
         }
         batch.cancelled = true;
         save(&library, &batch)?;
-        Ok(batch_json(&library, &batch))
+        Ok(batch_info(&library, &batch))
     })
     .await
 }
 
 /// The batch's files.
-pub async fn files(library: Arc<Library>, vector_store_id: String, batch_id: String, query: ListQuery) -> Result<Value, ServiceError> {
+pub async fn files(library: Arc<Library>, vector_store_id: String, batch_id: String, query: ListQuery) -> Result<Page<VectorStoreFile>, ServiceError> {
     blocking(move || {
         let batch = load(&library, &vector_store_id, &batch_id)?;
-        let all: Vec<Value> = batch
+        let all = batch
             .file_ids
             .iter()
             .filter_map(|f| library.store().document(&vector_store_id, f).ok())
-            .map(|d| file_json(&library, &vector_store_id, &d))
-            .filter(|f| query.filter.as_ref().is_none_or(|s| f["status"] == s.as_str()))
+            .filter(|d| status_matches(d.status, query.filter.as_deref()))
+            .map(|d| VectorStoreFile::of(&library, &vector_store_id, d))
             .collect();
         page(all, &query)
     })

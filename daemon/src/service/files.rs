@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::blocking::blocking;
-use super::listing::{page, ListQuery};
+use super::listing::{page, ListQuery, Listed, Page};
 use crate::fault::ServiceError;
 use crate::files::{FileRecord, Upload};
 use crate::library::Library;
@@ -15,20 +13,14 @@ use crate::library::Library;
 pub const PURPOSES: [&str; 6] = ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
 
 /// Make a received upload durable.
-pub async fn commit(library: Arc<Library>, upload: Upload, filename: String, purpose: String) -> Result<Value, ServiceError> {
-    blocking(move || Ok(library.files().commit(upload, &filename, &purpose)?.to_json())).await
+pub async fn commit(library: Arc<Library>, upload: Upload, filename: String, purpose: String) -> Result<FileRecord, ServiceError> {
+    blocking(move || Ok(library.files().commit(upload, &filename, &purpose)?)).await
 }
 
 /// List files, newest first by default; `purpose` filters.
-pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Value, ServiceError> {
+pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Page<FileRecord>, ServiceError> {
     blocking(move || {
-        let all = library
-            .files()
-            .list()
-            .iter()
-            .filter(|f| query.purpose.as_ref().is_none_or(|p| &f.purpose == p))
-            .map(FileRecord::to_json)
-            .collect();
+        let all = library.files().list().into_iter().filter(|f| query.purpose.as_ref().is_none_or(|p| &f.purpose == p)).collect();
         page(all, &query)
     })
     .await
@@ -40,10 +32,12 @@ pub async fn get(library: Arc<Library>, id: String) -> Result<FileRecord, Servic
 }
 
 /// Delete a file. Vector stores it was attached to keep their chunks until it is detached.
-pub async fn delete(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
-    blocking(move || {
-        library.files().delete(&id)?;
-        Ok(json!({"id": id, "object": "file", "deleted": true}))
-    })
-    .await
+pub async fn delete(library: Arc<Library>, id: String) -> Result<(), ServiceError> {
+    blocking(move || Ok(library.files().delete(&id)?)).await
+}
+
+impl Listed for FileRecord {
+    fn list_id(&self) -> &str {
+        &self.id
+    }
 }

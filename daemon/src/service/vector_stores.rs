@@ -1,7 +1,8 @@
 //! Vector stores (OpenAI's and Llama Stack's shape) over the store's collections: stores, their
 //! files (store documents, ingested by [`crate::ingest`]), file batches, and search.
 //!
-//! Objects are built here from the store's records, so the JSON shape lives in one place. A
+//! The services answer with domain types ([`VectorStore`], [`VectorStoreFile`],
+//! [`SearchResults`], pages of them); their JSON shapes are the HTTP edge's (`api::types`). A
 //! vector store file's id is the file's id. Search is hybrid by default (keyword and vector
 //! results fused by reciprocal rank, as for `file_search`), embeds the query with the store's own
 //! embedding model, and adds `page` and character offsets to each result, which OpenAI's results
@@ -10,13 +11,14 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
-use store::{Attributes, Collection, Document, DocumentStatus, NewCollection, SearchHit, SearchMode, SearchRequest};
+use serde_json::Value;
+use store::{Attributes, ChunkMeta, Collection, Document, DocumentStatus, NewCollection, SearchHit, SearchMode, SearchRequest};
 
 use crate::blocking::blocking;
-use super::listing::{page, ListQuery};
+use super::listing::{page, ListQuery, Listed, Page};
 use crate::fault::ServiceError;
 use crate::ingest::Ingestion;
+use crate::library::failure::Failure;
 use crate::library::{Library, Progress};
 
 /// `chunking_strategy`: `auto` or `static` with its two sizes.
@@ -130,55 +132,104 @@ pub struct RankingOptions {
     pub score_threshold: Option<f32>,
 }
 
-/// The vector store object.
-pub fn vector_store_json(library: &Library, c: &Collection) -> Value {
-    let docs = library.store().documents(&c.id).unwrap_or_default();
-    let count = |s: DocumentStatus| docs.iter().filter(|d| d.status == s).count();
-    let in_progress = count(DocumentStatus::InProgress);
-    let usage: u64 = docs.iter().map(|d| d.size).sum();
-    json!({
-        "id": c.id, "object": "vector_store", "created_at": c.created_at, "name": c.name,
-        "usage_bytes": usage,
-        "file_counts": {
-            "in_progress": in_progress, "completed": count(DocumentStatus::Completed),
-            "failed": count(DocumentStatus::Failed), "cancelled": count(DocumentStatus::Cancelled), "total": docs.len(),
-        },
-        "status": if in_progress > 0 { "in_progress" } else { "completed" },
-        "expires_after": null, "expires_at": null, "last_active_at": c.created_at,
-        "metadata": c.metadata,
-        "embedding_model": c.embedding_model, "embedding_dimension": c.dimension,
-    })
+/// How many of a vector store's (or a batch's) files are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    pub in_progress: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+    pub total: usize,
 }
 
-/// The vector store file object (with hearth's `filename`, `chunk_count` and `progress`).
-pub fn file_json(library: &Library, vector_store_id: &str, d: &Document) -> Value {
-    let status = match d.status {
-        DocumentStatus::InProgress => "in_progress",
-        DocumentStatus::Completed => "completed",
-        DocumentStatus::Failed => "failed",
-        DocumentStatus::Cancelled => "cancelled",
-    };
-    let last_error = d.last_error.as_ref().map(|message| {
-        let code = if message.starts_with("unsupported file type") { "unsupported_file" } else { "invalid_file" };
-        json!({"code": code, "message": message})
-    });
-    let progress = match library.progress(vector_store_id, &d.id) {
-        Some(Progress::Parsing) => json!({"stage": "parsing"}),
-        Some(Progress::Embedding { done, total }) => json!({"stage": "embedding", "chunks_embedded": done, "chunks_total": total}),
-        None => Value::Null,
-    };
-    json!({
-        "id": d.id, "object": "vector_store.file", "created_at": d.created_at, "vector_store_id": vector_store_id,
-        "status": status, "last_error": last_error, "usage_bytes": d.size, "attributes": d.attributes,
-        "chunking_strategy": {"type": "static", "static": {
-            "max_chunk_size_tokens": library.default_chunking().max_chunk_size_tokens,
-            "chunk_overlap_tokens": library.default_chunking().chunk_overlap_tokens}},
-        "filename": d.name, "chunk_count": d.chunk_count, "progress": progress,
-    })
+impl FileCounts {
+    /// The counts of these statuses.
+    pub fn of(statuses: impl IntoIterator<Item = DocumentStatus>) -> FileCounts {
+        let mut counts = FileCounts::default();
+        for status in statuses {
+            counts.total += 1;
+            *match status {
+                DocumentStatus::InProgress => &mut counts.in_progress,
+                DocumentStatus::Completed => &mut counts.completed,
+                DocumentStatus::Failed => &mut counts.failed,
+                DocumentStatus::Cancelled => &mut counts.cancelled,
+            } += 1;
+        }
+        counts
+    }
+}
+
+/// A vector store: the store's collection and what its files add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorStore {
+    pub collection: Collection,
+    pub counts: FileCounts,
+    /// The files' bytes together.
+    pub usage_bytes: u64,
+}
+
+impl VectorStore {
+    /// Collection `c` with its documents counted.
+    pub fn of(library: &Library, c: Collection) -> VectorStore {
+        let docs = library.store().documents(&c.id).unwrap_or_default();
+        let counts = FileCounts::of(docs.iter().map(|d| d.status));
+        VectorStore { usage_bytes: docs.iter().map(|d| d.size).sum(), counts, collection: c }
+    }
+}
+
+impl Listed for VectorStore {
+    fn list_id(&self) -> &str {
+        &self.collection.id
+    }
+}
+
+/// A file of a vector store: the store's document, why its ingestion failed, where a running one
+/// is, and the chunking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorStoreFile {
+    pub vector_store_id: String,
+    pub document: Document,
+    /// Why ingestion failed, when it did (typed: [`Failure`]).
+    pub failure: Option<Failure>,
+    /// Where a running ingestion job is; `None` when none runs.
+    pub progress: Option<Progress>,
+    pub chunking: ingest::ChunkingOptions,
+}
+
+impl VectorStoreFile {
+    /// Document `d` of vector store `vector_store_id`.
+    pub fn of(library: &Library, vector_store_id: &str, d: Document) -> VectorStoreFile {
+        VectorStoreFile {
+            vector_store_id: vector_store_id.to_owned(),
+            progress: library.progress(vector_store_id, &d.id),
+            failure: Failure::of(&d),
+            chunking: library.default_chunking(),
+            document: d,
+        }
+    }
+}
+
+impl Listed for VectorStoreFile {
+    fn list_id(&self) -> &str {
+        &self.document.id
+    }
+}
+
+/// A status filter of a file list (`filter`): `in_progress`, `completed`, `failed` or `cancelled`;
+/// any other value matches nothing.
+pub fn status_matches(status: DocumentStatus, filter: Option<&str>) -> bool {
+    filter.is_none_or(|f| serde_json::to_value(status).is_ok_and(|v| v == f))
+}
+
+/// The results of a search, with the query as searched.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    pub query: String,
+    pub hits: Vec<SearchHit>,
 }
 
 /// Create a vector store and attach `file_ids`.
-pub async fn create(ingestion: Arc<Ingestion>, request: CreateVectorStore) -> Result<Value, ServiceError> {
+pub async fn create(ingestion: Arc<Ingestion>, request: CreateVectorStore) -> Result<VectorStore, ServiceError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
     let library = ingestion.library().clone();
     let engine = match &request.embedding_model {
@@ -201,7 +252,7 @@ pub async fn create(ingestion: Arc<Ingestion>, request: CreateVectorStore) -> Re
         for file in &files {
             ingestion.attach(&collection.id, file, options, Attributes::new())?;
         }
-        Ok(vector_store_json(&library, &collection))
+        Ok(VectorStore::of(&library, collection))
     })
     .await
 }
@@ -218,39 +269,35 @@ pub(crate) fn ensure_space_for(library: &Library, files: &[crate::files::FileRec
 }
 
 /// List vector stores.
-pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Value, ServiceError> {
+pub async fn list(library: Arc<Library>, query: ListQuery) -> Result<Page<VectorStore>, ServiceError> {
     blocking(move || {
-        let all = library.store().collections().iter().map(|c| vector_store_json(&library, c)).collect();
+        let all = library.store().collections().into_iter().map(|c| VectorStore::of(&library, c)).collect();
         page(all, &query)
     })
     .await
 }
 
 /// One vector store.
-pub async fn get(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
-    blocking(move || Ok(vector_store_json(&library, &library.store().collection(&id)?))).await
+pub async fn get(library: Arc<Library>, id: String) -> Result<VectorStore, ServiceError> {
+    blocking(move || Ok(VectorStore::of(&library, library.store().collection(&id)?))).await
 }
 
 /// Rename a vector store or replace its metadata.
-pub async fn update(library: Arc<Library>, id: String, request: UpdateVectorStore) -> Result<Value, ServiceError> {
+pub async fn update(library: Arc<Library>, id: String, request: UpdateVectorStore) -> Result<VectorStore, ServiceError> {
     blocking(move || {
         let c = library.store().update_collection(&id, request.name, request.metadata)?;
-        Ok(vector_store_json(&library, &c))
+        Ok(VectorStore::of(&library, c))
     })
     .await
 }
 
 /// Delete a vector store (its uploaded files stay).
-pub async fn delete(library: Arc<Library>, id: String) -> Result<Value, ServiceError> {
-    blocking(move || {
-        library.store().delete_collection(&id)?;
-        Ok(json!({"id": id, "object": "vector_store.deleted", "deleted": true}))
-    })
-    .await
+pub async fn delete(library: Arc<Library>, id: String) -> Result<(), ServiceError> {
+    blocking(move || Ok(library.store().delete_collection(&id)?)).await
 }
 
 /// Attach a file.
-pub async fn attach(ingestion: Arc<Ingestion>, vector_store_id: String, request: AttachFile) -> Result<Value, ServiceError> {
+pub async fn attach(ingestion: Arc<Ingestion>, vector_store_id: String, request: AttachFile) -> Result<VectorStoreFile, ServiceError> {
     let options = chunking(request.chunking_strategy.as_ref())?;
     blocking(move || {
         let library = ingestion.library();
@@ -258,63 +305,54 @@ pub async fn attach(ingestion: Arc<Ingestion>, vector_store_id: String, request:
         let file = file_record(library, &request.file_id)?;
         ensure_space_for(library, std::slice::from_ref(&file))?;
         let doc = ingestion.attach(&vector_store_id, &file, options, request.attributes)?;
-        Ok(file_json(library, &vector_store_id, &doc))
+        Ok(VectorStoreFile::of(library, &vector_store_id, doc))
     })
     .await
 }
 
 /// List a vector store's files (`filter` = a status).
-pub async fn list_files(library: Arc<Library>, vector_store_id: String, query: ListQuery) -> Result<Value, ServiceError> {
+pub async fn list_files(library: Arc<Library>, vector_store_id: String, query: ListQuery) -> Result<Page<VectorStoreFile>, ServiceError> {
     blocking(move || {
         let mut docs = library.store().documents(&vector_store_id)?;
         docs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let all: Vec<Value> = docs.iter().map(|d| file_json(&library, &vector_store_id, d)).collect();
-        let all = match &query.filter {
-            Some(status) => all.into_iter().filter(|f| f["status"] == status.as_str()).collect(),
-            None => all,
-        };
+        let all = docs
+            .into_iter()
+            .filter(|d| status_matches(d.status, query.filter.as_deref()))
+            .map(|d| VectorStoreFile::of(&library, &vector_store_id, d))
+            .collect();
         page(all, &query)
     })
     .await
 }
 
 /// One vector store file.
-pub async fn get_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
+pub async fn get_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<VectorStoreFile, ServiceError> {
     blocking(move || {
         let doc = library.store().document(&vector_store_id, &file_id)?;
-        Ok(file_json(&library, &vector_store_id, &doc))
+        Ok(VectorStoreFile::of(&library, &vector_store_id, doc))
     })
     .await
 }
 
 /// Replace a vector store file's attributes.
-pub async fn update_file(library: Arc<Library>, vector_store_id: String, file_id: String, request: UpdateFile) -> Result<Value, ServiceError> {
+pub async fn update_file(library: Arc<Library>, vector_store_id: String, file_id: String, request: UpdateFile) -> Result<VectorStoreFile, ServiceError> {
     blocking(move || {
         let doc = library.store().update_document(&vector_store_id, &file_id, None, Some(request.attributes))?;
-        Ok(file_json(&library, &vector_store_id, &doc))
+        Ok(VectorStoreFile::of(&library, &vector_store_id, doc))
     })
     .await
 }
 
 /// Detach a file: its chunks leave the vector store (the uploaded file stays).
-pub async fn delete_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
-    blocking(move || {
-        library.store().delete_document(&vector_store_id, &file_id)?;
-        Ok(json!({"id": file_id, "object": "vector_store.file.deleted", "deleted": true}))
-    })
-    .await
+pub async fn delete_file(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<(), ServiceError> {
+    blocking(move || Ok(library.store().delete_document(&vector_store_id, &file_id)?)).await
 }
 
 /// A vector store file's chunks, in order, with their pages.
-pub async fn file_content(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Value, ServiceError> {
+pub async fn file_content(library: Arc<Library>, vector_store_id: String, file_id: String) -> Result<Vec<ChunkMeta>, ServiceError> {
     blocking(move || {
         library.store().document(&vector_store_id, &file_id)?;
-        let chunks = library.store().chunks(&vector_store_id, &file_id)?;
-        let data: Vec<Value> = chunks
-            .iter()
-            .map(|c| json!({"type": "text", "text": c.meta.text, "page": c.meta.page, "char_start": c.meta.char_start, "char_end": c.meta.char_end}))
-            .collect();
-        Ok(json!({"object": "vector_store.file_content.page", "data": data, "has_more": false, "next_page": null}))
+        Ok(library.store().chunks(&vector_store_id, &file_id)?.into_iter().map(|c| c.meta).collect())
     })
     .await
 }
@@ -370,19 +408,9 @@ pub async fn search_hits(library: &Arc<Library>, vector_store_id: &str, request:
 }
 
 /// `POST /v1/vector_stores/{id}/search`: hybrid unless the request's `search_mode` says otherwise.
-pub async fn search(library: Arc<Library>, vector_store_id: String, request: Search) -> Result<Value, ServiceError> {
+pub async fn search(library: Arc<Library>, vector_store_id: String, request: Search) -> Result<SearchResults, ServiceError> {
     let hits = search_hits(&library, &vector_store_id, &request, SearchMode::Hybrid).await?;
-    let data: Vec<Value> = hits.iter().map(hit_json).collect();
-    Ok(json!({"object": "vector_store.search_results.page", "search_query": request.query.text(), "data": data, "has_more": false, "next_page": null}))
-}
-
-/// One search result in OpenAI's shape, plus `page`, `char_start` and `char_end`.
-pub fn hit_json(h: &SearchHit) -> Value {
-    json!({
-        "file_id": h.document_id, "filename": h.document_name, "score": h.score, "attributes": h.attributes,
-        "content": [{"type": "text", "text": h.text}],
-        "page": h.page, "char_start": h.char_start, "char_end": h.char_end,
-    })
+    Ok(SearchResults { query: request.query.text(), hits })
 }
 
 /// The query's embedding, by the collection's own model: cut to its context off the async

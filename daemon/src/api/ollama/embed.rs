@@ -53,13 +53,5 @@ async fn run(state: &AppState, model: &str, input: EmbeddingInput, dimensions: O
     let backend = resolve(state, model)?;
     let request = OpenAiRequest { model: backend.name().to_owned(), input, encoding_format: None, dimensions, user: None };
     let answer = embed::embeddings(state, request).await?;
-    let vectors = answer["data"]
-        .as_array()
-        .map(|data| {
-            data.iter()
-                .map(|item| item["embedding"].as_array().map(|v| v.iter().filter_map(Value::as_f64).map(|x| x as f32).collect()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((vectors, answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0)))
+    Ok((answer.vectors, answer.prompt_tokens as u64))
 }

@@ -5,9 +5,10 @@
 //! route takes and answers comes from [`describe`], a table keyed by method and path pattern;
 //! a route without an entry there makes [`document`] fail (a unit test builds it), so a new route
 //! cannot ship undocumented. Request schemas are derived (`utoipa::ToSchema`) from the very types
-//! the handlers deserialize; responses that handlers build as `json!` are written out in
-//! [`shapes`]. Error statuses are those the middleware and the handlers really return, each with
-//! OpenAI's error body.
+//! the handlers deserialize, and response schemas from the types they serialize (`api::types`:
+//! files, vector stores, search, embeddings); the responses still built as `json!` (chat,
+//! completions, responses, models) are written out in [`shapes`]. Error statuses are those the
+//! middleware and the handlers really return, each with OpenAI's error body.
 
 mod shapes;
 
@@ -17,7 +18,7 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, ResponseError};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{IntoParams, ToSchema};
@@ -84,6 +85,24 @@ fn named<T: ToSchema>(c: &mut Components) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
 }
 
+/// A page of a list endpoint (`api::types::List`) of `item`s.
+fn list_of(item: RefOr<Schema>) -> RefOr<Schema> {
+    let id = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    ObjectBuilder::new()
+        .property("object", ObjectBuilder::new().schema_type(Type::String).pattern(Some("^list$")))
+        .property("first_id", id())
+        .property("last_id", id())
+        .property("has_more", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("data", ArrayBuilder::new().items(item))
+        .required("object")
+        .required("first_id")
+        .required("last_id")
+        .required("has_more")
+        .required("data")
+        .description(Some("One page (OpenAI's cursor pagination): `limit`, `order`, `after`, `before`"))
+        .into()
+}
+
 fn all_of(parts: Vec<RefOr<Schema>>) -> RefOr<Schema> {
     RefOr::T(Schema::AllOf(parts.into_iter().fold(AllOfBuilder::new(), AllOfBuilder::item).build()))
 }
@@ -121,9 +140,10 @@ const WRITE: &[u16] = &[503, 507];
 
 fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
     use super::ollama::types as ollama;
+    use super::types::{embeddings as wire_embeddings, files as wire_files, vector_stores as wire_vs, Deleted};
     use service::{embed, file_batches, responses, vector_stores as vs};
     let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, query: None, errors });
-    let list = |summary, c: &mut Components| Some(Doc { summary, body: None, reply: Reply::Json(named::<shapes::Page>(c)), list: true, query: None, errors: LOADING });
+    let list = |summary, item: RefOr<Schema>| Some(Doc { summary, body: None, reply: Reply::Json(list_of(item)), list: true, query: None, errors: LOADING });
     match (route.method.as_str(), route.path) {
         ("GET", "/health") => doc("Liveness: 200 while the process answers", None, Reply::Json(named::<shapes::Status>(c)), &[]),
         ("GET", "/ready") => doc("Readiness: every model loaded and the store open", None, Reply::Json(named::<shapes::Status>(c)), LOADING),
@@ -137,7 +157,7 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         ("POST", "/v1/models/library/pull") => {
             doc("Download a GGUF into the library (admin)", Some(named::<super::models_library::PullBody>(c)), Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[409, 429])
         }
-        ("DELETE", "/v1/models/library/{name}") => doc("Remove a model from the library (admin)", None, Reply::Json(named::<shapes::Deleted>(c)), &[409]),
+        ("DELETE", "/v1/models/library/{name}") => doc("Remove a model from the library (admin)", None, Reply::Json(named::<Deleted>(c)), &[409]),
         ("GET", "/v1/models/{id}") => doc("One model", None, Reply::Json(named::<shapes::Model>(c)), LOADING),
         ("POST", "/v1/models/{id}/load") => {
             doc("Load a local model now, unloading the least recently used idle one first under [engine] max_loaded_models (admin)", None, Reply::Json(named::<shapes::Model>(c)), &[400, 503])
@@ -153,7 +173,7 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
             let body = all_of(vec![named::<super::completions::CompletionRequest>(c), named::<service::generate::GenerationParams>(c)]);
             doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::TextCompletion>(c)), INFERENCE)
         }
-        ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<shapes::EmbeddingList>(c)), INFERENCE),
+        ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<wire_embeddings::EmbeddingList>(c)), INFERENCE),
         ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), &[404, 503]),
         ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<shapes::Detokenized>(c)), &[404, 503]),
         ("POST", "/api/chat") => {
@@ -170,10 +190,10 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         ("POST", "/api/show") => doc("Ollama: one model's details", Some(named::<ollama::ShowRequest>(c)), Reply::Json(named::<ollama::ShowResponse>(c)), &[404, 503]),
         ("GET", "/api/ps") => doc("Ollama: the models loaded (all of them)", None, Reply::Json(named::<ollama::Processes>(c)), LOADING),
         ("GET", "/api/version") => doc("Ollama: the server's version (hearth's)", None, Reply::Json(named::<ollama::Version>(c)), &[]),
-        ("POST", "/v1/files") => doc("Upload a file", Some(named::<shapes::FileUpload>(c)), Reply::Json(named::<shapes::FileObject>(c)), WRITE),
-        ("GET", "/v1/files") => list("The files", c),
-        ("GET", "/v1/files/{id}") => doc("One file", None, Reply::Json(named::<shapes::FileObject>(c)), LOADING),
-        ("DELETE", "/v1/files/{id}") => doc("Delete a file", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
+        ("POST", "/v1/files") => doc("Upload a file", Some(named::<shapes::FileUpload>(c)), Reply::Json(named::<wire_files::FileObject>(c)), WRITE),
+        ("GET", "/v1/files") => list("The files", named::<wire_files::FileObject>(c)),
+        ("GET", "/v1/files/{id}") => doc("One file", None, Reply::Json(named::<wire_files::FileObject>(c)), LOADING),
+        ("DELETE", "/v1/files/{id}") => doc("Delete a file", None, Reply::Json(named::<Deleted>(c)), LOADING),
         ("GET", "/v1/files/{id}/content") => doc("A file's bytes", None, Reply::Raw(&["application/octet-stream"]), LOADING),
         ("GET", "/v1/files/{id}/pages/{page}/image") => Some(Doc {
             summary: "A PDF page as PNG, a passage highlighted (hearth; 400 for a file that is not a PDF, 404 for a page out of range)",
@@ -184,40 +204,40 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
             errors: &[400, 429, 503],
         }),
         ("POST", "/v1/vector_stores") => {
-            doc("Create a vector store", Some(named::<vs::CreateVectorStore>(c)), Reply::Json(named::<shapes::VectorStore>(c)), &[409, 503, 507])
+            doc("Create a vector store", Some(named::<vs::CreateVectorStore>(c)), Reply::Json(named::<wire_vs::VectorStore>(c)), &[409, 503, 507])
         }
-        ("GET", "/v1/vector_stores") => list("The vector stores", c),
-        ("GET", "/v1/vector_stores/{id}") => doc("One vector store", None, Reply::Json(named::<shapes::VectorStore>(c)), LOADING),
-        ("POST", "/v1/vector_stores/{id}") => doc("Update a vector store", Some(named::<vs::UpdateVectorStore>(c)), Reply::Json(named::<shapes::VectorStore>(c)), WRITE),
-        ("DELETE", "/v1/vector_stores/{id}") => doc("Delete a vector store", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
+        ("GET", "/v1/vector_stores") => list("The vector stores", named::<wire_vs::VectorStore>(c)),
+        ("GET", "/v1/vector_stores/{id}") => doc("One vector store", None, Reply::Json(named::<wire_vs::VectorStore>(c)), LOADING),
+        ("POST", "/v1/vector_stores/{id}") => doc("Update a vector store", Some(named::<vs::UpdateVectorStore>(c)), Reply::Json(named::<wire_vs::VectorStore>(c)), WRITE),
+        ("DELETE", "/v1/vector_stores/{id}") => doc("Delete a vector store", None, Reply::Json(named::<Deleted>(c)), LOADING),
         ("POST", "/v1/vector_stores/{id}/search") => {
-            doc("Search a vector store", Some(named::<vs::Search>(c)), Reply::Json(named::<shapes::ContentPage>(c)), INFERENCE)
+            doc("Search a vector store", Some(named::<vs::Search>(c)), Reply::Json(named::<wire_vs::SearchResultsPage>(c)), INFERENCE)
         }
         ("POST", "/v1/vector_stores/{id}/files") => {
-            doc("Attach a file to a vector store", Some(named::<vs::AttachFile>(c)), Reply::Json(named::<shapes::VectorStoreFile>(c)), WRITE)
+            doc("Attach a file to a vector store", Some(named::<vs::AttachFile>(c)), Reply::Json(named::<wire_vs::VectorStoreFile>(c)), WRITE)
         }
-        ("GET", "/v1/vector_stores/{id}/files") => list("A vector store's files", c),
-        ("GET", "/v1/vector_stores/{id}/files/{file_id}") => doc("One file of a vector store", None, Reply::Json(named::<shapes::VectorStoreFile>(c)), LOADING),
+        ("GET", "/v1/vector_stores/{id}/files") => list("A vector store's files", named::<wire_vs::VectorStoreFile>(c)),
+        ("GET", "/v1/vector_stores/{id}/files/{file_id}") => doc("One file of a vector store", None, Reply::Json(named::<wire_vs::VectorStoreFile>(c)), LOADING),
         ("POST", "/v1/vector_stores/{id}/files/{file_id}") => {
-            doc("Update a file's attributes", Some(named::<vs::UpdateFile>(c)), Reply::Json(named::<shapes::VectorStoreFile>(c)), WRITE)
+            doc("Update a file's attributes", Some(named::<vs::UpdateFile>(c)), Reply::Json(named::<wire_vs::VectorStoreFile>(c)), WRITE)
         }
-        ("DELETE", "/v1/vector_stores/{id}/files/{file_id}") => doc("Detach a file", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
+        ("DELETE", "/v1/vector_stores/{id}/files/{file_id}") => doc("Detach a file", None, Reply::Json(named::<Deleted>(c)), LOADING),
         ("GET", "/v1/vector_stores/{id}/files/{file_id}/content") => {
-            doc("A file's parsed text", None, Reply::Json(named::<shapes::ContentPage>(c)), LOADING)
+            doc("A file's parsed text", None, Reply::Json(named::<wire_vs::FileContentPage>(c)), LOADING)
         }
         ("POST", "/v1/vector_stores/{id}/file_batches") => {
-            doc("Attach several files", Some(named::<file_batches::CreateBatch>(c)), Reply::Json(named::<shapes::FileBatch>(c)), WRITE)
+            doc("Attach several files", Some(named::<file_batches::CreateBatch>(c)), Reply::Json(named::<wire_vs::FileBatch>(c)), WRITE)
         }
-        ("GET", "/v1/vector_stores/{id}/file_batches/{batch_id}") => doc("One file batch", None, Reply::Json(named::<shapes::FileBatch>(c)), LOADING),
+        ("GET", "/v1/vector_stores/{id}/file_batches/{batch_id}") => doc("One file batch", None, Reply::Json(named::<wire_vs::FileBatch>(c)), LOADING),
         ("POST", "/v1/vector_stores/{id}/file_batches/{batch_id}/cancel") => {
-            doc("Cancel a file batch", None, Reply::Json(named::<shapes::FileBatch>(c)), LOADING)
+            doc("Cancel a file batch", None, Reply::Json(named::<wire_vs::FileBatch>(c)), LOADING)
         }
-        ("GET", "/v1/vector_stores/{id}/file_batches/{batch_id}/files") => list("A file batch's files", c),
+        ("GET", "/v1/vector_stores/{id}/file_batches/{batch_id}/files") => list("A file batch's files", named::<wire_vs::VectorStoreFile>(c)),
         ("POST", "/v1/responses") => {
             doc("A response (Responses API), whole or streamed", Some(named::<responses::CreateResponse>(c)), Reply::Generated(named::<shapes::ResponseObject>(c)), &[429, 502, 503, 504, 507])
         }
         ("GET", "/v1/responses/{id}") => doc("A stored response", None, Reply::Json(named::<shapes::ResponseObject>(c)), LOADING),
-        ("DELETE", "/v1/responses/{id}") => doc("Delete a stored response", None, Reply::Json(named::<shapes::Deleted>(c)), LOADING),
+        ("DELETE", "/v1/responses/{id}") => doc("Delete a stored response", None, Reply::Json(named::<Deleted>(c)), LOADING),
         ("GET", "/") => doc("The web console (HTML; its data comes from this API with the user's key)", None, Reply::Raw(&["text/html"]), &[]),
         ("GET", "/console/{version}/{name}") => doc("A web console asset (script, stylesheet, icon) of this build", None, Reply::Raw(&["text/javascript", "text/css", "image/svg+xml"]), &[]),
         ("GET", "/v1/console/session") => doc("The presented key's scope and the watched folders, for the web console", None, Reply::Json(named::<super::console::Session>(c)), &[]),

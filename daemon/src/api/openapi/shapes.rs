@@ -1,5 +1,6 @@
-//! The shapes of the responses that handlers build as `json!` bodies, written out for the OpenAPI
-//! document only (nothing constructs these types). Each lists the fields its handler always sends
+//! The shapes of the responses that handlers still build as `json!` bodies (chat, completions,
+//! responses, models, tokenize, health), written out for the OpenAPI document only (nothing
+//! constructs these types); the others are the wire types of `api::types`. Each lists the fields its handler always sends
 //! (required) and those it may send; objects nested deeper than the documented level are
 //! `object`, and every schema allows further properties, so a field added to a body does not
 //! make the document lie, while a field dropped from one fails schemathesis's
@@ -110,18 +111,6 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// `POST /v1/embeddings`.
-#[derive(ToSchema)]
-pub struct EmbeddingList {
-    pub object: String,
-    /// `{object: "embedding", index, embedding}`: floats, or base64 with `encoding_format`.
-    #[schema(value_type = Vec<Object>)]
-    pub data: (),
-    pub model: String,
-    #[schema(value_type = Object)]
-    pub usage: (),
-}
-
 /// `POST /tokenize`.
 #[derive(ToSchema)]
 pub struct Tokens {
@@ -136,37 +125,6 @@ pub struct Detokenized {
     pub content: String,
 }
 
-/// A page of a list endpoint (OpenAI's cursor pagination).
-#[derive(ToSchema)]
-pub struct Page {
-    pub object: String,
-    #[schema(value_type = Vec<Object>)]
-    pub data: (),
-    pub first_id: Option<String>,
-    pub last_id: Option<String>,
-    pub has_more: bool,
-}
-
-/// A deletion's answer.
-#[derive(ToSchema)]
-pub struct Deleted {
-    pub id: String,
-    pub object: String,
-    pub deleted: bool,
-}
-
-/// OpenAI's file object.
-#[derive(ToSchema)]
-pub struct FileObject {
-    pub id: String,
-    pub object: String,
-    pub bytes: u64,
-    pub created_at: u64,
-    pub filename: String,
-    pub purpose: String,
-    pub status: String,
-}
-
 /// The body of `POST /v1/files`.
 #[derive(ToSchema)]
 pub struct FileUpload {
@@ -176,64 +134,6 @@ pub struct FileUpload {
     /// What the file is for.
     #[schema(value_type = String, pattern = "^(assistants|batch|fine-tune|vision|user_data|evals)$")]
     pub purpose: (),
-}
-
-/// A vector store.
-#[derive(ToSchema)]
-pub struct VectorStore {
-    pub id: String,
-    pub object: String,
-    pub created_at: u64,
-    pub name: Option<String>,
-    pub usage_bytes: u64,
-    #[schema(value_type = Object)]
-    pub file_counts: (),
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub metadata: (),
-    pub embedding_model: String,
-    pub embedding_dimension: u64,
-}
-
-/// A file of a vector store (with hearth's `filename`, `chunk_count` and `progress`).
-#[derive(ToSchema)]
-pub struct VectorStoreFile {
-    pub id: String,
-    pub object: String,
-    pub created_at: u64,
-    pub vector_store_id: String,
-    pub status: String,
-    #[schema(value_type = Option<Object>)]
-    pub last_error: (),
-    pub usage_bytes: u64,
-    #[schema(value_type = Object)]
-    pub attributes: (),
-    #[schema(value_type = Object)]
-    pub chunking_strategy: (),
-}
-
-/// A file batch.
-#[derive(ToSchema)]
-pub struct FileBatch {
-    pub id: String,
-    pub object: String,
-    pub created_at: u64,
-    pub vector_store_id: String,
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub file_counts: (),
-}
-
-/// A vector store file's parsed text, and search results: one page of `data`.
-#[derive(ToSchema)]
-pub struct ContentPage {
-    pub object: String,
-    #[schema(value_type = Vec<Object>)]
-    pub data: (),
-    pub has_more: bool,
-    pub next_page: Option<String>,
-    /// Search results only: the query as searched.
-    pub search_query: Option<String>,
 }
 
 /// A response of the Responses API.
