@@ -4,6 +4,7 @@ poppler's `pdftotext -layout` as the fidelity reference, on real PDFs from insta
 
     pdf_corpus.py select [--max 330] [--max-pages 100] [--pypdf-sdist DIR] > corpus.txt
     pdf_corpus.py run [--worker target/release/hearth-parse-worker] [--out DIR] [--only N] < corpus.txt
+    pdf_corpus.py tables [--worker ...] [--show N] FILE.pdf...
 
 `select` lists candidates: every `*.pdf` under / (one file system, /proc, /tmp and /work left out; the
 distribution's docs, TeX Live's documentation, crates' test data) plus, with --pypdf-sdist, the `resources/`
@@ -30,6 +31,10 @@ The same is given against plain `pdftotext`, whose reading order does not lay co
 pages/s counts the pages of files a tool read, over the wall time of all files; CPU seconds are the children's
 (`RUSAGE_CHILDREN`) for the worker and `time.process_time()` for pypdf (no interpreter start-up).
 Writes DIR/results.jsonl (one line per file) and prints the summary as a Markdown table.
+
+`tables` parses table-heavy files with hearth as shipped and prints, per file, its pages, the
+Markdown tables in its text, the pages that have one, and the first N tables' first rows, to check
+by eye that they are tables.
 """
 
 import argparse
@@ -309,6 +314,21 @@ def run(args):
     print(f"\nhearth as shipped: {tables} Markdown tables, {sections} headings (sections) over the corpus")
 
 
+def tables(args):
+    print("| file | pages | Markdown tables | pages with a table | seconds |")
+    print("|---|---|---|---|---|")
+    shown = []
+    for path in args.files:
+        r = hearth(args.worker, path, "auto")
+        found = [t for p in r["pages"] for t in re.findall(r"(?:^\|.*\|\n?)+", p, re.M) if "| --- |" in t]
+        with_table = sum(1 for p in r["pages"] if "| --- |" in p)
+        print(f"| {Path(path).name} | {len(r['pages'])} | {len(found)} | {with_table} | {r['seconds']:.2f} |"
+              + (f" error: {r['error']}" if r["error"] else ""))
+        shown += [(Path(path).name, t) for t in found[: args.show]]
+    for name, table in shown:
+        print(f"\n{name}:\n" + "\n".join(table.splitlines()[:4]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,8 +340,12 @@ def main():
     r.add_argument("--worker", default="target/release/hearth-parse-worker")
     r.add_argument("--out", default="/tmp/pdf-corpus")
     r.add_argument("--only", type=int, default=0, help="the first N files only")
+    t = sub.add_parser("tables")
+    t.add_argument("--worker", default="target/release/hearth-parse-worker")
+    t.add_argument("--show", type=int, default=1, help="tables shown per file")
+    t.add_argument("files", nargs="+")
     args = parser.parse_args()
-    select(args) if args.command == "select" else run(args)
+    {"select": select, "run": run, "tables": tables}[args.command](args)
 
 
 if __name__ == "__main__":
