@@ -7,6 +7,8 @@
 #
 # Each concurrency N runs N×WAVES requests, N at a time (raw_bench --waves, bench concurrent:N).
 # Environment: HEARTH_BENCH_THREADS (llama.cpp CPU threads, default 4), HEARTH_BENCH_PORT (8090),
+# HEARTH_BENCH_KV_LAYOUT (`[engine] kv_layout` and raw_bench's --kv-layout: auto, the default, is
+# per_sequence on a GPU; or unified), HEARTH_BENCH_RAW=0 (skip the in-process ceiling),
 # HEARTH_BENCH_SAMPLED_AT (see below).
 #
 # OUTDIR gets info.txt, raw.csv, http-N.json, the engine's step counters before/after each HTTP
@@ -21,25 +23,30 @@ here=$(cd "$(dirname "$0")" && pwd)
 threads=${HEARTH_BENCH_THREADS:-4}
 max_streams=$(tr ',' '\n' <<<"$streams" | sort -n | tail -1)
 port=${HEARTH_BENCH_PORT:-8090}
+layout=${HEARTH_BENCH_KV_LAYOUT:-auto}
 mkdir -p "$out"
 
 "$here/hearth" info | tee "$out/info.txt"
 
-echo "== raw ceiling (in-process)"
-"$here/examples/raw_bench" "$model" --streams "$streams" --prompt 128 --output 128 --rounds 2 --waves "$waves" \
-    --threads "$threads" --max-batch 2048 --kv-tokens 0 --temperature 0 --csv "$out/raw.csv" >"$out/raw.log" 2>&1 \
-    || echo "raw_bench exited with $?"
-cat "$out/raw.csv"
+if [ "${HEARTH_BENCH_RAW:-1}" != 0 ]; then
+    echo "== raw ceiling (in-process), kv_layout $layout"
+    "$here/examples/raw_bench" "$model" --streams "$streams" --prompt 128 --output 128 --rounds 2 --waves "$waves" \
+        --threads "$threads" --max-batch 2048 --kv-tokens 0 --temperature 0 --kv-layout "$layout" --csv "$out/raw.csv" >"$out/raw.log" 2>&1 \
+        || echo "raw_bench exited with $?"
+    cat "$out/raw.csv"
+fi
 
-echo "== hearth over HTTP"
+echo "== hearth over HTTP, kv_layout $layout"
 state=$(mktemp -d)
 cat >"$out/hearth-bench.toml" <<TOML
+replace_default_models = true
 [server]
 listen = "127.0.0.1:$port"
 state_dir = "$state"
 [engine]
 threads = $threads
 gpu_memory_utilization = 0.9
+kv_layout = "$layout"
 [[models]]
 name = "synthetic-1b"
 kind = "chat"

@@ -5,9 +5,11 @@
 //!
 //! Which layout (`[engine] kv_layout`, resolved at start-up): `auto` is per-sequence when the
 //! model's layers are on a GPU and unified on the CPU. On an H100 a unified decode step at 64
-//! streams attends to every cell of the cache, 64 prompts' worth (9.0 ms a step against 3.6 ms with
-//! a stream per sequence, BENCHMARKS.md). On the CPU the unified cache keeps sharing free (a tag,
-//! not a copy of a whole stream) and the cache no bigger than `max_model_len`.
+//! streams attends to every cell of the cache, 64 prompts' worth: hearth's engine ran 1.5× faster
+//! with a stream per sequence at 64 streams (7.1 against 10.2 ms a step), llama.cpp's own kernels
+//! 2.6× at 128 (BENCHMARKS.md, "KV layout"). On the shared 2-core CPU box the two could not be told
+//! apart, and there the unified cache keeps sharing free (a tag, not a copy of a whole stream) and
+//! the cache no bigger than `max_model_len`.
 //!
 //! Sizing the per-sequence layout ([`stream_sizing`]): `max_num_seqs` streams of `max_model_len`
 //! cells rounded up to 256 (llama.cpp pads a stream to 256 cells), so every running sequence can
