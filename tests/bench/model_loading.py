@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Model loading benchmark (BENCHMARKS.md, "Model loading"): starts the release binary with two
-on-demand chat models (the same SmolLM2 GGUF as `a` and `b`) under [engine] max_loaded_models = 1
+on-demand chat models (the same SmolLM2 GGUF as `a` and `b`, prefix caching off so that a warm request
+recomputes its prompt as a cold one does) under [engine] max_loaded_models = 1
 and measures, over N rounds: POST /v1/models/a/load on an unloaded model (load time), POST
 /v1/models/a/unload (unload time), a chat request to an unloaded model (first-request latency,
 load included) against the same request to the loaded model (warm), and a request that swaps
@@ -17,7 +18,7 @@ MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def config(state):
     model = lambda n: (f'[[models]]\nname = "{n}"\nkind = "chat"\npath = "{MODEL}"\nmax_model_len = 2048\n'
-                       f'kv_cache_tokens = 8192\nmax_num_seqs = 4\nload = "on_demand"\ntemperature = 0.0\n')
+                       f'kv_cache_tokens = 8192\nmax_num_seqs = 4\nenable_prefix_caching = false\nload = "on_demand"\ntemperature = 0.0\n')
     return ("replace_default_models = true\n[engine]\nmax_loaded_models = 1\nthreads = 2\n"
             "prefix_cache_ram_bytes = 0\nprefix_cache_disk_bytes = 0\n" + model("a") + model("b"))
 
