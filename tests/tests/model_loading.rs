@@ -6,7 +6,9 @@
 //! under a running stream is refused with 409 and the stream still ends normally, a model whose
 //! file is not a GGUF fails its load with a clear error while the daemon serves on, and a request
 //! that cannot get its model within `model_load_timeout_seconds` gets 503 `model_loading` with a
-//! `Retry-After` of that model's last load time.
+//! `Retry-After` of that model's last load time. The fit before load refuses a KV cache larger than
+//! the RAM, with the numbers, before llama.cpp allocates; `hearth info` prints each model's fit; a
+//! budget smaller than the start-up models is a configuration error.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -238,4 +240,20 @@ fn a_kv_cache_larger_than_the_ram_is_refused_with_the_numbers_before_llama_cpp_a
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("model smollm2-135m-instruct: ")).unwrap_or_else(|| panic!("no fit line:\n{text}"));
     assert!(line.contains(": fits: "), "{line}");
+}
+
+#[test]
+fn a_budget_smaller_than_the_startup_models_is_a_configuration_error_naming_them() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("hearth.toml");
+    // The default chat model loads at start-up; an on-demand one beside it needs a second slot.
+    let text = format!("[engine]\nmax_loaded_models = 1\n[[models]]\nname = \"b\"\nkind = \"chat\"\npath = \"{CHAT_MODEL}\"\nload = \"on_demand\"\n");
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = hearth_tests::hearth_command().arg("--config").arg(&config).arg("validate").output().unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("engine.max_loaded_models") && err.contains("1 load at start-up (`smollm2-135m-instruct`) and an on-demand model needs one more"),
+        "{err}"
+    );
 }
