@@ -131,10 +131,10 @@ pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
     let text = page.text().map_err(|e| e.to_string())?;
     let plain = text.all();
     let chars = text.chars();
-    if chars.len() as usize > MAX_LAYOUT_GLYPHS {
+    if chars.len() > MAX_LAYOUT_GLYPHS {
         return Ok(PageChars { plain, glyphs: None });
     }
-    let mut glyphs = Vec::with_capacity(chars.len() as usize);
+    let mut glyphs = Vec::with_capacity(chars.len());
     let mut space = false;
     // The last (size, weight, y) seen and whether it was bold: the font name is read once per change.
     let mut last: Option<(f32, Option<u32>, f32, bool)> = None;
@@ -150,7 +150,7 @@ pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
         };
         let Ok(bounds) = ch.loose_bounds() else { continue };
         let (x0, x1, y0, y1) = (bounds.left().value, bounds.right().value, bounds.bottom().value, bounds.top().value);
-        if !(x1 >= x0 && y1 > y0) || ![x0, x1, y0, y1].iter().all(|v| v.is_finite()) {
+        if !(x1 >= x0 && y1 > y0 && [x0, x1, y0, y1].iter().all(|v| v.is_finite())) {
             continue;
         }
         let size = ch.scaled_font_size().value.abs();

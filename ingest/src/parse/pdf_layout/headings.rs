@@ -71,8 +71,9 @@ pub(in crate::parse) fn decide(pages: &[Option<&PageLayout>], outline: &[Outline
 }
 
 fn from_outline(pages: &[Option<&PageLayout>], outline: &[OutlineEntry], out: &mut [PageHeadings]) {
-    // Per page, the block after the last placed heading.
+    // Per page, the block after the last placed heading, and each block's key (made once).
     let mut cursor = vec![0usize; pages.len()];
+    let mut keys: Vec<Option<Vec<Option<String>>>> = vec![None; pages.len()];
     for entry in outline {
         let want = key(&entry.title);
         let (Some(layout), Some(result)) = (pages.get(entry.page).copied().flatten(), out.get_mut(entry.page)) else {
@@ -81,8 +82,18 @@ fn from_outline(pages: &[Option<&PageLayout>], outline: &[OutlineEntry], out: &m
             }
             continue;
         };
+        let page_keys = keys[entry.page].get_or_insert_with(|| {
+            layout
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    Block::Line(line) => Some(key(&line.text())),
+                    Block::Table(_) => None,
+                })
+                .collect()
+        });
         let from = cursor[entry.page];
-        match (!want.is_empty()).then(|| find_title(&layout.blocks, from, &want)).flatten() {
+        match (!want.is_empty()).then(|| find_title(page_keys, from, &want)).flatten() {
             Some((at, lines)) => {
                 result.marks[at] = Some(Mark::Heading(entry.level));
                 for m in result.marks.iter_mut().skip(at + 1).take(lines - 1) {
@@ -96,14 +107,14 @@ fn from_outline(pages: &[Option<&PageLayout>], outline: &[OutlineEntry], out: &m
 }
 
 /// The first line at or after `from` (with up to two more) that reads as `want`: its index and
-/// how many lines it takes.
-fn find_title(blocks: &[Block], from: usize, want: &str) -> Option<(usize, usize)> {
+/// how many lines it takes. `keys` are the blocks' keys (`None` for a table).
+fn find_title(keys: &[Option<String>], from: usize, want: &str) -> Option<(usize, usize)> {
     let limit = want.len() + want.len() / 2 + 6;
-    for i in from..blocks.len() {
+    for i in from..keys.len() {
         let mut have = String::new();
-        for (n, block) in blocks[i..].iter().take(3).enumerate() {
-            let Block::Line(line) = block else { break };
-            have.push_str(&key(&line.text()));
+        for (n, k) in keys[i..].iter().take(3).enumerate() {
+            let Some(k) = k else { break };
+            have.push_str(k);
             if have.len() > limit {
                 break;
             }

@@ -13,6 +13,9 @@ use super::{Block, Line};
 
 /// Rows a table needs.
 pub(super) const MIN_ROWS: usize = 3;
+/// Rows one table takes at most (a longer run goes on as a new table): bounds the work on a
+/// hostile page of thousands of aligned lines.
+const MAX_ROWS: usize = 500;
 
 /// The lines in reading order, with tables found among them.
 pub(super) fn find(lines: Vec<Line>, body: f32) -> Vec<Block> {
@@ -20,13 +23,16 @@ pub(super) fn find(lines: Vec<Line>, body: f32) -> Vec<Block> {
     let mut i = 0;
     while i < lines.len() {
         if let Some((end, gaps)) = grow(&lines, i, body) {
-            if end - i >= MIN_ROWS && !prose(&lines[i..end], &gaps) {
+            if end - i >= MIN_ROWS {
                 let rows = cells(&lines[i..end], &gaps);
-                if !numbered_lines(&rows) {
+                if !prose(&lines[i..end], &gaps) && !numbered_lines(&rows) {
                     out.push(Block::Table(rows));
-                    i = end;
-                    continue;
+                } else {
+                    // Not a table: nor is any run inside it (and looking again would be quadratic).
+                    out.extend(lines[i..end].iter().cloned().map(Block::Line));
                 }
+                i = end;
+                continue;
             }
         }
         out.push(Block::Line(lines[i].clone()));
@@ -76,16 +82,18 @@ fn grow(lines: &[Line], start: usize, body: f32) -> Option<(usize, Vec<(f32, f32
     let min = 0.5 * body;
     let mut gaps = gaps_of(first, min);
     let mut end = start + 1;
-    while end < lines.len() {
+    while end < lines.len() && end - start < MAX_ROWS {
         let (prev, next) = (&lines[end - 1], &lines[end]);
         let pitch = prev.y0 - next.y1;
         if next.fragments.len() < 2 || pitch > 3.0 * prev.size.max(next.size) || next.y1 > prev.y1 {
             break;
         }
         let kept = keep_clear(&gaps, next, min);
-        // Every row must have something on both sides of at least one kept gap.
+        // Every row must have something on both sides of at least one kept gap (the rows before
+        // are looked at again only when the gaps narrowed).
         let split = |l: &Line| kept.iter().any(|&(a, b)| l.x0() < a && l.x1() > b);
-        if kept.is_empty() || !lines[start..=end].iter().all(split) {
+        let rows = if kept == gaps { &lines[end..=end] } else { &lines[start..=end] };
+        if kept.is_empty() || !rows.iter().all(split) {
             break;
         }
         gaps = kept;
@@ -118,7 +126,7 @@ fn prose(rows: &[Line], gaps: &[(f32, f32)]) -> bool {
 /// Two columns, the first holding line numbers that count up by one (a listing with numbered
 /// lines, as LaTeX's documented sources print them): text, not a table.
 fn numbered_lines(rows: &[Vec<String>]) -> bool {
-    if rows.first().map_or(true, |r| r.len() != 2) {
+    if rows.first().is_none_or(|r| r.len() != 2) {
         return false;
     }
     let numbers: Vec<u64> = rows.iter().filter_map(|r| r[0].trim().parse().ok()).collect();
@@ -185,6 +193,34 @@ mod tests {
         assert!(blocks.iter().all(|b| matches!(b, Block::Line(_))), "{blocks:#?}");
         // Numbers that do not count line by line are a column like any other.
         assert!(!numbered_lines(&[vec!["3".into(), "a".into()], vec!["7".into(), "b".into()], vec!["9".into(), "c".into()]]));
+    }
+
+    #[test]
+    fn thousands_of_aligned_rows_are_cheap() {
+        let mut g = Vec::new();
+        for i in 0..5000 {
+            let y = 60_000.0 - 12.0 * i as f32;
+            g.extend(word_run("cell", 72.0, y, 10.0, false));
+            g.extend(word_run(&i.to_string(), 200.0, y, 10.0, false));
+            g.extend(word_run("x", 300.0, y, 10.0, false));
+        }
+        let started = std::time::Instant::now();
+        let blocks = find(lines::build(&g), 10.0);
+        assert!(started.elapsed().as_secs_f64() < 2.0, "{:?}", started.elapsed());
+        let tables: Vec<usize> = blocks.iter().filter_map(|b| if let Block::Table(r) = b { Some(r.len()) } else { None }).collect();
+        assert_eq!(tables.iter().sum::<usize>(), 5000);
+        assert!(tables.iter().all(|n| *n <= MAX_ROWS), "{tables:?}");
+        // Two columns that fill their width are running text: rejected once per run, not per line.
+        let mut g = Vec::new();
+        for i in 0..5000 {
+            let y = 60_000.0 - 12.0 * i as f32;
+            g.extend(word_run("left column words", 72.0, y, 10.0, false));
+            g.extend(word_run("right column text", 170.0, y, 10.0, false));
+        }
+        let started = std::time::Instant::now();
+        let blocks = find(lines::build(&g), 10.0);
+        assert!(started.elapsed().as_secs_f64() < 2.0, "{:?}", started.elapsed());
+        assert!(blocks.iter().all(|b| matches!(b, Block::Line(_))));
     }
 
     #[test]
