@@ -71,6 +71,19 @@ async fn model(server: &Server, name: &str) -> Value {
     send(server, reqwest::Method::GET, &format!("/v1/models/{name}"), ADMIN, None).await.2
 }
 
+/// The names of the server's engine threads (`engine-<model>`), from /proc.
+fn engine_threads(server: &Server) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap_or_else(|e| panic!("{e}"));
+    let mut names: Vec<String> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("engine-"))
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
 async fn alternating_requests_under_a_budget_of_one_are_all_answered_and_never_two_are_loaded() {
     let server = Arc::new(Server::start_with(Options { config: Some(&config(120, "")), env: vec![] }));
@@ -143,13 +156,20 @@ async fn admin_routes_load_and_unload_refuse_under_a_stream_and_a_broken_model_f
     let (status, _, body) = send(&server, post.clone(), "/v1/models/nope/load", ADMIN, None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")), "{body}");
 
-    // Load by hand, then unload.
+    // Load by hand, then unload: the engine thread exists while loaded and is joined by the unload.
     let (status, _, body) = send(&server, post.clone(), "/v1/models/a/load", ADMIN, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["state"].as_str(), body["meta"]["n_vocab"].as_u64().is_some()), (Some("loaded"), true), "{body}");
+    assert_eq!(engine_threads(&server), ["engine-a"]);
     let (status, _, body) = send(&server, post.clone(), "/v1/models/a/unload", ADMIN, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "unloaded", "{body}");
+    // The unload answers once the thread has freed the model; the OS thread itself ends a moment later.
+    let gone = Instant::now() + Duration::from_secs(2);
+    while !engine_threads(&server).is_empty() && Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(engine_threads(&server).is_empty(), "the unloaded model's engine thread ended");
     assert!(body["unload_ms"].as_u64().is_some(), "{body}");
     let (status, _, body) = send(&server, post.clone(), "/v1/models/a/unload", ADMIN, None).await;
     assert_eq!((status, &body["unload_ms"]), (200, &Value::Null), "unloading an unloaded model is a no-op: {body}");
