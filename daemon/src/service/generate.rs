@@ -210,7 +210,7 @@ pub fn schema_budget(limits: &LimitSettings) -> Budget {
 async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Result<Submitted, ServiceError> {
     let Some(engine) = backend.as_local().cloned() else {
         // A remote upstream converts `response_format` itself, with its own keywords and limits.
-        return Ok(backend.generate(spec).await?);
+        return backend.generate(spec).await;
     };
     let span = tracing::Span::current();
     let lease = backend.lease();
@@ -245,7 +245,7 @@ impl Generation {
                     self.timer.finished(reason, &usage, queued);
                     return Ok(Completed { text, logprobs, reason, usage });
                 }
-                Some(Event::Failed(error)) => return Err(error.into()),
+                Some(Event::Failed(error)) => return Err(error),
                 None => return Err(ServiceError::Unavailable("the engine stopped before the request finished".into())),
             }
         }
