@@ -155,7 +155,9 @@ impl Engine {
         let thread_telemetry = Arc::clone(&telemetry);
         let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
         let batch_mixing = resolve_batch_mixing(config.batch_mixing, on_gpu);
-        let kv_layout = resolve_kv_layout(config.kv_layout, on_gpu);
+        // llama.cpp's n_gpu_layers counts the output layer too: n_layer + 1 places the whole model.
+        let whole_on_gpu = on_gpu && config.n_gpu_layers > model.n_layer();
+        let kv_layout = resolve_kv_layout(config.kv_layout, whole_on_gpu);
         let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, kv_layout, ..config.clone() };
         let thread_name = config.name.clone();
         std::thread::Builder::new()
@@ -386,11 +388,13 @@ fn resolve_flash_attention(policy: FlashAttention, kv: KvCacheDtype) -> FlashAtt
     }
 }
 
-/// What `kv_layout = auto` means: a stream per sequence on a GPU, one unified cache on the CPU
-/// (see `kv/layout.rs`; measured in BENCHMARKS.md).
-fn resolve_kv_layout(layout: KvLayout, on_gpu: bool) -> KvLayout {
+/// What `kv_layout = auto` means: a stream per sequence when the whole model is on a GPU, one
+/// unified cache otherwise (see `kv/layout.rs`; measured in BENCHMARKS.md). A model split between
+/// GPU and CPU stays unified: the per-sequence layout was measured only with every layer on the
+/// GPU, and a split run of it once failed in CUDA at 128 streams.
+fn resolve_kv_layout(layout: KvLayout, whole_model_on_gpu: bool) -> KvLayout {
     match layout {
-        KvLayout::Auto if on_gpu => KvLayout::PerSequence,
+        KvLayout::Auto if whole_model_on_gpu => KvLayout::PerSequence,
         KvLayout::Auto => KvLayout::Unified,
         other => other,
     }
