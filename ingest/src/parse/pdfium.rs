@@ -134,6 +134,7 @@ pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
     if chars.len() > MAX_LAYOUT_GLYPHS {
         return Ok(PageChars { plain, glyphs: None });
     }
+    let rotation = page.rotation().unwrap_or(PdfPageRenderRotation::None);
     let mut glyphs = Vec::with_capacity(chars.len());
     let mut space = false;
     // The last (size, weight, y) seen and whether it was bold: the font name is read once per change.
@@ -149,7 +150,10 @@ pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
             _ => continue,
         };
         let Ok(bounds) = ch.loose_bounds() else { continue };
-        let (x0, x1, y0, y1) = (bounds.left().value, bounds.right().value, bounds.bottom().value, bounds.top().value);
+        let (x0, x1, y0, y1) = upright(
+            rotation,
+            (bounds.left().value, bounds.right().value, bounds.bottom().value, bounds.top().value),
+        );
         if !(x1 >= x0 && y1 > y0 && [x0, x1, y0, y1].iter().all(|v| v.is_finite())) {
             continue;
         }
@@ -169,6 +173,20 @@ pub(super) fn page_chars(page: &PdfPage<'_>) -> Result<PageChars, String> {
         glyphs.push(Glyph { c, x0, y0, x1, y1, size, bold, space_before: std::mem::take(&mut space) });
     }
     Ok(PageChars { plain, glyphs: Some(glyphs) })
+}
+
+/// A box `(x0, x1, y0, y1)` in the page's own space turned as a viewer shows a page with
+/// `/Rotate`, so that left to right and top to bottom are the reader's (only the order of
+/// coordinates matters to the layout, not where the origin lands).
+fn upright(rotation: PdfPageRenderRotation, (x0, x1, y0, y1): (f32, f32, f32, f32)) -> (f32, f32, f32, f32) {
+    match rotation {
+        PdfPageRenderRotation::None => (x0, x1, y0, y1),
+        // Turned clockwise: the page's bottom edge is now on the left, its left edge on top.
+        PdfPageRenderRotation::Degrees90 => (y0, y1, -x1, -x0),
+        PdfPageRenderRotation::Degrees180 => (-x1, -x0, -y1, -y0),
+        // Turned counter-clockwise: the page's top edge is on the left, its right edge on top.
+        PdfPageRenderRotation::Degrees270 => (-y1, -y0, x0, x1),
+    }
 }
 
 /// The document's bookmarks in order (depth first), with the page each points to; at most
@@ -285,4 +303,27 @@ pub fn render_pgm(engine: &PdfiumEngine, bytes: &[u8], index: usize, dpi: f32) -
         pgm.extend_from_slice(&row[..w]);
     }
     Ok(pgm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_pages_read_upright() {
+        // Two glyphs of one displayed line on a page shown turned clockwise (/Rotate 90): the
+        // line runs up the page's own y axis, and the first glyph has the lower y.
+        let (first, second) = ((100.0, 110.0, 50.0, 58.0), (100.0, 110.0, 60.0, 68.0));
+        let (a, b) = (upright(PdfPageRenderRotation::Degrees90, first), upright(PdfPageRenderRotation::Degrees90, second));
+        assert!(a.1 <= b.0, "left to right: {a:?} {b:?}");
+        assert_eq!((a.2, a.3), (b.2, b.3), "one baseline");
+        // Counter-clockwise (/Rotate 270): the line runs down the y axis.
+        let (a, b) = (upright(PdfPageRenderRotation::Degrees270, second), upright(PdfPageRenderRotation::Degrees270, first));
+        assert!(a.1 <= b.0, "left to right: {a:?} {b:?}");
+        // A box stays a box: left below right, bottom below top.
+        for r in [PdfPageRenderRotation::None, PdfPageRenderRotation::Degrees90, PdfPageRenderRotation::Degrees180, PdfPageRenderRotation::Degrees270] {
+            let (x0, x1, y0, y1) = upright(r, first);
+            assert!(x0 < x1 && y0 < y1, "{x0} {x1} {y0} {y1}");
+        }
+    }
 }
