@@ -155,6 +155,8 @@ fn issue_scope(method: &str, path: &str) -> &'static str {
         // The web console's page and static assets (issue #26): no data in them, the API calls need keys.
         ("GET", "/" | "/console/{version}/{name}") => "open",
         (_, p) if p.starts_with("/v1/models/library") => "admin",
+        // Loading and unloading a model while serving (issue #23).
+        ("POST", "/v1/models/{id}/load" | "/v1/models/{id}/unload") => "admin",
         ("POST", "/api/show") => "read",
         ("GET", "/metrics") | ("DELETE", _) => "admin",
         ("GET", _) => "read",
