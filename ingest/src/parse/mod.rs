@@ -47,8 +47,8 @@ pub use pdf::PdfEngine;
 pub use pdfium::{render_pgm, PdfiumEngine};
 
 /// The engines a parse may call that are native libraries loaded before the worker confines
-/// itself: PDFium (second PDF engine and page renderer) and Tesseract (OCR). [`parse_bytes`]
-/// runs without them (pdf-extract only, no OCR).
+/// itself: PDFium (the first PDF engine, with layout, and the page renderer) and Tesseract (OCR).
+/// [`parse_bytes`] runs without them (pdf-extract only, no structure, no OCR).
 #[derive(Debug, Default)]
 pub struct Engines {
     /// PDFium, if it loaded.

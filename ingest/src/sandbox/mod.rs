@@ -1,9 +1,10 @@
 //! Parsing in a child process with limits, so a hostile file costs one child and a clear error.
 //!
-//! PDF parsing runs pdf-extract and lopdf on untrusted bytes: they panic by design, overflow the
-//! stack on a form XObject that draws itself (no recursion bound; no `catch_unwind` survives that),
-//! run for ever on form XObjects that draw each other exponentially, and inflate compressed
-//! streams without a bound. So the daemon re-executes its own binary in a worker mode
+//! PDF parsing runs PDFium, pdf-extract and lopdf on untrusted bytes: pdf-extract panics by design
+//! and overflows the stack on a form XObject that draws itself (no recursion bound; no
+//! `catch_unwind` survives that), form XObjects that draw each other exponentially run for ever,
+//! and compressed streams inflate without a bound (PDFium then aborts silently when an allocation
+//! fails: `abort.rs` tells that apart). So the daemon re-executes its own binary in a worker mode
 //! ([`worker_main`], protocol in `worker.rs`) for each file:
 //! - the parent hands the child its input as an already-open descriptor (stdin) and an empty
 //!   environment (no API keys, no `HEARTH__*`): the child needs no path and opens nothing;
