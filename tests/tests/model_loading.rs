@@ -67,6 +67,21 @@ async fn states(server: &Server) -> Vec<(String, String)> {
     })
 }
 
+/// The states `/metrics` reports as 1 for `model` (`hearth_model_state`); exactly one when it is right.
+async fn metric_states(server: &Server, model: &str) -> Vec<String> {
+    let r = client().get(server.url("/metrics")).bearer_auth(ADMIN).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let text = r.text().await.unwrap_or_default();
+    let prefix = format!("hearth_model_state{{model_name=\"{model}\",provider=\"local\",state=\"");
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter(|rest| rest.ends_with("\"} 1"))
+        .map(|rest| rest.trim_end_matches("\"} 1").to_owned())
+        .collect();
+    assert!(text.lines().filter(|l| l.starts_with(prefix.as_str())).count() == 5, "five state series for {model}:\n{text}");
+    states
+}
+
 async fn model(server: &Server, name: &str) -> Value {
     send(server, reqwest::Method::GET, &format!("/v1/models/{name}"), ADMIN, None).await.2
 }
@@ -161,9 +176,11 @@ async fn admin_routes_load_and_unload_refuse_under_a_stream_and_a_broken_model_f
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["state"].as_str(), body["meta"]["n_vocab"].as_u64().is_some()), (Some("loaded"), true), "{body}");
     assert_eq!(engine_threads(&server), ["engine-a"]);
+    assert_eq!(metric_states(&server, "a").await, ["loaded"]);
     let (status, _, body) = send(&server, post.clone(), "/v1/models/a/unload", ADMIN, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "unloaded", "{body}");
+    assert_eq!(metric_states(&server, "a").await, ["unloaded"]);
     // The unload answers once the thread has freed the model; the OS thread itself ends a moment later.
     let gone = Instant::now() + Duration::from_secs(2);
     while !engine_threads(&server).is_empty() && Instant::now() < gone {
@@ -198,6 +215,7 @@ async fn admin_routes_load_and_unload_refuse_under_a_stream_and_a_broken_model_f
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("model_load_failed")), "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("model `broken` failed to load") && message.contains("broken.gguf"), "{message}");
+    assert_eq!(metric_states(&server, "broken").await, ["failed"]);
     assert!(headers.get("retry-after").is_some(), "{headers:?}");
     let listed = model(&server, "broken").await;
     assert_eq!(listed["state"], "failed", "{listed}");

@@ -160,6 +160,7 @@ impl Collector for ModelRegistry {
                 ConstGauge::new(value(s)).encode(family.encode_family(&labels(m))?)?;
             }
         }
+        encode_model_states(&mut encoder, &stats)?;
         let mut family = encoder.encode_descriptor("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", None, MetricType::Gauge)?;
         for (m, s) in &local {
             let usage = if s.kv_capacity_tokens == 0 { 0.0 } else { s.kv_used_tokens as f64 / s.kv_capacity_tokens as f64 };
@@ -275,6 +276,24 @@ fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMet
     }
     Ok(())
 }
+
+/// `hearth_model_state{model_name, provider, state}`: 1 for each local model's state now, 0 for
+/// the others (loading on demand and unloading under `max_loaded_models` change it).
+fn encode_model_states(encoder: &mut DescriptorEncoder, stats: &[(&Arc<ModelMetrics>, engine::EngineStats)]) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor("hearth_model_state", "A local model's state: 1 for the state it is in, 0 for the others.", None, MetricType::Gauge)?;
+    for (m, _) in stats {
+        let Some(now) = m.backend.state() else { continue };
+        for state in MODEL_STATES {
+            let [model, provider] = labels(m);
+            let l = [model, provider, ("state", state)];
+            ConstGauge::new(i64::from(now.name() == state)).encode(family.encode_family(&l)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every state a local model can be in, reported from the start so each series exists.
+const MODEL_STATES: [&str; 5] = ["unloaded", "loading", "loaded", "unloading", "failed"];
 
 fn labels(m: &ModelMetrics) -> Labels<'_> {
     [("model_name", m.name.as_str()), ("provider", m.backend.provider())]

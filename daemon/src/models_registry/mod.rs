@@ -146,6 +146,11 @@ impl LocalModel {
         self.engine.clone().or_else(|| self.registry.lock().engines[self.index].clone())
     }
 
+    /// Its state now (loaded, unloaded, …), as `/v1/models` shows it.
+    pub fn state(&self) -> ModelState {
+        self.registry.status(self.index).state
+    }
+
     /// The request's lease, to keep with its event stream.
     pub fn lease(&self) -> Option<Arc<Lease>> {
         self.lease.clone()

@@ -241,6 +241,14 @@ impl Backend {
         }
     }
 
+    /// A local model's state in the registry (loaded, unloaded, …); `None` for a remote model.
+    pub fn state(&self) -> Option<crate::models_registry::policy::ModelState> {
+        match self {
+            Backend::Local(local) => Some(local.state()),
+            Backend::Remote(_) => None,
+        }
+    }
+
     /// The request's lease on a local model, to keep with what outlives this handle.
     pub fn lease(&self) -> Option<Arc<Lease>> {
         match self {
