@@ -13,7 +13,8 @@
 //!   half of the visible characters letters or digits, unless there are 200 of them and under
 //!   5 % bad characters: words beside a plot drawn in dots). Kept, its characters are laid out; where
 //!   the layout is unsound (it lost characters, or its "lines" are single glyphs: vertical
-//!   writing, a rotated page) PDFium's own plain text stands, without structure.
+//!   writing, a rotated page) or the page is mostly Hebrew or Arabic (the layout would give visual
+//!   order) PDFium's own plain text stands, without structure.
 //! - Otherwise pdf-extract's text for the page, if it is better (lopdf loads the file the first
 //!   time a page needs it).
 //! - A page with no usable text from either that draws an image is rendered by PDFium at 300 dpi
@@ -290,9 +291,14 @@ fn parse_pdfium_first(bytes: &[u8], doc: &PdfDocument<'_>, engines: &Engines) ->
     })
 }
 
-/// A layout worth keeping: it placed (nearly) every visible character PDFium read, and its lines
-/// are lines (vertical writing or a rotated page gives one glyph per "line").
+/// A layout worth keeping: it placed (nearly) every visible character PDFium read, its lines
+/// are lines (vertical writing or a rotated page gives one glyph per "line"), and the page is not
+/// mostly right-to-left script, which the layout would put in visual (left-to-right) order where
+/// PDFium's plain text keeps the logical order.
 fn sound(layout: &PageLayout, plain: &str) -> bool {
+    if mostly_right_to_left(plain) {
+        return false;
+    }
     let visible = plain.chars().filter(|c| !c.is_whitespace()).count();
     let lines = layout
         .blocks
@@ -303,6 +309,16 @@ fn sound(layout: &PageLayout, plain: &str) -> bool {
         })
         .sum::<usize>();
     layout.glyphs * 10 >= visible * 9 && (layout.glyphs < 200 || lines * 3 <= layout.glyphs)
+}
+
+/// More than a fifth of the letters are Hebrew or Arabic (their blocks and presentation forms).
+fn mostly_right_to_left(text: &str) -> bool {
+    let (mut letters, mut rtl) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        rtl += usize::from(matches!(c, '\u{0590}'..='\u{08FF}' | '\u{FB1D}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}'));
+    }
+    rtl * 5 > letters
 }
 
 /// A result without the help an engine that did not load could have given: the reason it did
@@ -492,6 +508,14 @@ mod tests {
         // The same dots with as many private-use characters are not.
         let broken = format!("{plot}{}", "\u{E001}".repeat(200));
         assert!(!usable(&broken));
+    }
+
+    #[test]
+    fn right_to_left_pages_are_told_apart() {
+        assert!(mostly_right_to_left("\u{0645}\u{0631}\u{062D}\u{0628}\u{0627} \u{0628}\u{0627}\u{0644}\u{0639}\u{0627}\u{0644}\u{0645} page 1"));
+        assert!(mostly_right_to_left("\u{05E9}\u{05DC}\u{05D5}\u{05DD} \u{05E2}\u{05D5}\u{05DC}\u{05DD}"));
+        assert!(!mostly_right_to_left("An English page that quotes one word, \u{0645}\u{0631}\u{062D}\u{0628}\u{0627}, in Arabic."));
+        assert!(!mostly_right_to_left("12 34 . ,"));
     }
 
     #[test]
