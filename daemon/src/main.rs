@@ -217,7 +217,7 @@ fn info(settings: &Settings) -> ExitCode {
 fn print_fits(settings: &Settings) {
     use hearth::models_library::fit::plan;
     for m in settings.models.iter().filter(|m| m.provider == hearth::config::ProviderSetting::Local) {
-        let line = match plan(&m.path, hearth::models::kv_ask(m)) {
+        let line = match plan(&m.path, hearth::models::kv_ask(m, settings)) {
             Ok(Some(fit)) => fit.to_string(),
             Ok(None) => "fit unknown (the GGUF header lacks the layer shape)".to_owned(),
             Err(reason) => reason,

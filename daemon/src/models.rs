@@ -124,7 +124,7 @@ impl Models {
 }
 
 /// What a `[[models]]` entry asks of the KV cache, for the fit before load.
-pub fn kv_ask(m: &ModelSettings) -> KvAsk {
+pub fn kv_ask(m: &ModelSettings, settings: &Settings) -> KvAsk {
     KvAsk {
         chat: m.kind == ModelKindSetting::Chat,
         max_model_len: m.max_model_len,
@@ -132,6 +132,9 @@ pub fn kv_ask(m: &ModelSettings) -> KvAsk {
         kv_cache_tokens: m.kv_cache_tokens,
         q8_0: m.kv_cache_dtype == KvCacheDtypeSetting::Q8_0,
         n_gpu_layers: m.n_gpu_layers,
+        // `auto` is per_sequence only with the whole model on a GPU, where the engine sizes the
+        // streams from the GPU's free memory and says what does not fit.
+        per_sequence: settings.engine.kv_layout == KvLayoutSetting::PerSequence,
     }
 }
 
@@ -142,7 +145,7 @@ fn load_local(m: &ModelSettings, settings: &Settings) -> Result<Loaded, ModelLoa
         verify_sha256(m, expected)?;
     }
     let mut config = engine_config(m, settings);
-    let fit = fit::plan(&m.path, kv_ask(m)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
+    let fit = fit::plan(&m.path, kv_ask(m, settings)).map_err(|reason| ModelLoadError::DoesNotFit { name: m.name.clone(), reason })?;
     if let Some(fit) = &fit {
         // Only a reduced fit overrides the configured count: the fit counts repeating layers, where
         // llama.cpp's n_gpu_layers counts the output layer too (22 of a 22-layer model left layer 0

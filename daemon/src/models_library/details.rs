@@ -28,6 +28,7 @@ pub fn details(library: &Library, entry: &Entry) -> Result<serde_json::Value, Li
         kv_cache_tokens: 0,
         q8_0: false,
         n_gpu_layers: 999,
+        per_sequence: false,
     };
     let fit = match super::fit::plan(&path, ask) {
         Ok(Some(fit)) => fit.to_string(),

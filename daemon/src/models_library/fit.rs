@@ -20,6 +20,9 @@ pub struct KvAsk {
     pub kv_cache_tokens: u32,
     pub q8_0: bool,
     pub n_gpu_layers: u32,
+    /// `kv_layout = "per_sequence"` set explicitly: the engine then makes a stream of
+    /// `max_model_len` cells (rounded up to 256) for each of `max_num_seqs` sequences.
+    pub per_sequence: bool,
 }
 
 impl KvAsk {
@@ -34,6 +37,11 @@ impl KvAsk {
             (n, train) => n.min(train),
         };
         match (self.chat, self.kv_cache_tokens) {
+            (true, _) if self.per_sequence => {
+                let cells = len.max(1).div_ceil(256) * 256;
+                let seqs = self.max_num_seqs.max(1);
+                (u64::from(seqs) * u64::from(cells), format!("kv_layout per_sequence: max_num_seqs {seqs} streams of max_model_len {len} ({cells} cells each)"))
+            }
             (true, k) if k > 0 => {
                 let k = k.max(len);
                 (u64::from(k), format!("kv_cache_tokens {k} (max_model_len {len}, max_num_seqs {})", self.max_num_seqs))
@@ -106,7 +114,7 @@ mod tests {
     use super::*;
 
     fn ask(chat: bool, max_model_len: u32, kv_cache_tokens: u32) -> KvAsk {
-        KvAsk { chat, max_model_len, max_num_seqs: 4, kv_cache_tokens, q8_0: false, n_gpu_layers: 999 }
+        KvAsk { chat, max_model_len, max_num_seqs: 4, kv_cache_tokens, q8_0: false, n_gpu_layers: 999, per_sequence: false }
     }
 
     #[test]
@@ -116,6 +124,9 @@ mod tests {
         assert_eq!(ask(true, 2048, 32_768).tokens(8192), (32_768, "kv_cache_tokens 32768 (max_model_len 2048, max_num_seqs 4)".into()));
         assert_eq!(ask(true, 2048, 1024).tokens(8192).0, 2048, "at least max_model_len");
         assert_eq!(ask(false, 512, 0).tokens(0), (512, "max_model_len 512".into()));
+        let streams = KvAsk { per_sequence: true, ..ask(true, 2000, 0) };
+        assert_eq!(streams.tokens(8192), (4 * 2048, "kv_layout per_sequence: max_num_seqs 4 streams of max_model_len 2000 (2048 cells each)".into()));
+        assert_eq!(KvAsk { per_sequence: true, ..ask(false, 512, 0) }.tokens(0).0, 512, "an embedding model has one context");
     }
 
     #[test]
