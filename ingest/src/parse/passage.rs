@@ -34,20 +34,11 @@ pub struct PassageMatch {
 
 /// Letters and digits of `c`, lower-cased, ligatures spelled out; nothing for anything else.
 fn fold(c: char, out: &mut impl FnMut(char)) {
-    let spelled: &str = match c {
-        '\u{FB00}' => "ff",
-        '\u{FB01}' => "fi",
-        '\u{FB02}' => "fl",
-        '\u{FB03}' => "ffi",
-        '\u{FB04}' => "ffl",
-        '\u{FB05}' | '\u{FB06}' => "st",
-        c if c.is_alphanumeric() => {
-            c.to_lowercase().for_each(&mut *out);
-            return;
-        }
-        _ => return,
-    };
-    spelled.chars().for_each(out);
+    if let Some(spelled) = super::pdf::ligature(c) {
+        spelled.chars().for_each(out);
+    } else if c.is_alphanumeric() {
+        c.to_lowercase().for_each(out);
+    }
 }
 
 /// The key of `text`.
