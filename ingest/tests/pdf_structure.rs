@@ -60,23 +60,25 @@ fn check_paths(doc: &ParsedDocument) {
     assert_eq!(last.first().map(String::as_str), Some("2 Use"), "{paths:#?}");
 }
 
+/// The fixtures' headings are [`EXPECTED`], with their offsets and section paths.
+fn check_headings(doc: &ParsedDocument) {
+    let want: Vec<(u32, String, u8)> = EXPECTED.iter().map(|(p, h, l)| (*p, h.to_string(), *l)).collect();
+    assert_eq!(headings(doc), want);
+    check_offsets(doc);
+    check_paths(doc);
+}
+
 #[tokio::test]
 async fn headings_from_type_become_section_paths() {
     let doc = parse("structure.pdf").await;
-    let want: Vec<(u32, String, u8)> = EXPECTED.iter().map(|(p, h, l)| (*p, h.to_string(), *l)).collect();
-    assert_eq!(headings(&doc), want);
-    check_offsets(&doc);
-    check_paths(&doc);
+    check_headings(&doc);
 }
 
 #[tokio::test]
 async fn the_outline_names_headings_the_type_does_not_show() {
     // Every heading of outline.pdf is printed in the body's size and face.
     let doc = parse("outline.pdf").await;
-    let want: Vec<(u32, String, u8)> = EXPECTED.iter().map(|(p, h, l)| (*p, h.to_string(), *l)).collect();
-    assert_eq!(headings(&doc), want);
-    check_offsets(&doc);
-    check_paths(&doc);
+    check_headings(&doc);
 }
 
 #[tokio::test]
