@@ -172,6 +172,9 @@ pub struct ServerSettings {
     /// Kernel send buffer of each client connection (SO_SNDBUF), in bytes; 0: the kernel's
     /// automatic sizing. A stalled reader is detected once this and the event queue are full.
     pub send_buffer_bytes: usize,
+    /// After SIGTERM or SIGINT, how long requests in flight (streams included) may run before
+    /// their connections are closed, in seconds. Keep it below the unit's `TimeoutStopSec`.
+    pub drain_seconds: u64,
     /// The keys of `api_keys` and `api_key_file`, read and checked while loading the settings.
     #[serde(skip)]
     pub keys: KeyRing,

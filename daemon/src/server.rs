@@ -6,7 +6,8 @@
 //! `READY=1` once the models are loaded, then the watchdog task and `STATUS=` lines while files
 //! are being ingested. SIGTERM or SIGINT sends
 //! `STOPPING=1` and drains: the listener closes, requests in flight (streams included) get up to
-//! [`DRAIN_TIMEOUT`] to finish, then the process exits 0. The unit's `TimeoutStopSec` is longer.
+//! `[server] drain_seconds` to finish (then their connections are closed), and the process exits 0.
+//! The unit's `TimeoutStopSec` (30 s) is longer than the default 20 s.
 //!
 //! Connection limits: at most `[server] max_connections` open connections (actix counts per
 //! worker, so each worker gets its share, rounded up; further connections wait in the listen
@@ -36,8 +37,6 @@ use crate::state::AppState;
 /// bounds the whole process, parse workers included).
 const BLOCKING_THREADS_PER_WORKER: usize = 16;
 
-/// How long requests in flight may run once a stop is asked for (below `TimeoutStopSec=30`).
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a client may take to send a request's headers (actix then answers 408).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,6 +55,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let per_worker = settings.server.max_connections.div_ceil(workers);
     let send_buffer = settings.server.send_buffer_bytes;
+    let drain_seconds = settings.server.drain_seconds;
     let model_names: Vec<String> = settings.models.iter().map(|m| m.name.clone()).collect();
     log_access(&settings);
     let state = AppState::new(settings);
@@ -67,7 +67,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     .on_connect(move |conn, _| set_send_buffer(conn, send_buffer))
     .client_request_timeout(HEADER_TIMEOUT)
     .disable_signals()
-    .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
+    .shutdown_timeout(drain_seconds)
     .bind(addr)
     .with_context(|| format!("cannot listen on {addr}"))?;
     for bound in server.addrs() {
@@ -124,7 +124,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             finished.context("server task failed")?.context("server failed")?;
         }
         signal = stop => {
-            tracing::info!(%signal, drain_s = DRAIN_TIMEOUT.as_secs(), "Stop requested; draining requests in flight.");
+            tracing::info!(%signal, drain_s = drain_seconds, "Stop requested; draining requests in flight.");
             manager.stopping(&format!("{signal}: draining requests in flight"));
             handle.stop(true).await;
             running.await.context("server task failed")?.context("server failed")?;

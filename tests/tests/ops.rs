@@ -162,7 +162,9 @@ fn notify_protocol_status_ready_watchdog_stopping_in_order() {
 #[tokio::test]
 async fn sigterm_lets_a_stream_in_flight_finish() {
     let mut notify = Notifications::bind();
-    let server = start_under_systemd(&notify, &[]);
+    // The drain is long here: on a 2-core box shared with the other servers of this file, ggml's
+    // spinning threads can stretch 48 tokens from 0.6 s to over 30 s.
+    let server = start_under_systemd(&notify, &[("HEARTH__SERVER__DRAIN_SECONDS", "300")]);
     notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
     let body = serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Count."}],
         "max_tokens": 48, "ignore_eos": true, "stream": true});
@@ -177,6 +179,29 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
     notify.until(Duration::from_secs(10), "STOPPING=1", |m| has(m, "STOPPING=1"));
     let (exit, log) = server.wait_exit();
     assert!(exit.success(), "{exit:?}\n{log}");
+}
+
+/// `drain_seconds` bounds the drain: a stream far longer than it is cut, and hearth still exits 0
+/// soon after the stop instead of waiting for the generation.
+#[tokio::test]
+async fn a_stream_longer_than_the_drain_is_cut_and_hearth_exits() {
+    let mut notify = Notifications::bind();
+    let server = start_under_systemd(&notify, &[("HEARTH__SERVER__DRAIN_SECONDS", "1")]);
+    notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
+    let body = serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Count."}],
+        "max_tokens": 4000, "ignore_eos": true, "stream": true});
+    let response = reqwest::Client::new().post(server.url("/v1/chat/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let stopped = Instant::now();
+    let kill = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(kill.success());
+    let text = response.text().await;
+    assert!(text.is_err() || !text.as_deref().unwrap_or_default().contains("[DONE]"), "4,000 tokens finished inside a 1 s drain: {text:?}");
+    let (exit, log) = server.wait_exit();
+    let took = stopped.elapsed();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert!(took < Duration::from_secs(15), "hearth took {took:?} to stop with a 1 s drain\n{log}");
+    assert!(log.contains("draining requests in flight"), "{log}");
 }
 
 // Multi-threaded: the notify socket is read with blocking calls while a request runs.
