@@ -1,26 +1,18 @@
 //! Compiles llama.cpp's JSON-schema-to-GBNF converter (one translation unit, `cpp/shim.cpp`) from
 //! the llama.cpp sources that ship inside the `llama-cpp-sys-2` crate, without its `common`
-//! feature (which rebuilds all of llama.cpp).
-//!
-//! Finding the llama.cpp tree, first match wins:
-//! 1. `HEARTH_LLAMA_CPP_DIR`: a llama.cpp source tree (with `common/json-schema-to-grammar.cpp`);
-//! 2. the `llama-cpp-sys-2` version pinned in the workspace's `Cargo.lock`, in Cargo's registry
-//!    sources (`$CARGO_HOME/registry/src/*/llama-cpp-sys-2-<version>/llama.cpp`) or in a
-//!    `vendor/llama-cpp-sys-2/llama.cpp` beside the lock file (`cargo vendor`).
-//!
-//! `llama-cpp-sys-2` exports no variable naming its source tree (only `DEP_LLAMA_BACKENDS_DIR`
-//! and `DEP_LLAMA_GGML_CMAKE_DIR`, both build outputs), hence the search.
+//! feature (which rebuilds all of llama.cpp). The tree is found by `build-support/llama_tree.rs`,
+//! shared with the calibration crate's build script.
 
-use std::env;
-use std::fs;
-use std::path::{Path, PathBuf};
+#[path = "../build-support/llama_tree.rs"]
+mod llama_tree;
 
 const SOURCES: [&str; 5] = ["json-schema-to-grammar.cpp", "json-schema.cpp", "json.cpp", "trie.cpp", "unicode.cpp"];
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp/shim.cpp");
-    println!("cargo:rerun-if-env-changed=HEARTH_LLAMA_CPP_DIR");
-    let tree = llama_cpp_tree().unwrap_or_else(|why| panic!("hearth-grammar: cannot find llama.cpp's sources: {why}"));
+    println!("cargo:rerun-if-changed=../build-support/llama_tree.rs");
+    let tree = llama_tree::find("common/json-schema-to-grammar.cpp")
+        .unwrap_or_else(|why| panic!("hearth-grammar: cannot find llama.cpp's sources: {why}"));
     for file in SOURCES {
         println!("cargo:rerun-if-changed={}", tree.join("common").join(file).display());
     }
@@ -34,49 +26,4 @@ fn main() {
         .include(tree.join("vendor"))
         .warnings(false)
         .compile("hearth_schema_grammar");
-}
-
-fn llama_cpp_tree() -> Result<PathBuf, String> {
-    if let Some(dir) = env::var_os("HEARTH_LLAMA_CPP_DIR") {
-        let dir = PathBuf::from(dir);
-        return if has_converter(&dir) { Ok(dir) } else { Err(format!("HEARTH_LLAMA_CPP_DIR={} has no common/json-schema-to-grammar.cpp", dir.display())) };
-    }
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
-    let lock = manifest.ancestors().map(|d| d.join("Cargo.lock")).find(|p| p.is_file()).ok_or("no Cargo.lock above the crate")?;
-    let version = pinned_version(&fs::read_to_string(&lock).map_err(|e| format!("{}: {e}", lock.display()))?)
-        .ok_or_else(|| format!("{} does not list llama-cpp-sys-2", lock.display()))?;
-    let crate_dir = format!("llama-cpp-sys-2-{version}");
-    let mut candidates = Vec::new();
-    if let Some(parent) = lock.parent() {
-        candidates.push(parent.join("vendor/llama-cpp-sys-2/llama.cpp"));
-    }
-    if let Some(home) = cargo_home() {
-        for index in fs::read_dir(home.join("registry/src")).into_iter().flatten().flatten() {
-            candidates.push(index.path().join(&crate_dir).join("llama.cpp"));
-        }
-    }
-    candidates
-        .into_iter()
-        .find(|c| has_converter(c))
-        .ok_or_else(|| format!("no {crate_dir}/llama.cpp in Cargo's registry sources or vendor/; set HEARTH_LLAMA_CPP_DIR"))
-}
-
-fn cargo_home() -> Option<PathBuf> {
-    env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-}
-
-fn has_converter(dir: &Path) -> bool {
-    dir.join("common/json-schema-to-grammar.cpp").is_file()
-}
-
-/// The version of `llama-cpp-sys-2` in a `Cargo.lock`.
-fn pinned_version(lock: &str) -> Option<String> {
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() == "name = \"llama-cpp-sys-2\"" {
-            let version = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
-            return Some(version.to_owned());
-        }
-    }
-    None
 }
