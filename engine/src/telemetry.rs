@@ -79,6 +79,11 @@ pub struct PrefixTierStats {
     pub disk_restores: u64,
     /// Finished sequences whose prefix was saved to the tiers (counter).
     pub saves: u64,
+    /// Finished sequences whose prefix was not saved because saving had used its share of a busy
+    /// engine's time (counter).
+    pub saves_skipped: u64,
+    /// Time the engine thread spent saving prefixes, in nanoseconds (counter).
+    pub save_ns: u64,
     /// Bytes of KV in unused cached blocks of the KV cache (gauge).
     pub hot_bytes: u64,
     /// Bytes of saved prefixes in host RAM (gauge).
@@ -109,8 +114,9 @@ pub(crate) struct Telemetry {
     kv_capacity: AtomicU64,
     prefix_queries: AtomicU64,
     prefix_hits: AtomicU64,
-    /// Hits by tier (hot, RAM, disk), misses, restores (RAM, disk), saves.
-    tier_counts: [AtomicU64; 7],
+    /// Hits by tier (hot, RAM, disk), misses, restores (RAM, disk), saves, skipped saves.
+    tier_counts: [AtomicU64; 8],
+    save_ns: AtomicU64,
     /// Bytes by tier (hot, RAM, disk).
     tier_bytes: [AtomicU64; 3],
     preemptions: AtomicU64,
@@ -133,6 +139,7 @@ impl Default for Telemetry {
             prefix_queries: AtomicU64::new(0),
             prefix_hits: AtomicU64::new(0),
             tier_counts: Default::default(),
+            save_ns: AtomicU64::new(0),
             tier_bytes: Default::default(),
             preemptions: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
@@ -195,9 +202,15 @@ impl Telemetry {
         self.tier_counts[i].fetch_add(1, Relaxed);
     }
 
-    /// A finished sequence's prefix was saved.
-    pub(crate) fn tier_saved(&self) {
+    /// A finished sequence's prefix was saved, in `took`.
+    pub(crate) fn tier_saved(&self, took: Duration) {
         self.tier_counts[6].fetch_add(1, Relaxed);
+        self.save_ns.fetch_add(took.as_nanos() as u64, Relaxed);
+    }
+
+    /// A finished sequence's prefix was not saved: the save budget was spent.
+    pub(crate) fn tier_save_skipped(&self) {
+        self.tier_counts[7].fetch_add(1, Relaxed);
     }
 
     /// What each tier holds now, in bytes.
@@ -245,6 +258,8 @@ impl Telemetry {
                     ram_restores: c(4),
                     disk_restores: c(5),
                     saves: c(6),
+                    saves_skipped: c(7),
+                    save_ns: self.save_ns.load(Relaxed),
                     hot_bytes: b(0),
                     ram_bytes: b(1),
                     disk_bytes: b(2),

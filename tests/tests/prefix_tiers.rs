@@ -112,6 +112,7 @@ async fn greedy_output_is_the_same_cold_hot_from_ram_and_from_disk_after_a_resta
     assert_eq!(saved.len(), 2, "p and q written to the disk tier: {saved:?}");
     assert!(tier_metric(&server, "hearth_prefix_cache_bytes", "ram").await > 0);
     assert_eq!(tier_metric(&server, "hearth_prefix_cache_saves_total", "").await, 2);
+    assert_eq!(tier_metric(&server, "hearth_prefix_cache_saves_skipped_total", "").await, 0, "one request at a time: no save waits for credit");
     drop(server); // SIGKILL: the files written so far are complete, by their rename
 
     // After the restart p's file is read (disk). q, restored from its file too, pushes p's blocks

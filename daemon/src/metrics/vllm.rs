@@ -236,7 +236,7 @@ impl Collector for ModelRegistry {
 /// admissions served from each tier, misses, restores tried, saves, and the bytes each holds.
 fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMetrics>, engine::EngineStats)]) -> Result<(), std::fmt::Error> {
     type TierFamily = (&'static str, &'static str, MetricType, &'static [(&'static str, fn(&engine::PrefixTierStats) -> u64)]);
-    let families: [TierFamily; 5] = [
+    let families: [TierFamily; 6] = [
         (
             "hearth_prefix_cache_hits",
             "Admitted requests whose prompt prefix came from the prefix cache, by tier (hot: shared in the KV cache; ram, disk: restored).",
@@ -251,6 +251,12 @@ fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMet
             &[("ram", |t| t.ram_restores), ("disk", |t| t.disk_restores)],
         ),
         ("hearth_prefix_cache_saves", "Finished requests whose prompt prefix was saved to the RAM and disk tiers.", MetricType::Counter, &[("", |t| t.saves)]),
+        (
+            "hearth_prefix_cache_saves_skipped",
+            "Finished requests whose prefix was not saved: saving had used its share of a busy engine's time.",
+            MetricType::Counter,
+            &[("", |t| t.saves_skipped)],
+        ),
         (
             "hearth_prefix_cache_bytes",
             "Bytes of KV the prefix cache holds, by tier.",
@@ -273,6 +279,15 @@ fn encode_prefix_tiers(encoder: &mut DescriptorEncoder, local: &[&(&Arc<ModelMet
                 }
             }
         }
+    }
+    let mut family = encoder.encode_descriptor(
+        "hearth_prefix_cache_save_seconds",
+        "Time the engine thread spent copying finished requests' KV to the RAM tier.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (m, s) in local {
+        ConstCounter::new(s.prefix_tiers.save_ns as f64 / 1e9).encode(family.encode_family(&labels(m))?)?;
     }
     Ok(())
 }

@@ -43,6 +43,7 @@
 mod pacing;
 mod policy;
 mod prefill_order;
+mod save_budget;
 mod sequence;
 mod tiering;
 mod work;
@@ -102,6 +103,8 @@ pub(crate) struct ChatWorker<'m> {
     /// Per-sequence layout: stream copies `(from, to)` applied since the last batch, which
     /// llama.cpp performs at the start of the next one.
     pending_copies: Vec<(i32, i32)>,
+    /// Credit for saving finished sequences' prefixes while others wait.
+    save_budget: save_budget::SaveBudget,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -237,6 +240,7 @@ impl<'m> ChatWorker<'m> {
             tiers,
             kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
             pending_copies: Vec::new(),
+            save_budget: Default::default(),
             config,
             telemetry,
             samplers,
@@ -316,6 +320,7 @@ impl<'m> ChatWorker<'m> {
         let emitting = Instant::now();
         self.emit();
         self.scheduler.record_step(&plan, started.elapsed().as_secs_f64());
+        self.save_budget.earn(started.elapsed());
         tracing::trace!(
             tokens = batch_tokens,
             sequences = plan.work.len(),
@@ -494,7 +499,10 @@ impl<'m> ChatWorker<'m> {
     /// A sequence left the running set: save its prefix to the tiers, then drop its cells.
     fn release(&mut self, removed: &Removed<Sequence>) {
         if let Some(leaving) = removed.leaving.as_ref().filter(|l| !self.copy_pending_into(l.llama_id)) {
-            tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, removed.entry.tokens());
+            let busy = !self.scheduler.running().is_empty() || !self.scheduler.waiting().is_empty();
+            let allowed = self.save_budget.allows(busy);
+            let took = tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, removed.entry.tokens(), allowed);
+            self.save_budget.spend(took);
         }
         self.apply(&removed.ops);
     }
@@ -506,7 +514,7 @@ impl<'m> ChatWorker<'m> {
             return;
         }
         let Some(entry) = self.scheduler.entry(leaving.key) else { return };
-        tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, entry.tokens());
+        tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, entry.tokens(), true);
     }
 
     /// Whether `llama_id`'s stream still waits for a copy into it (its buffer is not written yet).

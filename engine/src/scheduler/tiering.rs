@@ -15,6 +15,8 @@
 //! byte for byte what a cold run computed, and the prompt's tail is computed in the same shape as
 //! after a hot hit (see `prefill_chunk`), so greedy output is the same.
 
+use std::time::{Duration, Instant};
+
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
@@ -60,15 +62,29 @@ pub(super) fn candidate(tiers: &mut Option<PrefixTiers>, block_size: usize, toke
 }
 
 /// Save the registered prefix of a sequence leaving the running set (`leaving`; its `tokens`) to
-/// the tiers, before the ops that release its blocks are applied.
-pub(super) fn save_prefix(tiers: Option<&mut PrefixTiers>, ctx: &mut LlamaContext<'_>, telemetry: &Telemetry, model: &str, leaving: &Leaving, tokens: &[i32]) {
-    let Some(tiers) = tiers else { return };
+/// the tiers, before the ops that release its blocks are applied; when not `allowed` (the save
+/// budget is spent), count the save the tiers wanted as skipped instead. Returns the time spent.
+pub(super) fn save_prefix(
+    tiers: Option<&mut PrefixTiers>,
+    ctx: &mut LlamaContext<'_>,
+    telemetry: &Telemetry,
+    model: &str,
+    leaving: &Leaving,
+    tokens: &[i32],
+    allowed: bool,
+) -> Duration {
+    let Some(tiers) = tiers else { return Duration::ZERO };
     let (llama_id, keep) = (leaving.llama_id, leaving.keep.min(tokens.len()));
     if !tiers.wants(&tokens[..keep]) {
-        return;
+        return Duration::ZERO;
     }
+    if !allowed {
+        telemetry.tier_save_skipped();
+        return Duration::ZERO;
+    }
+    let started = Instant::now();
     if !matches!(ctx.clear_kv_cache_seq(Some(llama_id as u32), Some(keep as u32), None), Ok(true)) {
-        return;
+        return started.elapsed();
     }
     let flags = LlamaStateSeqFlags::empty();
     let size = ctx.state_seq_get_size_ext(llama_id, flags);
@@ -78,10 +94,12 @@ pub(super) fn save_prefix(tiers: Option<&mut PrefixTiers>, ctx: &mut LlamaContex
     let written = unsafe { ctx.state_seq_get_data_ext(payload.as_mut_ptr(), llama_id, flags) };
     if written != size {
         tracing::warn!(%model, size, written, "Prefix cache: llama.cpp wrote a state of another size; not saved.");
-        return;
+        return started.elapsed();
     }
     tiers.save(tokens[..keep].to_vec(), payload);
-    telemetry.tier_saved();
+    let took = started.elapsed();
+    telemetry.tier_saved(took);
+    took
 }
 
 impl ChatWorker<'_> {
