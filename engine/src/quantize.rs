@@ -30,6 +30,9 @@ pub enum TargetType {
     Q4KM,
     Q4KS,
     Q4_0,
+    /// Low-bit k-quants: llama.cpp recommends an importance matrix for them.
+    Q3KS,
+    Q2K,
 }
 
 impl TargetType {
@@ -43,16 +46,29 @@ impl TargetType {
             TargetType::Q4KM => "Q4_K_M",
             TargetType::Q4KS => "Q4_K_S",
             TargetType::Q4_0 => "Q4_0",
+            TargetType::Q3KS => "Q3_K_S",
+            TargetType::Q2K => "Q2_K",
         }
     }
 
     /// Parse llama.cpp's name, case-insensitively.
     pub fn parse(s: &str) -> Option<TargetType> {
-        let all = [TargetType::F16, TargetType::Q8_0, TargetType::Q6K, TargetType::Q5KM, TargetType::Q4KM, TargetType::Q4KS, TargetType::Q4_0];
+        let all = [
+            TargetType::F16,
+            TargetType::Q8_0,
+            TargetType::Q6K,
+            TargetType::Q5KM,
+            TargetType::Q4KM,
+            TargetType::Q4KS,
+            TargetType::Q4_0,
+            TargetType::Q3KS,
+            TargetType::Q2K,
+        ];
         all.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
     }
 
-    fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
+    /// llama.cpp's file type (`llama_ftype`), for quantizers outside this module (calibration).
+    pub fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
         match self {
             TargetType::F16 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_F16,
             TargetType::Q8_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q8_0,
@@ -61,6 +77,8 @@ impl TargetType {
             TargetType::Q4KM => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_K_M,
             TargetType::Q4KS => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_K_S,
             TargetType::Q4_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_0,
+            TargetType::Q3KS => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q3_K_S,
+            TargetType::Q2K => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q2_K,
         }
     }
 }

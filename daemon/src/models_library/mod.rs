@@ -14,6 +14,7 @@
 //! can both change the library. Names are `[A-Za-z0-9._-]`, 1..=64 characters, not starting with
 //! a dot: they become directory names.
 
+pub mod calibrate;
 pub mod details;
 pub mod fit;
 pub mod gguf;
@@ -83,9 +84,9 @@ pub struct RecipeRecord {
     pub source: String,
     /// Whether the source was already quantized (llama.cpp's `allow_requantize`).
     pub requantized: bool,
-    /// The calibration file, when an importance matrix was used.
+    /// The calibration text, when an importance matrix was used.
     #[serde(default)]
-    pub calibration: Option<String>,
+    pub calibration: Option<calibrate::CalibrationRecord>,
     /// Seconds the quantization took.
     pub seconds: f64,
 }

@@ -9,9 +9,13 @@
 //!   quantized model also ranks in its top 10. Passages are the text's paragraphs, queries its
 //!   headings (or the first sentence of every fourth paragraph when it has none).
 //!
-//! Calibration (`--calibration FILE`, an importance matrix) is refused: computing one needs the
-//! activations of every matrix multiplication through llama.cpp's eval callback (`cb_eval`), which
-//! llama-cpp-2 0.1.160 does not expose; the recipes run without it.
+//! Calibration (`--calibration FILE`, the GPTQ-like path): the source model is run over the text
+//! ([`super::calibrate`]) to collect llama.cpp's importance matrix, and the quantizer weighs each
+//! weight column's rounding error by its mean squared activation. The entry's recipe records the
+//! calibration file (name, sha256, tokens). The report then also quantizes the same recipe without
+//! the matrix (a scratch file, not published) and shows three perplexities on the held-out text,
+//! source, without and with the matrix, so the gain is visible; the calibration text must differ
+//! from the evaluation text, or the report would measure on the data it was calibrated with.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ use engine::accuracy;
 use engine::quantize::{QuantizeJob, TargetType};
 use serde::Serialize;
 
+use super::calibrate::{self, CalibrationText};
 use super::recipes::Recipe;
 use super::{gguf, Draft, Entry, Library, LibraryError, RecipeRecord};
 
@@ -34,6 +39,8 @@ pub struct QuantizeRequest {
     /// The new entry's name; default `<source>.<recipe>`.
     pub name: Option<String>,
     pub calibration: Option<PathBuf>,
+    /// Tokens of the calibration text run through the model, at most.
+    pub calibration_tokens: u64,
     /// Quantize an already quantized source.
     pub allow_requantize: bool,
     /// Held-out text for the report; default: the README compiled in.
@@ -67,9 +74,15 @@ pub struct AccuracyReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PerplexityReport {
     pub source: f64,
+    /// The new model (with the importance matrix when calibrated).
     pub quantized: f64,
     /// (quantized - source) / source, in percent.
     pub change_percent: f64,
+    /// Calibrated only: the same recipe quantized without the importance matrix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_imatrix: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_imatrix_change_percent: Option<f64>,
     pub chunks: usize,
     pub tokens: usize,
 }
@@ -98,12 +111,7 @@ pub struct QuantizeOutcome {
 
 /// Quantize, publish, measure.
 pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, LibraryError> {
-    if let Some(cal) = &req.calibration {
-        return Err(LibraryError::Invalid(format!(
-            "--calibration {}: importance-matrix calibration is not supported in this release (llama-cpp-2 0.1.160 does not expose llama.cpp's eval callback, which collecting the activations needs); run without --calibration",
-            cal.display()
-        )));
-    }
+    let calibration = req.calibration.as_deref().map(calibrate::read).transpose()?;
     let (source_path, source_label) = match library.get(&req.source) {
         Ok(entry) => (library.model_path(&entry), entry.name),
         Err(LibraryError::NotFound(_)) if Path::new(&req.source).is_file() => (PathBuf::from(&req.source), req.source.clone()),
@@ -129,6 +137,15 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
         None => DEFAULT_EVAL_TEXT.to_owned(),
     };
     let eval_label = req.eval_text.as_ref().map_or_else(|| "README.md of this release (built in)".to_owned(), |p| p.display().to_string());
+    if let Some(cal) = &calibration {
+        if !req.no_report && cal.text == text {
+            return Err(LibraryError::Invalid(format!(
+                "--calibration {} is the evaluation text ({eval_label}); the report would measure on the text the model was calibrated with. Pass a different --eval-text (or --no-report)",
+                cal.path.display()
+            )));
+        }
+    }
+    let threads = i32::try_from(if req.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get() as u32) } else { req.threads }).unwrap_or(1);
     let suffix = req.recipe.name.clone();
     let default_name = format!("{}.{suffix}", super::name_from_file(source_label.rsplit('/').next().unwrap_or(&source_label)));
     let name = req.name.clone().unwrap_or_else(|| default_name.chars().take(64).collect());
@@ -148,23 +165,39 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
         threads: req.threads,
         allow_requantize: !float_source,
     };
-    let done = engine::quantize::quantize(&job).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+    let (done, calibrated) = match &calibration {
+        None => (engine::quantize::quantize(&job).map_err(|e| LibraryError::Invalid(e.to_string()))?, None),
+        Some(cal) => {
+            let (done, record) = quantize_calibrated(&job, cal, req.calibration_tokens, threads)?;
+            (done, Some(record))
+        }
+    };
     let recipe = RecipeRecord {
         name: req.recipe.name.clone(),
         ggml_type: req.recipe.target.name().to_owned(),
         source: source_label.clone(),
         requantized: !float_source,
-        calibration: None,
+        calibration: calibrated.clone(),
         seconds: done.seconds,
     };
     let draft = Draft { name, source: format!("quantize:{source_label}"), primary: file.clone(), files: vec![file], expect_sha256: None, recipe: Some(recipe) };
     let entry = library.publish(&lock, staging, draft)?;
+    // The comparison model (the recipe without the matrix) is a scratch file in a staging
+    // directory of its own, removed when `scratch` drops.
+    let scratch = if calibrated.is_some() && !req.no_report && kind == ModelKind::Chat { Some(library.staging(&lock)?) } else { None };
     drop(lock);
     let report = if req.no_report {
         None
     } else {
-        let threads = i32::try_from(if req.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get() as u32) } else { req.threads }).unwrap_or(1);
-        Some(measure(kind, &source_path, &library.model_path(&entry), &text, eval_label, req.max_chunks, threads)?)
+        let mut report = measure(kind, &source_path, &library.model_path(&entry), &text, eval_label, req.max_chunks, threads)?;
+        if let (Some(scratch), Some(p)) = (&scratch, report.perplexity.as_mut()) {
+            let plain = QuantizeJob { output: scratch.path().join("without-imatrix.gguf"), ..job.clone() };
+            engine::quantize::quantize(&plain).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+            let b = accuracy::perplexity(&plain.output, &text, 512, req.max_chunks, threads).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+            p.without_imatrix = Some(b.value);
+            p.without_imatrix_change_percent = Some((b.value - p.source) / p.source * 100.0);
+        }
+        Some(report)
     };
     Ok(QuantizeOutcome {
         entry,
@@ -175,6 +208,19 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
         seconds_per_gb: done.seconds / (done.input_bytes as f64 / 1e9).max(1e-9),
         report,
     })
+}
+
+/// Collect the importance matrix over the calibration text, then quantize with it.
+fn quantize_calibrated(job: &QuantizeJob, cal: &CalibrationText, max_tokens: u64, threads: i32) -> Result<(engine::quantize::Quantized, calibrate::CalibrationRecord), LibraryError> {
+    let started = std::time::Instant::now();
+    let (imatrix, record) = calibrate::collect(&job.input, cal, max_tokens, threads)?;
+    tracing::info!(file = %cal.path.display(), tokens = record.tokens, chunks = record.chunks, tensors = record.tensors, seconds = record.seconds, "importance matrix collected");
+    let fail = |reason: String| LibraryError::Invalid(format!("quantizing {} with the importance matrix: {reason}", job.input.display()));
+    let input_bytes = std::fs::metadata(&job.input).map_err(|e| fail(e.to_string()))?.len();
+    imatrix.quantize(&job.input, &job.output, job.target.ftype(), threads, job.allow_requantize).map_err(|e| fail(e.to_string()))?;
+    let output_bytes = std::fs::metadata(&job.output).map_err(|e| fail(e.to_string()))?.len();
+    let done = engine::quantize::Quantized { seconds: started.elapsed().as_secs_f64(), input_bytes, output_bytes };
+    Ok((done, record))
 }
 
 /// Embedding models have a pooling type (or are BERT-family encoders); the rest generate.
@@ -198,6 +244,8 @@ fn measure(kind: ModelKind, source: &Path, quantized: &Path, text: &str, eval_te
                 source: a.value,
                 quantized: b.value,
                 change_percent: (b.value - a.value) / a.value * 100.0,
+                without_imatrix: None,
+                without_imatrix_change_percent: None,
                 chunks: a.chunks,
                 tokens: a.tokens,
             };
@@ -277,13 +325,20 @@ pub fn table(o: &QuantizeOutcome) -> String {
         o.entry.size
     );
     s += &format!("quantized in {:.1} s ({:.1} s per GB of source)\n", o.seconds, o.seconds_per_gb);
+    if let Some(c) = o.entry.recipe.as_ref().and_then(|r| r.calibration.as_ref()) {
+        s += &format!("calibrated on {} (sha256 {}): {} tokens in {} chunks, {} weight matrices, {:.1} s\n", c.file, c.sha256, c.tokens, c.chunks, c.tensors, c.seconds);
+    }
     if let Some(r) = &o.report {
         s += &format!("evaluation text: {}\n", r.eval_text);
         if let Some(p) = &r.perplexity {
-            s += &format!(
-                "{:<20} {:>10} {:>10} {:>9}\n{:<20} {:>10.3} {:>10.3} {:>+8.2}%\n({} chunks of 512 tokens, {} tokens scored)\n",
-                "perplexity", "source", "quantized", "change", "", p.source, p.quantized, p.change_percent, p.chunks, p.tokens
-            );
+            s += &format!("{:<22} {:>10} {:>9}\n{:<22} {:>10.3}\n", "perplexity", "value", "change", "source", p.source);
+            if let (Some(w), Some(c)) = (p.without_imatrix, p.without_imatrix_change_percent) {
+                s += &format!("{:<22} {:>10.3} {:>+8.2}%\n", "quantized, no imatrix", w, c);
+                s += &format!("{:<22} {:>10.3} {:>+8.2}%\n", "quantized, imatrix", p.quantized, p.change_percent);
+            } else {
+                s += &format!("{:<22} {:>10.3} {:>+8.2}%\n", "quantized", p.quantized, p.change_percent);
+            }
+            s += &format!("({} chunks of 512 tokens, {} tokens scored)\n", p.chunks, p.tokens);
         }
         if let Some(e) = &r.embedding {
             s += &format!(
@@ -297,7 +352,10 @@ pub fn table(o: &QuantizeOutcome) -> String {
 
 /// Every target type, for `--help`.
 pub fn target_names() -> Vec<&'static str> {
-    [TargetType::F16, TargetType::Q8_0, TargetType::Q6K, TargetType::Q5KM, TargetType::Q4KM, TargetType::Q4KS, TargetType::Q4_0].iter().map(|t| t.name()).collect()
+    [TargetType::F16, TargetType::Q8_0, TargetType::Q6K, TargetType::Q5KM, TargetType::Q4KM, TargetType::Q4KS, TargetType::Q4_0, TargetType::Q3KS, TargetType::Q2K]
+        .iter()
+        .map(|t| t.name())
+        .collect()
 }
 
 #[cfg(test)]

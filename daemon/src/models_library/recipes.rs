@@ -16,6 +16,8 @@ const BUILT_IN: &[&str] = &[
     include_str!("../../../config/recipes/w4a16-q4_0.toml"),
     include_str!("../../../config/recipes/w8a8-int8.toml"),
     include_str!("../../../config/recipes/fp16.toml"),
+    include_str!("../../../config/recipes/w3a16.toml"),
+    include_str!("../../../config/recipes/w2a16.toml"),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -41,7 +43,7 @@ fn parse(text: &str, origin: &str) -> Result<Recipe, LibraryError> {
     let f: RecipeFile = toml::from_str(text).map_err(|e| LibraryError::Invalid(format!("recipe {origin}: {e}")))?;
     let target = TargetType::parse(&f.ggml_type).ok_or_else(|| {
         LibraryError::Invalid(format!(
-            "recipe {origin}: ggml_type {:?} is not one hearth quantizes to (F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_K_S, Q4_0)",
+            "recipe {origin}: ggml_type {:?} is not one hearth quantizes to (F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_K_S, Q4_0, Q3_K_S, Q2_K)",
             f.ggml_type
         ))
     })?;
@@ -84,6 +86,8 @@ mod tests {
         assert_eq!(find("W8A8-INT8").unwrap().target, TargetType::Q8_0);
         assert_eq!(find("fp16").unwrap().target, TargetType::F16);
         assert_eq!(find("w4a16-q4_0").unwrap().target, TargetType::Q4_0);
+        assert_eq!(find("w3a16").unwrap().target, TargetType::Q3KS);
+        assert_eq!(find("w2a16").unwrap().target, TargetType::Q2K);
         let e = find("fp8-dynamic").unwrap_err().to_string();
         assert!(e.contains("no FP8") && e.contains("w4a16"), "{e}");
     }
