@@ -8,11 +8,17 @@
 // MUL_MAT_ID). Quantization uses the mean squares (sum / count), as llama-quantize does when it
 // reads an imatrix file.
 //
+// The matrix can be saved and loaded in llama.cpp's GGUF imatrix format (tools/imatrix's
+// save_imatrix: general.type = "imatrix", imatrix.datasets, imatrix.chunk_count,
+// imatrix.chunk_size, and per weight two F32 tensors "<name>.in_sum2" [columns, matrices] and
+// "<name>.counts" [1, matrices]), so a matrix made here, or by llama-imatrix, can be reused.
+//
 // No C++ exception crosses the extern "C" boundary: every entry point catches everything and
 // returns a status with a message in the caller's buffer.
 
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "gguf.h"
 #include "llama.h"
 
 #include <cmath>
@@ -20,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -217,6 +224,8 @@ struct hearth_imatrix {
     std::map<std::string, Stats> stats;
     std::vector<std::string> names; // the keys of `stats`, in order
     hearth_imatrix_summary summary;
+    int64_t chunk_size;
+    std::vector<std::string> datasets; // the calibration texts, as named in a GGUF imatrix
 };
 
 int hearth_imatrix_collect(const char * model_path, const char * text, size_t text_len, const hearth_imatrix_options * opts,
@@ -312,6 +321,7 @@ int hearth_imatrix_collect(const char * model_path, const char * text, size_t te
         m->summary.tokens = chunks * n_ctx;
         m->summary.text_tokens = int64_t(tokens.size());
         m->summary.tensors = int64_t(m->names.size());
+        m->chunk_size = n_ctx;
         *out = m;
         return HEARTH_IMATRIX_OK;
     } catch (const std::exception & ex) {
@@ -388,6 +398,156 @@ int hearth_imatrix_quantize(const hearth_imatrix * m, const char * input, const 
         set_error(err, err_len, "unknown C++ exception");
         return HEARTH_IMATRIX_ERR_INTERNAL;
     }
+}
+
+// Write the matrix as a GGUF imatrix file naming `dataset` as its calibration text.
+int hearth_imatrix_save(const hearth_imatrix * m, const char * path, const char * dataset, char * err, size_t err_len) {
+    try {
+        size_t data = 0;
+        for (const auto & kv : m->stats) {
+            data += (kv.second.sums.size() + kv.second.counts.size()) * sizeof(float);
+        }
+        ggml_init_params ip = {data + 2 * m->stats.size() * (ggml_tensor_overhead() + 64) + 1024, nullptr, false};
+        ggml_context * ctx = ggml_init(ip);
+        if (ctx == nullptr) {
+            set_error(err, err_len, "cannot allocate the imatrix tensors");
+            return HEARTH_IMATRIX_ERR_INTERNAL;
+        }
+        gguf_context * g = gguf_init_empty();
+        gguf_set_val_str(g, "general.type", "imatrix");
+        std::vector<const char *> datasets;
+        for (const auto & d : m->datasets) {
+            datasets.push_back(d.c_str());
+        }
+        if (dataset != nullptr) {
+            datasets.push_back(dataset);
+        }
+        gguf_set_arr_str(g, "imatrix.datasets", datasets.data(), datasets.size());
+        gguf_set_val_u32(g, "imatrix.chunk_count", uint32_t(m->summary.chunks));
+        gguf_set_val_u32(g, "imatrix.chunk_size", uint32_t(m->chunk_size));
+        for (const auto & name : m->names) {
+            const Stats & s = m->stats.at(name);
+            const int64_t n_mat = int64_t(s.counts.size());
+            if (n_mat == 0 || s.sums.empty()) {
+                continue;
+            }
+            ggml_tensor * sums = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, int64_t(s.sums.size()) / n_mat, n_mat);
+            ggml_tensor * counts = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, n_mat);
+            ggml_format_name(sums, "%s.in_sum2", name.c_str());
+            ggml_format_name(counts, "%s.counts", name.c_str());
+            std::memcpy(sums->data, s.sums.data(), s.sums.size() * sizeof(float));
+            std::memcpy(counts->data, s.counts.data(), s.counts.size() * sizeof(float));
+            gguf_add_tensor(g, sums);
+            gguf_add_tensor(g, counts);
+        }
+        const bool ok = gguf_write_to_file(g, path, false);
+        gguf_free(g);
+        ggml_free(ctx);
+        if (!ok) {
+            set_error(err, err_len, std::string("cannot write ") + path);
+            return HEARTH_IMATRIX_ERR_INTERNAL;
+        }
+        return HEARTH_IMATRIX_OK;
+    } catch (const std::exception & ex) {
+        set_error(err, err_len, ex.what());
+        return HEARTH_IMATRIX_ERR_INTERNAL;
+    } catch (...) {
+        set_error(err, err_len, "unknown C++ exception");
+        return HEARTH_IMATRIX_ERR_INTERNAL;
+    }
+}
+
+// Read a GGUF imatrix file (llama-imatrix's or hearth's).
+int hearth_imatrix_load(const char * path, hearth_imatrix ** out, char * err, size_t err_len) {
+    try {
+        *out = nullptr;
+        // The header first (no tensor data), so that a model file given by mistake is refused
+        // without being read into memory.
+        gguf_context * meta = gguf_init_from_file(path, gguf_init_params{true, nullptr});
+        if (meta == nullptr) {
+            set_error(err, err_len, std::string(path) + " is not a GGUF file (llama.cpp's older .dat imatrix files are not read: convert one with llama-imatrix --in-file FILE.dat -o FILE.gguf)");
+            return HEARTH_IMATRIX_ERR_TEXT;
+        }
+        const int64_t type_key = gguf_find_key(meta, "general.type");
+        const bool is_imatrix = type_key >= 0 && gguf_get_kv_type(meta, type_key) == GGUF_TYPE_STRING &&
+                                std::string(gguf_get_val_str(meta, type_key)) == "imatrix";
+        gguf_free(meta);
+        if (!is_imatrix) {
+            set_error(err, err_len, std::string(path) + " is a GGUF file but not an imatrix (general.type is not \"imatrix\")");
+            return HEARTH_IMATRIX_ERR_TEXT;
+        }
+        ggml_context * ctx = nullptr;
+        gguf_context * g = gguf_init_from_file(path, gguf_init_params{false, &ctx});
+        if (g == nullptr) {
+            set_error(err, err_len, std::string("cannot read the tensors of ") + path);
+            return HEARTH_IMATRIX_ERR_TEXT;
+        }
+        struct Free {
+            gguf_context * g;
+            ggml_context ** ctx;
+            ~Free() { gguf_free(g); if (*ctx) ggml_free(*ctx); }
+        } guard{g, &ctx};
+        auto * m = new hearth_imatrix();
+        std::unique_ptr<hearth_imatrix> owned(m);
+        const int64_t chunks_key = gguf_find_key(g, "imatrix.chunk_count");
+        const int64_t size_key = gguf_find_key(g, "imatrix.chunk_size");
+        const int64_t datasets_key = gguf_find_key(g, "imatrix.datasets");
+        m->summary.chunks = chunks_key >= 0 ? int64_t(gguf_get_val_u32(g, chunks_key)) : 0;
+        m->chunk_size = size_key >= 0 ? int64_t(gguf_get_val_u32(g, size_key)) : 0;
+        if (datasets_key >= 0 && gguf_get_kv_type(g, datasets_key) == GGUF_TYPE_ARRAY && gguf_get_arr_type(g, datasets_key) == GGUF_TYPE_STRING) {
+            for (size_t i = 0; i < gguf_get_arr_n(g, datasets_key); ++i) {
+                m->datasets.emplace_back(gguf_get_arr_str(g, datasets_key, i));
+            }
+        }
+        const std::string sums_suffix = ".in_sum2";
+        for (ggml_tensor * t = ggml_get_first_tensor(ctx); t != nullptr; t = ggml_get_next_tensor(ctx, t)) {
+            const std::string name = ggml_get_name(t);
+            if (name.size() <= sums_suffix.size() || name.compare(name.size() - sums_suffix.size(), sums_suffix.size(), sums_suffix) != 0) {
+                continue;
+            }
+            const std::string base = name.substr(0, name.size() - sums_suffix.size());
+            ggml_tensor * counts = ggml_get_tensor(ctx, (base + ".counts").c_str());
+            if (counts == nullptr || t->type != GGML_TYPE_F32 || counts->type != GGML_TYPE_F32 || counts->ne[1] != t->ne[1] ||
+                ggml_nelements(counts) != t->ne[1] || ggml_nelements(t) != t->ne[0] * t->ne[1]) {
+                set_error(err, err_len, std::string(path) + ": " + base + " has no matching F32 .counts tensor");
+                return HEARTH_IMATRIX_ERR_TEXT;
+            }
+            Stats & s = m->stats[base];
+            const float * sums = static_cast<const float *>(t->data);
+            const float * c = static_cast<const float *>(counts->data);
+            s.sums.assign(sums, sums + ggml_nelements(t));
+            s.counts.assign(c, c + ggml_nelements(counts));
+            for (float v : s.sums) {
+                if (!std::isfinite(v) || v < 0.0f) {
+                    set_error(err, err_len, std::string(path) + ": " + base + " holds a negative or non-finite sum");
+                    return HEARTH_IMATRIX_ERR_TEXT;
+                }
+            }
+        }
+        if (m->stats.empty()) {
+            set_error(err, err_len, std::string(path) + " holds no <weight>.in_sum2 tensors");
+            return HEARTH_IMATRIX_ERR_TEXT;
+        }
+        for (const auto & kv : m->stats) {
+            m->names.push_back(kv.first);
+        }
+        m->summary.tokens = m->summary.chunks * m->chunk_size;
+        m->summary.text_tokens = 0;
+        m->summary.tensors = int64_t(m->names.size());
+        *out = owned.release();
+        return HEARTH_IMATRIX_OK;
+    } catch (const std::exception & ex) {
+        set_error(err, err_len, ex.what());
+        return HEARTH_IMATRIX_ERR_INTERNAL;
+    } catch (...) {
+        set_error(err, err_len, "unknown C++ exception");
+        return HEARTH_IMATRIX_ERR_INTERNAL;
+    }
+}
+
+// The i-th calibration text named by the matrix (a loaded GGUF imatrix's imatrix.datasets).
+const char * hearth_imatrix_dataset(const hearth_imatrix * m, size_t i) {
+    return i < m->datasets.size() ? m->datasets[i].c_str() : nullptr;
 }
 
 void hearth_imatrix_free(hearth_imatrix * m) {

@@ -14,6 +14,11 @@
 //! against the llama.cpp library `llama-cpp-sys-2` links. The shim catches every C++ exception and
 //! returns a status and a message; this module turns them into [`CalibrationError`].
 //!
+//! [`Imatrix::save`] and [`Imatrix::load`] write and read llama.cpp's GGUF imatrix format (the
+//! files `llama-imatrix` writes: `<weight>.in_sum2` and `<weight>.counts` tensors, the calibration
+//! texts in `imatrix.datasets`), so a matrix is collected once and reused, or taken from
+//! llama.cpp's tools.
+//!
 //! ggml's backends must be loaded before [`Imatrix::collect`] (hearth's `engine::init_backend`).
 
 use std::ffi::{c_char, CStr, CString};
@@ -140,6 +145,9 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn hearth_imatrix_save(m: *const RawImatrix, path: *const c_char, dataset: *const c_char, err: *mut c_char, err_len: usize) -> i32;
+    fn hearth_imatrix_load(path: *const c_char, out: *mut *mut RawImatrix, err: *mut c_char, err_len: usize) -> i32;
+    fn hearth_imatrix_dataset(m: *const RawImatrix, i: usize) -> *const c_char;
     fn hearth_imatrix_free(m: *mut RawImatrix);
 }
 
@@ -198,6 +206,49 @@ impl Imatrix {
             return Err(error_of(status, &err));
         }
         NonNull::new(out).map(|raw| Imatrix { raw }).ok_or_else(|| CalibrationError::Internal("no result and no error".to_owned()))
+    }
+
+    /// Read a GGUF imatrix file. Its summary has the chunks and tokens the file records
+    /// (`imatrix.chunk_count` and `chunk_size`) and no `text_tokens`.
+    pub fn load(path: &Path) -> Result<Imatrix, CalibrationError> {
+        let c = c_path(path)?;
+        let mut err = [0u8; ERR_LEN];
+        let mut out: *mut RawImatrix = std::ptr::null_mut();
+        // SAFETY: the path is NUL-terminated; `out` and `err` (ERR_LEN bytes) are writable.
+        let status = unsafe { hearth_imatrix_load(c.as_ptr(), &mut out, err.as_mut_ptr().cast(), ERR_LEN) };
+        if status != 0 {
+            return Err(error_of(status, &err));
+        }
+        NonNull::new(out).map(|raw| Imatrix { raw }).ok_or_else(|| CalibrationError::Internal("no result and no error".to_owned()))
+    }
+
+    /// Write the matrix as a GGUF imatrix file, naming `dataset` (the calibration text) after the
+    /// datasets it already names.
+    pub fn save(&self, path: &Path, dataset: &str) -> Result<(), CalibrationError> {
+        let c = c_path(path)?;
+        let d = CString::new(dataset).map_err(|_| CalibrationError::Invalid(format!("dataset name {dataset:?} contains a NUL byte")))?;
+        let mut err = [0u8; ERR_LEN];
+        // SAFETY: `raw` is live; both strings are NUL-terminated; `err` is writable for ERR_LEN.
+        let status = unsafe { hearth_imatrix_save(self.raw.as_ptr(), c.as_ptr(), d.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };
+        if status != 0 {
+            let _ = std::fs::remove_file(path);
+            return Err(error_of(status, &err));
+        }
+        Ok(())
+    }
+
+    /// The calibration texts a loaded file names (`imatrix.datasets`); empty for a collected one.
+    pub fn datasets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: `raw` is live; the shim returns NULL past the end, else a string it owns.
+            let p = unsafe { hearth_imatrix_dataset(self.raw.as_ptr(), out.len()) };
+            if p.is_null() {
+                return out;
+            }
+            // SAFETY: a NUL-terminated string owned by the object, alive as long as `self`.
+            out.push(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned());
+        }
     }
 
     /// Chunks, tokens and tensors collected.

@@ -1,8 +1,9 @@
 //! The importance matrix of the real SmolLM2-135M (Q4_1, in ./models) over a few hundred tokens of
 //! this repository's ARCHITECTURE.md: every layer's seven projections are collected, with one
 //! count per token run and finite, non-negative sums (positive for almost every column); a text
-//! shorter than one chunk is refused with the numbers; and the matrix quantizes the model to
-//! Q3_K_S, a file llama.cpp loads back (smaller than the source).
+//! shorter than one chunk is refused with the numbers; the matrix quantizes the model to Q3_K_S
+//! (smaller than the source); saved as a GGUF imatrix and loaded back it holds the same numbers and
+//! quantizes to the same bytes.
 
 use std::path::PathBuf;
 
@@ -82,4 +83,25 @@ fn quantizes_with_the_matrix() {
     let refused = m.quantize(&source, &dir.join("refused.gguf"), llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q3_K_S, 2, false);
     assert!(matches!(refused, Err(CalibrationError::Quantize(_))), "{refused:?}");
     assert!(!dir.join("refused.gguf").exists());
+
+    // Saved as a GGUF imatrix and read back: the same sums and counts, chunks and tokens, and the
+    // dataset named; the reloaded matrix quantizes to the same bytes.
+    let file = dir.join("smol.imatrix.gguf");
+    m.save(&file, "ARCHITECTURE.md").unwrap_or_else(|e| panic!("{e}"));
+    let back = Imatrix::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.datasets(), ["ARCHITECTURE.md"]);
+    let (a, b) = (m.summary(), back.summary());
+    assert_eq!((b.chunks, b.tokens, b.tensors, b.text_tokens), (a.chunks, a.tokens, a.tensors, 0));
+    for (x, y) in m.tensors().iter().zip(back.tensors()) {
+        assert_eq!((x.name, x.sums, x.counts), (y.name, y.sums, y.counts));
+    }
+    let again = dir.join("q3-again.gguf");
+    back.quantize(&source, &again, llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q3_K_S, 2, true).unwrap_or_else(|e| panic!("{e}"));
+    assert!(std::fs::read(&again).ok() == std::fs::read(&out).ok(), "the reloaded matrix quantizes differently");
+    // A model file is not an imatrix; a text file is not GGUF.
+    let not = Imatrix::load(&source).map(|_| ()).map_err(|e| e.to_string());
+    assert!(not.as_ref().is_err_and(|e| e.contains("not an imatrix")), "{not:?}");
+    let text_file = root().join("ARCHITECTURE.md");
+    let not = Imatrix::load(&text_file).map(|_| ()).map_err(|e| e.to_string());
+    assert!(not.as_ref().is_err_and(|e| e.contains("is not a GGUF file")), "{not:?}");
 }

@@ -3,8 +3,9 @@
 //! publishes an entry whose recipe records the calibration file (name, sha256, tokens, chunks,
 //! weight matrices), and the report shows the perplexity on the held-out README of the source and
 //! of the recipe without and with the importance matrix (with it, lower); bad calibration files
-//! (missing, empty, binary, too short for one chunk, the evaluation text itself) are refused with
-//! an error that says what is wrong, and nothing is published.
+//! (missing, empty, binary, too short for one chunk, the evaluation text itself; a model given as
+//! an imatrix) are refused with an error that says what is wrong, and nothing is published. The
+//! matrix written by `--save-imatrix` and read back by `--imatrix` quantizes to the same bytes.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -39,6 +40,8 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
     let state_s = dir.path().join("state").display().to_string();
     let source = repo_root().join(CHAT_MODEL).display().to_string();
     let calibration = repo_root().join("ARCHITECTURE.md");
+    let imatrix_file = dir.path().join("smol.imatrix.gguf");
+    let imatrix_s = imatrix_file.display().to_string();
     let started = Instant::now();
     let args = [
         "quantize",
@@ -56,6 +59,8 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
         "2",
         "--name",
         "smol-w3-cal",
+        "--save-imatrix",
+        &imatrix_s,
         "--state-dir",
         &state_s,
     ];
@@ -83,8 +88,34 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
     assert_eq!(shown["recipe"]["calibration"], *cal, "{shown}");
     let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "only the calibrated model is published: {listed}");
+    assert_eq!(cal["input"], "text");
     let table = hearth(&["models", "show", "smol-w3-cal", "--state-dir", &state_s]);
-    assert!(text(&table).contains("calibration:     ARCHITECTURE.md"), "{}", text(&table));
+    assert!(text(&table).contains("calibration:     text ARCHITECTURE.md"), "{}", text(&table));
+
+    // The matrix saved with --save-imatrix quantizes, through --imatrix, to the same bytes.
+    assert!(imatrix_file.is_file(), "--save-imatrix wrote nothing");
+    let reused = json_of(&hearth(&[
+        "quantize",
+        &source,
+        "--recipe",
+        "w3a16",
+        "--imatrix",
+        &imatrix_file.display().to_string(),
+        "--allow-requantize",
+        "--no-report",
+        "--threads",
+        "2",
+        "--name",
+        "smol-w3-reused",
+        "--json",
+        "--state-dir",
+        &state_s,
+    ]));
+    let rcal = &reused["entry"]["recipe"]["calibration"];
+    assert_eq!((rcal["input"].as_str(), rcal["tokens"].as_u64(), rcal["tensors"].as_u64()), (Some("imatrix"), Some(1024), Some(210)), "{rcal}");
+    assert_eq!(rcal["datasets"], serde_json::json!(["ARCHITECTURE.md"]), "{rcal}");
+    assert_eq!(rcal["sha256"].as_str(), Some(sha256_hex(&imatrix_file).as_str()));
+    assert_eq!(reused["entry"]["sha256"], got["entry"]["sha256"], "the reused matrix must quantize to the same file");
 }
 
 #[test]
@@ -109,6 +140,7 @@ fn bad_calibration_files_are_refused_with_the_reason() {
         // Calibrating on the evaluation text would measure on the calibration data.
         (&architecture, &["--eval-text", &architecture_s], &["is the evaluation text", "--eval-text"]),
     ];
+    let model_flag = ["--imatrix", source.as_str()];
     for (file, extra, expect) in cases {
         let file_s = file.display().to_string();
         let started = Instant::now();
@@ -121,6 +153,10 @@ fn bad_calibration_files_are_refused_with_the_reason() {
             assert!(stderr.contains(e), "{file_s}: expected {e:?} in\n{}", text(&out));
         }
     }
+    // A model file is not an importance matrix.
+    let out = hearth(&[&["quantize", &source, "--recipe", "w3a16", "--allow-requantize", "--state-dir", &state_s][..], &model_flag].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a GGUF file but not an imatrix"), "{}", text(&out));
     let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "nothing published: {listed}");
 }

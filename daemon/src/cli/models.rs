@@ -94,6 +94,13 @@ pub struct QuantizeArgs {
     /// whole text). 2048 take about 30 s for SmolLM2-135M on 2 CPU cores.
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub calibration_tokens: u64,
+    /// Quantize with this GGUF importance-matrix file (hearth's --save-imatrix or llama.cpp's
+    /// llama-imatrix, made for this model) instead of collecting one.
+    #[arg(long, value_name = "FILE", conflicts_with = "calibration")]
+    pub imatrix: Option<PathBuf>,
+    /// Write the matrix collected from --calibration to FILE (llama.cpp's GGUF imatrix format).
+    #[arg(long, value_name = "FILE", requires = "calibration")]
+    pub save_imatrix: Option<PathBuf>,
     /// Quantize an already quantized source (its loss adds to the new one's).
     #[arg(long)]
     pub allow_requantize: bool,
@@ -229,7 +236,7 @@ fn show(library: &Library, name: &str, json: bool) -> Result<(), LibraryError> {
     if let Some(r) = &entry.recipe {
         println!("recipe:          {} -> {} from {}{}", r.name, r.ggml_type, r.source, if r.requantized { " (requantized)" } else { "" });
         if let Some(c) = &r.calibration {
-            println!("calibration:     {} (sha256 {}), {} tokens, {} weight matrices", c.file, c.sha256, c.tokens, c.tensors);
+            println!("calibration:     {} {} (sha256 {}), {} tokens, {} weight matrices", format!("{:?}", c.input).to_lowercase(), c.file, c.sha256, c.tokens, c.tensors);
         }
     }
     let f = &d["fits"];
@@ -316,6 +323,8 @@ pub fn quantize(args: &QuantizeArgs, sources: &Sources) -> ExitCode {
         name: args.name.clone(),
         calibration: args.calibration.clone(),
         calibration_tokens: args.calibration_tokens,
+        imatrix: args.imatrix.clone(),
+        save_imatrix: args.save_imatrix.clone(),
         allow_requantize: args.allow_requantize,
         eval_text: args.eval_text.clone(),
         max_chunks: args.max_chunks.max(1),

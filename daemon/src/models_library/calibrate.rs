@@ -1,7 +1,9 @@
 //! The calibration text of `hearth quantize --calibration FILE`: read and checked here (a size
 //! limit, plain UTF-8 text, not empty, not the evaluation text), then run through the source model
 //! by the `calibration` crate, which collects llama.cpp's importance matrix (the sums of squared
-//! activations of every layer's matrix multiplications) for the quantizer.
+//! activations of every layer's matrix multiplications) for the quantizer. `--save-imatrix OUT`
+//! keeps the matrix as a GGUF imatrix file; `--imatrix FILE` uses one (hearth's or
+//! `llama-imatrix`'s) instead of a text.
 //!
 //! Budgets: the file may hold at most [`MAX_CALIBRATION_BYTES`]; at most `max_tokens` tokens of it
 //! are run, in chunks of [`CHUNK_TOKENS`] (llama.cpp's default), so a large file costs its
@@ -28,11 +30,22 @@ pub struct CalibrationText {
     pub sha256: String,
 }
 
+/// Where the importance matrix came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationInput {
+    /// Collected from a calibration text (`--calibration`).
+    Text,
+    /// Read from a GGUF imatrix file (`--imatrix`).
+    Imatrix,
+}
+
 /// What the library records of a calibration (in the entry's recipe).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationRecord {
-    /// The calibration file's name (without its directory).
+    pub input: CalibrationInput,
+    /// The calibration text's (or imatrix file's) name, without its directory.
     pub file: String,
     pub sha256: String,
     /// Tokens run through the model, in `chunks` chunks.
@@ -40,8 +53,11 @@ pub struct CalibrationRecord {
     pub chunks: u64,
     /// Weight matrices the importance matrix covers.
     pub tensors: u64,
-    /// Seconds the collection took (the model's forward passes over the text).
+    /// Seconds the collection (or the reading of the imatrix file) took.
     pub seconds: f64,
+    /// The calibration texts an imatrix file names (`imatrix.datasets`); for a text, its name.
+    #[serde(default)]
+    pub datasets: Vec<String>,
 }
 
 /// Read `path` as a calibration text.
@@ -95,8 +111,46 @@ pub fn collect(model: &Path, cal: &CalibrationText, max_tokens: u64, threads: i3
         return Err(LibraryError::Invalid(format!("calibrating {}: no layer weight saw an activation (not a transformer with blk.N weights?)", model.display())));
     }
     let file = cal.path.file_name().map_or_else(|| cal.path.display().to_string(), |f| f.to_string_lossy().into_owned());
-    let record = CalibrationRecord { file, sha256: cal.sha256.clone(), tokens: s.tokens, chunks: s.chunks, tensors: s.tensors, seconds: started.elapsed().as_secs_f64() };
+    let record = CalibrationRecord {
+        input: CalibrationInput::Text,
+        file: file.clone(),
+        sha256: cal.sha256.clone(),
+        tokens: s.tokens,
+        chunks: s.chunks,
+        tensors: s.tensors,
+        seconds: started.elapsed().as_secs_f64(),
+        datasets: vec![file],
+    };
     Ok((imatrix, record))
+}
+
+/// Read a GGUF imatrix file (`--imatrix FILE`).
+pub fn load(path: &Path) -> Result<(Imatrix, CalibrationRecord), LibraryError> {
+    let started = std::time::Instant::now();
+    let shown = path.display();
+    if !path.is_file() {
+        return Err(LibraryError::Invalid(format!("--imatrix {shown}: no such file")));
+    }
+    let (_, sha256) = super::hash_file(path)?;
+    let imatrix = Imatrix::load(path).map_err(|e| LibraryError::Invalid(format!("--imatrix {shown}: {e}")))?;
+    let s = imatrix.summary();
+    let file = path.file_name().map_or_else(|| shown.to_string(), |f| f.to_string_lossy().into_owned());
+    let record = CalibrationRecord {
+        input: CalibrationInput::Imatrix,
+        file,
+        sha256,
+        tokens: s.tokens,
+        chunks: s.chunks,
+        tensors: s.tensors,
+        seconds: started.elapsed().as_secs_f64(),
+        datasets: imatrix.datasets(),
+    };
+    Ok((imatrix, record))
+}
+
+/// Write the matrix to `path` (`--save-imatrix`), naming the calibration text.
+pub fn save(imatrix: &Imatrix, path: &Path, record: &CalibrationRecord) -> Result<(), LibraryError> {
+    imatrix.save(path, &record.file).map_err(|e| LibraryError::Invalid(format!("--save-imatrix {}: {e}", path.display())))
 }
 
 #[cfg(test)]

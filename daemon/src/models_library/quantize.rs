@@ -12,7 +12,9 @@
 //! Calibration (`--calibration FILE`, the GPTQ-like path): the source model is run over the text
 //! ([`super::calibrate`]) to collect llama.cpp's importance matrix, and the quantizer weighs each
 //! weight column's rounding error by its mean squared activation. The entry's recipe records the
-//! calibration file (name, sha256, tokens). The report then also quantizes the same recipe without
+//! calibration file (name, sha256, tokens). `--save-imatrix OUT` keeps the matrix as llama.cpp's
+//! GGUF imatrix file, and `--imatrix FILE` quantizes with such a file instead of collecting one
+//! (it must be made for this model's tensors). The report then also quantizes the same recipe without
 //! the matrix (a scratch file, not published) and shows three perplexities on the held-out text,
 //! source, without and with the matrix, so the gain is visible; the calibration text must differ
 //! from the evaluation text, or the report would measure on the data it was calibrated with.
@@ -41,6 +43,10 @@ pub struct QuantizeRequest {
     pub calibration: Option<PathBuf>,
     /// Tokens of the calibration text run through the model, at most.
     pub calibration_tokens: u64,
+    /// A GGUF imatrix file to quantize with (instead of a calibration text).
+    pub imatrix: Option<PathBuf>,
+    /// Where to write the collected matrix (with a calibration text).
+    pub save_imatrix: Option<PathBuf>,
     /// Quantize an already quantized source.
     pub allow_requantize: bool,
     /// Held-out text for the report; default: the README compiled in.
@@ -111,6 +117,12 @@ pub struct QuantizeOutcome {
 
 /// Quantize, publish, measure.
 pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, LibraryError> {
+    if req.calibration.is_some() && req.imatrix.is_some() {
+        return Err(LibraryError::Invalid("--calibration and --imatrix both give an importance matrix; pass one".to_owned()));
+    }
+    if req.save_imatrix.is_some() && req.calibration.is_none() {
+        return Err(LibraryError::Invalid("--save-imatrix needs --calibration FILE (the text to collect the matrix from)".to_owned()));
+    }
     let calibration = req.calibration.as_deref().map(calibrate::read).transpose()?;
     let (source_path, source_label) = match library.get(&req.source) {
         Ok(entry) => (library.model_path(&entry), entry.name),
@@ -165,12 +177,16 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
         threads: req.threads,
         allow_requantize: !float_source,
     };
-    let (done, calibrated) = match &calibration {
-        None => (engine::quantize::quantize(&job).map_err(|e| LibraryError::Invalid(e.to_string()))?, None),
-        Some(cal) => {
-            let (done, record) = quantize_calibrated(&job, cal, req.calibration_tokens, threads)?;
+    let (done, calibrated) = match (&calibration, &req.imatrix) {
+        (Some(cal), _) => {
+            let (done, record) = quantize_calibrated(&job, Matrix::Text(cal), req, threads)?;
             (done, Some(record))
         }
+        (None, Some(file)) => {
+            let (done, record) = quantize_calibrated(&job, Matrix::File(file), req, threads)?;
+            (done, Some(record))
+        }
+        (None, None) => (engine::quantize::quantize(&job).map_err(|e| LibraryError::Invalid(e.to_string()))?, None),
     };
     let recipe = RecipeRecord {
         name: req.recipe.name.clone(),
@@ -210,14 +226,28 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
     })
 }
 
-/// Collect the importance matrix over the calibration text, then quantize with it.
-fn quantize_calibrated(job: &QuantizeJob, cal: &CalibrationText, max_tokens: u64, threads: i32) -> Result<(engine::quantize::Quantized, calibrate::CalibrationRecord), LibraryError> {
+/// Where the importance matrix comes from.
+enum Matrix<'a> {
+    Text(&'a CalibrationText),
+    File(&'a Path),
+}
+
+/// Collect the importance matrix over the calibration text (or read it), then quantize with it.
+fn quantize_calibrated(job: &QuantizeJob, matrix: Matrix<'_>, req: &QuantizeRequest, threads: i32) -> Result<(engine::quantize::Quantized, calibrate::CalibrationRecord), LibraryError> {
     let started = std::time::Instant::now();
-    let (imatrix, record) = calibrate::collect(&job.input, cal, max_tokens, threads)?;
-    tracing::info!(file = %cal.path.display(), tokens = record.tokens, chunks = record.chunks, tensors = record.tensors, seconds = record.seconds, "importance matrix collected");
+    let (imatrix, record) = match matrix {
+        Matrix::Text(cal) => calibrate::collect(&job.input, cal, req.calibration_tokens, threads)?,
+        Matrix::File(file) => calibrate::load(file)?,
+    };
+    tracing::info!(file = %record.file, tokens = record.tokens, chunks = record.chunks, tensors = record.tensors, seconds = record.seconds, "importance matrix ready");
+    if let Some(out) = &req.save_imatrix {
+        calibrate::save(&imatrix, out, &record)?;
+    }
     let fail = |reason: String| LibraryError::Invalid(format!("quantizing {} with the importance matrix: {reason}", job.input.display()));
     let input_bytes = std::fs::metadata(&job.input).map_err(|e| fail(e.to_string()))?.len();
-    imatrix.quantize(&job.input, &job.output, job.target.ftype(), threads, job.allow_requantize).map_err(|e| fail(e.to_string()))?;
+    imatrix.quantize(&job.input, &job.output, job.target.ftype(), threads, job.allow_requantize).map_err(|e| {
+        fail(format!("{e}; an imatrix made for another model has other tensors, and llama.cpp's log above names the one that did not fit"))
+    })?;
     let output_bytes = std::fs::metadata(&job.output).map_err(|e| fail(e.to_string()))?.len();
     let done = engine::quantize::Quantized { seconds: started.elapsed().as_secs_f64(), input_bytes, output_bytes };
     Ok((done, record))
@@ -326,7 +356,11 @@ pub fn table(o: &QuantizeOutcome) -> String {
     );
     s += &format!("quantized in {:.1} s ({:.1} s per GB of source)\n", o.seconds, o.seconds_per_gb);
     if let Some(c) = o.entry.recipe.as_ref().and_then(|r| r.calibration.as_ref()) {
-        s += &format!("calibrated on {} (sha256 {}): {} tokens in {} chunks, {} weight matrices, {:.1} s\n", c.file, c.sha256, c.tokens, c.chunks, c.tensors, c.seconds);
+        let what = match c.input {
+            calibrate::CalibrationInput::Text => "calibrated on",
+            calibrate::CalibrationInput::Imatrix => "importance matrix from",
+        };
+        s += &format!("{what} {} (sha256 {}): {} tokens in {} chunks, {} weight matrices, {:.1} s\n", c.file, c.sha256, c.tokens, c.chunks, c.tensors, c.seconds);
     }
     if let Some(r) = &o.report {
         s += &format!("evaluation text: {}\n", r.eval_text);
