@@ -33,15 +33,3 @@ pub fn search_mode() -> Schema {
         .build()
         .into()
 }
-
-/// `logit_bias`: token ids (as strings) to a bias between -100 and 100, or null.
-pub fn logit_bias() -> Schema {
-    let bias = ObjectBuilder::new().schema_type(Type::Number).minimum(Some(-100)).maximum(Some(100));
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
-        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$"))))
-        .additional_properties(Some(bias))
-        .description(Some("token id to a bias between -100 and 100"))
-        .build()
-        .into()
-}

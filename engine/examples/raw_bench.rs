@@ -185,7 +185,7 @@ async fn main() -> Result<(), String> {
                     max_tokens: args.output,
                     stop: Vec::new(),
                     ignore_eos: true,
-                    sampling: SamplingParams { temperature: args.temperature, ..SamplingParams::default() },
+                    sampling: SamplingParams { temperature: Some(f64::from(args.temperature)), ..SamplingParams::default() },
                 };
                 let engine = engine.clone();
                 let slots = slots.clone();

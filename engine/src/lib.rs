@@ -36,4 +36,5 @@ pub use error::EngineError;
 pub use gpu::{cuda_memory, COMPUTE_RESERVE_BYTES};
 pub use handle::{Engine, ModelInfo};
 pub use telemetry::{EngineStats, PrefixTierStats};
-pub use request::{Candidate, Event, FinishReason, GenerateRequest, SamplingParams, TokenLogprob, TokenStream, Usage, MAX_TOP_LOGPROBS};
+pub use request::{Candidate, Event, FinishReason, GenerateRequest, TokenLogprob, TokenStream, Usage};
+pub use sampling::{SamplingError, SamplingParams, MAX_TOP_LOGPROBS};

@@ -6,55 +6,7 @@
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-/// Sampling settings, with OpenAI's names and meanings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingParams {
-    /// 0 means greedy.
-    pub temperature: f32,
-    /// Nucleus sampling; 1.0 disables it.
-    pub top_p: f32,
-    /// 0 disables it.
-    pub top_k: i32,
-    /// 0 disables it.
-    pub min_p: f32,
-    /// Fixed seed for reproducible sampling; `None` picks one.
-    pub seed: Option<u32>,
-    /// OpenAI presence penalty (-2..2).
-    pub presence_penalty: f32,
-    /// OpenAI frequency penalty (-2..2).
-    pub frequency_penalty: f32,
-    /// Additive biases per token id.
-    pub logit_bias: Vec<(i32, f32)>,
-    /// A GBNF grammar (root rule `root`) every output must match: structured output.
-    pub grammar: Option<String>,
-    /// llama.cpp's multiplicative repetition penalty (Ollama's `repeat_penalty`, vLLM's
-    /// `repetition_penalty`) over the penalties' window of recent tokens; 1.0 disables it.
-    pub repeat_penalty: f32,
-    /// Report log-probabilities with each token: `None` reports none and costs nothing; `Some(n)`
-    /// reports the chosen token's and the `n` (at most [`MAX_TOP_LOGPROBS`]) most likely tokens'.
-    pub logprobs: Option<u8>,
-}
-
-/// The most alternatives a request may ask log-probabilities for (OpenAI's and vLLM's limit).
-pub const MAX_TOP_LOGPROBS: u8 = 20;
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            min_p: 0.0,
-            seed: None,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            logit_bias: Vec::new(),
-            grammar: None,
-            repeat_penalty: 1.0,
-            logprobs: None,
-        }
-    }
-}
+use crate::SamplingParams;
 
 /// A generation request with its prompt already tokenized.
 #[derive(Debug, Clone)]

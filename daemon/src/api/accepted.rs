@@ -4,10 +4,13 @@
 //! client never believes a setting took effect when it was silently dropped. Each list below is
 //! what hearth implements for its endpoint; [`NO_OP`] are fields that change nothing about the
 //! answer here and are accepted on every endpoint (bookkeeping for OpenAI's platform). A field
-//! sent as `null` counts as not sent. A new field is added to its endpoint's list here, parsed in
-//! `service/generate.rs` (`GenerationParams`) or `service/responses.rs`, and carried in
-//! `provider::Sampling`.
+//! sent as `null` counts as not sent. The sampling fields of chat and completions are not listed
+//! here: they are [`engine::SamplingParams::fields`], the fields serde reads into the one sampling
+//! type, so a new one is accepted where it is declared. Any other new field is added to its
+//! endpoint's list here and parsed in `service/generate.rs` (`GenerationParams`) or
+//! `service/responses.rs`.
 
+use engine::SamplingParams;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -17,23 +20,15 @@ use crate::error::ApiError;
 /// without them. `prompt_cache_key` is a routing hint; hearth's prefix cache needs none.
 pub const NO_OP: &[&str] = &["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"];
 
-/// The sampling and limit fields chat and completions share (`GenerationParams`).
+/// The limit and output fields chat and completions share (`GenerationParams`), beside the
+/// sampling fields ([`engine::SamplingParams::fields`]).
 const GENERATION: &[&str] = &[
     "model",
     "max_tokens",
     "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "seed",
     "stop",
     "stream",
     "stream_options",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
     "n",
     "ignore_eos",
     "response_format",
@@ -73,7 +68,7 @@ impl Endpoint {
     }
 
     fn takes(self, field: &str) -> bool {
-        let shared = matches!(self, Endpoint::Chat | Endpoint::Completions) && GENERATION.contains(&field);
+        let shared = matches!(self, Endpoint::Chat | Endpoint::Completions) && (GENERATION.contains(&field) || SamplingParams::fields().contains(&field));
         shared || self.own().contains(&field) || NO_OP.contains(&field)
     }
 
@@ -120,5 +115,25 @@ mod tests {
         assert!(check(&json!({"model": "m", "input": "x", "seed": 1}), Endpoint::Responses).is_err());
         assert!(check(&json!({"model": "m", "input": "x", "max_output_tokens": 16, "store": false}), Endpoint::Responses).is_ok());
         assert!(check(&json!([1]), Endpoint::Chat).is_err());
+    }
+
+    /// Every sampling field serde reads into `SamplingParams` is accepted on chat and completions
+    /// and reaches it through `GenerationParams::from_body` (a value of the wrong type is an error
+    /// naming it); what the sampling type derives rather than reads (`grammar`) is refused.
+    #[test]
+    fn the_sampling_fields_accepted_are_the_ones_the_sampling_type_reads() {
+        let sampling = SamplingParams::fields();
+        for field in sampling {
+            for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+                assert!(check(&json!({ *field: 1 }), endpoint).is_ok(), "{field} on {endpoint:?}");
+            }
+            assert!(check(&json!({ *field: 1 }), Endpoint::Responses).is_err() || ["temperature", "top_p"].contains(field), "{field} on responses");
+            let err = crate::service::generate::GenerationParams::from_body(&json!({"model": "m", *field: "x"})).unwrap_err();
+            assert_eq!(err.to_string().split('`').nth(1), Some(*field), "{err}");
+        }
+        assert!(sampling.contains(&"temperature") && sampling.contains(&"repetition_penalty") && sampling.contains(&"logit_bias"));
+        let err = check(&json!({"model": "m", "messages": [], "grammar": "root ::= \"x\""}), Endpoint::Chat).unwrap_err();
+        assert_eq!(err.body()["error"]["param"], "grammar");
+        assert_eq!(err.body()["error"]["code"], "unsupported_parameter");
     }
 }

@@ -102,7 +102,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let body = parse_body(body, &state)?;
     accepted::check(&body, accepted::Endpoint::Chat)?;
     let request: ChatRequest = fields(&body)?;
-    let params: GenerationParams = fields(&body)?;
+    let params = GenerationParams::from_body(&body)?;
     let offered = Tools::from_chat(request.tools.as_ref(), request.tool_choice.as_ref(), request.parallel_tool_calls.as_ref())?;
     let (messages, history) = to_messages(request.messages)?;
     let tools = ChatTools { tools: offered, history };

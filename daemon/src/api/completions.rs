@@ -44,7 +44,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let body = parse_body(body, &state)?;
     accepted::check(&body, accepted::Endpoint::Completions)?;
     let request: CompletionRequest = fields(&body)?;
-    let params: GenerationParams = fields(&body)?;
+    let params = GenerationParams::from_body(&body)?;
     let prompt = to_prompt(request.prompt)?;
     let generation = generate::start(&state, &params, prompt, "cmpl").await?;
     if generation.stream {

@@ -9,15 +9,15 @@
 //! prompt is the caller's own raw prompt, template and all, and is parsed as llama.cpp's server
 //! parses it, so a client can write a chat prompt by hand.
 
-use engine::{Engine, GenerateRequest, SamplingParams};
+use engine::{Engine, GenerateRequest};
 
-use super::{EmbedInput, Embedded, Events, GenerateSpec, Prompt, Sampling, Submitted};
+use super::{EmbedInput, Embedded, Events, GenerateSpec, Prompt, Submitted};
 use crate::fault::ServiceError;
 
 /// Tokenize, size `max_tokens` against the context, and submit.
 pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, ServiceError> {
     let n_vocab = engine.info().n_vocab;
-    let sampling = sampling_params(&spec.sampling, n_vocab, spec.grammar)?;
+    spec.sampling.check_vocabulary(n_vocab).map_err(|e| ServiceError::invalid(e.param, e.message))?;
     let tokens = match spec.prompt {
         Prompt::Chat(messages) if spec.tools.is_empty() => engine.tokenize_chat(&messages)?,
         Prompt::Chat(messages) => match engine.tool_support() {
@@ -35,7 +35,7 @@ pub fn generate(engine: &Engine, spec: GenerateSpec) -> Result<Submitted, Servic
     };
     let max_tokens = max_tokens(engine, spec.max_tokens, spec.cap, tokens.len())?;
     let prompt_tokens = tokens.len() as u32;
-    let request = GenerateRequest { prompt: tokens, max_tokens, stop: spec.stop, ignore_eos: spec.ignore_eos, sampling };
+    let request = GenerateRequest { prompt: tokens, max_tokens, stop: spec.stop, ignore_eos: spec.ignore_eos, sampling: spec.sampling };
     let events = engine.generate(request)?;
     Ok(Submitted { events: Events(super::EventSource::Local(events), None), prompt_tokens })
 }
@@ -75,36 +75,6 @@ pub async fn embed(engine: &Engine, input: EmbedInput, dimensions: Option<i64>) 
     Ok(Embedded { vectors, prompt_tokens })
 }
 
-/// The engine's sampling settings: the client's values over OpenAI's defaults, with every
-/// `logit_bias` token checked against the vocabulary, and the grammar the service built.
-fn sampling_params(s: &Sampling, n_vocab: u32, grammar: Option<String>) -> Result<SamplingParams, ServiceError> {
-    let defaults = SamplingParams::default();
-    let mut logit_bias = Vec::with_capacity(s.logit_bias.len());
-    for &(token, bias) in &s.logit_bias {
-        if token >= n_vocab {
-            return Err(ServiceError::invalid("logit_bias", format!("\"{token}\" is not a token id below {n_vocab}")));
-        }
-        logit_bias.push((token as i32, bias as f32));
-    }
-    let or = |value: Option<f64>, default: f32| value.map_or(default, |v| v as f32);
-    Ok(SamplingParams {
-        temperature: or(s.temperature, defaults.temperature),
-        top_p: or(s.top_p, defaults.top_p),
-        top_k: match s.top_k {
-            Some(k) if k > 0 => i32::try_from(k).unwrap_or(i32::MAX),
-            _ => 0,
-        },
-        min_p: or(s.min_p, defaults.min_p),
-        seed: s.seed.map(|seed| seed as u32),
-        presence_penalty: or(s.presence_penalty, defaults.presence_penalty),
-        frequency_penalty: or(s.frequency_penalty, defaults.frequency_penalty),
-        logit_bias,
-        repeat_penalty: or(s.repetition_penalty, defaults.repeat_penalty),
-        logprobs: s.logprobs,
-        grammar,
-    })
-}
-
 /// The number of tokens to generate: the client's (already within the server's limit), checked
 /// against the room the context leaves, or as many as the room and the server's limit allow.
 fn max_tokens(engine: &Engine, asked: Option<(&'static str, u32)>, cap: u32, prompt_len: usize) -> Result<u32, ServiceError> {
@@ -128,28 +98,4 @@ fn max_tokens(engine: &Engine, asked: Option<(&'static str, u32)>, cap: u32, pro
         });
     }
     Ok(asked)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unset_sampling_fields_take_openais_defaults() {
-        let p = sampling_params(&Sampling::default(), 100, None).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p, SamplingParams::default());
-    }
-
-    #[test]
-    fn top_k_minus_one_and_zero_disable_it_and_bias_ids_are_checked() {
-        for k in [-1, 0] {
-            let s = Sampling { top_k: Some(k), ..Sampling::default() };
-            assert_eq!(sampling_params(&s, 100, None).map(|p| p.top_k).ok(), Some(0));
-        }
-        let s = Sampling { top_k: Some(5), temperature: Some(0.0), logit_bias: vec![(7, -100.0)], ..Sampling::default() };
-        let p = sampling_params(&s, 100, None).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((p.top_k, p.temperature, p.logit_bias), (5, 0.0, vec![(7, -100.0)]));
-        let out_of_vocab = Sampling { logit_bias: vec![(100, 1.0)], ..Sampling::default() };
-        assert!(sampling_params(&out_of_vocab, 100, None).is_err_and(|e| e.to_string().contains("below 100")));
-    }
 }

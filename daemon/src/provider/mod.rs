@@ -11,8 +11,9 @@
 //!   ([`local`]). A remote model has no tokenizer in hearth: the upstream applies its template and
 //!   enforces its context (its 400 is passed through), and [`Backend::count_tokens`] is an
 //!   approximation (one token per 4 bytes of UTF-8, rounded up) for sizing chunks and RAG context.
-//! - **Sampling.** [`Sampling`] holds what the client set, range-checked; a local model fills in
-//!   defaults, a remote upstream is sent only the fields the client set, so its defaults apply.
+//! - **Sampling.** [`engine::SamplingParams`] holds what the client set, range-checked; a local
+//!   model's sampler fills in defaults, a remote upstream is sent the same struct serialized (only
+//!   the fields the client set), so its defaults apply.
 //! - **Health.** A local engine has a heartbeat and a thread that may stop ([`liveness`]: the
 //!   systemd watchdog, `/ready` and `/health` watch them); a remote model is ready when its
 //!   upstream answers `GET {base_url}/models` ([`Backend::check_ready`]).
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use engine::{ChatMessage, Engine, EngineStats, FinishReason, ModelKind, TokenStream, Usage};
+use engine::{ChatMessage, Engine, EngineStats, FinishReason, ModelKind, SamplingParams, TokenStream, Usage};
 
 use crate::fault::ServiceError;
 use crate::models_registry::{Lease, LocalModel};
@@ -39,30 +40,6 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     Text(String),
     Tokens(Vec<i32>),
-}
-
-/// The sampling fields the client set, each already checked against OpenAI's range. `None`
-/// leaves the backend's default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sampling {
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    /// As sent: -1 or 0 disable it.
-    pub top_k: Option<i64>,
-    pub min_p: Option<f64>,
-    pub seed: Option<i64>,
-    pub presence_penalty: Option<f64>,
-    pub frequency_penalty: Option<f64>,
-    /// vLLM's `repetition_penalty` (llama.cpp's and Ollama's `repeat_penalty`), multiplicative.
-    pub repetition_penalty: Option<f64>,
-    /// Log-probabilities of each generated token and of this many alternatives (0..=20), or
-    /// none; a remote model refuses them (its upstream's would have to be parsed).
-    pub logprobs: Option<u8>,
-    /// Token id and bias; a local model also checks the id against its vocabulary.
-    pub logit_bias: Vec<(u32, f64)>,
-    /// OpenAI's `response_format`: for a local model the service layer turns it into
-    /// [`GenerateSpec::grammar`]; a remote upstream receives it as sent.
-    pub response_format: Option<serde_json::Value>,
 }
 
 /// A generation request after hearth's own checks.
@@ -78,15 +55,18 @@ pub struct GenerateSpec {
     /// Non-empty stop strings.
     pub stop: Vec<String>,
     pub ignore_eos: bool,
-    pub sampling: Sampling,
+    /// The sampling fields the client set (range-checked; a local model also checks `logit_bias`
+    /// against its vocabulary), `grammar` (built by the service layer within `[limits]`' budget
+    /// for a local model, from `response_format` or the tools) and the log-probabilities asked for
+    /// (a remote model refuses them: its upstream's would have to be parsed).
+    pub sampling: SamplingParams,
+    /// OpenAI's `response_format`: for a local model the service layer turns it into
+    /// `sampling.grammar`; a remote upstream receives it as sent.
+    pub response_format: Option<serde_json::Value>,
     /// The client asked for token counts in every chunk (`stream_options.continuous_usage_stats`).
     pub continuous_usage: bool,
     /// Tools offered and the tool parts of the conversation (chat only; empty otherwise).
     pub tools: tools::ChatTools,
-    /// The grammar the output must match (from `response_format` or the tools), built by the
-    /// service layer within `[limits]`' budget for a local model; a remote upstream gets
-    /// `response_format` as sent instead.
-    pub grammar: Option<String>,
 }
 
 /// A generation accepted by its backend.

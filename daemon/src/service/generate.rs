@@ -1,5 +1,6 @@
 //! Text generation shared by `/v1/chat/completions` and `/v1/completions`: validating OpenAI's
-//! sampling fields and hearth's limits, then submitting to the model's backend, local or remote
+//! sampling fields ([`engine::SamplingParams`], read and range-checked as they are, the one type
+//! from here to the sampler) and hearth's limits, then submitting to the model's backend, local or remote
 //! (which tokenizes and sizes `max_tokens` against the context, or forwards; see
 //! [`crate::provider`]). Each submitted generation carries a [`RequestTimer`] that whoever
 //! consumes its events (here for plain responses, `api::sse` for streams) feeds, so the metrics
@@ -10,23 +11,22 @@
 //! thread: it is CPU work proportional to what the client sent, and an HTTP worker busy with it
 //! would stall every other request, `/health` included.
 
-use std::collections::HashMap;
-
-use engine::{FinishReason, TokenLogprob, ToolFormat, Usage, MAX_TOP_LOGPROBS};
+use engine::{FinishReason, SamplingParams, TokenLogprob, ToolFormat, Usage, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::LimitSettings;
 use crate::fault::ServiceError;
 use crate::metrics::RequestTimer;
-use crate::provider::{Backend, Event, Events, GenerateSpec, Sampling, Submitted};
+use crate::provider::{Backend, Event, Events, GenerateSpec, Submitted};
 use crate::service::structured::{self, Budget};
 use crate::service::tools::{self, ChatTools};
 use crate::state::AppState;
 
 pub use crate::provider::Prompt;
 
-/// The OpenAI fields common to chat and completions.
+/// The OpenAI fields common to chat and completions, beside the sampling fields
+/// (`SamplingParams`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct GenerationParams {
     pub model: String,
@@ -34,25 +34,10 @@ pub struct GenerationParams {
     pub max_tokens: Option<i64>,
     #[schema(minimum = 1)]
     pub max_completion_tokens: Option<i64>,
-    #[schema(minimum = 0, maximum = 2)]
-    pub temperature: Option<f64>,
-    #[schema(exclusive_minimum = 0, maximum = 1)]
-    pub top_p: Option<f64>,
-    #[schema(minimum = -1, maximum = 2147483647)]
-    pub top_k: Option<i64>,
-    #[schema(minimum = 0, maximum = 1)]
-    pub min_p: Option<f64>,
-    pub seed: Option<i64>,
     pub stop: Option<StopSpec>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
-    #[schema(minimum = -2, maximum = 2)]
-    pub presence_penalty: Option<f64>,
-    #[schema(minimum = -2, maximum = 2)]
-    pub frequency_penalty: Option<f64>,
-    #[schema(schema_with = crate::wire::logit_bias)]
-    pub logit_bias: Option<HashMap<String, f64>>,
     /// Only 1 is supported.
     #[schema(minimum = 1, maximum = 1)]
     pub n: Option<i64>,
@@ -66,9 +51,20 @@ pub struct GenerationParams {
     /// Chat, with `logprobs: true`: alternatives per token, 0 to 20.
     #[schema(minimum = 0, maximum = 20)]
     pub top_logprobs: Option<i64>,
-    /// vLLM's multiplicative repetition penalty (llama.cpp's `repeat_penalty`); 1 disables it.
-    #[schema(exclusive_minimum = 0, maximum = 10)]
-    pub repetition_penalty: Option<f64>,
+    /// The sampling fields, read from the same body by [`GenerationParams::from_body`] (serde's
+    /// `flatten` would lose the field names in type errors); the OpenAPI document lists them as
+    /// their own schema beside this one.
+    #[serde(skip)]
+    pub sampling: SamplingParams,
+}
+
+impl GenerationParams {
+    /// The generation fields and the sampling fields of a request body (as parsed JSON), a type
+    /// error naming its field. Ranges are checked later, in [`start`].
+    pub fn from_body(body: &serde_json::Value) -> Result<GenerationParams, ServiceError> {
+        let params: GenerationParams = crate::wire::fields(body)?;
+        Ok(GenerationParams { sampling: crate::wire::fields(body)?, ..params })
+    }
 }
 
 /// `logprobs`: a flag (chat) or a count of alternatives (completions).
@@ -173,10 +169,10 @@ pub async fn start_with_tools(state: &AppState, params: &GenerationParams, promp
         cap,
         stop: stop_strings(params.stop.as_ref(), limits)?,
         ignore_eos: params.ignore_eos,
-        sampling: with_model_defaults(Sampling { logprobs, ..sampling(params)? }, state.settings().models.iter().find(|m| m.name == params.model)),
+        sampling: with_model_defaults(SamplingParams { logprobs, ..checked(&params.sampling)? }, state.settings().models.iter().find(|m| m.name == params.model)),
+        response_format: params.response_format.clone(),
         continuous_usage: params.stream_options.is_some_and(|o| o.continuous_usage_stats),
         tools,
-        grammar: None,
     };
     check_unsupported(params)?;
     let submitted = submit(&backend, spec, schema_budget(limits)).await?;
@@ -216,7 +212,7 @@ async fn submit(backend: &Backend, mut spec: GenerateSpec, budget: Budget) -> Re
     let lease = backend.lease();
     super::blocking(move || {
         let _entered = span.enter();
-        spec.grammar = match (&spec.tools.tools, &spec.sampling.response_format) {
+        spec.sampling.grammar = match (&spec.tools.tools, &spec.response_format) {
             (Some(tools), _) if !tools.offered().is_empty() => {
                 let format = engine.tool_support().map_or(engine::ToolFormat::Hermes, |(_, f)| f);
                 tools::grammar(tools, format, &budget)?
@@ -262,49 +258,6 @@ pub fn usage_json(usage: &Usage) -> serde_json::Value {
     })
 }
 
-fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>, ServiceError> {
-    match value {
-        Some(v) if !(v.is_finite() && (lo..=hi).contains(&v)) => {
-            Err(ServiceError::invalid(param, format!("{param} must be between {lo} and {hi}, got {v}")))
-        }
-        _ => Ok(value),
-    }
-}
-
-/// The sampling fields the client set, each checked against OpenAI's range.
-fn sampling(p: &GenerationParams) -> Result<Sampling, ServiceError> {
-    let top_p = in_range("top_p", p.top_p, 0.0, 1.0)?;
-    if top_p == Some(0.0) {
-        return Err(ServiceError::invalid("top_p", "top_p must be greater than 0"));
-    }
-    if let Some(k) = p.top_k.filter(|&k| !(k == -1 || (0..=i64::from(i32::MAX)).contains(&k))) {
-        return Err(ServiceError::invalid("top_k", format!("top_k must be -1, 0 or positive, got {k}")));
-    }
-    let mut logit_bias = Vec::new();
-    for (key, &bias) in p.logit_bias.iter().flatten() {
-        let token: u32 = key.parse().map_err(|_| ServiceError::invalid("logit_bias", format!("{key:?} is not a token id")))?;
-        if !(-100.0..=100.0).contains(&bias) {
-            return Err(ServiceError::invalid("logit_bias", format!("bias for token {key} must be between -100 and 100, got {bias}")));
-        }
-        logit_bias.push((token, bias));
-    }
-    Ok(Sampling {
-        temperature: in_range("temperature", p.temperature, 0.0, 2.0)?,
-        top_p,
-        top_k: p.top_k,
-        min_p: in_range("min_p", p.min_p, 0.0, 1.0)?,
-        seed: p.seed,
-        presence_penalty: in_range("presence_penalty", p.presence_penalty, -2.0, 2.0)?,
-        frequency_penalty: in_range("frequency_penalty", p.frequency_penalty, -2.0, 2.0)?,
-        repetition_penalty: match in_range("repetition_penalty", p.repetition_penalty, 0.0, 10.0)? {
-            Some(r) if r <= 0.0 => return Err(ServiceError::invalid("repetition_penalty", "repetition_penalty must be greater than 0")),
-            r => r,
-        },
-        logprobs: None,
-        logit_bias,
-        response_format: p.response_format.clone(),
-    })
-}
 
 /// The alternatives per token the client asked log-probabilities for: chat takes `logprobs: true`
 /// and `top_logprobs` (0..=20), completions `logprobs: N` (0..=20), as OpenAI and vLLM do.
@@ -328,9 +281,15 @@ fn logprobs_asked(p: &GenerationParams, chat: bool) -> Result<Option<u8>, Servic
     }
 }
 
+/// The client's sampling fields, each within OpenAI's range (a 400 naming the first that is not).
+fn checked(sampling: &SamplingParams) -> Result<SamplingParams, ServiceError> {
+    sampling.check().map_err(|e| ServiceError::invalid(e.param, e.message))?;
+    Ok(sampling.clone())
+}
+
 /// `[[models]]`' sampling defaults for the fields the request left out (the config already checked
 /// their ranges); a remote upstream is then sent them as the request's own.
-fn with_model_defaults(mut s: Sampling, model: Option<&crate::config::ModelSettings>) -> Sampling {
+fn with_model_defaults(mut s: SamplingParams, model: Option<&crate::config::ModelSettings>) -> SamplingParams {
     let Some(m) = model else { return s };
     s.temperature = s.temperature.or(m.temperature);
     s.top_p = s.top_p.or(m.top_p);

@@ -198,7 +198,7 @@ pub async fn prepare(state: &AppState, body: &Value) -> Result<Prepared, Service
     let generation = match fixed_answer {
         Some(_) => None,
         None => {
-            let params: GenerationParams = fields(&json!({
+            let params = GenerationParams::from_body(&json!({
                 "model": request.model, "max_tokens": max_output.min(context.saturating_sub(1)),
                 "temperature": request.temperature, "top_p": request.top_p, "stream": request.stream,
             }))?;

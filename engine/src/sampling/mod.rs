@@ -4,12 +4,16 @@
 //! chain for grammars, logit biases and penalties. The chain's order follows llama.cpp's server:
 //! grammar, biases and penalties first, then the truncations, then temperature and the final draw;
 //! the native sampler draws from the same distribution. [`logprobs`] reports, when a request asks,
-//! the log-probabilities of the row of logits a sampler was given.
+//! the log-probabilities of the row of logits a sampler was given. [`SamplingParams`]
+//! (`params.rs`) is the request's side: the fields as the API reads them, their ranges, and the
+//! defaults the samplers below take for what a request left out.
 
 mod logprobs;
 mod native;
+mod params;
 
 pub(crate) use logprobs::{rank, Ranked};
+pub use params::{SamplingError, SamplingParams, MAX_TOP_LOGPROBS};
 
 use std::cell::RefCell;
 
@@ -21,8 +25,6 @@ use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
 use native::NativeSampler;
-
-use crate::SamplingParams;
 
 /// How one sequence picks its next token.
 pub(crate) enum Sampler {
@@ -48,48 +50,41 @@ impl Sampler {
 
 /// The sampler for one request.
 pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> Result<Sampler, String> {
+    let biases = params.biases().map_err(|e| e.to_string())?;
     let plain = params.grammar.is_none()
-        && params.logit_bias.is_empty()
-        && params.presence_penalty == 0.0
-        && params.frequency_penalty == 0.0
-        && params.repeat_penalty == 1.0;
+        && biases.is_empty()
+        && params.presence_penalty() == 0.0
+        && params.frequency_penalty() == 0.0
+        && params.repetition_penalty() == 1.0;
     if !plain {
-        return build_chain(params, model).map(Sampler::Chain);
+        return build_chain(params, &biases, model).map(Sampler::Chain);
     }
-    if params.temperature <= 0.0 {
+    if params.temperature() <= 0.0 {
         return Ok(Sampler::Greedy);
     }
-    let seed = params.seed.unwrap_or_else(random_seed);
-    Ok(Sampler::Native(NativeSampler::new(params.temperature, params.top_k, params.top_p, params.min_p, seed)))
+    let seed = params.seed().unwrap_or_else(random_seed);
+    Ok(Sampler::Native(NativeSampler::new(params.temperature(), params.top_k(), params.top_p(), params.min_p(), seed)))
 }
 
 /// How many recent tokens the presence, frequency and repetition penalties look at.
 const PENALTY_LAST_N: i32 = 256;
 
-/// A fresh llama.cpp sampler chain for one sequence. A grammar, when there is one, goes first: it
-/// removes every token that would break it before anything else looks at the candidates.
-fn build_chain(params: &SamplingParams, model: &LlamaModel) -> Result<LlamaSampler, String> {
+/// A fresh llama.cpp sampler chain for one sequence (`biases`: the request's, as token ids). A
+/// grammar, when there is one, goes first: it removes every token that would break it before
+/// anything else looks at the candidates.
+fn build_chain(params: &SamplingParams, biases: &[(u32, f64)], model: &LlamaModel) -> Result<LlamaSampler, String> {
     let n_vocab = model.n_vocab();
     let mut chain = Vec::with_capacity(8);
     if let Some(grammar) = &params.grammar {
         chain.push(LlamaSampler::grammar(model, grammar, "root").map_err(|e| format!("the output grammar was refused: {e}"))?);
     }
-    if !params.logit_bias.is_empty() {
-        let biases: Vec<LlamaLogitBias> = params
-            .logit_bias
-            .iter()
-            .map(|&(token, bias)| LlamaLogitBias::new(LlamaToken::new(token), bias))
-            .collect();
+    if !biases.is_empty() {
+        let biases: Vec<LlamaLogitBias> = biases.iter().map(|&(token, bias)| LlamaLogitBias::new(LlamaToken::new(token as i32), bias as f32)).collect();
         chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
     }
-    if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 || params.repeat_penalty != 1.0 {
-        chain.push(LlamaSampler::penalties(
-            n_vocab,
-            PENALTY_LAST_N,
-            params.repeat_penalty,
-            params.frequency_penalty,
-            params.presence_penalty,
-        ));
+    let (presence, frequency, repetition) = (params.presence_penalty(), params.frequency_penalty(), params.repetition_penalty());
+    if presence != 0.0 || frequency != 0.0 || repetition != 1.0 {
+        chain.push(LlamaSampler::penalties(n_vocab, PENALTY_LAST_N, repetition, frequency, presence));
     }
     chain.extend(draw_stages(params));
     Ok(LlamaSampler::chain_simple(chain))
@@ -98,21 +93,22 @@ fn build_chain(params: &SamplingParams, model: &LlamaModel) -> Result<LlamaSampl
 /// The chain's last stages, which the native sampler reproduces: the truncations on untempered
 /// probabilities, then temperature and the draw (or greedy at temperature 0).
 fn draw_stages(params: &SamplingParams) -> Vec<LlamaSampler> {
-    if params.temperature <= 0.0 {
+    let temperature = params.temperature();
+    if temperature <= 0.0 {
         return vec![LlamaSampler::greedy()];
     }
     let mut stages = Vec::with_capacity(5);
-    if params.top_k > 0 {
-        stages.push(LlamaSampler::top_k(params.top_k));
+    if params.top_k() > 0 {
+        stages.push(LlamaSampler::top_k(params.top_k()));
     }
-    if params.top_p < 1.0 {
-        stages.push(LlamaSampler::top_p(params.top_p, 1));
+    if params.top_p() < 1.0 {
+        stages.push(LlamaSampler::top_p(params.top_p(), 1));
     }
-    if params.min_p > 0.0 {
-        stages.push(LlamaSampler::min_p(params.min_p, 1));
+    if params.min_p() > 0.0 {
+        stages.push(LlamaSampler::min_p(params.min_p(), 1));
     }
-    stages.push(LlamaSampler::temp(params.temperature));
-    stages.push(LlamaSampler::dist(params.seed.unwrap_or_else(random_seed)));
+    stages.push(LlamaSampler::temp(temperature));
+    stages.push(LlamaSampler::dist(params.seed().unwrap_or_else(random_seed)));
     stages
 }
 
@@ -181,7 +177,7 @@ mod tests {
     /// The tokens the native sampler draws over many tries (its support, when the tries are enough
     /// to see every token of probability above about 1/1,000).
     fn native_support(params: &SamplingParams, logits: &[f32]) -> Vec<i32> {
-        let mut sampler = NativeSampler::new(params.temperature, params.top_k, params.top_p, params.min_p, 11);
+        let mut sampler = NativeSampler::new(params.temperature(), params.top_k(), params.top_p(), params.min_p(), 11);
         let mut seen: Vec<i32> = (0..20_000).map(|_| sampler.pick(logits).0).collect();
         seen.sort_unstable();
         seen.dedup();
@@ -198,11 +194,11 @@ mod tests {
         for case in 0..24 {
             let logits: Vec<f32> = (0..1000).map(|_| rng.f32() * 4.0 - 0.25 * (rng.f32() * 60.0)).collect();
             let params = SamplingParams {
-                temperature: 8.0,
-                top_k: [0, 5, 20][case % 3],
-                top_p: [1.0, 0.3, 0.6, 0.9][case / 3 % 4],
-                min_p: [0.0, 0.5][case / 12 % 2],
-                seed: Some(case as u32),
+                temperature: Some(8.0),
+                top_k: Some([0, 5, 20][case % 3]),
+                top_p: Some([1.0, 0.3, 0.6, 0.9][case / 3 % 4]),
+                min_p: Some([0.0, 0.5][case / 12 % 2]),
+                seed: Some(case as i64),
                 ..SamplingParams::default()
             };
             let expected = chain_support(&params, &logits);

@@ -31,7 +31,7 @@ use serde_json::{json, Map, Value};
 
 use super::types::{self, ChatChunk, ChatRequest, Common, FunctionCall, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
 use super::{now_rfc3339, resolve, OllamaError};
-use crate::api::{fields, held, parse_json, Body};
+use crate::api::{held, parse_json, Body};
 use crate::error::ApiError;
 use crate::provider::{Backend, Event, Prompt};
 use crate::service::generate::{self, Generation, GenerationParams};
@@ -163,7 +163,7 @@ fn params(common: &Common, backend: &Backend, chat: bool) -> Result<GenerationPa
         (false, Some(top)) if top > 0 => return Err(ApiError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
         (false, _) => {}
     }
-    fields(&Value::Object(body))
+    Ok(GenerationParams::from_body(&Value::Object(body))?)
 }
 
 /// `options` into the OpenAI fields, checking those Ollama names differently.

@@ -108,7 +108,7 @@ fn all_of(parts: Vec<RefOr<Schema>>) -> RefOr<Schema> {
 }
 
 // The schema fragments services' request types point at live below both (`crate::wire`).
-pub use crate::wire::{logit_bias, search_mode};
+pub use crate::wire::search_mode;
 
 /// Statuses that need a key, a body or a path parameter, whatever the handler does.
 fn error_statuses(route: &Route, doc: &Doc) -> Vec<u16> {
@@ -166,11 +166,11 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
             doc("Unload a local model; 409 while requests are in flight on it or it loads (admin)", None, Reply::Json(named::<shapes::Model>(c)), &[400, 409, 503])
         }
         ("POST", "/v1/chat/completions") => {
-            let body = all_of(vec![named::<super::chat::ChatRequest>(c), named::<service::generate::GenerationParams>(c)]);
+            let body = all_of(vec![named::<super::chat::ChatRequest>(c), named::<service::generate::GenerationParams>(c), named::<engine::SamplingParams>(c)]);
             doc("A chat completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::ChatCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/completions") => {
-            let body = all_of(vec![named::<super::completions::CompletionRequest>(c), named::<service::generate::GenerationParams>(c)]);
+            let body = all_of(vec![named::<super::completions::CompletionRequest>(c), named::<service::generate::GenerationParams>(c), named::<engine::SamplingParams>(c)]);
             doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::TextCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<wire_embeddings::EmbeddingList>(c)), INFERENCE),

@@ -6,7 +6,9 @@
 //! whether or not the client asked for one: the tokens come back one chunk at a time for hearth
 //! to pass on or collect, a client that hangs up is noticed while the upstream is still working,
 //! and time to first token and inter-token latency are measured the same way for every backend.
-//! Only the fields the client set are sent, so the upstream's own defaults apply to the rest.
+//! Only the fields the client set are sent, so the upstream's own defaults apply to the rest: the
+//! sampling fields are [`engine::SamplingParams`] serialized, so a field added there is forwarded
+//! without a line here.
 
 use engine::{FinishReason, Usage};
 use serde_json::{json, Map, Value};
@@ -35,28 +37,12 @@ pub fn generation_request(remote_model: &str, spec: GenerateSpec) -> (&'static s
     if let Some((_, n)) = spec.max_tokens {
         body.insert("max_tokens".into(), json!(n));
     }
-    let s = &spec.sampling;
-    let optional = [
-        ("temperature", s.temperature.map(Value::from)),
-        ("top_p", s.top_p.map(Value::from)),
-        ("top_k", s.top_k.map(Value::from)),
-        ("min_p", s.min_p.map(Value::from)),
-        ("seed", s.seed.map(Value::from)),
-        ("presence_penalty", s.presence_penalty.map(Value::from)),
-        ("frequency_penalty", s.frequency_penalty.map(Value::from)),
-        ("repetition_penalty", s.repetition_penalty.map(Value::from)),
-    ];
-    for (key, value) in optional {
-        if let Some(value) = value {
-            body.insert(key.into(), value);
-        }
+    // A struct of numbers and a string-keyed map always serializes to an object.
+    if let Ok(Value::Object(sampling)) = serde_json::to_value(&spec.sampling) {
+        body.extend(sampling);
     }
-    if let Some(format) = &s.response_format {
-        body.insert("response_format".into(), format.clone());
-    }
-    if !s.logit_bias.is_empty() {
-        let bias: Map<String, Value> = s.logit_bias.iter().map(|(token, bias)| (token.to_string(), json!(bias))).collect();
-        body.insert("logit_bias".into(), Value::Object(bias));
+    if let Some(format) = spec.response_format {
+        body.insert("response_format".into(), format);
     }
     if !spec.stop.is_empty() {
         body.insert("stop".into(), json!(spec.stop));
@@ -236,8 +222,7 @@ fn clip(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Sampling;
-    use engine::ChatMessage;
+    use engine::{ChatMessage, SamplingParams};
 
     fn spec(prompt: Prompt) -> GenerateSpec {
         GenerateSpec {
@@ -246,10 +231,10 @@ mod tests {
             cap: 100,
             stop: Vec::new(),
             ignore_eos: false,
-            sampling: Sampling::default(),
+            sampling: SamplingParams::default(),
+            response_format: None,
             continuous_usage: false,
             tools: Default::default(),
-            grammar: None,
         }
     }
 
@@ -268,7 +253,16 @@ mod tests {
         full.stop = vec!["\n".into()];
         full.ignore_eos = true;
         full.continuous_usage = true;
-        full.sampling = Sampling { temperature: Some(0.0), top_k: Some(-1), seed: Some(3), logit_bias: vec![(5, -100.0)], ..Sampling::default() };
+        full.sampling = SamplingParams {
+            temperature: Some(0.0),
+            top_k: Some(-1),
+            seed: Some(3),
+            logit_bias: Some([("5".to_owned(), -100.0)].into()),
+            grammar: Some("root ::= \"x\"".into()),
+            logprobs: Some(2),
+            ..SamplingParams::default()
+        };
+        full.response_format = Some(json!({"type": "json_object"}));
         let (path, body) = generation_request("m", full);
         assert_eq!(path, "/completions");
         assert_eq!(body["prompt"], json!([1, 2]));
@@ -277,7 +271,9 @@ mod tests {
         assert_eq!(body["logit_bias"], json!({"5": -100.0}));
         assert_eq!((body["stop"].clone(), body["ignore_eos"].clone()), (json!(["\n"]), json!(true)));
         assert_eq!(body["stream_options"], json!({"include_usage": true, "continuous_usage_stats": true}));
+        assert_eq!(body["response_format"], json!({"type": "json_object"}), "as sent: the upstream converts it itself");
         assert!(body.get("top_p").is_none() && body.get("min_p").is_none());
+        assert!(body.get("grammar").is_none() && body.get("logprobs").is_none(), "what hearth derives stays home");
     }
 
     #[test]
