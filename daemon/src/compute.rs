@@ -3,6 +3,8 @@
 //! `[engine] require_gpu`. `hearth info`, the start-up log and `/v1/models` all describe the same
 //! [`BackendReport`].
 
+pub mod cpu_wait;
+
 use engine::{BackendOptions, BackendReport, ComputeDevice};
 use serde_json::{json, Value};
 

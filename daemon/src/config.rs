@@ -266,6 +266,9 @@ pub struct EngineSettings {
     pub require_gpu: bool,
     /// Use ggml's AMX CPU kernels (Intel Sapphire Rapids and later); off: the AVX-512 build serves.
     pub cpu_amx: bool,
+    /// How llama.cpp's CPU threads wait for each other between operations (see
+    /// `compute::cpu_wait`): `sleep` at once, or `spin` first (libgomp's default).
+    pub cpu_wait: CpuWait,
     /// Share of each GPU's memory hearth may use; the KV cache of a chat model with
     /// `kv_cache_tokens = 0` gets what the weights leave of it.
     pub gpu_memory_utilization: f32,
@@ -301,6 +304,18 @@ pub struct EngineSettings {
 }
 
 /// A local model's `load`.
+
+/// `[engine] cpu_wait`: how llama.cpp's CPU threads wait at the barriers between operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuWait {
+    /// Sleep at once (`OMP_WAIT_POLICY=PASSIVE`): a little slower on idle cores, far faster
+    /// beside other busy programs.
+    Sleep,
+    /// Spin before sleeping (libgomp's default): fastest when hearth has the cores to itself.
+    Spin,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadSetting {

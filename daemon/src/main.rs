@@ -147,6 +147,7 @@ fn main() -> ExitCode {
         Command::ParseWorker { .. } | Command::Completions { .. } | Command::Man { .. } | Command::Models(_) | Command::Quantize(_) => ExitCode::FAILURE,
         Command::Status(_) | Command::Ask(_) | Command::Bench(_) | Command::Eval(_) => ExitCode::FAILURE,
         Command::Serve(_) => {
+            compute::cpu_wait::ensure(settings.engine.cpu_wait);
             telemetry::init();
             warn_without_embedding_model(&settings);
             match actix_web::rt::System::new().block_on(server::serve(settings)) {

@@ -204,6 +204,24 @@ async fn a_stream_longer_than_the_drain_is_cut_and_hearth_exits() {
     assert!(log.contains("draining requests in flight"), "{log}");
 }
 
+/// `[engine] cpu_wait`: by default `serve` re-executes itself (same pid) with libgomp's passive
+/// wait policy; `spin` leaves the environment alone, and a user's own variable wins.
+#[test]
+fn serve_runs_llama_cpp_threads_with_the_configured_wait_policy() {
+    let policy = |server: &Server| {
+        let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap_or_else(|e| panic!("environ: {e}"));
+        environ.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"OMP_WAIT_POLICY=").map(|p| String::from_utf8_lossy(p).into_owned()))
+    };
+    let default = Server::start();
+    assert_eq!(policy(&default).as_deref(), Some("PASSIVE"), "{}", default.log());
+    drop(default);
+    let spin = Server::start_with(Options { env: vec![("HEARTH__ENGINE__CPU_WAIT", "spin")], ..Options::default() });
+    assert_eq!(policy(&spin), None);
+    drop(spin);
+    let user = Server::start_with(Options { env: vec![("OMP_WAIT_POLICY", "ACTIVE")], ..Options::default() });
+    assert_eq!(policy(&user).as_deref(), Some("ACTIVE"));
+}
+
 // Multi-threaded: the notify socket is read with blocking calls while a request runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_engine_thread_stops_the_watchdog_pings_and_turns_ready_503() {
