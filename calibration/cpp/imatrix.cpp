@@ -36,7 +36,7 @@ namespace {
 
 struct Stats {
     std::vector<float> sums;   // ne0 * n_mat
-    std::vector<float> counts; // n_mat
+    std::vector<int64_t> counts; // n_mat (exact; the GGUF file stores them as F32, as llama.cpp does)
 };
 
 struct Collector {
@@ -119,7 +119,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
             ggml_backend_tensor_get(ids, c->ids_host.data(), 0, c->ids_host.size());
             if (e.sums.empty()) {
                 e.sums.assign(src1->ne[0] * n_as, 0.0f);
-                e.counts.assign(n_as, 0.0f);
+                e.counts.assign(n_as, 0);
             } else if (e.sums.size() != size_t(src1->ne[0] * n_as)) {
                 c->error = "the activations of " + wname + " changed shape";
                 return false;
@@ -133,7 +133,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
                     }
                     const int64_t i11 = idx % src1->ne[1];
                     const float * x = reinterpret_cast<const float *>(data + i11 * src1->nb[1] + row * src1->nb[2]);
-                    e.counts[ex] += 1.0f;
+                    e.counts[ex] += 1;
                     if (!add_row(e, size_t(ex) * src1->ne[0], x, src1->ne[0], wname, c->error)) {
                         return false;
                     }
@@ -143,7 +143,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
             const int64_t n_mat = src1->ne[2] * src1->ne[3];
             if (e.sums.empty()) {
                 e.sums.assign(src1->ne[0] * n_mat, 0.0f);
-                e.counts.assign(n_mat, 0.0f);
+                e.counts.assign(n_mat, 0);
             } else if (e.sums.size() != size_t(src1->ne[0] * n_mat)) {
                 c->error = "the activations of " + wname + " changed shape";
                 return false;
@@ -153,7 +153,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
                     const int64_t mat = i3 * src1->ne[2] + i2;
                     for (int64_t row = 0; row < src1->ne[1]; ++row) {
                         const float * x = reinterpret_cast<const float *>(data + row * src1->nb[1] + i2 * src1->nb[2] + i3 * src1->nb[3]);
-                        e.counts[mat] += 1.0f;
+                        e.counts[mat] += 1;
                         if (!add_row(e, size_t(mat) * src1->ne[0], x, src1->ne[0], wname, c->error)) {
                             return false;
                         }
@@ -339,7 +339,7 @@ void hearth_imatrix_summary_of(const hearth_imatrix * m, hearth_imatrix_summary 
 
 // The i-th tensor (in name order): its name, sums of squares (n_values) and counts (n_mat).
 int hearth_imatrix_entry(const hearth_imatrix * m, size_t i, const char ** name, const float ** sums, size_t * n_values,
-                         const float ** counts, size_t * n_mat) {
+                         const int64_t ** counts, size_t * n_mat) {
     if (i >= m->names.size()) {
         return HEARTH_IMATRIX_ERR_INTERNAL;
     }
@@ -370,9 +370,9 @@ int hearth_imatrix_quantize(const hearth_imatrix * m, const char * input, const 
             const size_t ne0 = n_mat > 0 ? s.sums.size() / n_mat : 0;
             std::vector<float> mean(s.sums.size(), 1.0f);
             for (size_t j = 0; j < n_mat; ++j) {
-                if (s.counts[j] > 0.0f) {
+                if (s.counts[j] > 0) {
                     for (size_t i = 0; i < ne0; ++i) {
-                        mean[j * ne0 + i] = s.sums[j * ne0 + i] / s.counts[j];
+                        mean[j * ne0 + i] = s.sums[j * ne0 + i] / float(s.counts[j]);
                     }
                 }
             }
@@ -436,7 +436,9 @@ int hearth_imatrix_save(const hearth_imatrix * m, const char * path, const char 
             ggml_format_name(sums, "%s.in_sum2", name.c_str());
             ggml_format_name(counts, "%s.counts", name.c_str());
             std::memcpy(sums->data, s.sums.data(), s.sums.size() * sizeof(float));
-            std::memcpy(counts->data, s.counts.data(), s.counts.size() * sizeof(float));
+            for (size_t j = 0; j < s.counts.size(); ++j) {
+                static_cast<float *>(counts->data)[j] = float(s.counts[j]);
+            }
             gguf_add_tensor(g, sums);
             gguf_add_tensor(g, counts);
         }
@@ -516,7 +518,13 @@ int hearth_imatrix_load(const char * path, hearth_imatrix ** out, char * err, si
             const float * sums = static_cast<const float *>(t->data);
             const float * c = static_cast<const float *>(counts->data);
             s.sums.assign(sums, sums + ggml_nelements(t));
-            s.counts.assign(c, c + ggml_nelements(counts));
+            for (int64_t j = 0; j < ggml_nelements(counts); ++j) {
+                if (!std::isfinite(c[j]) || c[j] < 0.0f) {
+                    set_error(err, err_len, std::string(path) + ": " + base + " holds a negative or non-finite count");
+                    return HEARTH_IMATRIX_ERR_TEXT;
+                }
+                s.counts.push_back(int64_t(std::llround(c[j])));
+            }
             for (float v : s.sums) {
                 if (!std::isfinite(v) || v < 0.0f) {
                     set_error(err, err_len, std::string(path) + ": " + base + " holds a negative or non-finite sum");

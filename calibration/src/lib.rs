@@ -83,7 +83,7 @@ pub struct TensorStats<'a> {
     /// Sums of squared activations, `columns` per matrix (one matrix, or one per expert).
     pub sums: &'a [f32],
     /// Activation rows seen, per matrix.
-    pub counts: &'a [f32],
+    pub counts: &'a [i64],
 }
 
 impl TensorStats<'_> {
@@ -132,7 +132,7 @@ extern "C" {
         name: *mut *const c_char,
         sums: *mut *const f32,
         n_values: *mut usize,
-        counts: *mut *const f32,
+        counts: *mut *const i64,
         n_mat: *mut usize,
     ) -> i32;
     fn hearth_imatrix_quantize(

@@ -91,7 +91,7 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FILE")]
     pub calibration: Option<PathBuf>,
     /// Tokens of the calibration text run through the model, at most (whole chunks of 512; 0: the
-    /// whole text). 2048 take about 30 s for SmolLM2-135M on 2 CPU cores.
+    /// whole text). 2048 take about 10 s for SmolLM2-135M on 2 idle CPU cores.
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub calibration_tokens: u64,
     /// Quantize with this GGUF importance-matrix file (hearth's --save-imatrix or llama.cpp's
