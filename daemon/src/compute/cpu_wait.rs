@@ -11,8 +11,8 @@
 //! workstation runs a browser and other tools beside hearth, so `sleep` is the default; `spin`
 //! keeps libgomp's default for a machine whose cores hearth has to itself.
 //!
-//! libgomp reads its environment once, when the process loads it, before `main`. So `serve`
-//! sets the variable and replaces itself with the same binary and arguments (`exec`: same pid,
+//! libgomp reads its environment once, when the process loads it, before `main`. So `serve` (and
+//! `quantize`, whose calibration and accuracy report run the model) sets the variable and replaces itself with the same binary and arguments (`exec`: same pid,
 //! same descriptors, so systemd and supervisors see nothing). A user's own `OMP_WAIT_POLICY` or
 //! `GOMP_SPINCOUNT` in the environment wins, and nothing is re-executed.
 
