@@ -21,6 +21,7 @@
 #include "gguf.h"
 #include "llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -256,7 +257,8 @@ int hearth_imatrix_collect(const char * model_path, const char * text, size_t te
             return HEARTH_IMATRIX_ERR_TEXT;
         }
         tokens.resize(size_t(n));
-        const int32_t n_ctx = opts->n_ctx;
+        // A chunk longer than the model's training context would run past its positions.
+        const int32_t n_ctx = std::min<int32_t>(opts->n_ctx, std::max<int32_t>(16, llama_model_n_ctx_train(model.model)));
         int64_t chunks = int64_t(tokens.size()) / n_ctx;
         if (opts->max_tokens > 0) {
             chunks = std::min<int64_t>(chunks, opts->max_tokens / n_ctx);

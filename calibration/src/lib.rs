@@ -48,7 +48,8 @@ pub enum CalibrationError {
 /// How to collect.
 #[derive(Debug, Clone, Copy)]
 pub struct CollectOptions {
-    /// Tokens per chunk (a context of this size, cleared before each chunk); llama.cpp uses 512.
+    /// Tokens per chunk (a context of this size, cleared before each chunk; at most the model's
+    /// training context); llama.cpp uses 512.
     pub chunk_tokens: u32,
     /// At most this many tokens are run (whole chunks); 0: the whole text.
     pub max_tokens: u64,

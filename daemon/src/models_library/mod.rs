@@ -206,14 +206,27 @@ impl Library {
         Ok(Staging { path })
     }
 
-    /// Remove staging directories a crash left (under the lock, so none is in use).
+    /// Remove staging directories a crash left (under the lock, so none is in use), and scratch
+    /// directories ([`Library::scratch`]) older than a day (they are used without the lock).
     pub fn sweep(&self, _lock: &WriteLock) {
         let Ok(dir) = std::fs::read_dir(&self.root) else { return };
+        let day = std::time::Duration::from_secs(24 * 3600);
         for entry in dir.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".staging-") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = || entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > day);
+            if name.starts_with(".staging-") || (name.starts_with(".scratch-") && stale()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+    }
+
+    /// A scratch directory in the library's file system for files that are never published (the
+    /// uncalibrated comparison model of `hearth quantize --calibration`); removed when dropped.
+    /// Unlike [`Library::staging`] it needs no lock: [`Library::sweep`] leaves it alone for a day.
+    pub fn scratch(&self) -> Result<Staging, LibraryError> {
+        let path = self.root.join(format!(".scratch-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).map_err(LibraryError::io(format!("cannot create {}", path.display())))?;
+        Ok(Staging { path })
     }
 
     /// Publish a staged entry: hash its files, move them to `<name>/`, then add it to the manifest.

@@ -198,10 +198,10 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
     };
     let draft = Draft { name, source: format!("quantize:{source_label}"), primary: file.clone(), files: vec![file], expect_sha256: None, recipe: Some(recipe) };
     let entry = library.publish(&lock, staging, draft)?;
-    // The comparison model (the recipe without the matrix) is a scratch file in a staging
-    // directory of its own, removed when `scratch` drops.
-    let scratch = if calibrated.is_some() && !req.no_report && kind == ModelKind::Chat { Some(library.staging(&lock)?) } else { None };
     drop(lock);
+    // The comparison model (the recipe without the matrix) is a scratch file, removed when
+    // `scratch` drops.
+    let scratch = if calibrated.is_some() && !req.no_report && kind == ModelKind::Chat { Some(library.scratch()?) } else { None };
     let report = if req.no_report {
         None
     } else {
