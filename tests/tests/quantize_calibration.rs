@@ -2,7 +2,8 @@
 //! SmolLM2-135M: the w3a16 recipe (Q3_K_S) calibrated on this repository's ARCHITECTURE.md
 //! publishes an entry whose recipe records the calibration file (name, sha256, tokens, chunks,
 //! weight matrices), and the report shows the perplexity on the held-out README of the source and
-//! of the recipe without and with the importance matrix (with it, lower); bad calibration files
+//! of the recipe without and with the importance matrix (with it, lower); the embedding model's
+//! report shows cosine and recall@10 without and with it; bad calibration files
 //! (missing, empty, binary, too short for one chunk, the evaluation text itself; a model given as
 //! an imatrix) are refused with an error that says what is wrong, and nothing is published. The
 //! matrix written by `--save-imatrix` and read back by `--imatrix` quantizes to the same bytes.
@@ -15,6 +16,7 @@ use hearth_tests::{hearth_command, repo_root};
 use serde_json::Value;
 
 const CHAT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const EMBED_MODEL: &str = "models/all-MiniLM-L6-v2.f16.gguf";
 
 fn hearth(args: &[&str]) -> Output {
     hearth_command().args(args).output().unwrap_or_else(|e| panic!("run hearth: {e}"))
@@ -116,6 +118,34 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
     assert_eq!(rcal["datasets"], serde_json::json!(["ARCHITECTURE.md"]), "{rcal}");
     assert_eq!(rcal["sha256"].as_str(), Some(sha256_hex(&imatrix_file).as_str()));
     assert_eq!(reused["entry"]["sha256"], got["entry"]["sha256"], "the reused matrix must quantize to the same file");
+}
+
+#[test]
+fn calibrated_embedding_model_reports_cosine_and_recall_with_and_without_the_matrix() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let state_s = dir.path().join("state").display().to_string();
+    let source = repo_root().join(EMBED_MODEL).display().to_string();
+    let started = Instant::now();
+    let args = ["quantize", &source, "--recipe", "w3a16", "--calibration", "ARCHITECTURE.md", "--calibration-tokens", "1024", "--threads", "2", "--json"];
+    let got = json_of(&hearth(&[&args[..], &["--state-dir", &state_s]].concat()));
+    println!("hearth quantize (calibrated MiniLM w3a16): {:.1} s wall\n{}", started.elapsed().as_secs_f64(), serde_json::to_string_pretty(&got).unwrap_or_default());
+    let cal = &got["entry"]["recipe"]["calibration"];
+    // MiniLM-L6: 6 layers of q, k, v, output, up, down; chunks capped at its 512-token context.
+    assert_eq!((cal["tensors"].as_u64(), cal["chunks"].as_u64(), cal["tokens"].as_u64()), (Some(36), Some(2), Some(1024)), "{cal}");
+    let e = &got["report"]["embedding"];
+    let w = &e["without_imatrix"];
+    for (k, lo) in [("mean_cosine", 0.85), ("min_cosine", 0.5), ("recall_at_10", 0.5)] {
+        let (with, without) = (e[k].as_f64().unwrap_or(f64::NAN), w[k].as_f64().unwrap_or(f64::NAN));
+        assert!(with > lo && with <= 1.0 + 1e-9 && without > lo && without <= 1.0 + 1e-9, "{k}: {e}");
+    }
+    println!(
+        "MiniLM w3a16 against F16: mean cosine {} without the matrix, {} with; recall@10 {} / {}",
+        w["mean_cosine"], e["mean_cosine"], w["recall_at_10"], e["recall_at_10"]
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("state/models"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".scratch-")).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "the comparison model's scratch directory is removed: {leftovers:?}");
 }
 
 #[test]

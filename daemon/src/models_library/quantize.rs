@@ -16,7 +16,8 @@
 //! GGUF imatrix file, and `--imatrix FILE` quantizes with such a file instead of collecting one
 //! (it must be made for this model's tensors). The report then also quantizes the same recipe without
 //! the matrix (a scratch file, not published) and shows three perplexities on the held-out text,
-//! source, without and with the matrix, so the gain is visible; the calibration text must differ
+//! source, without and with the matrix (for embedding models: cosine and recall@10 of both), so
+//! the gain is visible; the calibration text must differ
 //! from the evaluation text, or the report would measure on the data it was calibrated with.
 
 use std::path::{Path, PathBuf};
@@ -100,6 +101,17 @@ pub struct EmbeddingReport {
     pub recall_at_10: f64,
     pub queries: usize,
     pub passages: usize,
+    /// Calibrated only: the same recipe quantized without the importance matrix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_imatrix: Option<EmbeddingScores>,
+}
+
+/// Cosine and recall@10 of one quantized embedding model against its source.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EmbeddingScores {
+    pub mean_cosine: f64,
+    pub min_cosine: f64,
+    pub recall_at_10: f64,
 }
 
 /// What `hearth quantize` prints.
@@ -201,19 +213,20 @@ pub fn run(library: &Library, req: &QuantizeRequest) -> Result<QuantizeOutcome, 
     drop(lock);
     // The comparison model (the recipe without the matrix) is a scratch file, removed when
     // `scratch` drops.
-    let scratch = if calibrated.is_some() && !req.no_report && kind == ModelKind::Chat { Some(library.scratch()?) } else { None };
+    let scratch = if calibrated.is_some() && !req.no_report { Some(library.scratch()?) } else { None };
     let report = if req.no_report {
         None
     } else {
-        let mut report = measure(kind, &source_path, &library.model_path(&entry), &text, eval_label, req.max_chunks, threads)?;
-        if let (Some(scratch), Some(p)) = (&scratch, report.perplexity.as_mut()) {
-            let plain = QuantizeJob { output: scratch.path().join("without-imatrix.gguf"), ..job.clone() };
-            engine::quantize::quantize(&plain).map_err(|e| LibraryError::Invalid(e.to_string()))?;
-            let b = accuracy::perplexity(&plain.output, &text, 512, req.max_chunks, threads).map_err(|e| LibraryError::Invalid(e.to_string()))?;
-            p.without_imatrix = Some(b.value);
-            p.without_imatrix_change_percent = Some((b.value - p.source) / p.source * 100.0);
-        }
-        Some(report)
+        let comparison = match &scratch {
+            Some(dir) => {
+                let plain = QuantizeJob { output: dir.path().join("without-imatrix.gguf"), ..job.clone() };
+                engine::quantize::quantize(&plain).map_err(|e| LibraryError::Invalid(e.to_string()))?;
+                Some(plain.output)
+            }
+            None => None,
+        };
+        let models = Models { source: &source_path, quantized: &library.model_path(&entry), without_imatrix: comparison.as_deref() };
+        Some(measure(kind, &models, &text, eval_label, req.max_chunks, threads)?)
     };
     Ok(QuantizeOutcome {
         entry,
@@ -264,18 +277,27 @@ pub fn model_kind(header: &gguf::Header) -> ModelKind {
     }
 }
 
-fn measure(kind: ModelKind, source: &Path, quantized: &Path, text: &str, eval_text: String, max_chunks: usize, threads: i32) -> Result<AccuracyReport, LibraryError> {
+/// The models an accuracy report measures.
+struct Models<'a> {
+    source: &'a Path,
+    quantized: &'a Path,
+    /// The recipe without the importance matrix, when the new model was calibrated.
+    without_imatrix: Option<&'a Path>,
+}
+
+fn measure(kind: ModelKind, models: &Models<'_>, text: &str, eval_text: String, max_chunks: usize, threads: i32) -> Result<AccuracyReport, LibraryError> {
     let err = |e: engine::quantize::QuantizeError| LibraryError::Invalid(e.to_string());
     match kind {
         ModelKind::Chat => {
-            let a = accuracy::perplexity(source, text, 512, max_chunks, threads).map_err(err)?;
-            let b = accuracy::perplexity(quantized, text, 512, max_chunks, threads).map_err(err)?;
+            let a = accuracy::perplexity(models.source, text, 512, max_chunks, threads).map_err(err)?;
+            let b = accuracy::perplexity(models.quantized, text, 512, max_chunks, threads).map_err(err)?;
+            let c = models.without_imatrix.map(|p| accuracy::perplexity(p, text, 512, max_chunks, threads)).transpose().map_err(err)?;
             let perplexity = PerplexityReport {
                 source: a.value,
                 quantized: b.value,
                 change_percent: (b.value - a.value) / a.value * 100.0,
-                without_imatrix: None,
-                without_imatrix_change_percent: None,
+                without_imatrix: c.map(|c| c.value),
+                without_imatrix_change_percent: c.map(|c| (c.value - a.value) / a.value * 100.0),
                 chunks: a.chunks,
                 tokens: a.tokens,
             };
@@ -291,26 +313,38 @@ fn measure(kind: ModelKind, source: &Path, quantized: &Path, text: &str, eval_te
                 )));
             }
             let all: Vec<String> = passages.iter().chain(&queries).cloned().collect();
-            let a = accuracy::embed(source, &all, threads).map_err(err)?;
-            let b = accuracy::embed(quantized, &all, threads).map_err(err)?;
-            let cosines: Vec<f64> = a.iter().zip(&b).map(|(x, y)| accuracy::cosine(x, y)).collect();
-            let (pa, qa) = a.split_at(passages.len());
-            let (pb, qb) = b.split_at(passages.len());
-            let recall: f64 = qa
-                .iter()
-                .zip(qb)
-                .map(|(q_src, q_new)| accuracy::recall(&accuracy::top_k(q_src, pa, 10), &accuracy::top_k(q_new, pb, 10)))
-                .sum::<f64>()
-                / queries.len() as f64;
+            let a = accuracy::embed(models.source, &all, threads).map_err(err)?;
+            let b = accuracy::embed(models.quantized, &all, threads).map_err(err)?;
+            let scores = embedding_scores(&a, &b, passages.len());
+            let without_imatrix = match models.without_imatrix {
+                Some(p) => Some(embedding_scores(&a, &accuracy::embed(p, &all, threads).map_err(err)?, passages.len())),
+                None => None,
+            };
             let embedding = EmbeddingReport {
-                mean_cosine: cosines.iter().sum::<f64>() / cosines.len() as f64,
-                min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
-                recall_at_10: recall,
+                mean_cosine: scores.mean_cosine,
+                min_cosine: scores.min_cosine,
+                recall_at_10: scores.recall_at_10,
                 queries: queries.len(),
                 passages: passages.len(),
+                without_imatrix,
             };
             Ok(AccuracyReport { kind, eval_text, perplexity: None, embedding: Some(embedding) })
         }
+    }
+}
+
+/// Cosines of `b`'s embeddings to `a`'s, and recall@10 of `b`'s queries (the vectors after the
+/// first `passages`) against `a`'s.
+fn embedding_scores(a: &[Vec<f32>], b: &[Vec<f32>], passages: usize) -> EmbeddingScores {
+    let cosines: Vec<f64> = a.iter().zip(b).map(|(x, y)| accuracy::cosine(x, y)).collect();
+    let (pa, qa) = a.split_at(passages.min(a.len()));
+    let (pb, qb) = b.split_at(passages.min(b.len()));
+    let recall = qa.iter().zip(qb).map(|(q_src, q_new)| accuracy::recall(&accuracy::top_k(q_src, pa, 10), &accuracy::top_k(q_new, pb, 10))).sum::<f64>()
+        / qa.len().max(1) as f64;
+    EmbeddingScores {
+        mean_cosine: cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
+        min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
+        recall_at_10: recall,
     }
 }
 
@@ -375,10 +409,32 @@ pub fn table(o: &QuantizeOutcome) -> String {
             s += &format!("({} chunks of 512 tokens, {} tokens scored)\n", p.chunks, p.tokens);
         }
         if let Some(e) = &r.embedding {
-            s += &format!(
-                "{:<22} {:>8}\n{:<22} {:>8.4}\n{:<22} {:>8.4}\n{:<22} {:>8.3}\n({} passages, {} queries)\n",
-                "embedding", "value", "mean cosine", e.mean_cosine, "min cosine", e.min_cosine, "recall@10", e.recall_at_10, e.passages, e.queries
-            );
+            match &e.without_imatrix {
+                None => {
+                    s += &format!(
+                        "{:<22} {:>8}\n{:<22} {:>8.4}\n{:<22} {:>8.4}\n{:<22} {:>8.3}\n",
+                        "embedding", "value", "mean cosine", e.mean_cosine, "min cosine", e.min_cosine, "recall@10", e.recall_at_10
+                    );
+                }
+                Some(w) => {
+                    s += &format!(
+                        "{:<22} {:>10} {:>10}\n{:<22} {:>10.4} {:>10.4}\n{:<22} {:>10.4} {:>10.4}\n{:<22} {:>10.3} {:>10.3}\n",
+                        "embedding",
+                        "no imatrix",
+                        "imatrix",
+                        "mean cosine",
+                        w.mean_cosine,
+                        e.mean_cosine,
+                        "min cosine",
+                        w.min_cosine,
+                        e.min_cosine,
+                        "recall@10",
+                        w.recall_at_10,
+                        e.recall_at_10
+                    );
+                }
+            }
+            s += &format!("({} passages, {} queries)\n", e.passages, e.queries);
         }
     }
     s
