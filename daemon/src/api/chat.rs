@@ -11,7 +11,8 @@ use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
-use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
+use super::types::completions::{self as answer, AssistantMessage, ChatChoice, ChatCompletion, Usage};
+use crate::service::generate::{self, GenerationParams, Prompt};
 use crate::service::tool_parser;
 use crate::service::tools::{ChatTools, History, ToolCall, Tools};
 use crate::state::AppState;
@@ -114,31 +115,21 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let (id, created, model, logprobs) = (generation.id.clone(), generation.created, generation.model.clone(), generation.logprobs);
     Ok(held::json_when_done(async move {
         let done = generation.collect().await?;
+        let text = |content| AssistantMessage { role: "assistant", content: Some(content), tool_calls: None };
         let (message, finish_reason) = match &reader {
             Some(reader) => {
                 let parsed = tool_parser::parse(&done.text, reader.format, &reader.names);
                 if parsed.calls.is_empty() {
-                    (json!({"role": "assistant", "content": done.text}), done.reason.as_str())
+                    (text(done.text), done.reason.as_str())
                 } else {
-                    let calls: Vec<serde_json::Value> = parsed.calls.iter().map(ToolCall::to_json).collect();
-                    (json!({"role": "assistant", "content": parsed.content, "tool_calls": calls}), "tool_calls")
+                    let calls = parsed.calls.iter().map(ToolCall::to_json).collect();
+                    (AssistantMessage { role: "assistant", content: parsed.content, tool_calls: Some(calls) }, "tool_calls")
                 }
             }
-            None => (json!({"role": "assistant", "content": done.text}), done.reason.as_str()),
+            None => (text(done.text), done.reason.as_str()),
         };
-        Ok(json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": message,
-                "logprobs": LogprobShape::Chat.answer(logprobs, &done.logprobs),
-                "finish_reason": finish_reason,
-            }],
-            "usage": usage_json(&done.usage),
-        }))
+        let choice = ChatChoice { index: 0, message, logprobs: LogprobShape::Chat.answer(logprobs, &done.logprobs), finish_reason };
+        answer::to_json(&ChatCompletion { id, object: "chat.completion", created, model, choices: vec![choice], usage: Usage::from(&done.usage) })
     })
     .await)
 }

@@ -10,7 +10,8 @@ use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
-use crate::service::generate::{self, usage_json, GenerationParams, Prompt};
+use super::types::completions::{self as answer, TextChoice, TextCompletion, Usage};
+use crate::service::generate::{self, GenerationParams, Prompt};
 use crate::state::AppState;
 
 pub fn configure(r: &mut Routes<'_>) {
@@ -53,14 +54,8 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     let (id, created, model, logprobs) = (generation.id.clone(), generation.created, generation.model.clone(), generation.logprobs);
     Ok(held::json_when_done(async move {
         let done = generation.collect().await?;
-        Ok(json!({
-            "id": id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "text": done.text, "logprobs": LogprobShape::Completion.answer(logprobs, &done.logprobs), "finish_reason": done.reason.as_str()}],
-            "usage": usage_json(&done.usage),
-        }))
+        let choice = TextChoice { index: 0, text: done.text, logprobs: LogprobShape::Completion.answer(logprobs, &done.logprobs), finish_reason: done.reason.as_str() };
+        answer::to_json(&TextCompletion { id, object: "text_completion", created, model, choices: vec![choice], usage: Usage::from(&done.usage) })
     })
     .await)
 }

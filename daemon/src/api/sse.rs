@@ -12,9 +12,10 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use super::logprobs::LogprobShape;
+use super::types::completions::Usage as UsageBody;
 use crate::error::ApiError;
 use crate::provider::Event;
-use crate::service::generate::{usage_json, Generation};
+use crate::service::generate::Generation;
 use crate::service::tool_parser::{Piece, StreamParser};
 use crate::service::tools::ToolCall;
 
@@ -87,7 +88,7 @@ impl State {
             "choices": choices,
         });
         if let Some(usage) = usage {
-            chunk["usage"] = usage_json(usage);
+            chunk["usage"] = json!(UsageBody::from(usage));
         }
         event(&chunk)
     }

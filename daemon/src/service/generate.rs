@@ -13,7 +13,6 @@
 
 use engine::{FinishReason, SamplingParams, TokenLogprob, ToolFormat, Usage, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::config::LimitSettings;
 use crate::fault::ServiceError;
@@ -246,16 +245,6 @@ impl Generation {
             }
         }
     }
-}
-
-/// OpenAI's `usage` object.
-pub fn usage_json(usage: &Usage) -> serde_json::Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    })
 }
 
 

@@ -140,7 +140,7 @@ const WRITE: &[u16] = &[503, 507];
 
 fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
     use super::ollama::types as ollama;
-    use super::types::{embeddings as wire_embeddings, files as wire_files, vector_stores as wire_vs, Deleted};
+    use super::types::{completions, embeddings as wire_embeddings, files as wire_files, vector_stores as wire_vs, Deleted};
     use service::{embed, file_batches, responses, vector_stores as vs};
     let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, query: None, errors });
     let list = |summary, item: RefOr<Schema>| Some(Doc { summary, body: None, reply: Reply::Json(list_of(item)), list: true, query: None, errors: LOADING });
@@ -167,11 +167,11 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         }
         ("POST", "/v1/chat/completions") => {
             let body = all_of(vec![named::<super::chat::ChatRequest>(c), named::<service::generate::GenerationParams>(c), named::<engine::SamplingParams>(c)]);
-            doc("A chat completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::ChatCompletion>(c)), INFERENCE)
+            doc("A chat completion, whole or streamed", Some(body), Reply::Generated(named::<completions::ChatCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/completions") => {
             let body = all_of(vec![named::<super::completions::CompletionRequest>(c), named::<service::generate::GenerationParams>(c), named::<engine::SamplingParams>(c)]);
-            doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<shapes::TextCompletion>(c)), INFERENCE)
+            doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<completions::TextCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<wire_embeddings::EmbeddingList>(c)), INFERENCE),
         ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), &[404, 503]),

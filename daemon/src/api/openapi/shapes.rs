@@ -1,5 +1,5 @@
-//! The shapes of the responses that handlers still build as `json!` bodies (chat, completions,
-//! responses, models, tokenize, health), written out for the OpenAPI document only (nothing
+//! The shapes of the responses that handlers still build as `json!` bodies (responses, models,
+//! tokenize, health), written out for the OpenAPI document only (nothing
 //! constructs these types); the others are the wire types of `api::types`. Each lists the fields its handler always sends
 //! (required) and those it may send; objects nested deeper than the documented level are
 //! `object`, and every schema allows further properties, so a field added to a body does not
@@ -75,40 +75,6 @@ pub struct Model {
 pub struct ModelList {
     pub object: String,
     pub data: Vec<Model>,
-}
-
-/// `POST /v1/chat/completions` without `stream`.
-#[derive(ToSchema)]
-pub struct ChatCompletion {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    /// `{index, message: {role, content}, logprobs, finish_reason}`.
-    #[schema(value_type = Vec<Object>)]
-    pub choices: (),
-    pub usage: Usage,
-}
-
-/// `POST /v1/completions` without `stream`.
-#[derive(ToSchema)]
-pub struct TextCompletion {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    /// `{index, text, logprobs, finish_reason}`.
-    #[schema(value_type = Vec<Object>)]
-    pub choices: (),
-    pub usage: Usage,
-}
-
-/// Token counts of a generation.
-#[derive(ToSchema)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
 }
 
 /// `POST /tokenize`.

@@ -8,6 +8,7 @@
 //! null here (`expires_at`, `next_page`) are still sent, as OpenAI sends them. A constant `object`
 //! is a `&'static str` whose schema pattern allows only that value.
 
+pub mod completions;
 pub mod embeddings;
 pub mod files;
 pub mod vector_stores;
