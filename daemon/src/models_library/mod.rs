@@ -478,6 +478,26 @@ mod tests {
     }
 
     #[test]
+    fn sweep_keeps_a_scratch_directory_in_use_and_removes_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(dir.path());
+        let lock = lib.lock().unwrap();
+        let fresh = lib.scratch().unwrap();
+        std::fs::write(fresh.path().join("without-imatrix.gguf"), b"scratch").unwrap();
+        let stale = lib.scratch().unwrap();
+        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+        std::fs::File::open(stale.path()).unwrap().set_modified(two_days_ago).unwrap();
+        let leftover = lib.staging(&lock).unwrap().path().to_owned();
+        std::fs::create_dir_all(&leftover).unwrap();
+        lib.sweep(&lock);
+        assert!(fresh.path().join("without-imatrix.gguf").is_file(), "a scratch file in use survives the sweep");
+        assert!(!stale.path().exists() && !leftover.exists());
+        let path = fresh.path().to_owned();
+        drop(fresh);
+        assert!(!path.exists(), "dropped, the scratch directory is gone");
+    }
+
+    #[test]
     fn names() {
         assert!(check_name("SmolLM2-135M.Q4_1").is_ok());
         for bad in ["", ".hidden", "a/b", "../x", "a b", &"x".repeat(65)] {
