@@ -9,10 +9,10 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use engine::Usage;
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::logprobs::LogprobShape;
-use super::types::completions::Usage as UsageBody;
+use super::types::completions::{Chunk, Usage as UsageBody};
 use crate::error::ApiError;
 use crate::provider::Event;
 use crate::service::generate::Generation;
@@ -80,17 +80,14 @@ struct State {
 
 impl State {
     fn envelope(&self, choices: Vec<Value>, usage: Option<&Usage>) -> Bytes {
-        let mut chunk = json!({
-            "id": self.generation.id,
-            "object": self.shape.object,
-            "created": self.generation.created,
-            "model": self.generation.model,
-            "choices": choices,
-        });
-        if let Some(usage) = usage {
-            chunk["usage"] = json!(UsageBody::from(usage));
-        }
-        event(&chunk)
+        event(&Chunk {
+            id: &self.generation.id,
+            object: self.shape.object,
+            created: self.generation.created,
+            model: &self.generation.model,
+            choices,
+            usage: usage.map(UsageBody::from),
+        })
     }
 
     fn running_usage(&self, completion_tokens: u32) -> Option<Usage> {
@@ -191,8 +188,13 @@ impl State {
 /// How long a stream stays silent before it sends a keep-alive comment.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn event(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+/// One `data:` event. A body that cannot be written as JSON (none of hearth's can: their maps
+/// have string keys) becomes an error event rather than a broken line.
+fn event<T: serde::Serialize>(value: &T) -> Bytes {
+    match serde_json::to_string(value) {
+        Ok(json) => Bytes::from(format!("data: {json}\n\n")),
+        Err(e) => Bytes::from(format!("data: {}\n\n", ApiError::Internal(format!("a chunk could not be written as JSON: {e}")).body())),
+    }
 }
 
 fn done() -> Bytes {

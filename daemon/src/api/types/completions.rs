@@ -98,6 +98,20 @@ pub struct TextChoice {
     pub finish_reason: &'static str,
 }
 
+/// One chunk of a streamed chat or text completion: `object` is `chat.completion.chunk` or
+/// `text_completion`; each choice is built by the API's chunk shape (`api::sse::ChunkShape`);
+/// `usage` rides on the last chunk when asked for (and on every one with continuous usage stats).
+#[derive(Debug, Serialize)]
+pub struct Chunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
 /// `answer` as the JSON value the held response writes.
 pub fn to_json<T: Serialize>(answer: &T) -> Result<Value, ApiError> {
     serde_json::to_value(answer).map_err(|e| ApiError::Internal(format!("an answer could not be written as JSON: {e}")))
@@ -143,5 +157,12 @@ mod tests {
         let expected = json!({"id": "cmpl-1", "object": "text_completion", "created": 7, "model": "m",
             "choices": [{"index": 0, "text": "x", "logprobs": null, "finish_reason": "length"}], "usage": usage});
         assert_eq!(serde_json::to_string(&text).unwrap(), expected.to_string());
+        let choice = json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"});
+        let mut chunk = Chunk { id: "c", object: "chat.completion.chunk", created: 7, model: "m", choices: vec![choice.clone()], usage: None };
+        let expected = json!({"id": "c", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": [choice]});
+        assert_eq!(serde_json::to_string(&chunk).unwrap(), expected.to_string(), "no usage: no field");
+        chunk.usage = Some(usage);
+        assert_eq!(to_json(&chunk).unwrap()["usage"], json!(usage), "usage last");
+        assert_eq!(serde_json::to_string(&chunk).unwrap().rsplit_once(",\"usage\"").map(|(head, _)| head.len()), Some(expected.to_string().len() - 1));
     }
 }
