@@ -130,6 +130,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             running.await.context("server task failed")?.context("server failed")?;
         }
     }
+    if let Ok(models) = state.models() {
+        models.registry().stop_engines().await;
+    }
     tracing::info!("Stopped.");
     Ok(())
 }

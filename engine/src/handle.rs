@@ -7,7 +7,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,8 +76,10 @@ struct Inner {
     max_queue: usize,
     telemetry: Arc<Telemetry>,
     /// Disconnects when the engine thread has finished (its context freed). In a mutex only so
-    /// that the handle is `Sync`; it is used once, in `drop`.
+    /// that the handle is `Sync`; it is used in `stop` and `drop`.
     stopped: Mutex<Receiver<()>>,
+    /// Asks a chat engine thread to end once it has nothing to do ([`Engine::stop`]).
+    stop: Arc<AtomicBool>,
 }
 
 impl Drop for Inner {
@@ -150,6 +153,8 @@ impl Engine {
         let (commands, inbox) = sync_channel(permits);
         let (ready_tx, ready_rx) = sync_channel(1);
         let (stopped_tx, stopped) = sync_channel::<()>(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
         let telemetry = Arc::new(Telemetry::default());
         let thread_model = Arc::clone(&model);
         let thread_telemetry = Arc::clone(&telemetry);
@@ -167,7 +172,7 @@ impl Engine {
                 // recorded: the handle reports it, `/ready` turns 503, and the daemon decides.
                 let telemetry = Arc::clone(&thread_telemetry);
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match config.kind {
-                    ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry),
+                    ModelKind::Chat => ChatWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry, &thread_stop),
                     ModelKind::Embedding => {
                         EmbeddingWorker::run(&thread_model, thread_config, inbox, ready_tx, thread_telemetry)
                     }
@@ -200,8 +205,19 @@ impl Engine {
                 max_queue: config.max_queue,
                 telemetry,
                 stopped: Mutex::new(stopped),
+                stop,
             }),
         })
+    }
+
+    /// Ask the engine thread to end once it has nothing running or waiting, and wait (bounded)
+    /// until it has freed its context: a chat model's prefix cache then finishes its file writes.
+    /// For a clean stop after the HTTP drain; other handles to this engine stop working. Returns
+    /// whether the thread ended in time.
+    pub fn stop(&self) -> bool {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let stopped = self.inner.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        matches!(stopped.recv_timeout(STOP_WAIT), Err(RecvTimeoutError::Disconnected))
     }
 
     /// Facts about the model.

@@ -162,6 +162,28 @@ async fn greedy_output_is_the_same_cold_hot_from_ram_and_from_disk_after_a_resta
 }
 
 /// A server with `config` laid over the default one, its state in `state`.
+/// `systemctl stop` right after an answer: the stop waits for the engine thread, so the prefix it
+/// just saved is on disk, complete, and the restarted daemon serves it from there.
+#[tokio::test]
+async fn a_prefix_saved_just_before_a_sigterm_is_on_disk_after_the_restart() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let p = format!("{}\nThe months of the year are January, February,", system_prompt("sales"));
+    let server = start(state.path(), &[]);
+    let cold = complete(&server, &p).await;
+    let n = prompt_tokens(&cold);
+    // No wait for the file: the stop itself must let the write finish.
+    let kill = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(kill.success());
+    let (exit, log) = server.wait_exit();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert_eq!(files(state.path()).len(), 1, "the saved prefix is a finished file after the stop:\n{log}");
+    let server = start(state.path(), &[]);
+    let restored = complete(&server, &p).await;
+    assert_eq!(tier_metric(&server, "hearth_prefix_cache_hits_total", "disk").await, 1, "{}", server.log());
+    assert!(cached(&restored) >= n - 16, "disk: cached {} of {n}", cached(&restored));
+    assert_eq!(text(&restored), text(&cold));
+}
+
 fn start_with_config(state: &Path, config: &str) -> Server {
     let state = state.to_string_lossy().into_owned();
     Server::start_with(Options { config: Some(config), env: vec![("HEARTH__SERVER__STATE_DIR", state.as_str())] })

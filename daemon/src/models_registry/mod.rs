@@ -359,6 +359,22 @@ impl Registry {
         self.lock().last_load[i].map_or(self.timeout.as_secs(), |d| d.as_secs_f64().ceil() as u64).max(1)
     }
 
+    /// At a stop, after the HTTP drain: end every loaded engine thread and wait (bounded) for each
+    /// to free its context, so that what it still writes (a chat model's prefix-cache files) is
+    /// complete before the process exits.
+    pub async fn stop_engines(&self) {
+        // Embedding engines keep no files; the library holds them until the process ends.
+        let chat = |i: usize| self.slots[i].kind == ModelKind::Chat;
+        let engines: Vec<Engine> = self.lock().engines.iter().enumerate().filter(|&(i, _)| chat(i)).filter_map(|(_, e)| e.clone()).collect();
+        for engine in engines {
+            let name = engine.info().name.clone();
+            let stopped = tokio::task::spawn_blocking(move || engine.stop()).await.unwrap_or(false);
+            if !stopped {
+                tracing::warn!(model = %name, "Engine thread did not stop in time; its prefix-cache writes may be cut.");
+            }
+        }
+    }
+
     /// An operator's load of model `i`: as a request's, without keeping the lease.
     pub async fn load(self: &Arc<Self>, i: usize) -> Result<(), ServiceError> {
         self.acquire(i).await.map(drop)

@@ -50,6 +50,7 @@ mod work;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,17 +109,22 @@ pub(crate) struct ChatWorker<'m> {
 }
 
 impl<'m> ChatWorker<'m> {
-    /// Thread body: create the context, report readiness, then serve until every handle is gone.
+    /// Thread body: create the context, report readiness, then serve until every handle is gone,
+    /// or until `stop` is set and nothing is running or waiting.
     pub(crate) fn run(
         model: &'m Arc<LlamaModel>,
         config: ModelConfig,
         inbox: Receiver<Command>,
         ready: SyncSender<Result<(), EngineError>>,
         telemetry: Arc<Telemetry>,
+        stop: &AtomicBool,
     ) {
         let Some(mut worker) = report_ready(Self::new(model, config, Arc::clone(&telemetry)), &ready) else { return };
         loop {
             telemetry.beat();
+            if worker.idle() && stop.load(Ordering::Relaxed) {
+                break;
+            }
             if worker.idle() {
                 match inbox.recv_timeout(IDLE_WAIT) {
                     Ok(cmd) => worker.accept(cmd),
