@@ -63,7 +63,8 @@ pub struct ModelInfo {
 
 /// A command for an engine thread.
 pub(crate) enum Command {
-    Generate(Submitted),
+    /// Boxed: a request (its sampling parameters included) is several times an embedding job.
+    Generate(Box<Submitted>),
     Embed(EmbedJob),
 }
 
@@ -334,7 +335,7 @@ impl Engine {
             submitted_at: std::time::Instant::now(),
             _permit: permit,
         };
-        self.send(Command::Generate(submitted))?;
+        self.send(Command::Generate(Box::new(submitted)))?;
         Ok(TokenStream { events: rx })
     }
 

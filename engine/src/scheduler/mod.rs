@@ -269,7 +269,7 @@ impl<'m> ChatWorker<'m> {
                 };
                 let tokens = std::mem::take(&mut submitted.request.prompt);
                 let max_tokens = submitted.request.max_tokens;
-                let seq = Sequence::new(submitted, sampler, tokens.len());
+                let seq = Sequence::new(*submitted, sampler, tokens.len());
                 self.scheduler.push(tokens, max_tokens, seq);
             }
             Command::Embed(job) => {
