@@ -13,13 +13,19 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use crate::provider::Event;
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use super::{accepted, held, parse_body, Body};
 use super::sse;
+use super::types::responses::{
+    AnnotationAdded, ArgumentsDelta, ArgumentsDone, ContentPartEvent, Envelope, FileSearchEvent, MessageItem, OutputItem, OutputItemEvent, OutputText,
+    ResponseEvent, StreamError, TextDelta, TextDone,
+};
+use super::types::{completions::to_json, Deleted};
+use crate::service::response_object::ResponseError;
 use crate::error::ApiError;
 use crate::service::response_items::{self as items, Answer};
 use crate::service::responses::{self, Prepared};
@@ -37,7 +43,7 @@ async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, 
     accepted::check(&body, accepted::Endpoint::Responses)?;
     let prepared = responses::prepare(&state, &body).await?;
     if !prepared.streaming() {
-        return Ok(held::json_when_done(async move { prepared.finish().await.map_err(ApiError::from) }).await);
+        return Ok(held::json_when_done(async move { to_json(&prepared.finish().await?) }).await);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     actix_web::rt::spawn(async move {
@@ -56,7 +62,8 @@ async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpRe
 }
 
 async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(responses::delete(&state, id.into_inner()).await?))
+    let id = responses::delete(&state, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(Deleted::new(id, "response")))
 }
 
 /// The client went away.
@@ -68,10 +75,20 @@ struct Emitter {
 }
 
 impl Emitter {
-    async fn emit(&mut self, kind: &str, mut data: Value) -> Result<(), Closed> {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(self.sequence);
+    /// Send `data` as event `kind`. It goes through `serde_json::Value` as the whole response does
+    /// (`held::json_when_done`), so a number prints the same in both.
+    async fn emit<T: Serialize>(&mut self, kind: &str, data: &T) -> Result<(), Closed> {
+        let envelope = Envelope { data, kind, sequence_number: self.sequence };
         self.sequence += 1;
+        let data = match serde_json::to_value(&envelope) {
+            Ok(data) => data,
+            Err(e) => {
+                // Nothing in these types can fail to serialize; if it ever does, the stream ends
+                // rather than sending a malformed event.
+                tracing::error!(event = kind, error = %e, "A response event could not be written as JSON.");
+                return Err(Closed);
+            }
+        };
         self.tx.send(Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))).await.map_err(|_| Closed)
     }
 
@@ -85,18 +102,21 @@ impl Emitter {
 const KEEPALIVE: Duration = Duration::from_millis(500);
 
 async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> {
-    let opening = p.response_json("in_progress", Vec::new(), None);
-    out.emit("response.created", json!({"response": opening})).await?;
-    out.emit("response.in_progress", json!({"response": opening})).await?;
+    let opening = p.response_object("in_progress", Vec::new(), None);
+    out.emit("response.created", &ResponseEvent { response: &opening }).await?;
+    out.emit("response.in_progress", &ResponseEvent { response: &opening }).await?;
     let mut items = Items::default();
-    if let Some(item) = p.file_search_item("in_progress") {
-        let item_id = item["id"].clone();
+    if let (Some(item), Some(done)) = (p.file_search_item("in_progress"), p.file_search_item("completed")) {
+        let item_id = match &item {
+            OutputItem::FileSearchCall(call) => call.id.clone(),
+            _ => String::new(),
+        };
         let index = items.next_index();
-        out.emit("response.output_item.added", json!({"output_index": index, "item": item})).await?;
+        out.emit("response.output_item.added", &OutputItemEvent { output_index: index, item: &item }).await?;
         for step in ["in_progress", "searching", "completed"] {
-            out.emit(&format!("response.file_search_call.{step}"), json!({"output_index": index, "item_id": item_id})).await?;
+            out.emit(&format!("response.file_search_call.{step}"), &FileSearchEvent { output_index: index, item_id: &item_id }).await?;
         }
-        out.emit("response.output_item.done", json!({"output_index": index, "item": p.file_search_item("completed")})).await?;
+        out.emit("response.output_item.done", &OutputItemEvent { output_index: index, item: &done }).await?;
     }
 
     let mut usage = None;
@@ -138,7 +158,7 @@ async fn stream_events(mut p: Prepared, mut out: Emitter) -> Result<(), Closed> 
     }
     items.close_message(&mut out, &p).await?;
     match p.complete(&items.answer, usage.as_ref()).await {
-        Ok(response) => out.emit("response.completed", json!({"response": response})).await,
+        Ok(response) => out.emit("response.completed", &ResponseEvent { response: &response }).await,
         Err(e) => fail(&mut out, &p, &e.into()).await,
     }
 }
@@ -175,7 +195,7 @@ impl Items {
                     Some(index) => index,
                     None => self.open_message(out, p).await?,
                 };
-                out.emit("response.output_text.delta", json!({"item_id": p.message_id, "output_index": index, "content_index": 0, "delta": text})).await?;
+                out.emit("response.output_text.delta", &TextDelta { item_id: &p.message_id, output_index: index, content_index: 0, delta: &text }).await?;
                 self.answer.text.push_str(&text);
                 Ok(())
             }
@@ -183,12 +203,14 @@ impl Items {
                 self.close_message(out, p).await?;
                 let index = self.next_index();
                 let item_id = items::item_id(&call);
-                out.emit("response.output_item.added", json!({"output_index": index, "item": items::function_call_item(&call, "", "in_progress")})).await?;
+                let opened = OutputItem::FunctionCall(items::function_call_item(&call, "", "in_progress"));
+                out.emit("response.output_item.added", &OutputItemEvent { output_index: index, item: &opened }).await?;
                 for fragment in sse::fragments(&call.arguments, sse::ARGUMENT_FRAGMENT) {
-                    out.emit("response.function_call_arguments.delta", json!({"item_id": item_id, "output_index": index, "delta": fragment})).await?;
+                    out.emit("response.function_call_arguments.delta", &ArgumentsDelta { item_id: &item_id, output_index: index, delta: fragment }).await?;
                 }
-                out.emit("response.function_call_arguments.done", json!({"item_id": item_id, "output_index": index, "arguments": call.arguments})).await?;
-                out.emit("response.output_item.done", json!({"output_index": index, "item": items::function_call_item(&call, &call.arguments, "completed")})).await?;
+                out.emit("response.function_call_arguments.done", &ArgumentsDone { item_id: &item_id, output_index: index, arguments: &call.arguments }).await?;
+                let done = OutputItem::FunctionCall(items::function_call_item(&call, &call.arguments, "completed"));
+                out.emit("response.output_item.done", &OutputItemEvent { output_index: index, item: &done }).await?;
                 self.answer.calls.push(call);
                 Ok(())
             }
@@ -198,10 +220,10 @@ impl Items {
     async fn open_message(&mut self, out: &mut Emitter, p: &Prepared) -> Result<usize, Closed> {
         let index = self.next_index();
         self.message = Some(index);
-        let item = json!({"type": "message", "id": p.message_id, "status": "in_progress", "role": "assistant", "content": []});
-        out.emit("response.output_item.added", json!({"output_index": index, "item": item})).await?;
-        out.emit("response.content_part.added", json!({"item_id": p.message_id, "output_index": index, "content_index": 0,
-            "part": {"type": "output_text", "text": "", "annotations": []}})).await?;
+        let item = OutputItem::Message(MessageItem { id: p.message_id.clone(), status: "in_progress", role: "assistant", content: Vec::new() });
+        out.emit("response.output_item.added", &OutputItemEvent { output_index: index, item: &item }).await?;
+        let part = OutputText::opening();
+        out.emit("response.content_part.added", &ContentPartEvent { item_id: &p.message_id, output_index: index, content_index: 0, part: &part }).await?;
         Ok(index)
     }
 
@@ -212,28 +234,32 @@ impl Items {
         };
         self.message_closed = true;
         let message = p.message_item(&self.answer.text, "completed");
-        let content = message["content"][0].clone();
+        let Some(content) = message.content.first() else {
+            return Ok(()); // message_item always has its one part
+        };
         // The final text may add a sentence the deltas have not carried (an answer over sources that
         // uses none of them says so, `rag::citations::annotate`): stream it too.
-        if let Some(rest) = content["text"].as_str().and_then(|t| t.strip_prefix(self.answer.text.as_str())).filter(|r| !r.is_empty()) {
-            out.emit("response.output_text.delta", json!({"item_id": p.message_id, "output_index": index, "content_index": 0, "delta": rest})).await?;
+        if let Some(rest) = content.text.strip_prefix(self.answer.text.as_str()).filter(|r| !r.is_empty()) {
+            out.emit("response.output_text.delta", &TextDelta { item_id: &p.message_id, output_index: index, content_index: 0, delta: rest }).await?;
             self.answer.text.push_str(rest);
         }
-        let (item_id, text) = (&p.message_id, &self.answer.text);
-        for (i, annotation) in content["annotations"].as_array().into_iter().flatten().enumerate() {
-            out.emit("response.output_text.annotation.added", json!({"item_id": item_id, "output_index": index, "content_index": 0,
-                "annotation_index": i, "annotation": annotation})).await?;
+        let (item_id, text) = (p.message_id.as_str(), self.answer.text.as_str());
+        for (i, annotation) in content.annotations.iter().enumerate() {
+            let added = AnnotationAdded { item_id, output_index: index, content_index: 0, annotation_index: i, annotation };
+            out.emit("response.output_text.annotation.added", &added).await?;
         }
-        out.emit("response.output_text.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text})).await?;
-        out.emit("response.content_part.done", json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": content})).await?;
-        out.emit("response.output_item.done", json!({"output_index": index, "item": message})).await
+        out.emit("response.output_text.done", &TextDone { item_id, output_index: index, content_index: 0, text }).await?;
+        out.emit("response.content_part.done", &ContentPartEvent { item_id, output_index: index, content_index: 0, part: content }).await?;
+        let message = OutputItem::Message(message);
+        out.emit("response.output_item.done", &OutputItemEvent { output_index: index, item: &message }).await
     }
 }
 
 async fn fail(out: &mut Emitter, p: &Prepared, e: &ApiError) -> Result<(), Closed> {
     let error = e.body()["error"].clone();
-    out.emit("error", json!({"code": error["code"], "message": error["message"], "param": error["param"]})).await?;
-    let mut failed = p.response_json("failed", Vec::new(), None);
-    failed["error"] = json!({"code": "server_error", "message": error["message"]});
-    out.emit("response.failed", json!({"response": failed})).await
+    out.emit("error", &StreamError { code: error["code"].clone(), message: error["message"].clone(), param: error["param"].clone() }).await?;
+    let mut failed = p.response_object("failed", Vec::new(), None);
+    let message = error["message"].as_str().map(str::to_owned).unwrap_or_else(|| error["message"].to_string());
+    failed.error = Some(ResponseError { code: "server_error", message });
+    out.emit("response.failed", &ResponseEvent { response: &failed }).await
 }

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod listing;
 pub mod pages;
 pub mod response_items;
+pub mod response_object;
 pub mod response_store;
 pub mod responses;
 pub mod structured;

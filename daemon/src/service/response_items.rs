@@ -17,8 +17,9 @@
 //! one carry the same ids.
 
 use engine::ChatMessage;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::response_object::FunctionCallItem;
 use super::response_store::{Message, StoredCall};
 use super::tools::{History, ToolCall};
 use crate::fault::ServiceError;
@@ -47,8 +48,8 @@ fn stored_call(c: &ToolCall) -> StoredCall {
 }
 
 /// The `function_call` output item of `call`.
-pub fn function_call_item(call: &ToolCall, arguments: &str, status: &str) -> Value {
-    json!({"type": "function_call", "id": item_id(call), "call_id": call.id, "name": call.name, "arguments": arguments, "status": status})
+pub fn function_call_item(call: &ToolCall, arguments: &str, status: &'static str) -> FunctionCallItem {
+    FunctionCallItem { id: item_id(call), call_id: call.id.clone(), name: call.name.clone(), arguments: arguments.to_owned(), status }
 }
 
 /// The output item id of a call: `fc_` and the call id's digits.
@@ -154,6 +155,7 @@ pub fn chat_prompt(messages: &[Message]) -> (Vec<ChatMessage>, History) {
 #[allow(clippy::unwrap_used, reason = "a test fails loudly on any error")]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn call_item(id: &str) -> Value {
         json!({"type": "function_call", "id": "fc_x", "call_id": id, "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}", "status": "completed"})
@@ -201,7 +203,7 @@ mod tests {
     fn output_items_share_ids_with_their_calls() {
         let call = ToolCall { id: "call_abc".into(), name: "f".into(), arguments: "{}".into() };
         let item = function_call_item(&call, "", "in_progress");
-        assert_eq!((item["id"].as_str(), item["call_id"].as_str(), item["arguments"].as_str()), (Some("fc_abc"), Some("call_abc"), Some("")));
+        assert_eq!((item.id.as_str(), item.call_id.as_str(), item.arguments.as_str()), ("fc_abc", "call_abc", ""));
         let answer = Answer { text: String::new(), calls: vec![call] };
         assert!(!answer.has_message() && Answer::default().has_message());
         assert_eq!(answer.stored().calls[0].call_id, "call_abc");

@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 
 use super::generate::{self, Generation, GenerationParams, Prompt, ToolOutput};
 use super::response_items::{self as items, Answer};
+use super::response_object::{
+    to_value, EchoedRanking, FileSearchCall, FileSearchResult, MessageItem, OutputItem, OutputText, ResponseObject, ResponseUsage, TextConfig, ToolEcho,
+};
 use super::response_store::{self as stored, Message, Quota, Record};
 use super::tool_parser;
 use super::tools::{self, ChatTools, Tools};
@@ -249,54 +252,65 @@ impl Prepared {
     }
 
     /// The `file_search_call` item, if the request searched.
-    pub fn file_search_item(&self, status: &str) -> Option<Value> {
+    pub fn file_search_item(&self, status: &'static str) -> Option<OutputItem> {
         let (query, retrieval) = self.file_search.as_ref()?;
         let include = self.request.include.iter().any(|i| i == "file_search_call.results" || i == "output[*].file_search_call.search_results");
-        let results = include.then(|| {
-            retrieval
-                .hits
-                .iter()
-                .map(|h| json!({"file_id": h.document_id, "filename": h.document_name, "score": h.score, "text": h.text,
-                                 "attributes": h.attributes, "page": h.page, "char_start": h.char_start, "char_end": h.char_end}))
-                .collect::<Vec<_>>()
-        });
-        Some(json!({"type": "file_search_call", "id": self.id.replace("resp_", "fs_"), "status": status, "queries": [query], "results": results}))
+        let results = include.then(|| retrieval.hits.iter().map(FileSearchResult::from).collect());
+        Some(OutputItem::FileSearchCall(FileSearchCall { id: self.id.replace("resp_", "fs_"), status, queries: vec![query.clone()], results }))
     }
 
     /// The assistant message item with its text and citations (an answer that has sources but
     /// uses none of them says so: [`annotate`]).
-    pub fn message_item(&self, text: &str, status: &str) -> Value {
+    pub fn message_item(&self, text: &str, status: &'static str) -> MessageItem {
         let (text, annotations) = annotate(text, &self.sources);
-        json!({"type": "message", "id": self.message_id, "status": status, "role": "assistant",
-               "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}]})
+        let content = OutputText { kind: "output_text", text, annotations, logprobs: Some(Vec::new()) };
+        MessageItem { id: self.message_id.clone(), status, role: "assistant", content: vec![content] }
     }
 
     /// The response object.
-    pub fn response_json(&self, status: &str, output: Vec<Value>, usage: Option<&Usage>) -> Value {
-        let usage = usage.map(|u| json!({
-            "input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
-            "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": u.prompt_tokens + u.completion_tokens,
-        }));
-        let tools: Vec<Value> = self.request.tools.iter().map(|tool| match tool {
-            Tool::FileSearch(t) => json!({
-                "type": "file_search", "vector_store_ids": t.vector_store_ids, "max_num_results": t.max_num_results,
-                "filters": t.filters, "ranking_options": {"ranker": "auto", "score_threshold": t.ranking_options.as_ref().and_then(|r| r.score_threshold)},
-            }),
-            Tool::Function(f) => json!({
-                "type": "function", "name": f.name, "description": f.description, "parameters": f.parameters, "strict": f.strict.unwrap_or(true),
-            }),
-        }).collect();
-        json!({
-            "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
-            "model": self.request.model, "output": output, "usage": usage,
-            "previous_response_id": self.request.previous_response_id, "instructions": self.request.instructions,
-            "tools": tools, "tool_choice": self.request.tool_choice.clone().unwrap_or_else(|| json!("auto")),
-            "parallel_tool_calls": self.request.parallel_tool_calls.unwrap_or(true),
-            "temperature": self.request.temperature, "top_p": self.request.top_p, "max_output_tokens": self.request.max_output_tokens,
-            "text": {"format": {"type": "text"}}, "truncation": "disabled", "error": null, "incomplete_details": null,
-            "metadata": self.request.metadata, "store": self.request.store.unwrap_or(true),
-        })
+    pub fn response_object(&self, status: &'static str, output: Vec<OutputItem>, usage: Option<&Usage>) -> ResponseObject {
+        let tools = self
+            .request
+            .tools
+            .iter()
+            .map(|tool| match tool {
+                Tool::FileSearch(t) => ToolEcho::FileSearch {
+                    vector_store_ids: t.vector_store_ids.clone(),
+                    max_num_results: t.max_num_results,
+                    filters: t.filters.clone(),
+                    ranking_options: EchoedRanking { ranker: "auto", score_threshold: t.ranking_options.as_ref().and_then(|r| r.score_threshold) },
+                },
+                Tool::Function(f) => ToolEcho::Function {
+                    name: f.name.clone(),
+                    description: f.description.clone(),
+                    parameters: f.parameters.clone(),
+                    strict: f.strict.unwrap_or(true),
+                },
+            })
+            .collect();
+        ResponseObject {
+            id: self.id.clone(),
+            object: "response",
+            created_at: self.created_at,
+            status,
+            model: self.request.model.clone(),
+            output,
+            usage: usage.map(ResponseUsage::from),
+            previous_response_id: self.request.previous_response_id.clone(),
+            instructions: self.request.instructions.clone(),
+            tools,
+            tool_choice: self.request.tool_choice.clone().unwrap_or_else(|| Value::from("auto")),
+            parallel_tool_calls: self.request.parallel_tool_calls.unwrap_or(true),
+            temperature: self.request.temperature,
+            top_p: self.request.top_p,
+            max_output_tokens: self.request.max_output_tokens,
+            text: TextConfig::plain(),
+            truncation: "disabled",
+            error: None,
+            incomplete_details: None,
+            metadata: self.request.metadata.clone(),
+            store: self.request.store.unwrap_or(true),
+        }
     }
 
     /// The model's whole output as an answer: its calls read out when tools were offered.
@@ -312,18 +326,18 @@ impl Prepared {
     }
 
     /// The finished response for `answer`; stored unless the request said `store: false`.
-    pub async fn complete(&self, answer: &Answer, usage: Option<&Usage>) -> Result<Value, ServiceError> {
-        let mut output: Vec<Value> = self.file_search_item("completed").into_iter().collect();
+    pub async fn complete(&self, answer: &Answer, usage: Option<&Usage>) -> Result<ResponseObject, ServiceError> {
+        let mut output: Vec<OutputItem> = self.file_search_item("completed").into_iter().collect();
         if answer.has_message() {
-            output.push(self.message_item(&answer.text, "completed"));
+            output.push(OutputItem::Message(self.message_item(&answer.text, "completed")));
         }
-        output.extend(answer.calls.iter().map(|c| items::function_call_item(c, &c.arguments, "completed")));
-        let response = self.response_json("completed", output, usage);
+        output.extend(answer.calls.iter().map(|c| OutputItem::FunctionCall(items::function_call_item(c, &c.arguments, "completed"))));
+        let response = self.response_object("completed", output, usage);
         if self.request.store.unwrap_or(true) {
             // Only this turn; the history before it stays in the parent's records.
             let mut turn: Vec<Message> = self.conversation[self.turn_start..].to_vec();
             turn.push(answer.stored());
-            let record = Record { response: response.clone(), turn, parent: self.request.previous_response_id.clone(), conversation: None };
+            let record = Record { response: to_value(&response)?, turn, parent: self.request.previous_response_id.clone(), conversation: None };
             let (dir, id, quota) = (self.state_dir.clone(), self.id.clone(), self.quota);
             blocking(move || stored::save(&dir, &id, &record, &quota)).await?;
         }
@@ -331,7 +345,7 @@ impl Prepared {
     }
 
     /// Generate the whole answer (non-streamed requests).
-    pub async fn finish(mut self) -> Result<Value, ServiceError> {
+    pub async fn finish(mut self) -> Result<ResponseObject, ServiceError> {
         match (self.fixed_answer.clone(), self.generation.take()) {
             (Some(text), _) => self.complete(&Answer { text, calls: Vec::new() }, None).await,
             (None, Some(generation)) => {
@@ -351,12 +365,12 @@ pub async fn get(state: &AppState, id: String) -> Result<Value, ServiceError> {
     blocking(move || Ok(stored::load(&dir, &id, &quota)?.response)).await
 }
 
-/// `DELETE /v1/responses/{id}`.
-pub async fn delete(state: &AppState, id: String) -> Result<Value, ServiceError> {
+/// `DELETE /v1/responses/{id}`: the id of the response deleted.
+pub async fn delete(state: &AppState, id: String) -> Result<String, ServiceError> {
     let dir = state.settings().server.state_dir.clone();
     blocking(move || {
         stored::delete(&dir, &id)?;
-        Ok(json!({"id": id, "object": "response", "deleted": true}))
+        Ok(id)
     })
     .await
 }

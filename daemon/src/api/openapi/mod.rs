@@ -6,8 +6,8 @@
 //! a route without an entry there makes [`document`] fail (a unit test builds it), so a new route
 //! cannot ship undocumented. Request schemas are derived (`utoipa::ToSchema`) from the very types
 //! the handlers deserialize, and response schemas from the types they serialize (`api::types`:
-//! files, vector stores, search, embeddings); the responses still built as `json!` (chat,
-//! completions, responses, models) are written out in [`shapes`]. Error statuses are those the
+//! files, vector stores, search, embeddings, chat and completions answers, responses); those still built as `json!` (chat,
+//! completions, models) are written out in [`shapes`]. Error statuses are those the
 //! middleware and the handlers really return, each with OpenAI's error body.
 
 mod shapes;
@@ -234,9 +234,9 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
         }
         ("GET", "/v1/vector_stores/{id}/file_batches/{batch_id}/files") => list("A file batch's files", named::<wire_vs::VectorStoreFile>(c)),
         ("POST", "/v1/responses") => {
-            doc("A response (Responses API), whole or streamed", Some(named::<responses::CreateResponse>(c)), Reply::Generated(named::<shapes::ResponseObject>(c)), &[429, 502, 503, 504, 507])
+            doc("A response (Responses API), whole or streamed", Some(named::<responses::CreateResponse>(c)), Reply::Generated(named::<super::types::responses::ResponseObject>(c)), &[429, 502, 503, 504, 507])
         }
-        ("GET", "/v1/responses/{id}") => doc("A stored response", None, Reply::Json(named::<shapes::ResponseObject>(c)), LOADING),
+        ("GET", "/v1/responses/{id}") => doc("A stored response", None, Reply::Json(named::<super::types::responses::ResponseObject>(c)), LOADING),
         ("DELETE", "/v1/responses/{id}") => doc("Delete a stored response", None, Reply::Json(named::<Deleted>(c)), LOADING),
         ("GET", "/") => doc("The web console (HTML; its data comes from this API with the user's key)", None, Reply::Raw(&["text/html"]), &[]),
         ("GET", "/console/{version}/{name}") => doc("A web console asset (script, stylesheet, icon) of this build", None, Reply::Raw(&["text/javascript", "text/css", "image/svg+xml"]), &[]),

@@ -1,4 +1,4 @@
-//! The shapes of the responses that handlers still build as `json!` bodies (responses, models,
+//! The shapes of the responses that handlers still build as `json!` bodies (models,
 //! tokenize, health), written out for the OpenAPI document only (nothing
 //! constructs these types); the others are the wire types of `api::types`. Each lists the fields its handler always sends
 //! (required) and those it may send; objects nested deeper than the documented level are
@@ -100,18 +100,6 @@ pub struct FileUpload {
     /// What the file is for.
     #[schema(value_type = String, pattern = "^(assistants|batch|fine-tune|vision|user_data|evals)$")]
     pub purpose: (),
-}
-
-/// A response of the Responses API.
-#[derive(ToSchema)]
-pub struct ResponseObject {
-    pub id: String,
-    pub object: String,
-    pub created_at: u64,
-    pub status: String,
-    pub model: String,
-    #[schema(value_type = Vec<Object>)]
-    pub output: (),
 }
 
 /// One server-sent event of a streamed answer: `data` is a JSON chunk (chat, completions: then

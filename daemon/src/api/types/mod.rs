@@ -11,6 +11,7 @@
 pub mod completions;
 pub mod embeddings;
 pub mod files;
+pub mod responses;
 pub mod vector_stores;
 
 use serde::Serialize;
