@@ -7,8 +7,10 @@
 //! Tokenizing and chat templating need only the model, which is shared read-only with the handle, so
 //! they run on the caller's thread and never cost engine time.
 //!
-//! The crate knows nothing about HTTP, async runtimes beyond channel types, or the config file format:
-//! it takes plain config structs ([`ModelConfig`]).
+//! The crate knows nothing about HTTP routes, async runtimes beyond channel types, or the config file
+//! format: it takes plain config structs ([`ModelConfig`]). The one request type the API reads as is,
+//! [`SamplingParams`], carries its serde names and OpenAPI schema with it, so a sampling field is
+//! added in one place.
 
 pub mod accuracy;
 mod amx;
