@@ -267,7 +267,7 @@ pub struct EngineSettings {
     /// Use ggml's AMX CPU kernels (Intel Sapphire Rapids and later); off: the AVX-512 build serves.
     pub cpu_amx: bool,
     /// How llama.cpp's CPU threads wait for each other between operations (see
-    /// `compute::cpu_wait`): `sleep` at once, or `spin` first (libgomp's default).
+    /// `compute::cpu_wait`): `brief` spin then sleep, `sleep` at once, or `spin` (libgomp's default).
     pub cpu_wait: CpuWait,
     /// Share of each GPU's memory hearth may use; the KV cache of a chat model with
     /// `kv_cache_tokens = 0` gets what the weights leave of it.
@@ -309,10 +309,12 @@ pub struct EngineSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CpuWait {
-    /// Sleep at once (`OMP_WAIT_POLICY=PASSIVE`): a little slower on idle cores, far faster
-    /// beside other busy programs.
+    /// Spin briefly, then sleep (`GOMP_SPINCOUNT=3000`): as fast as spinning on idle cores, and
+    /// nearly as good as sleeping beside other busy programs.
+    Brief,
+    /// Sleep at once (`OMP_WAIT_POLICY=PASSIVE`): slower on idle cores.
     Sleep,
-    /// Spin before sleeping (libgomp's default): fastest when hearth has the cores to itself.
+    /// Spin long before sleeping (libgomp's default): ruinous beside other busy programs.
     Spin,
 }
 

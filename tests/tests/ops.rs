@@ -204,22 +204,30 @@ async fn a_stream_longer_than_the_drain_is_cut_and_hearth_exits() {
     assert!(log.contains("draining requests in flight"), "{log}");
 }
 
-/// `[engine] cpu_wait`: by default `serve` re-executes itself (same pid) with libgomp's passive
-/// wait policy; `spin` leaves the environment alone, and a user's own variable wins.
+/// `[engine] cpu_wait`: by default `serve` re-executes itself (same pid) with libgomp's spin count
+/// at 3,000; `sleep` sets the passive wait policy instead, `spin` leaves the environment alone, and
+/// a user's own variable wins.
 #[test]
 fn serve_runs_llama_cpp_threads_with_the_configured_wait_policy() {
-    let policy = |server: &Server| {
+    let var = |server: &Server, name: &str| {
         let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap_or_else(|e| panic!("environ: {e}"));
-        environ.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"OMP_WAIT_POLICY=").map(|p| String::from_utf8_lossy(p).into_owned()))
+        let prefix = format!("{name}=");
+        environ.split(|&b| b == 0).find_map(|v| v.strip_prefix(prefix.as_bytes()).map(|p| String::from_utf8_lossy(p).into_owned()))
     };
-    let default = Server::start();
-    assert_eq!(policy(&default).as_deref(), Some("PASSIVE"), "{}", default.log());
-    drop(default);
-    let spin = Server::start_with(Options { env: vec![("HEARTH__ENGINE__CPU_WAIT", "spin")], ..Options::default() });
-    assert_eq!(policy(&spin), None);
+    let start = |env: Vec<(&'static str, &'static str)>| Server::start_with(Options { env, ..Options::default() });
+    let brief = start(vec![]);
+    assert_eq!(var(&brief, "GOMP_SPINCOUNT").as_deref(), Some("3000"), "{}", brief.log());
+    assert_eq!(var(&brief, "OMP_WAIT_POLICY"), None);
+    drop(brief);
+    let sleep = start(vec![("HEARTH__ENGINE__CPU_WAIT", "sleep")]);
+    assert_eq!(var(&sleep, "OMP_WAIT_POLICY").as_deref(), Some("PASSIVE"));
+    drop(sleep);
+    let spin = start(vec![("HEARTH__ENGINE__CPU_WAIT", "spin")]);
+    assert_eq!((var(&spin, "OMP_WAIT_POLICY"), var(&spin, "GOMP_SPINCOUNT")), (None, None));
     drop(spin);
-    let user = Server::start_with(Options { env: vec![("OMP_WAIT_POLICY", "ACTIVE")], ..Options::default() });
-    assert_eq!(policy(&user).as_deref(), Some("ACTIVE"));
+    let user = start(vec![("OMP_WAIT_POLICY", "ACTIVE")]);
+    assert_eq!(var(&user, "OMP_WAIT_POLICY").as_deref(), Some("ACTIVE"));
+    assert_eq!(var(&user, "GOMP_SPINCOUNT"), None);
 }
 
 // Multi-threaded: the notify socket is read with blocking calls while a request runs.
