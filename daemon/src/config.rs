@@ -303,8 +303,6 @@ pub struct EngineSettings {
     pub model_load_timeout_seconds: u64,
 }
 
-/// A local model's `load`.
-
 /// `[engine] cpu_wait`: how llama.cpp's CPU threads wait at the barriers between operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -318,6 +316,7 @@ pub enum CpuWait {
     Spin,
 }
 
+/// A local model's `load`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadSetting {
