@@ -30,8 +30,7 @@ pub struct ResponseObject {
     pub previous_response_id: Option<String>,
     pub instructions: Option<String>,
     pub tools: Vec<ToolEcho>,
-    /// The request's `tool_choice`, `auto` when it had none.
-    #[schema(value_type = Object)]
+    /// The request's `tool_choice` (a string or an object), `auto` when it had none.
     pub tool_choice: Value,
     pub parallel_tool_calls: bool,
     pub temperature: Option<f64>,
