@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use engine::ChatMessage;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::Value;
 
 use super::logprobs::LogprobShape;
 use super::sse::{self, ChunkShape, ToolDelta};
@@ -11,7 +11,7 @@ use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
-use super::types::completions::{self as answer, AssistantMessage, ChatChoice, ChatCompletion, Usage};
+use super::types::completions::{self as answer, AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatDelta, ChunkChoice, FunctionDelta, ToolCallDelta, Usage};
 use crate::service::generate::{self, GenerationParams, Prompt};
 use crate::service::tool_parser;
 use crate::service::tools::{ChatTools, History, ToolCall, Tools};
@@ -84,20 +84,27 @@ struct Part {
 
 const CHUNKS: ChunkShape = ChunkShape {
     object: "chat.completion.chunk",
-    opening: Some(|| json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null})),
-    choice: |text, finish| {
-        let delta = text.map_or_else(|| json!({}), |t| json!({"content": t}));
-        json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
-    },
+    opening: Some(|| chat_choice(ChatDelta { role: Some("assistant"), content: Some(String::new()), tool_calls: None }, None)),
+    choice: |text, finish| chat_choice(ChatDelta { content: text.map(str::to_owned), ..ChatDelta::default() }, finish),
     logprobs: LogprobShape::Chat,
     tool_call: Some(|index, piece| {
         let call = match piece {
-            ToolDelta::Start(call) => json!({"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}),
-            ToolDelta::Arguments(fragment) => json!({"index": index, "function": {"arguments": fragment}}),
+            ToolDelta::Start(call) => ToolCallDelta {
+                index,
+                id: Some(call.id.clone()),
+                kind: Some("function"),
+                function: FunctionDelta { name: Some(call.name.clone()), arguments: String::new() },
+            },
+            ToolDelta::Arguments(fragment) => ToolCallDelta { index, id: None, kind: None, function: FunctionDelta { name: None, arguments: fragment.to_owned() } },
         };
-        json!({"index": 0, "delta": {"tool_calls": [call]}, "logprobs": null, "finish_reason": null})
+        chat_choice(ChatDelta { tool_calls: Some(vec![call]), ..ChatDelta::default() }, None)
     }),
 };
+
+/// The one choice of a chat chunk.
+fn chat_choice(delta: ChatDelta, finish: Option<&str>) -> ChunkChoice {
+    ChunkChoice::Chat(ChatChunkChoice { index: 0, delta, logprobs: Value::Null, finish_reason: finish.map(str::to_owned) })
+}
 
 async fn create(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
     let body = parse_body(body, &state)?;

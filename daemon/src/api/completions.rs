@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::Value;
 
 use super::logprobs::LogprobShape;
 use super::sse::{self, ChunkShape};
@@ -10,7 +10,7 @@ use super::{accepted, fields, held, parse_body, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
 use crate::error::ApiError;
-use super::types::completions::{self as answer, TextChoice, TextCompletion, Usage};
+use super::types::completions::{self as answer, ChunkChoice, TextChoice, TextChunkChoice, TextCompletion, Usage};
 use crate::service::generate::{self, GenerationParams, Prompt};
 use crate::state::AppState;
 
@@ -36,7 +36,9 @@ enum PromptIn {
 const CHUNKS: ChunkShape = ChunkShape {
     object: "text_completion",
     opening: None,
-    choice: |text, finish| json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+    choice: |text, finish| {
+        ChunkChoice::Text(TextChunkChoice { index: 0, text: text.unwrap_or("").to_owned(), logprobs: Value::Null, finish_reason: finish.map(str::to_owned) })
+    },
     logprobs: LogprobShape::Completion,
     tool_call: None,
 };

@@ -9,10 +9,9 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use engine::Usage;
 use futures_util::stream::{self, StreamExt};
-use serde_json::Value;
 
 use super::logprobs::LogprobShape;
-use super::types::completions::{Chunk, Usage as UsageBody};
+use super::types::completions::{Chunk, ChunkChoice, Usage as UsageBody};
 use crate::error::ApiError;
 use crate::provider::Event;
 use crate::service::generate::Generation;
@@ -25,14 +24,14 @@ pub struct ChunkShape {
     /// `object` of every chunk.
     pub object: &'static str,
     /// The choice of an opening chunk, if the API sends one (chat sends the role first).
-    pub opening: Option<fn() -> Value>,
+    pub opening: Option<fn() -> ChunkChoice>,
     /// The choice carrying `text` and/or `finish_reason`.
-    pub choice: fn(Option<&str>, Option<&str>) -> Value,
+    pub choice: fn(Option<&str>, Option<&str>) -> ChunkChoice,
     /// The choice's `logprobs`, when the request asked for them.
     pub logprobs: LogprobShape,
     /// The `delta` of one piece of a tool call (chat only): the call's index, and either its
     /// start (`Some(call)`: id, type, name, empty arguments) or a fragment of its arguments.
-    pub tool_call: Option<fn(usize, ToolDelta<'_>) -> Value>,
+    pub tool_call: Option<fn(usize, ToolDelta<'_>) -> ChunkChoice>,
 }
 
 /// One piece of a streamed tool call.
@@ -79,7 +78,7 @@ struct State {
 }
 
 impl State {
-    fn envelope(&self, choices: Vec<Value>, usage: Option<&Usage>) -> Bytes {
+    fn envelope(&self, choices: Vec<ChunkChoice>, usage: Option<&Usage>) -> Bytes {
         event(&Chunk {
             id: &self.generation.id,
             object: self.shape.object,
@@ -143,7 +142,7 @@ impl State {
                 } else {
                     let mut choice = (self.shape.choice)(Some(&text), None);
                     if self.generation.logprobs.is_some() {
-                        choice["logprobs"] = self.shape.logprobs.json(&logprobs, &mut self.offset);
+                        choice.set_logprobs(self.shape.logprobs.json(&logprobs, &mut self.offset));
                     }
                     out.push(self.envelope(vec![choice], usage.as_ref()));
                 }

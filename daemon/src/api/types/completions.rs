@@ -107,9 +107,77 @@ pub struct Chunk<'a> {
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
-    pub choices: Vec<Value>,
+    pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+}
+
+/// One choice of a streamed chunk: chat's carries a delta, text completion's its text.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ChunkChoice {
+    Chat(ChatChunkChoice),
+    Text(TextChunkChoice),
+}
+
+impl ChunkChoice {
+    /// Set the choice's `logprobs` (null unless the request asked for them).
+    pub fn set_logprobs(&mut self, logprobs: Value) {
+        match self {
+            ChunkChoice::Chat(c) => c.logprobs = logprobs,
+            ChunkChoice::Text(c) => c.logprobs = logprobs,
+        }
+    }
+}
+
+/// A chat chunk's choice.
+#[derive(Debug, Serialize)]
+pub struct ChatChunkChoice {
+    pub index: u32,
+    pub delta: ChatDelta,
+    pub logprobs: Value,
+    pub finish_reason: Option<String>,
+}
+
+/// What a chat chunk adds: the role (first chunk), text, or a piece of a tool call; `{}` on the
+/// last chunk.
+#[derive(Debug, Default, Serialize)]
+pub struct ChatDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a streamed tool call: its start (`id`, `type`, `function.name`, empty arguments),
+/// then its arguments in fragments (`index` and `function.arguments` only).
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta,
+}
+
+/// The function part of a [`ToolCallDelta`].
+#[derive(Debug, Serialize)]
+pub struct FunctionDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// A text completion chunk's choice.
+#[derive(Debug, Serialize)]
+pub struct TextChunkChoice {
+    pub index: u32,
+    pub text: String,
+    pub logprobs: Value,
+    pub finish_reason: Option<String>,
 }
 
 /// `answer` as the JSON value the held response writes.
@@ -158,11 +226,23 @@ mod tests {
             "choices": [{"index": 0, "text": "x", "logprobs": null, "finish_reason": "length"}], "usage": usage});
         assert_eq!(serde_json::to_string(&text).unwrap(), expected.to_string());
         let choice = json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"});
-        let mut chunk = Chunk { id: "c", object: "chat.completion.chunk", created: 7, model: "m", choices: vec![choice.clone()], usage: None };
+        let typed = ChunkChoice::Chat(ChatChunkChoice { index: 0, delta: ChatDelta::default(), logprobs: Value::Null, finish_reason: Some("stop".into()) });
+        let mut chunk = Chunk { id: "c", object: "chat.completion.chunk", created: 7, model: "m", choices: vec![typed], usage: None };
         let expected = json!({"id": "c", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": [choice]});
         assert_eq!(serde_json::to_string(&chunk).unwrap(), expected.to_string(), "no usage: no field");
         chunk.usage = Some(usage);
         assert_eq!(to_json(&chunk).unwrap()["usage"], json!(usage), "usage last");
         assert_eq!(serde_json::to_string(&chunk).unwrap().rsplit_once(",\"usage\"").map(|(head, _)| head.len()), Some(expected.to_string().len() - 1));
+        let start = ToolCallDelta { index: 1, id: Some("call_1".into()), kind: Some("function"), function: FunctionDelta { name: Some("f".into()), arguments: String::new() } };
+        let delta = ChatDelta { tool_calls: Some(vec![start]), ..ChatDelta::default() };
+        let choice = ChunkChoice::Chat(ChatChunkChoice { index: 0, delta, logprobs: Value::Null, finish_reason: None });
+        assert_eq!(serde_json::to_string(&choice).unwrap(), json!({"index": 0, "delta": {"tool_calls": [{"index": 1, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}, "logprobs": null, "finish_reason": null}).to_string());
+        let fragment = ToolCallDelta { index: 1, id: None, kind: None, function: FunctionDelta { name: None, arguments: "{}".into() } };
+        assert_eq!(serde_json::to_string(&fragment).unwrap(), r#"{"index":1,"function":{"arguments":"{}"}}"#);
+        let opening = ChatDelta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
+        assert_eq!(serde_json::to_string(&opening).unwrap(), r#"{"role":"assistant","content":""}"#);
+        let mut text = ChunkChoice::Text(TextChunkChoice { index: 0, text: "x".into(), logprobs: Value::Null, finish_reason: None });
+        text.set_logprobs(json!({"tokens": ["x"]}));
+        assert_eq!(serde_json::to_string(&text).unwrap(), r#"{"index":0,"text":"x","logprobs":{"tokens":["x"]},"finish_reason":null}"#);
     }
 }
