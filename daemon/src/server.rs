@@ -6,8 +6,9 @@
 //! `READY=1` once the models are loaded, then the watchdog task and `STATUS=` lines while files
 //! are being ingested. SIGTERM or SIGINT sends
 //! `STOPPING=1` and drains: the listener closes, requests in flight (streams included) get up to
-//! `[server] drain_seconds` to finish (then their connections are closed), and the process exits 0.
-//! The unit's `TimeoutStopSec` (30 s) is longer than the default 20 s.
+//! `[server] drain_seconds` to finish (then their connections are closed); then each chat engine
+//! thread ends and finishes its prefix-cache writes (at most 10 s), and the process exits 0. The
+//! unit's `TimeoutStopSec` (45 s) covers both.
 //!
 //! Connection limits: at most `[server] max_connections` open connections (actix counts per
 //! worker, so each worker gets its share, rounded up; further connections wait in the listen

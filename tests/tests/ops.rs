@@ -429,7 +429,7 @@ fn the_unit_verifies_and_is_hardened_without_hiding_the_gpu() {
         "Type=notify", "ExecStartPre=/usr/bin/hearth validate", "ExecStart=/usr/bin/hearth serve", "StateDirectory=hearth",
         "ConfigurationDirectory=hearth", "User=hearth", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
         "NoNewPrivileges=yes", "SystemCallFilter=@system-service", "UMask=0077", "DeviceAllow=char-nvidia-frontend rw",
-        "DeviceAllow=char-nvidia-uvm rw", "WatchdogSec=60s", "TimeoutStopSec=30s",
+        "DeviceAllow=char-nvidia-uvm rw", "WatchdogSec=60s", "TimeoutStopSec=45s",
     ] {
         assert!(unit.lines().any(|l| l == line), "hearth.service lacks `{line}`");
     }
