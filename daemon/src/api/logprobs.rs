@@ -11,7 +11,10 @@
 //! −9999.0, OpenAI's stand-in, since JSON has no infinity.
 
 use engine::{Candidate, TokenLogprob};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::types::logprobs::{finite_logprob, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, CompletionLogprobs};
 
 /// Which API's `logprobs` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,34 +28,8 @@ impl LogprobShape {
     /// before them (for `text_offset`); it is advanced past them.
     pub fn json(self, tokens: &[TokenLogprob], offset: &mut usize) -> Value {
         match self {
-            LogprobShape::Chat => {
-                let content: Vec<Value> = tokens
-                    .iter()
-                    .map(|t| {
-                        let mut entry = candidate(&t.chosen);
-                        entry["top_logprobs"] = t.top.iter().map(candidate).collect();
-                        entry
-                    })
-                    .collect();
-                json!({"content": content, "refusal": null})
-            }
-            LogprobShape::Completion => {
-                let mut text_offset = Vec::with_capacity(tokens.len());
-                for t in tokens {
-                    text_offset.push(*offset);
-                    *offset += text(&t.chosen).chars().count();
-                }
-                let top: Vec<Value> = tokens
-                    .iter()
-                    .map(|t| Value::Object(t.top.iter().map(|c| (text(c), logprob(c.logprob))).collect::<Map<String, Value>>()))
-                    .collect();
-                json!({
-                    "tokens": tokens.iter().map(|t| text(&t.chosen)).collect::<Vec<_>>(),
-                    "token_logprobs": tokens.iter().map(|t| logprob(t.chosen.logprob)).collect::<Vec<_>>(),
-                    "top_logprobs": top,
-                    "text_offset": text_offset,
-                })
-            }
+            LogprobShape::Chat => to_value(&chat(tokens)),
+            LogprobShape::Completion => to_value(&completion(tokens, offset)),
         }
     }
 
@@ -65,20 +42,46 @@ impl LogprobShape {
     }
 }
 
+fn chat(tokens: &[TokenLogprob]) -> ChatLogprobs {
+    let content = tokens
+        .iter()
+        .map(|t| ChatTokenLogprob {
+            token: text(&t.chosen),
+            logprob: finite_logprob(t.chosen.logprob),
+            bytes: t.chosen.bytes.clone(),
+            top_logprobs: t.top.iter().map(|c| ChatTopLogprob { token: text(c), logprob: finite_logprob(c.logprob), bytes: c.bytes.clone() }).collect(),
+        })
+        .collect();
+    ChatLogprobs { content, refusal: None }
+}
+
+fn completion(tokens: &[TokenLogprob], offset: &mut usize) -> CompletionLogprobs {
+    let mut text_offset = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        text_offset.push(*offset);
+        *offset += text(&t.chosen).chars().count();
+    }
+    CompletionLogprobs {
+        tokens: tokens.iter().map(|t| text(&t.chosen)).collect(),
+        token_logprobs: tokens.iter().map(|t| finite_logprob(t.chosen.logprob)).collect(),
+        top_logprobs: tokens.iter().map(|t| t.top.iter().map(|c| (text(c), Value::from(finite_logprob(c.logprob)))).collect::<Map<String, Value>>()).collect(),
+        text_offset,
+    }
+}
+
+/// These structs hold strings and numbers only, which always serialize.
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 fn text(c: &Candidate) -> String {
     String::from_utf8_lossy(&c.bytes).into_owned()
 }
 
-fn logprob(lp: f32) -> Value {
-    json!(if lp.is_finite() { f64::from(lp) } else { -9999.0 })
-}
-
-fn candidate(c: &Candidate) -> Value {
-    json!({"token": text(c), "logprob": logprob(c.logprob), "bytes": c.bytes})
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn token(text: &str, logprob: f32, top: &[(&str, f32)]) -> TokenLogprob {
@@ -94,6 +97,16 @@ mod tests {
         assert_eq!(v["content"][0]["bytes"], json!([72, 195, 169]));
         assert_eq!(v["content"][0]["top_logprobs"][1], json!({"token": "Ho", "logprob": -1.5, "bytes": [72, 111]}));
         assert_eq!(v["content"][1]["logprob"], -9999.0, "JSON has no -inf");
+    }
+
+    #[test]
+    fn chat_object_serializes_in_openais_field_order_with_a_null_refusal() {
+        let tokens = [token("a", f32::NEG_INFINITY, &[("b", -0.5)])];
+        let wire = LogprobShape::Chat.json(&tokens, &mut 0).to_string();
+        let expected = r#"{"content":[{"token":"a","logprob":-9999.0,"bytes":[97],"top_logprobs":[{"token":"b","logprob":-0.5,"bytes":[98]}]}],"refusal":null}"#;
+        assert_eq!(wire, expected, "alternatives carry no top_logprobs of their own");
+        let completion = LogprobShape::Completion.json(&tokens, &mut 0).to_string();
+        assert_eq!(completion, r#"{"tokens":["a"],"token_logprobs":[-9999.0],"top_logprobs":[{"b":-0.5}],"text_offset":[0]}"#);
     }
 
     #[test]

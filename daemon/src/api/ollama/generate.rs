@@ -29,8 +29,9 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::types::{self, ChatChunk, ChatRequest, Common, FunctionCall, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
+use super::types::{self, ChatChunk, ChatRequest, Common, ErrorBody, FunctionCall, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
 use super::{now_rfc3339, resolve, OllamaError};
+use crate::api::types::logprobs::finite_logprob;
 use crate::api::{held, parse_json, Body};
 use crate::error::ApiError;
 use crate::provider::{Backend, Event, Prompt};
@@ -242,21 +243,25 @@ struct Reply {
 impl Reply {
     /// One object: `text`, the `calls` (chat), and with `done` the reason and the counts.
     fn object(&self, text: String, calls: &[ToolCall], logprobs: &[TokenLogprob], done: Option<(&'static str, &Usage)>) -> Value {
-        let logprobs = self.logprobs.then(|| logprobs.iter().map(ollama_logprob).collect());
         let stats = done.map(|(_, usage)| self.stats(usage)).unwrap_or_default();
-        let done_reason = done.map(|(reason, _)| reason);
+        self.chunk(text, calls, logprobs, done.is_some(), done.map(|(reason, _)| reason), stats)
+    }
+
+    /// One object, every field given: `done_reason` and `stats` are left out when `None`.
+    fn chunk(&self, text: String, calls: &[ToolCall], logprobs: &[TokenLogprob], done: bool, done_reason: Option<&'static str>, stats: Stats) -> Value {
+        let logprobs = self.logprobs.then(|| logprobs.iter().map(ollama_logprob).collect());
         let (model, created_at) = (self.model.clone(), now_rfc3339());
         match self.shape {
             Shape::Chat => to_value(&ChatChunk {
                 model,
                 created_at,
                 message: MessageOut { role: "assistant", content: text, tool_calls: calls.iter().map(ollama_call).collect() },
-                done: done.is_some(),
+                done,
                 done_reason,
                 logprobs,
                 stats,
             }),
-            Shape::Generate => to_value(&GenerateChunk { model, created_at, response: text, done: done.is_some(), done_reason, logprobs, stats }),
+            Shape::Generate => to_value(&GenerateChunk { model, created_at, response: text, done, done_reason, logprobs, stats }),
         }
     }
 
@@ -281,7 +286,7 @@ fn to_value<T: Serialize>(value: &T) -> Value {
 fn ollama_logprob(t: &TokenLogprob) -> Logprob {
     let one = |c: &engine::Candidate, top| Logprob {
         token: String::from_utf8_lossy(&c.bytes).into_owned(),
-        logprob: if c.logprob.is_finite() { f64::from(c.logprob) } else { -9999.0 },
+        logprob: finite_logprob(c.logprob),
         bytes: c.bytes.clone(),
         top_logprobs: top,
     };
@@ -291,10 +296,7 @@ fn ollama_logprob(t: &TokenLogprob) -> Logprob {
 /// Ollama's answer to a request with nothing to generate: the model is loaded (it always is).
 fn loaded(common: &Common, shape: Shape) -> HttpResponse {
     let reply = Reply { model: common.model.clone(), shape, arrived: Instant::now(), first_token: None, logprobs: false };
-    let mut object = reply.object(String::new(), &[], &[], None);
-    object["done"] = json!(true);
-    object["done_reason"] = json!("load");
-    HttpResponse::Ok().json(object)
+    HttpResponse::Ok().json(reply.chunk(String::new(), &[], &[], true, Some("load"), Stats::default()))
 }
 
 /// What the consumer of a generation gets next.
@@ -422,7 +424,7 @@ impl Streamer {
                 if actix_web::ResponseError::status_code(&error).is_server_error() {
                     tracing::error!(%error, "Generation failed after its stream began.");
                 }
-                vec![json!({"error": OllamaError(error).to_string()})]
+                vec![to_value(&ErrorBody { error: OllamaError(error).to_string() })]
             }
         })
     }
@@ -467,6 +469,16 @@ mod tests {
     fn unknown_options_are_named() {
         let err = serde_json::from_value::<Options>(json!({"temperature": 0.1, "nucleus": 3})).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("nucleus"), "{err}");
+    }
+
+    #[test]
+    fn a_request_with_nothing_to_generate_answers_done_with_reason_load_and_no_counts() {
+        let reply = Reply { model: "m".into(), shape: Shape::Generate, arrived: Instant::now(), first_token: None, logprobs: false };
+        let wire = reply.chunk(String::new(), &[], &[], true, Some("load"), Stats::default()).to_string();
+        let wire = wire.split_once(",\"response\"").map(|(_, rest)| rest.to_owned()).unwrap_or(wire);
+        assert_eq!(wire, r#":"","done":true,"done_reason":"load"}"#);
+        let failed = to_value(&ErrorBody { error: OllamaError(ApiError::Overloaded("full".into())).to_string() });
+        assert!(failed.as_object().is_some_and(|o| o.len() == 1 && o["error"].as_str().is_some_and(|e| e.contains("full"))), "{failed}");
     }
 
     #[test]

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use engine::ModelKind;
-use serde_json::json;
 
-use super::types::{Details, Processes, Running, ShowRequest, ShowResponse, Tag, Tags, Version};
+use super::types::{Details, InfoValue, Processes, Running, ShowRequest, ShowResponse, Tag, Tags, Version};
 use super::{resolve, tagged, unix_rfc3339, OllamaError};
 use crate::api::{parse_json, Body};
 use crate::error::ApiError;
@@ -47,19 +46,19 @@ pub(super) async fn show(state: web::Data<AppState>, body: Body) -> Result<HttpR
     let request: ShowRequest = parse_json(body, &state)?;
     let name = request.model.or(request.name).ok_or_else(|| ApiError::invalid("model", "`model` is required"))?;
     let backend = resolve(&state, &name)?;
-    let mut info = BTreeMap::new();
+    let mut info: BTreeMap<String, InfoValue> = BTreeMap::new();
     let mut parameters = String::new();
     if let Some(engine) = backend.engine_now().as_ref() {
         let i = engine.info();
         let arch = if i.architecture.is_empty() { "general" } else { i.architecture.as_str() };
-        info.insert("general.architecture".to_owned(), json!(i.architecture));
-        info.insert("general.parameter_count".to_owned(), json!(i.n_params));
-        info.insert(format!("{arch}.context_length"), json!(i.max_model_len));
-        info.insert(format!("{arch}.embedding_length"), json!(i.n_embd));
-        info.insert(format!("{arch}.vocab_size"), json!(i.n_vocab));
+        info.insert("general.architecture".to_owned(), i.architecture.clone().into());
+        info.insert("general.parameter_count".to_owned(), i.n_params.into());
+        info.insert(format!("{arch}.context_length"), i.max_model_len.into());
+        info.insert(format!("{arch}.embedding_length"), i.n_embd.into());
+        info.insert(format!("{arch}.vocab_size"), i.n_vocab.into());
         parameters = format!("num_ctx {}", i.max_model_len);
     } else if let Some(context) = backend.max_model_len() {
-        info.insert("general.context_length".to_owned(), json!(context));
+        info.insert("general.context_length".to_owned(), context.into());
     }
     let capabilities = match backend.kind() {
         ModelKind::Chat => vec!["completion"],

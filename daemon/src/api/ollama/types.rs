@@ -364,11 +364,38 @@ pub struct ShowResponse {
     /// The GGUF's chat template (Jinja), when it has one.
     pub template: String,
     pub details: Details,
+    /// GGUF metadata keys (`general.architecture`, `<arch>.context_length`, ...), sorted.
     #[schema(value_type = Object)]
-    pub model_info: BTreeMap<String, Value>,
+    pub model_info: BTreeMap<String, InfoValue>,
     /// `completion` for a chat model, `embedding` for an embedding model.
     pub capabilities: Vec<&'static str>,
     pub modified_at: String,
+}
+
+/// A value of [`ShowResponse::model_info`]: a name or a count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum InfoValue {
+    Text(String),
+    Count(u64),
+}
+
+impl From<String> for InfoValue {
+    fn from(text: String) -> InfoValue {
+        InfoValue::Text(text)
+    }
+}
+
+impl From<u64> for InfoValue {
+    fn from(count: u64) -> InfoValue {
+        InfoValue::Count(count)
+    }
+}
+
+impl From<u32> for InfoValue {
+    fn from(count: u32) -> InfoValue {
+        InfoValue::Count(u64::from(count))
+    }
 }
 
 /// `GET /api/version`.
@@ -384,4 +411,17 @@ pub struct Version {
 #[schema(as = OllamaError)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_info_values_are_bare_strings_and_numbers() {
+        let info: BTreeMap<String, InfoValue> =
+            [("general.architecture".to_owned(), "llama".to_owned().into()), ("llama.context_length".to_owned(), 8192u32.into()), ("general.parameter_count".to_owned(), 134_515_008u64.into())].into();
+        let wire = serde_json::to_string(&info).unwrap_or_default();
+        assert_eq!(wire, r#"{"general.architecture":"llama","general.parameter_count":134515008,"llama.context_length":8192}"#);
+    }
 }

@@ -11,7 +11,10 @@
 pub mod completions;
 pub mod embeddings;
 pub mod files;
+pub mod health;
+pub mod logprobs;
 pub mod responses;
+pub mod tokens;
 pub mod vector_stores;
 
 use serde::Serialize;
