@@ -4,9 +4,8 @@
 //! lists each model's state; an on-demand model that is unloaded does not make hearth unready.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
-
 use super::routes::{Access, Route, Routes};
+use super::types::health::{ModelReadiness, Status};
 use crate::error::ApiError;
 use crate::models_registry::policy::ModelState;
 use crate::state::AppState;
@@ -23,10 +22,10 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     let stall = std::time::Duration::from_secs_f64(state.settings().engine.stall_seconds);
     let faults = state.models().map(|m| crate::provider::liveness::engine_faults(m.all(), stall)).unwrap_or_default();
     if faults.is_empty() {
-        return HttpResponse::Ok().json(json!({"status": "ok"}));
+        return HttpResponse::Ok().json(Status::plain("ok"));
     }
     let reason = faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-    HttpResponse::Ok().json(json!({"status": "degraded", "reason": reason}))
+    HttpResponse::Ok().json(Status { reason: Some(reason), ..Status::plain("degraded") })
 }
 
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -40,7 +39,7 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut states = Vec::with_capacity(models.all().len());
     for backend in models.all() {
         let Some(status) = registry.index(backend.name()).map(|i| registry.status(i)) else {
-            states.push(json!({"id": backend.name(), "state": "remote"}));
+            states.push(ModelReadiness { id: backend.name().to_owned(), state: "remote".into(), in_flight: None });
             continue;
         };
         // A model that must stay loaded (load = "startup") and is not; an on-demand model that is
@@ -48,10 +47,10 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         if status.pinned && status.state != ModelState::Loaded {
             failures.push(format!("model `{}` must be loaded but is {}", backend.name(), status.state.name()));
         }
-        states.push(json!({"id": backend.name(), "state": status.state.name(), "in_flight": status.in_flight}));
+        states.push(ModelReadiness { id: backend.name().to_owned(), state: status.state.name().to_owned(), in_flight: Some(status.in_flight as u64) });
     }
     if !failures.is_empty() {
         return Err(ApiError::Unavailable(failures.join("; ")));
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ready", "models": states})))
+    Ok(HttpResponse::Ok().json(Status { models: Some(states), ..Status::plain("ready") }))
 }

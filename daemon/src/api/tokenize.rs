@@ -11,11 +11,11 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{parse_json, Body};
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
+use super::types::tokens::{Detokenized, Tokens};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -60,7 +60,7 @@ async fn tokenize(state: web::Data<AppState>, body: Body) -> Result<HttpResponse
     let text = request.content.or(request.prompt).ok_or_else(|| ApiError::invalid("content", "`content` (or `prompt`) is required"))?;
     let add_special = request.add_special.or(request.add_special_tokens).unwrap_or(false);
     let tokens = engine.tokenize(&text, add_special);
-    Ok(HttpResponse::Ok().json(json!({"count": tokens.len(), "tokens": tokens, "max_model_len": engine.info().max_model_len})))
+    Ok(HttpResponse::Ok().json(Tokens { count: tokens.len(), tokens, max_model_len: engine.info().max_model_len }))
 }
 
 async fn detokenize(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
@@ -78,5 +78,5 @@ async fn detokenize(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
         .map(|(i, &t)| i32::try_from(t).map_err(|_| out_of_vocabulary(i)))
         .collect::<Result<Vec<i32>, _>>()?;
     let content = engine.detokenize(&ids).map_err(out_of_vocabulary)?;
-    Ok(HttpResponse::Ok().json(json!({"content": content})))
+    Ok(HttpResponse::Ok().json(Detokenized { content }))
 }

@@ -145,8 +145,8 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
     let doc = |summary, body, reply, errors| Some(Doc { summary, body, reply, list: false, query: None, errors });
     let list = |summary, item: RefOr<Schema>| Some(Doc { summary, body: None, reply: Reply::Json(list_of(item)), list: true, query: None, errors: LOADING });
     match (route.method.as_str(), route.path) {
-        ("GET", "/health") => doc("Liveness: 200 while the process answers", None, Reply::Json(named::<shapes::Status>(c)), &[]),
-        ("GET", "/ready") => doc("Readiness: every model loaded and the store open", None, Reply::Json(named::<shapes::Status>(c)), LOADING),
+        ("GET", "/health") => doc("Liveness: 200 while the process answers", None, Reply::Json(named::<super::types::health::Status>(c)), &[]),
+        ("GET", "/ready") => doc("Readiness: every model loaded and the store open", None, Reply::Json(named::<super::types::health::Status>(c)), LOADING),
         ("GET", "/metrics") => doc("Prometheus metrics (OpenMetrics when asked for)", None, Reply::Raw(&["text/plain", "application/openmetrics-text"]), &[]),
         ("GET", "/openapi.json") => doc("This document", None, Reply::Json(RefOr::T(ObjectBuilder::new().into())), &[]),
         ("GET", "/v1/models") => doc("The models served", None, Reply::Json(named::<shapes::ModelList>(c)), LOADING),
@@ -174,8 +174,8 @@ fn describe(route: &Route, c: &mut Components) -> Option<Doc> {
             doc("A text completion, whole or streamed", Some(body), Reply::Generated(named::<completions::TextCompletion>(c)), INFERENCE)
         }
         ("POST", "/v1/embeddings") => doc("Embeddings", Some(named::<embed::EmbeddingsRequest>(c)), Reply::Json(named::<wire_embeddings::EmbeddingList>(c)), INFERENCE),
-        ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<shapes::Tokens>(c)), &[404, 503]),
-        ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<shapes::Detokenized>(c)), &[404, 503]),
+        ("POST", "/tokenize") => doc("A model's token ids for a text", Some(named::<super::tokenize::TokenizeRequest>(c)), Reply::Json(named::<super::types::tokens::Tokens>(c)), &[404, 503]),
+        ("POST", "/detokenize") => doc("The text of token ids", Some(named::<super::tokenize::DetokenizeRequest>(c)), Reply::Json(named::<super::types::tokens::Detokenized>(c)), &[404, 503]),
         ("POST", "/api/chat") => {
             doc("Ollama: a chat answer, whole or as NDJSON", Some(named::<ollama::ChatRequest>(c)), Reply::Ndjson(named::<ollama::ChatChunk>(c)), INFERENCE)
         }

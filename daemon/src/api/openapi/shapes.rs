@@ -1,5 +1,4 @@
-//! The shapes of the responses that handlers still build as `json!` bodies (models,
-//! tokenize, health), written out for the OpenAPI document only (nothing
+//! The shapes of the responses that handlers still build as `json!` bodies (models), written out for the OpenAPI document only (nothing
 //! constructs these types); the others are the wire types of `api::types`. Each lists the fields its handler always sends
 //! (required) and those it may send; objects nested deeper than the documented level are
 //! `object`, and every schema allows further properties, so a field added to a body does not
@@ -29,18 +28,6 @@ pub struct ErrorDetail {
     pub param: Option<String>,
     /// A stable code: `invalid_value`, `invalid_json`, `model_not_found`, `not_found`, ...
     pub code: Option<String>,
-}
-
-/// `/health` and `/ready`.
-#[derive(ToSchema)]
-pub struct Status {
-    /// `ok` or `degraded` (`/health`), `ready` (`/ready`).
-    pub status: String,
-    /// Why `degraded`.
-    pub reason: Option<String>,
-    /// `/ready`: each model's `{id, state, in_flight}`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub models: (),
 }
 
 /// A served model.
@@ -75,20 +62,6 @@ pub struct Model {
 pub struct ModelList {
     pub object: String,
     pub data: Vec<Model>,
-}
-
-/// `POST /tokenize`.
-#[derive(ToSchema)]
-pub struct Tokens {
-    pub count: u64,
-    pub tokens: Vec<i64>,
-    pub max_model_len: u64,
-}
-
-/// `POST /detokenize`.
-#[derive(ToSchema)]
-pub struct Detokenized {
-    pub content: String,
 }
 
 /// The body of `POST /v1/files`.
