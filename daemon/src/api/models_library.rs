@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
+use super::types::models_library::{Imported, LibraryList, Pulled};
+use super::types::Deleted;
 use super::{parse_json, Body};
 use crate::error::ApiError;
 use crate::models_library::import::{import, ImportRequest};
@@ -98,7 +99,7 @@ impl Drop for Slot {
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let lib = library(&state);
     let entries = web::block(move || lib.list()).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(api_error)?;
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": entries})))
+    Ok(HttpResponse::Ok().json(LibraryList { object: "list", data: entries }))
 }
 
 async fn import_model(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
@@ -114,7 +115,7 @@ async fn import_model(state: web::Data<AppState>, body: Body) -> Result<HttpResp
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(api_error)?;
     tracing::info!(model = %done.entry.name, source = %done.entry.source, seconds = done.seconds, "Model imported into the library.");
-    Ok(HttpResponse::Ok().json(json!({"entry": done.entry, "seconds": done.seconds})))
+    Ok(HttpResponse::Ok().json(Imported { entry: done.entry, seconds: done.seconds }))
 }
 
 async fn pull_model(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
@@ -134,7 +135,7 @@ async fn pull_model(state: web::Data<AppState>, body: Body) -> Result<HttpRespon
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(api_error)?;
     tracing::info!(model = %done.entry.name, source = %done.entry.source, seconds = done.seconds, resumed = done.resumed, "Model pulled into the library.");
-    Ok(HttpResponse::Ok().json(json!({"entry": done.entry, "seconds": done.seconds, "received": done.received, "resumed": done.resumed})))
+    Ok(HttpResponse::Ok().json(Pulled { entry: done.entry, seconds: done.seconds, received: done.received, resumed: done.resumed }))
 }
 
 async fn remove(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -152,5 +153,5 @@ async fn remove(state: web::Data<AppState>, name: web::Path<String>) -> Result<H
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(api_error)?;
-    Ok(HttpResponse::Ok().json(json!({"id": entry.name, "object": "model.library", "deleted": true})))
+    Ok(HttpResponse::Ok().json(Deleted::new(entry.name, "model.library")))
 }
