@@ -27,8 +27,9 @@ use actix_web::HttpResponse;
 use engine::{ChatMessage, FinishReason, TokenLogprob, Usage};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use super::openai::{LogprobsField, NamedSchema, OpenAiFields, ResponseFormat};
 use super::types::{self, ChatChunk, ChatRequest, Common, ErrorBody, FunctionCall, GenerateChunk, GenerateRequest, Logprob, MessageOut, Options, Stats};
 use super::{now_rfc3339, resolve, OllamaError};
 use crate::api::types::logprobs::finite_logprob;
@@ -133,71 +134,53 @@ fn ollama_call(call: &ToolCall) -> types::ToolCall {
 /// The OpenAI parameters for an Ollama request to `backend`. `chat`: the prompt goes through the
 /// chat template (log-probabilities are then asked for in chat's form).
 fn params(common: &Common, backend: &Backend, chat: bool) -> Result<GenerationParams, ApiError> {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(backend.name()));
+    let mut body = OpenAiFields { model: Some(backend.name()), ..OpenAiFields::default() };
     if let Some(options) = &common.options {
         map_options(options, &mut body)?;
         check_context(options.num_ctx, backend)?;
     }
-    match &common.format {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(Value::String(s)) if s == "json" => {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-        }
-        Some(schema @ Value::Object(_)) => {
-            body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "format", "schema": schema}}));
-        }
+    body.response_format = match &common.format {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if s == "json" => Some(ResponseFormat::JsonObject),
+        Some(schema @ Value::Object(_)) => Some(ResponseFormat::JsonSchema { json_schema: NamedSchema { name: "format", schema } }),
         Some(other) => return Err(ApiError::invalid("format", format!("format must be \"json\" or a JSON schema object, got {other}"))),
-    }
+    };
     if matches!(&common.think, Some(Value::Bool(true)) | Some(Value::String(_))) {
         return Err(ApiError::invalid("think", format!("`{}` does not support thinking", common.model)));
     }
     match (common.logprobs.unwrap_or(false), common.top_logprobs) {
         (true, top) if chat => {
-            body.insert("logprobs".into(), json!(true));
-            body.insert("top_logprobs".into(), json!(top.unwrap_or(0)));
+            body.logprobs = Some(LogprobsField::Flag(true));
+            body.top_logprobs = Some(top.unwrap_or(0));
         }
-        (true, top) => {
-            body.insert("logprobs".into(), json!(top.unwrap_or(0)));
-        }
+        (true, top) => body.logprobs = Some(LogprobsField::Count(top.unwrap_or(0))),
         (false, Some(top)) if top > 0 => return Err(ApiError::invalid("top_logprobs", "top_logprobs needs logprobs: true")),
         (false, _) => {}
     }
-    Ok(GenerationParams::from_body(&Value::Object(body))?)
+    Ok(GenerationParams::from_body(&to_value(&body))?)
 }
 
 /// `options` into the OpenAI fields, checking those Ollama names differently.
-fn map_options(o: &Options, body: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let same = [
-        ("temperature", o.temperature.map(Value::from)),
-        ("top_p", o.top_p.map(Value::from)),
-        ("top_k", o.top_k.map(Value::from)),
-        ("min_p", o.min_p.map(Value::from)),
-        ("seed", o.seed.map(Value::from)),
-        ("presence_penalty", o.presence_penalty.map(Value::from)),
-        ("frequency_penalty", o.frequency_penalty.map(Value::from)),
-    ];
-    for (key, value) in same {
-        if let Some(value) = value {
-            body.insert(key.into(), value);
-        }
-    }
-    if let Some(stop) = &o.stop {
-        body.insert("stop".into(), json!(stop));
-    }
+fn map_options<'a>(o: &'a Options, body: &mut OpenAiFields<'a>) -> Result<(), ApiError> {
+    body.temperature = o.temperature;
+    body.top_p = o.top_p;
+    body.top_k = o.top_k;
+    body.min_p = o.min_p;
+    body.seed = o.seed;
+    body.presence_penalty = o.presence_penalty;
+    body.frequency_penalty = o.frequency_penalty;
+    body.stop = o.stop.as_deref();
     match o.num_predict {
         None | Some(-1 | -2) => {}
-        Some(n) if n > 0 => {
-            body.insert("max_tokens".into(), json!(n));
-        }
+        Some(n) if n > 0 => body.max_tokens = Some(n),
         Some(n) => return Err(ApiError::invalid("options.num_predict", format!("options.num_predict must be positive, -1 or -2, got {n}"))),
     }
     if let Some(r) = o.repeat_penalty {
         if !(r.is_finite() && r > 0.0 && r <= 10.0) {
             return Err(ApiError::invalid("options.repeat_penalty", format!("options.repeat_penalty must be above 0 and at most 10, got {r}")));
         }
-        body.insert("repetition_penalty".into(), json!(r));
+        body.repetition_penalty = Some(r);
     }
     let off = [
         ("options.mirostat", o.mirostat.is_some_and(|m| m != 0)),
@@ -446,11 +429,13 @@ fn stream_ndjson(generation: Generation, reply: Reply) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn mapped(o: &Options) -> Result<Value, String> {
-        let mut body = Map::new();
-        map_options(o, &mut body).map(|()| Value::Object(body)).map_err(|e| e.to_string())
+        let mut body = OpenAiFields::default();
+        map_options(o, &mut body).map(|()| to_value(&body)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -463,6 +448,19 @@ mod tests {
         assert!(mapped(&Options { repeat_penalty: Some(0.0), ..Options::default() }).is_err_and(|e| e.contains("repeat_penalty")));
         let o = Options { num_predict: Some(7), repeat_penalty: Some(1.1), stop: Some(vec!["x".into()]), temperature: Some(0.0), seed: Some(3), ..Options::default() };
         assert_eq!(mapped(&o), Ok(json!({"max_tokens": 7, "repetition_penalty": 1.1, "stop": ["x"], "temperature": 0.0, "seed": 3})));
+    }
+
+    #[test]
+    fn format_and_logprobs_become_openais_fields() {
+        let schema = json!({"type": "object"});
+        let body = OpenAiFields {
+            response_format: Some(ResponseFormat::JsonSchema { json_schema: NamedSchema { name: "format", schema: &schema } }),
+            logprobs: Some(LogprobsField::Count(2)),
+            ..OpenAiFields::default()
+        };
+        assert_eq!(to_value(&body), json!({"response_format": {"type": "json_schema", "json_schema": {"name": "format", "schema": {"type": "object"}}}, "logprobs": 2}));
+        let body = OpenAiFields { model: Some("m"), response_format: Some(ResponseFormat::JsonObject), logprobs: Some(LogprobsField::Flag(true)), top_logprobs: Some(0), ..OpenAiFields::default() };
+        assert_eq!(to_value(&body), json!({"model": "m", "response_format": {"type": "json_object"}, "logprobs": true, "top_logprobs": 0}));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 mod embed;
 mod generate;
 mod models;
+mod openai;
 pub mod types;
 
 use std::fmt;
