@@ -11,10 +11,10 @@
 
 use actix_web::{web, HttpResponse};
 use engine::ModelKind;
-use serde_json::{json, Value};
 
 use super::keys::Scope;
 use super::routes::{BodyKind, Route, Routes};
+use super::types::models::{LocalMeta, LocalModel, Loaded, ModelList, ModelObject, RemoteMeta, RemoteModel, Unloaded};
 use crate::compute;
 use crate::error::ApiError;
 use crate::fault::ServiceError;
@@ -31,14 +31,14 @@ pub fn configure(r: &mut Routes<'_>) {
 
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
-    let data: Vec<Value> = models.all().iter().map(|b| model_json(models, b)).collect();
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+    let data = models.all().iter().map(|b| model_object(models, b)).collect();
+    Ok(HttpResponse::Ok().json(ModelList { object: "list", data }))
 }
 
 async fn one(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
     let backend = models.get(&id).map_err(|_| ApiError::NotFound(format!("model {id}")))?;
-    Ok(HttpResponse::Ok().json(model_json(models, backend)))
+    Ok(HttpResponse::Ok().json(model_object(models, backend)))
 }
 
 /// The registry index of local model `id`; 404 for an unknown one, 400 for a remote one.
@@ -60,23 +60,21 @@ async fn load(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpR
     let i = local_index(models, &id, "load")?;
     let started = std::time::Instant::now();
     models.registry().load(i).await?;
-    let mut body = model_json(models, models.get(&id)?);
-    body["waited_ms"] = json!(started.elapsed().as_millis() as u64);
-    Ok(HttpResponse::Ok().json(body))
+    let model = model_object(models, models.get(&id)?);
+    Ok(HttpResponse::Ok().json(Loaded { model, waited_ms: started.elapsed().as_millis() as u64 }))
 }
 
 async fn unload(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let models = state.models()?;
     let i = local_index(models, &id, "unload")?;
     let took = models.registry().unload(i).await?;
-    let mut body = model_json(models, models.get(&id)?);
-    body["unload_ms"] = json!(took.map(|d| d.as_millis() as u64));
-    Ok(HttpResponse::Ok().json(body))
+    let model = model_object(models, models.get(&id)?);
+    Ok(HttpResponse::Ok().json(Unloaded { model, unload_ms: took.map(|d| d.as_millis() as u64) }))
 }
 
 /// OpenAI's model object plus hearth's fields. A local model's details are those of its engine,
 /// or of its last load while it is unloaded (`null` before its first).
-pub fn model_json(models: &Models, backend: &Backend) -> Value {
+pub fn model_object(models: &Models, backend: &Backend) -> ModelObject {
     let kind = match backend.kind() {
         ModelKind::Chat => "chat",
         ModelKind::Embedding => "embedding",
@@ -85,43 +83,44 @@ pub fn model_json(models: &Models, backend: &Backend) -> Value {
         Backend::Local(local) => {
             let status = models.registry().index(local.name()).map(|i| models.registry().status(i));
             let info = local.info();
-            json!({
-                "id": local.name(),
-                "object": "model",
-                "created": info.as_ref().map_or(0, |i| i.loaded_at),
-                "owned_by": "hearth",
-                "max_model_len": local.max_model_len(),
-                "state": status.as_ref().map_or("unloaded", |s| s.state.name()),
-                "state_reason": status.as_ref().and_then(|s| match &s.state {
+            let info = info.as_ref();
+            ModelObject::Local(LocalModel {
+                id: local.name().to_owned(),
+                object: "model",
+                created: info.map_or(0, |i| i.loaded_at),
+                owned_by: "hearth",
+                max_model_len: local.max_model_len(),
+                state: status.as_ref().map_or("unloaded", |s| s.state.name()).to_owned(),
+                state_reason: status.as_ref().and_then(|s| match &s.state {
                     crate::models_registry::policy::ModelState::Failed(reason) => Some(reason.clone()),
                     _ => None,
                 }),
-                "in_flight": status.as_ref().map_or(0, |s| s.in_flight),
-                "load": if status.as_ref().is_some_and(|s| s.pinned) { "startup" } else { "on_demand" },
-                "last_load_ms": status.as_ref().and_then(|s| s.last_load).map(|d| d.as_millis() as u64),
-                "meta": {
-                    "kind": kind,
-                    "provider": backend.provider(),
-                    "n_ctx_train": info.as_ref().map(|i| i.n_ctx_train),
-                    "n_embd": info.as_ref().map(|i| i.n_embd),
-                    "n_vocab": info.as_ref().map(|i| i.n_vocab),
-                    "n_params": info.as_ref().map(|i| i.n_params),
-                    "size": info.as_ref().map(|i| i.size_bytes),
-                    "kv_cache_tokens": info.as_ref().map(|i| i.kv_cache_tokens),
-                    "n_gpu_layers": info.as_ref().map(|i| i.n_gpu_layers),
-                    "on_gpu": info.as_ref().map(|i| i.on_gpu),
-                    "devices": engine::devices().iter().map(compute::device_json).collect::<Vec<_>>(),
+                in_flight: status.as_ref().map_or(0, |s| s.in_flight),
+                load: if status.as_ref().is_some_and(|s| s.pinned) { "startup" } else { "on_demand" },
+                last_load_ms: status.as_ref().and_then(|s| s.last_load).map(|d| d.as_millis() as u64),
+                meta: LocalMeta {
+                    kind,
+                    provider: backend.provider(),
+                    n_ctx_train: info.map(|i| i.n_ctx_train),
+                    n_embd: info.map(|i| i.n_embd),
+                    n_vocab: info.map(|i| i.n_vocab),
+                    n_params: info.map(|i| i.n_params),
+                    size: info.map(|i| i.size_bytes),
+                    kv_cache_tokens: info.map(|i| i.kv_cache_tokens),
+                    n_gpu_layers: info.map(|i| i.n_gpu_layers),
+                    on_gpu: info.map(|i| i.on_gpu),
+                    devices: engine::devices().iter().map(compute::device_json).collect(),
                 },
             })
         }
-        Backend::Remote(remote) => json!({
-            "id": remote.name(),
-            "object": "model",
-            "created": remote.created(),
-            "owned_by": "hearth",
-            "max_model_len": remote.max_model_len(),
-            "state": "remote",
-            "meta": {"kind": kind, "provider": backend.provider(), "remote_model": remote.remote_model()},
+        Backend::Remote(remote) => ModelObject::Remote(RemoteModel {
+            id: remote.name().to_owned(),
+            object: "model",
+            created: remote.created(),
+            owned_by: "hearth",
+            max_model_len: remote.max_model_len(),
+            state: "remote",
+            meta: RemoteMeta { kind, provider: backend.provider(), remote_model: remote.remote_model().to_owned() },
         }),
     }
 }

@@ -1,5 +1,7 @@
-//! The shapes of the responses that handlers still build as `json!` bodies (models), written out for the OpenAPI document only (nothing
-//! constructs these types); the others are the wire types of `api::types`. Each lists the fields its handler always sends
+//! Schemas written out for the OpenAPI document only (nothing constructs these types): the error
+//! body, the model objects (built by `api::types::models`, whose `meta.devices` are the platform
+//! layer's JSON), the upload form and a stream event; the other answers are the wire types of
+//! `api::types`, which are their own schemas. Each lists the fields its answer always sends
 //! (required) and those it may send; objects nested deeper than the documented level are
 //! `object`, and every schema allows further properties, so a field added to a body does not
 //! make the document lie, while a field dropped from one fails schemathesis's

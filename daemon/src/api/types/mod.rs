@@ -13,6 +13,7 @@ pub mod embeddings;
 pub mod files;
 pub mod health;
 pub mod logprobs;
+pub mod models;
 pub mod models_library;
 pub mod responses;
 pub mod tokens;
