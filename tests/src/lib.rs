@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// How long a server may take to load its models.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+pub mod cli;
+
 /// The repository root (where `models/` and `.venv/` live).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()

@@ -8,38 +8,21 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use hearth_tests::{get_json, hearth_command, post_json, repo_root, Options, Server};
+use hearth_tests::cli::{describe, run, sha256_file, stdout_json};
+use hearth_tests::{get_json, post_json, repo_root, Options, Server};
 use serde_json::Value;
 
 const CHAT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const EMBED_MODEL: &str = "models/all-MiniLM-L6-v2.f16.gguf";
 
-fn hearth(args: &[&str]) -> Output {
-    hearth_command().args(args).output().unwrap_or_else(|e| panic!("run hearth: {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn json_of(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap_or_else(|e| panic!("sha256sum: {e}"));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-}
-
 fn digest(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let p = dir.path().join("b");
     std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("{e}"));
-    sha256_hex(&p)
+    sha256_file(&p)
 }
 
 /// A tar of `files` (path, bytes).
@@ -92,9 +75,9 @@ async fn imported_gguf_and_oci_image_are_listed_verified_and_served_by_library_n
 
     // A plain GGUF.
     let started = Instant::now();
-    let got = json_of(&hearth(&["models", "import", &chat.display().to_string(), "--name", "smol", "--state-dir", &state_s, "--json"]));
+    let got = stdout_json(&run(&["models", "import", &chat.display().to_string(), "--name", "smol", "--state-dir", &state_s, "--json"]));
     println!("import of a {} MB GGUF: {:.2} s (wall {:.2} s)", got["entry"]["size"].as_u64().unwrap_or(0) / 1_000_000, got["seconds"].as_f64().unwrap_or(0.0), started.elapsed().as_secs_f64());
-    assert_eq!(got["entry"]["sha256"].as_str(), Some(sha256_hex(&chat).as_str()));
+    assert_eq!(got["entry"]["sha256"].as_str(), Some(sha256_file(&chat).as_str()));
     assert_eq!(got["entry"]["quantization"], "Q4_1");
 
     // A ModelCar image: layer 1 has the model and a stale file, layer 2 whites the stale file out.
@@ -104,33 +87,33 @@ async fn imported_gguf_and_oci_image_are_listed_verified_and_served_by_library_n
     let layout = dir.path().join("modelcar");
     write_oci_layout(&layout, &[layer1, layer2]);
     let started = Instant::now();
-    let got = json_of(&hearth(&["models", "import", &layout.display().to_string(), "--name", "car", "--state-dir", &state_s, "--json"]));
+    let got = stdout_json(&run(&["models", "import", &layout.display().to_string(), "--name", "car", "--state-dir", &state_s, "--json"]));
     println!("import of a {} MB OCI layout: {:.2} s (wall {:.2} s)", model_bytes.len() / 1_000_000, got["seconds"].as_f64().unwrap_or(0.0), started.elapsed().as_secs_f64());
     assert_eq!(got["entry"]["files"].as_array().map(Vec::len), Some(1), "the whiteout removed stale.gguf: {got}");
-    assert_eq!(got["entry"]["sha256"].as_str(), Some(sha256_hex(&chat).as_str()));
+    assert_eq!(got["entry"]["sha256"].as_str(), Some(sha256_file(&chat).as_str()));
     assert!(got["entry"]["source"].as_str().is_some_and(|s| s.starts_with("oci:")));
 
     // The same name twice, a file that is not a model, a safetensors-only image: clear refusals.
-    let again = hearth(&["models", "import", &chat.display().to_string(), "--name", "car", "--state-dir", &state_s]);
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
-    assert!(text(&again).contains("already in the library"), "{}", text(&again));
+    let again = run(&["models", "import", &chat.display().to_string(), "--name", "car", "--state-dir", &state_s]);
+    assert_eq!(again.status.code(), Some(2), "{}", describe(&again));
+    assert!(describe(&again).contains("already in the library"), "{}", describe(&again));
     let st_layout = dir.path().join("safetensors-car");
     write_oci_layout(&st_layout, &[tar_of(&[("models/model.safetensors", b"{}"), ("models/config.json", b"{}")])]);
-    let refused = hearth(&["models", "import", &st_layout.display().to_string(), "--state-dir", &state_s]);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("converting safetensors is not supported") && text(&refused).contains("model.safetensors"), "{}", text(&refused));
+    let refused = run(&["models", "import", &st_layout.display().to_string(), "--state-dir", &state_s]);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(describe(&refused).contains("converting safetensors is not supported") && describe(&refused).contains("model.safetensors"), "{}", describe(&refused));
 
-    let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
+    let listed = stdout_json(&run(&["models", "list", "--json", "--state-dir", &state_s]));
     let names: Vec<&str> = listed["data"].as_array().map(|a| a.iter().filter_map(|e| e["name"].as_str()).collect()).unwrap_or_default();
     assert_eq!(names, vec!["smol", "car"]);
-    let shown = json_of(&hearth(&["models", "show", "car", "--json", "--state-dir", &state_s]));
+    let shown = stdout_json(&run(&["models", "show", "car", "--json", "--state-dir", &state_s]));
     assert_eq!(shown["architecture"], "llama");
     assert_eq!(shown["context_length"], 8192);
     assert_eq!(shown["chat_template"], true);
     assert!(shown["parameters"].as_u64().is_some_and(|p| (100_000_000..200_000_000).contains(&p)), "{shown}");
     assert!(shown["fits"]["fits_cpu_ram"].is_boolean(), "{shown}");
-    let verified = hearth(&["models", "verify", "--state-dir", &state_s]);
-    assert!(verified.status.success(), "{}", text(&verified));
+    let verified = run(&["models", "verify", "--state-dir", &state_s]);
+    assert!(verified.status.success(), "{}", describe(&verified));
 
     // Serve the OCI-imported model by its library name and chat with it.
     let config = "[[models]]\nname = \"car\"\nkind = \"chat\"\npath = \"library:car\"\nmax_model_len = 2048\nkv_cache_tokens = 4096\nmax_num_seqs = 2\n";
@@ -152,9 +135,9 @@ async fn imported_gguf_and_oci_image_are_listed_verified_and_served_by_library_n
     assert_eq!(resp.status().as_u16(), 409);
     let cfg_path = dir.path().join("serves-car.toml");
     std::fs::write(&cfg_path, format!("[server]\nstate_dir = \"{state_s}\"\n{config}")).unwrap_or_else(|e| panic!("{e}"));
-    let rm = hearth(&["--config", &cfg_path.display().to_string(), "models", "rm", "car"]);
-    assert_eq!(rm.status.code(), Some(2), "{}", text(&rm));
-    assert!(text(&rm).contains("serves `car`"), "{}", text(&rm));
+    let rm = run(&["--config", &cfg_path.display().to_string(), "models", "rm", "car"]);
+    assert_eq!(rm.status.code(), Some(2), "{}", describe(&rm));
+    assert!(describe(&rm).contains("serves `car`"), "{}", describe(&rm));
     // The other one goes, over HTTP.
     let resp = client.delete(server.url("/v1/models/library/smol")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status().as_u16(), 200);
@@ -163,9 +146,9 @@ async fn imported_gguf_and_oci_image_are_listed_verified_and_served_by_library_n
 
     // A configuration naming a model the library lacks fails validation with the reason.
     std::fs::write(&cfg_path, format!("[server]\nstate_dir = \"{state_s}\"\n[[models]]\nname = \"x\"\nkind = \"chat\"\npath = \"library:nope\"\n")).unwrap_or_else(|e| panic!("{e}"));
-    let bad = hearth(&["--config", &cfg_path.display().to_string(), "validate"]);
-    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
-    assert!(text(&bad).contains("no model named `nope`"), "{}", text(&bad));
+    let bad = run(&["--config", &cfg_path.display().to_string(), "validate"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(describe(&bad).contains("no model named `nope`"), "{}", describe(&bad));
 }
 
 /// A Python HTTP server over `dir` with Range support that cuts the first whole-file answer after
@@ -235,12 +218,12 @@ fn pull_resumes_a_cut_download_and_refuses_a_wrong_sha256() {
     let state_s = dir.path().join("state").display().to_string();
     let source = repo_root().join(EMBED_MODEL);
     let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
-    let sha = sha256_hex(&source);
+    let sha = sha256_file(&source);
     let (mut server, port, requests) = range_server(&repo_root().join("models"), 3_000_000);
     let url = format!("http://127.0.0.1:{port}/all-MiniLM-L6-v2.f16.gguf");
 
     let started = Instant::now();
-    let got = json_of(&hearth(&["models", "pull", &url, "--sha256", &sha, "--name", "minilm", "--state-dir", &state_s, "--json"]));
+    let got = stdout_json(&run(&["models", "pull", &url, "--sha256", &sha, "--name", "minilm", "--state-dir", &state_s, "--json"]));
     println!("pull of {size} bytes over loopback with one cut: {:.2} s (wall {:.2} s)", got["seconds"].as_f64().unwrap_or(0.0), started.elapsed().as_secs_f64());
     assert_eq!(got["entry"]["sha256"].as_str(), Some(sha.as_str()));
     assert_eq!(got["entry"]["size"].as_u64(), Some(size));
@@ -251,10 +234,10 @@ fn pull_resumes_a_cut_download_and_refuses_a_wrong_sha256() {
 
     // A wrong checksum: refused, nothing published, nothing left to resume.
     let wrong = "0".repeat(64);
-    let refused = hearth(&["models", "pull", &url, "--sha256", &wrong, "--name", "bad", "--state-dir", &state_s]);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(text(&refused).contains("sha256 mismatch"), "{}", text(&refused));
-    let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
+    let refused = run(&["models", "pull", &url, "--sha256", &wrong, "--name", "bad", "--state-dir", &state_s]);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(describe(&refused).contains("sha256 mismatch"), "{}", describe(&refused));
+    let listed = stdout_json(&run(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
     assert!(!dir.path().join("state/models/bad").exists());
     let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path().join("state/models/.downloads")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
@@ -265,7 +248,7 @@ fn pull_resumes_a_cut_download_and_refuses_a_wrong_sha256() {
 
 fn quantize(args: &[&str]) -> Value {
     let started = Instant::now();
-    let got = json_of(&hearth(&[&["quantize"], args, &["--json", "--threads", "2"]].concat()));
+    let got = stdout_json(&run(&[&["quantize"], args, &["--json", "--threads", "2"]].concat()));
     println!("hearth quantize {}: {:.1} s wall\n{}", args.join(" "), started.elapsed().as_secs_f64(), serde_json::to_string_pretty(&got).unwrap_or_default());
     got
 }
@@ -288,7 +271,7 @@ fn quantized_embedding_model_keeps_cosine_and_recall() {
     assert!(c4 > 0.9 && c4 < c8, "Q4_K_M loses more than Q8_0 but stays close: q8 {c8}, q4 {c4}");
     assert!(q4["entry"]["size"].as_u64() < q8["entry"]["size"].as_u64());
     // The library holds both, with their recipes.
-    let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
+    let listed = stdout_json(&run(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
 }
 
@@ -297,9 +280,9 @@ fn requantized_chat_model_reports_perplexity_against_its_source() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let state_s = dir.path().join("state").display().to_string();
     let source = repo_root().join(CHAT_MODEL).display().to_string();
-    let plain = hearth(&["quantize", &source, "--recipe", "w8a8-int8", "--state-dir", &state_s]);
-    assert_eq!(plain.status.code(), Some(2), "{}", text(&plain));
-    assert!(text(&plain).contains("already quantized (Q4_1)") && text(&plain).contains("--allow-requantize"), "{}", text(&plain));
+    let plain = run(&["quantize", &source, "--recipe", "w8a8-int8", "--state-dir", &state_s]);
+    assert_eq!(plain.status.code(), Some(2), "{}", describe(&plain));
+    assert!(describe(&plain).contains("already quantized (Q4_1)") && describe(&plain).contains("--allow-requantize"), "{}", describe(&plain));
 
     let q8 = quantize(&[&source, "--recipe", "w8a8-int8", "--allow-requantize", "--max-chunks", "4", "--state-dir", &state_s]);
     let p8 = &q8["report"]["perplexity"];

@@ -9,32 +9,13 @@
 //! matrix written by `--save-imatrix` and read back by `--imatrix` quantizes to the same bytes.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Instant;
 
-use hearth_tests::{hearth_command, repo_root};
-use serde_json::Value;
+use hearth_tests::cli::{describe, run, sha256_file, stdout_json};
+use hearth_tests::repo_root;
 
 const CHAT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const EMBED_MODEL: &str = "models/all-MiniLM-L6-v2.f16.gguf";
-
-fn hearth(args: &[&str]) -> Output {
-    hearth_command().args(args).output().unwrap_or_else(|e| panic!("run hearth: {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn json_of(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap_or_else(|e| panic!("sha256sum: {e}"));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
-}
 
 #[test]
 fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_one() {
@@ -66,14 +47,14 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
         "--state-dir",
         &state_s,
     ];
-    let got = json_of(&hearth(&[&args[..], &["--json"]].concat()));
+    let got = stdout_json(&run(&[&args[..], &["--json"]].concat()));
     println!("hearth quantize (calibrated w3a16): {:.1} s wall\n{}", started.elapsed().as_secs_f64(), serde_json::to_string_pretty(&got).unwrap_or_default());
     let recipe = &got["entry"]["recipe"];
     assert_eq!(got["entry"]["quantization"], "Q3_K_S", "{got}");
     assert_eq!(recipe["name"], "w3a16");
     let cal = &recipe["calibration"];
     assert_eq!(cal["file"], "ARCHITECTURE.md", "{cal}");
-    assert_eq!(cal["sha256"].as_str(), Some(sha256_hex(&calibration).as_str()), "{cal}");
+    assert_eq!(cal["sha256"].as_str(), Some(sha256_file(&calibration).as_str()), "{cal}");
     assert_eq!((cal["tokens"].as_u64(), cal["chunks"].as_u64()), (Some(1024), Some(2)), "{cal}");
     assert_eq!(cal["tensors"].as_u64(), Some(30 * 7), "every layer's seven projections: {cal}");
 
@@ -86,17 +67,17 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
     println!("perplexity on the README, 2 x 512 tokens: source Q4_1 {src:.3}, Q3_K_S without imatrix {plain:.3}, with {calibrated:.3}");
 
     // The library keeps the record; the table shows the three perplexities.
-    let shown = json_of(&hearth(&["models", "show", "smol-w3-cal", "--json", "--state-dir", &state_s]));
+    let shown = stdout_json(&run(&["models", "show", "smol-w3-cal", "--json", "--state-dir", &state_s]));
     assert_eq!(shown["recipe"]["calibration"], *cal, "{shown}");
-    let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
+    let listed = stdout_json(&run(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "only the calibrated model is published: {listed}");
     assert_eq!(cal["input"], "text");
-    let table = hearth(&["models", "show", "smol-w3-cal", "--state-dir", &state_s]);
-    assert!(text(&table).contains("calibration:     text ARCHITECTURE.md"), "{}", text(&table));
+    let table = run(&["models", "show", "smol-w3-cal", "--state-dir", &state_s]);
+    assert!(describe(&table).contains("calibration:     text ARCHITECTURE.md"), "{}", describe(&table));
 
     // The matrix saved with --save-imatrix quantizes, through --imatrix, to the same bytes.
     assert!(imatrix_file.is_file(), "--save-imatrix wrote nothing");
-    let reused = json_of(&hearth(&[
+    let reused = stdout_json(&run(&[
         "quantize",
         &source,
         "--recipe",
@@ -116,7 +97,7 @@ fn calibrated_low_bit_quantization_records_its_text_and_beats_the_uncalibrated_o
     let rcal = &reused["entry"]["recipe"]["calibration"];
     assert_eq!((rcal["input"].as_str(), rcal["tokens"].as_u64(), rcal["tensors"].as_u64()), (Some("imatrix"), Some(1024), Some(210)), "{rcal}");
     assert_eq!(rcal["datasets"], serde_json::json!(["ARCHITECTURE.md"]), "{rcal}");
-    assert_eq!(rcal["sha256"].as_str(), Some(sha256_hex(&imatrix_file).as_str()));
+    assert_eq!(rcal["sha256"].as_str(), Some(sha256_file(&imatrix_file).as_str()));
     assert_eq!(reused["entry"]["sha256"], got["entry"]["sha256"], "the reused matrix must quantize to the same file");
 }
 
@@ -127,7 +108,7 @@ fn calibrated_embedding_model_reports_cosine_and_recall_with_and_without_the_mat
     let source = repo_root().join(EMBED_MODEL).display().to_string();
     let started = Instant::now();
     let args = ["quantize", &source, "--recipe", "w3a16", "--calibration", "ARCHITECTURE.md", "--calibration-tokens", "1024", "--threads", "2", "--json"];
-    let got = json_of(&hearth(&[&args[..], &["--state-dir", &state_s]].concat()));
+    let got = stdout_json(&run(&[&args[..], &["--state-dir", &state_s]].concat()));
     println!("hearth quantize (calibrated MiniLM w3a16): {:.1} s wall\n{}", started.elapsed().as_secs_f64(), serde_json::to_string_pretty(&got).unwrap_or_default());
     let cal = &got["entry"]["recipe"]["calibration"];
     // MiniLM-L6: 6 layers of q, k, v, output, up, down; chunks capped at its 512-token context.
@@ -175,18 +156,18 @@ fn bad_calibration_files_are_refused_with_the_reason() {
         let file_s = file.display().to_string();
         let started = Instant::now();
         let args = ["quantize", &source, "--recipe", "w3a16", "--calibration", &file_s, "--allow-requantize", "--threads", "2", "--state-dir", &state_s];
-        let out = hearth(&[&args[..], extra].concat());
+        let out = run(&[&args[..], extra].concat());
         println!("{file_s}: refused in {:.1} s", started.elapsed().as_secs_f64());
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         for e in expect {
-            assert!(stderr.contains(e), "{file_s}: expected {e:?} in\n{}", text(&out));
+            assert!(stderr.contains(e), "{file_s}: expected {e:?} in\n{}", describe(&out));
         }
     }
     // A model file is not an importance matrix.
-    let out = hearth(&[&["quantize", &source, "--recipe", "w3a16", "--allow-requantize", "--state-dir", &state_s][..], &model_flag].concat());
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is a GGUF file but not an imatrix"), "{}", text(&out));
-    let listed = json_of(&hearth(&["models", "list", "--json", "--state-dir", &state_s]));
+    let out = run(&[&["quantize", &source, "--recipe", "w3a16", "--allow-requantize", "--state-dir", &state_s][..], &model_flag].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a GGUF file but not an imatrix"), "{}", describe(&out));
+    let listed = stdout_json(&run(&["models", "list", "--json", "--state-dir", &state_s]));
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "nothing published: {listed}");
 }
