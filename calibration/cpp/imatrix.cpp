@@ -229,9 +229,30 @@ struct hearth_imatrix {
     std::vector<std::string> datasets; // the calibration texts, as named in a GGUF imatrix
 };
 
+} // extern "C"
+
+namespace {
+
+// Run an entry point's `body` (which returns a status code) so that no C++ exception crosses the
+// C boundary: one becomes HEARTH_IMATRIX_ERR_INTERNAL with its message in `err`.
+template <typename Body> int guarded(char * err, size_t err_len, Body && body) {
+    try {
+        return body();
+    } catch (const std::exception & ex) {
+        set_error(err, err_len, ex.what());
+    } catch (...) {
+        set_error(err, err_len, "unknown C++ exception");
+    }
+    return HEARTH_IMATRIX_ERR_INTERNAL;
+}
+
+} // namespace
+
+extern "C" {
+
 int hearth_imatrix_collect(const char * model_path, const char * text, size_t text_len, const hearth_imatrix_options * opts,
                            hearth_imatrix ** out, char * err, size_t err_len) {
-    try {
+    return guarded(err, err_len, [&]() -> int {
         *out = nullptr;
         ModelGuard model;
         llama_model_params mp = llama_model_default_params();
@@ -326,13 +347,7 @@ int hearth_imatrix_collect(const char * model_path, const char * text, size_t te
         m->chunk_size = n_ctx;
         *out = m;
         return HEARTH_IMATRIX_OK;
-    } catch (const std::exception & ex) {
-        set_error(err, err_len, ex.what());
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    } catch (...) {
-        set_error(err, err_len, "unknown C++ exception");
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    }
+    });
 }
 
 void hearth_imatrix_summary_of(const hearth_imatrix * m, hearth_imatrix_summary * out) {
@@ -362,7 +377,7 @@ int hearth_imatrix_entry(const hearth_imatrix * m, size_t i, const char ** name,
 // that never saw input gets ones (no preference), as llama-quantize does.
 int hearth_imatrix_quantize(const hearth_imatrix * m, const char * input, const char * output, int32_t ftype, int32_t n_threads,
                             bool allow_requantize, char * err, size_t err_len) {
-    try {
+    return guarded(err, err_len, [&]() -> int {
         std::vector<std::vector<float>> means;
         std::vector<llama_model_imatrix_data> table;
         means.reserve(m->names.size());
@@ -393,18 +408,12 @@ int hearth_imatrix_quantize(const hearth_imatrix * m, const char * input, const 
             return HEARTH_IMATRIX_ERR_QUANTIZE;
         }
         return HEARTH_IMATRIX_OK;
-    } catch (const std::exception & ex) {
-        set_error(err, err_len, ex.what());
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    } catch (...) {
-        set_error(err, err_len, "unknown C++ exception");
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    }
+    });
 }
 
 // Write the matrix as a GGUF imatrix file naming `dataset` as its calibration text.
 int hearth_imatrix_save(const hearth_imatrix * m, const char * path, const char * dataset, char * err, size_t err_len) {
-    try {
+    return guarded(err, err_len, [&]() -> int {
         size_t data = 0;
         for (const auto & kv : m->stats) {
             data += (kv.second.sums.size() + kv.second.counts.size()) * sizeof(float);
@@ -452,18 +461,12 @@ int hearth_imatrix_save(const hearth_imatrix * m, const char * path, const char 
             return HEARTH_IMATRIX_ERR_INTERNAL;
         }
         return HEARTH_IMATRIX_OK;
-    } catch (const std::exception & ex) {
-        set_error(err, err_len, ex.what());
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    } catch (...) {
-        set_error(err, err_len, "unknown C++ exception");
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    }
+    });
 }
 
 // Read a GGUF imatrix file (llama-imatrix's or hearth's).
 int hearth_imatrix_load(const char * path, hearth_imatrix ** out, char * err, size_t err_len) {
-    try {
+    return guarded(err, err_len, [&]() -> int {
         *out = nullptr;
         // The header first (no tensor data), so that a model file given by mistake is refused
         // without being read into memory.
@@ -546,13 +549,7 @@ int hearth_imatrix_load(const char * path, hearth_imatrix ** out, char * err, si
         m->summary.tensors = int64_t(m->names.size());
         *out = owned.release();
         return HEARTH_IMATRIX_OK;
-    } catch (const std::exception & ex) {
-        set_error(err, err_len, ex.what());
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    } catch (...) {
-        set_error(err, err_len, "unknown C++ exception");
-        return HEARTH_IMATRIX_ERR_INTERNAL;
-    }
+    });
 }
 
 // The i-th calibration text named by the matrix (a loaded GGUF imatrix's imatrix.datasets).
