@@ -103,13 +103,7 @@ fn main() -> ExitCode {
         Command::Completions { shell } => return cli::completions(Cli::command(), shell),
         Command::Man { out } => return cli::man(Cli::command(), out.as_deref()),
         Command::Models(args) => return cli::models::models(&args, &Sources::standard(config.clone())),
-        Command::Quantize(args) => {
-            // Calibration and the accuracy report run the model: the same wait policy as `serve`.
-            if let Ok(settings) = Settings::load(&Sources::standard(config.clone())) {
-                compute::cpu_wait::ensure(settings.engine.cpu_wait);
-            }
-            return cli::models::quantize(&args, &Sources::standard(config.clone()));
-        }
+        Command::Quantize(args) => return cli::models::quantize(&args, &Sources::standard(config.clone())),
         Command::Status(mut args) => {
             args.target.or_default(target);
             return status::main(args);

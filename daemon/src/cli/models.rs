@@ -310,7 +310,11 @@ pub fn quantize(args: &QuantizeArgs, sources: &Sources) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let options = match Settings::load(sources) {
-        Ok(s) => engine::BackendOptions { log_to_tracing: true, backend_dir: s.engine.backend_dir(), cpu_amx: s.engine.cpu_amx },
+        Ok(s) => {
+            // Calibration and the accuracy report run the model: the same wait policy as `serve`.
+            hearth::compute::cpu_wait::ensure(s.engine.cpu_wait);
+            engine::BackendOptions { log_to_tracing: true, backend_dir: s.engine.backend_dir(), cpu_amx: s.engine.cpu_amx }
+        }
         Err(_) => engine::BackendOptions { log_to_tracing: true, ..engine::BackendOptions::default() },
     };
     if let Err(e) = engine::init_backend(&options) {
