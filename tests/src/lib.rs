@@ -161,6 +161,12 @@ impl Server {
         (status, self.log())
     }
 
+    /// Ask the server to stop, as `systemctl stop` does (SIGTERM: it drains, then exits).
+    pub fn terminate(&self) {
+        let kill = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(kill.success(), "kill -TERM {}: {kill:?}", self.pid());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

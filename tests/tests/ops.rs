@@ -151,12 +151,20 @@ fn notify_protocol_status_ready_watchdog_stopping_in_order() {
     let gap = pings[1].duration_since(pings[0]);
     assert!(gap > Duration::from_millis(500) && gap < Duration::from_millis(1900), "ping gap {gap:?}");
 
-    let status = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(status.success());
+    server.terminate();
     notify.until(Duration::from_secs(10), "STOPPING=1", |m| has(m, "STOPPING=1"));
     let (exit, log) = server.wait_exit();
     assert!(exit.success(), "hearth should exit 0 after a drain: {exit:?}\n{log}");
     assert!(log.contains("draining"), "{log}");
+}
+
+/// A streamed chat answer of `max_tokens` tokens (`ignore_eos`), its headers received.
+async fn start_stream(server: &Server, max_tokens: u32) -> reqwest::Response {
+    let body = serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Count."}],
+        "max_tokens": max_tokens, "ignore_eos": true, "stream": true});
+    let response = reqwest::Client::new().post(server.url("/v1/chat/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    response
 }
 
 #[tokio::test]
@@ -166,13 +174,9 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
     // spinning threads can stretch 48 tokens from 0.6 s to over 30 s.
     let server = start_under_systemd(&notify, &[("HEARTH__SERVER__DRAIN_SECONDS", "300")]);
     notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
-    let body = serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Count."}],
-        "max_tokens": 48, "ignore_eos": true, "stream": true});
-    let response = reqwest::Client::new().post(server.url("/v1/chat/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(response.status().as_u16(), 200);
+    let response = start_stream(&server, 48).await;
     // The stream has started; now ask hearth to stop.
-    let kill = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(kill.success());
+    server.terminate();
     let text = response.text().await.unwrap_or_else(|e| panic!("stream cut by the drain: {e}\nserver log:\n{}", server.log()));
     assert!(text.ends_with("data: [DONE]\n\n"), "the stream in flight completes: {text}");
     assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
@@ -188,13 +192,9 @@ async fn a_stream_longer_than_the_drain_is_cut_and_hearth_exits() {
     let mut notify = Notifications::bind();
     let server = start_under_systemd(&notify, &[("HEARTH__SERVER__DRAIN_SECONDS", "1")]);
     notify.until(Duration::from_secs(30), "READY=1", |m| has(m, "READY=1"));
-    let body = serde_json::json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Count."}],
-        "max_tokens": 4000, "ignore_eos": true, "stream": true});
-    let response = reqwest::Client::new().post(server.url("/v1/chat/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(response.status().as_u16(), 200);
+    let response = start_stream(&server, 4000).await;
     let stopped = Instant::now();
-    let kill = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(kill.success());
+    server.terminate();
     let text = response.text().await;
     assert!(text.is_err() || !text.as_deref().unwrap_or_default().contains("[DONE]"), "4,000 tokens finished inside a 1 s drain: {text:?}");
     let (exit, log) = server.wait_exit();

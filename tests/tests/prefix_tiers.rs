@@ -172,8 +172,7 @@ async fn a_prefix_saved_just_before_a_sigterm_is_on_disk_after_the_restart() {
     let cold = complete(&server, &p).await;
     let n = prompt_tokens(&cold);
     // No wait for the file: the stop itself must let the write finish.
-    let kill = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(kill.success());
+    server.terminate();
     let (exit, log) = server.wait_exit();
     assert!(exit.success(), "{exit:?}\n{log}");
     assert_eq!(files(state.path()).len(), 1, "the saved prefix is a finished file after the stop:\n{log}");
