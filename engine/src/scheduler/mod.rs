@@ -122,10 +122,10 @@ impl<'m> ChatWorker<'m> {
         let Some(mut worker) = report_ready(Self::new(model, config, Arc::clone(&telemetry)), &ready) else { return };
         loop {
             telemetry.beat();
-            if worker.idle() && stop.load(Ordering::Relaxed) {
-                break;
-            }
             if worker.idle() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 match inbox.recv_timeout(IDLE_WAIT) {
                     Ok(cmd) => worker.accept(cmd),
                     Err(RecvTimeoutError::Timeout) => continue,
