@@ -68,6 +68,19 @@ const char * host_data(const ggml_tensor * t, std::vector<char> & scratch) {
     return scratch.data();
 }
 
+// Size `e` for `n_mat` matrices of `cols` inputs at its first call; later calls must see the same
+// shape.
+bool shape_stats(Stats & e, int64_t cols, int64_t n_mat, const std::string & name, std::string & error) {
+    if (e.sums.empty()) {
+        e.sums.assign(cols * n_mat, 0.0f);
+        e.counts.assign(n_mat, 0);
+    } else if (e.sums.size() != size_t(cols * n_mat)) {
+        error = "the activations of " + name + " changed shape";
+        return false;
+    }
+    return true;
+}
+
 bool add_row(Stats & e, size_t start, const float * x, int64_t n, const std::string & name, std::string & error) {
     for (int64_t j = 0; j < n; ++j) {
         e.sums[start + j] += x[j] * x[j];
@@ -118,11 +131,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
             const int64_t n_ids = ids->ne[0];
             c->ids_host.resize(ggml_nbytes(ids));
             ggml_backend_tensor_get(ids, c->ids_host.data(), 0, c->ids_host.size());
-            if (e.sums.empty()) {
-                e.sums.assign(src1->ne[0] * n_as, 0.0f);
-                e.counts.assign(n_as, 0);
-            } else if (e.sums.size() != size_t(src1->ne[0] * n_as)) {
-                c->error = "the activations of " + wname + " changed shape";
+            if (!shape_stats(e, src1->ne[0], n_as, wname, c->error)) {
                 return false;
             }
             for (int64_t row = 0; row < src1->ne[2]; ++row) {
@@ -142,11 +151,7 @@ bool collect(ggml_tensor * t, bool ask, void * user_data) {
             }
         } else {
             const int64_t n_mat = src1->ne[2] * src1->ne[3];
-            if (e.sums.empty()) {
-                e.sums.assign(src1->ne[0] * n_mat, 0.0f);
-                e.counts.assign(n_mat, 0);
-            } else if (e.sums.size() != size_t(src1->ne[0] * n_mat)) {
-                c->error = "the activations of " + wname + " changed shape";
+            if (!shape_stats(e, src1->ne[0], n_mat, wname, c->error)) {
                 return false;
             }
             for (int64_t i3 = 0; i3 < src1->ne[3]; ++i3) {
