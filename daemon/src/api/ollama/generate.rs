@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
-use engine::{ChatMessage, FinishReason, TokenLogprob, Usage};
+use engine::{ChatMessage, FinishReason, SamplingParams, TokenLogprob, Usage};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
@@ -163,13 +163,16 @@ fn params(common: &Common, backend: &Backend, chat: bool) -> Result<GenerationPa
 
 /// `options` into the OpenAI fields, checking those Ollama names differently.
 fn map_options<'a>(o: &'a Options, body: &mut OpenAiFields<'a>) -> Result<(), ApiError> {
-    body.temperature = o.temperature;
-    body.top_p = o.top_p;
-    body.top_k = o.top_k;
-    body.min_p = o.min_p;
-    body.seed = o.seed;
-    body.presence_penalty = o.presence_penalty;
-    body.frequency_penalty = o.frequency_penalty;
+    body.sampling = SamplingParams {
+        temperature: o.temperature,
+        top_p: o.top_p,
+        top_k: o.top_k,
+        min_p: o.min_p,
+        seed: o.seed,
+        presence_penalty: o.presence_penalty,
+        frequency_penalty: o.frequency_penalty,
+        ..SamplingParams::default()
+    };
     body.stop = o.stop.as_deref();
     match o.num_predict {
         None | Some(-1 | -2) => {}
@@ -180,7 +183,7 @@ fn map_options<'a>(o: &'a Options, body: &mut OpenAiFields<'a>) -> Result<(), Ap
         if !(r.is_finite() && r > 0.0 && r <= 10.0) {
             return Err(ApiError::invalid("options.repeat_penalty", format!("options.repeat_penalty must be above 0 and at most 10, got {r}")));
         }
-        body.repetition_penalty = Some(r);
+        body.sampling.repetition_penalty = Some(r);
     }
     let off = [
         ("options.mirostat", o.mirostat.is_some_and(|m| m != 0)),

@@ -3,6 +3,7 @@
 //! `GenerationParams::from_body`, so every check and error message of those routes applies; a
 //! field left `None` is absent, as if the client had not sent it.
 
+use engine::SamplingParams;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -11,28 +12,15 @@ use serde_json::Value;
 pub(super) struct OpenAiFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub presence_penalty: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub frequency_penalty: Option<f64>,
+    /// The sampling fields, in the one type the OpenAI routes read them into (only those set
+    /// are written; `repeat_penalty` becomes `repetition_penalty`).
+    #[serde(flatten)]
+    pub sampling: SamplingParams,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<&'a [String]>,
     /// From `num_predict` when positive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<i64>,
-    /// From `repeat_penalty`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repetition_penalty: Option<f64>,
     /// From `format`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat<'a>>,
