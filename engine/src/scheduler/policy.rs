@@ -283,7 +283,8 @@ impl<T> Scheduler<T> {
         // Taking an id may evict a parked id's cached blocks, so first ask whether the request
         // could fit even with its whole cached prefix; if not, nothing is evicted for it.
         let front = self.waiting.front()?;
-        if !self.fits(front, &self.blocks.match_prefix(&front.tokens, None)) {
+        let cached = self.blocks.match_prefix(&front.tokens, None);
+        if !self.fits(front, &cached) || self.sharer_computing(front, cached.tokens) {
             return None;
         }
         // The id before the prefix: finding one may evict cached blocks, which must not be part
@@ -306,6 +307,32 @@ impl<T> Scheduler<T> {
         seq.n_past = prefix.tokens;
         self.running.push(seq);
         Some(Admitted { key, llama_id, total, cached: prefix.tokens, restore })
+    }
+
+    /// Whether a running sequence is still computing blocks of `front`'s prompt beyond the
+    /// `cached` tokens the KV cache already offers it. The front then waits (and the queue behind
+    /// it) until that prefill has registered them, and shares them instead of computing them a
+    /// second time: a burst of requests with one new long prefix (a RAG app's system prompt and
+    /// retrieved chunks, many users at once) computes the prefix once, not once per request.
+    /// The wait ends when the sharer's prefill passes the common prefix or it leaves the running
+    /// set (preempted or cancelled), so it is never longer than computing the prefix would be.
+    fn sharer_computing(&self, front: &Entry<T>, cached: usize) -> bool {
+        if !self.config.prefix_caching {
+            return false;
+        }
+        let block_size = self.blocks.block_size();
+        // Shareable: whole blocks, and never the last token of the prompt (it must be computed).
+        let shareable = front.tokens.len().saturating_sub(1) / block_size * block_size;
+        self.running.iter().any(|s| {
+            if s.generated > 0 || s.n_past >= shareable || s.n_past + 1 >= s.tokens.len() {
+                // Past its prompt, or past what the front could share; or recomputing after a
+                // preemption, where a slow client can hold it back.
+                return false;
+            }
+            let common = s.tokens.iter().zip(&front.tokens).take(shareable).take_while(|(a, b)| a == b).count();
+            let common = common / block_size * block_size;
+            common > cached.max(s.n_past / block_size * block_size)
+        })
     }
 
     /// The caller restored the first `n_past` tokens of the just admitted sequence `key` from

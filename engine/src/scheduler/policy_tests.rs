@@ -670,3 +670,50 @@ proptest! {
 
 #[path = "policy_stream_tests.rs"]
 mod streams;
+
+#[test]
+fn a_burst_sharing_a_new_prefix_computes_it_once() {
+    let unified = config(64, 3, 3, 8);
+    let per_sequence = SchedulerConfig { per_sequence: true, max_model_len: 8 * BS, ..config(24, 3, 3, 8) };
+    for cfg in [unified, per_sequence] {
+        let layout = if cfg.per_sequence { "per sequence" } else { "unified" };
+        let mut sim = Sim::new(cfg);
+        // Three requests at once: the same 24-token prefix (6 blocks), 3 tokens of their own.
+        let keys: Vec<SeqKey> = (0..3)
+            .map(|i| {
+                let mut tokens = prompt(0, 24);
+                tokens.extend(prompt(500 + 10 * i, 3));
+                sim.push(tokens, 1)
+            })
+            .collect();
+        let mut admitted = Vec::new();
+        let mut prompt_tokens_computed = 0;
+        for _ in 0..20 {
+            admitted.extend(sim.admit());
+            let plan = sim.step();
+            prompt_tokens_computed += plan.work.iter().map(|w| w.take).sum::<usize>();
+            if sim.is_idle() {
+                break;
+            }
+        }
+        assert!(sim.is_idle(), "{layout}: all three finished");
+        let cached: Vec<(SeqKey, usize)> = admitted.iter().map(|a| (a.key, a.cached)).collect();
+        assert_eq!(cached, vec![(keys[0], 0), (keys[1], 24), (keys[2], 24)], "{layout}: the later two waited for the prefix and shared it");
+        assert_eq!(prompt_tokens_computed, 27 + 3 + 3, "{layout}: the prefix was computed once");
+    }
+}
+
+#[test]
+fn a_request_does_not_wait_for_a_sharer_that_is_decoding_or_shares_less_than_a_block() {
+    let mut sim = Sim::new(config(64, 3, 3, 64));
+    let a = sim.push(prompt(0, 13), 4);
+    sim.step(); // a's prompt computed, a decodes from here
+    let mut tokens = prompt(0, 12);
+    tokens.extend([700, 701]);
+    let b = sim.push(tokens, 1);
+    let c = sim.push(prompt(0, 3), 1); // shares 3 tokens: less than a block
+    let admitted: Vec<(SeqKey, usize)> = sim.admit().iter().map(|x| (x.key, x.cached)).collect();
+    assert_eq!(admitted, vec![(b, 12), (c, 0)]);
+    sim.run_until_idle(10);
+    assert!(sim.done.iter().any(|&(k, _)| k == a));
+}
