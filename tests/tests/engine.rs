@@ -1,5 +1,6 @@
 //! The scheduler seen from outside, with the real model: batching does not change greedy output,
-//! the prefix cache does not change it either, clients that go away give their KV back, KV
+//! the prefix cache does not change it either, a burst of requests with one new prefix computes it
+//! once, clients that go away give their KV back, KV
 //! pressure preempts and recomputes without losing a request, and an overloaded server answers
 //! every request with 200 or 429.
 //!
@@ -60,6 +61,26 @@ async fn prefix_cache_hits_give_the_same_output() {
     let other = complete(&server, &format!("{system}\nQuestion: who wrote Hamlet?\nAnswer:"), 4).await;
     let cached = other["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
     assert!(cached > 100 && cached < prompt_tokens - 5, "shared prefix {cached}");
+}
+
+#[tokio::test]
+async fn a_burst_with_one_new_prefix_computes_it_once() {
+    let server = Server::start();
+    // Four users ask about the same new document at once: a ~1,000-token prefix no cache holds yet.
+    let document = "The reactor's secondary loop is drained before the annual inspection of its valves. ".repeat(70);
+    let questions = ["When is the loop drained?", "What is inspected?", "How often is it inspected?", "Which loop is drained?"];
+    let prompts: Vec<String> = questions.iter().map(|q| format!("{document}\nQuestion: {q}\nAnswer:")).collect();
+    let burst = prompts.iter().map(|p| complete(&server, p, 4));
+    let answers = futures_util::future::join_all(burst).await;
+    let prefix_tokens = answers[0]["usage"]["prompt_tokens"].as_u64().unwrap_or(0).saturating_sub(16);
+    let mut cached: Vec<u64> = answers.iter().map(|a| a["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0)).collect();
+    cached.sort_unstable();
+    assert!(prefix_tokens > 900, "the shared prefix is {prefix_tokens} tokens");
+    // One request computes the prefix; the three that arrived with it wait for it and share it.
+    assert_eq!(cached[0], 0, "cached tokens of the four requests: {cached:?}");
+    for &c in &cached[1..] {
+        assert!(c + 32 >= prefix_tokens, "a request recomputed the prefix: cached tokens {cached:?} of a ~{prefix_tokens}-token prefix");
+    }
 }
 
 #[tokio::test]
