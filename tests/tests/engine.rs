@@ -1,8 +1,7 @@
 //! The scheduler seen from outside, with the real model: batching does not change greedy output,
 //! the prefix cache does not change it either, a burst of requests with one new prefix computes it
-//! once, clients that go away give their KV back, KV
-//! pressure preempts and recomputes without losing a request, and an overloaded server answers
-//! every request with 200 or 429.
+//! once, clients that go away give their KV back, KV pressure preempts and recomputes without
+//! losing a request, and an overloaded server answers every request with 200 or 429.
 //!
 //! A note on batch invariance: llama.cpp's CPU kernels reduce in a different order when more KV
 //! cells and rows are in a batch, so near-tied logits can flip a greedy choice after many tokens

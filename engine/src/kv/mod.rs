@@ -20,6 +20,13 @@ pub(crate) use layout::{stream_sizing, Blocks};
 pub(crate) use streams::StreamManager;
 pub(crate) use tiers::{fingerprint, Found, PrefixTiers, Tier};
 
+/// Tokens at the start of `a` and `b` that are equal, in whole blocks of `block_size`: how much of
+/// one token list a KV copy of the other can give it.
+pub(crate) fn common_whole_blocks(a: &[i32], b: &[i32], block_size: usize) -> usize {
+    let n = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    n / block_size * block_size
+}
+
 /// Merge runs of operations that llama.cpp can do in one call: consecutive `Untag`s of one
 /// sequence, or `Share`s between the same two sequences, over touching position ranges (in
 /// either direction: a release walks its blocks backwards). Each llama.cpp call scans every cell

@@ -36,6 +36,7 @@
 use std::collections::HashMap;
 
 use super::block_manager::{KvOp, NoSpace, PrefixMatch, SeqKey};
+use super::common_whole_blocks;
 
 #[derive(Debug, Clone, Default)]
 struct Stream {
@@ -115,10 +116,7 @@ impl StreamManager {
             return PrefixMatch::default();
         }
         let limit = (tokens.len() - 1) / self.block_size * self.block_size;
-        let common = |s: &Stream| {
-            let n = s.registered.iter().zip(&tokens[..limit]).take_while(|(a, b)| a == b).count();
-            n / self.block_size * self.block_size
-        };
+        let common = |s: &Stream| common_whole_blocks(&s.registered, &tokens[..limit], self.block_size);
         let mut best = (0, -1);
         if let Some(own) = target.and_then(|t| self.stream(t).map(|s| (common(s), t))) {
             best = own;

@@ -39,8 +39,8 @@ use std::collections::VecDeque;
 
 use super::pacing::PrefillPacer;
 use super::prefill_order::prefill_order;
-use super::work::{step_work, Part, Shape, Work};
-use crate::kv::{BlockManager, Blocks, KvOp, PrefixMatch, SeqKey, StreamManager};
+use super::work::{step_work, tail_start, Part, Shape, Work};
+use crate::kv::{common_whole_blocks, BlockManager, Blocks, KvOp, PrefixMatch, SeqKey, StreamManager};
 
 /// What the scheduler is given: the context's size and the model's limits.
 #[derive(Debug, Clone, Copy)]
@@ -322,16 +322,15 @@ impl<T> Scheduler<T> {
         }
         let block_size = self.blocks.block_size();
         // Shareable: whole blocks, and never the last token of the prompt (it must be computed).
-        let shareable = front.tokens.len().saturating_sub(1) / block_size * block_size;
+        let shareable = &front.tokens[..tail_start(front.tokens.len(), block_size)];
         self.running.iter().any(|s| {
-            if s.generated > 0 || s.n_past >= shareable || s.n_past + 1 >= s.tokens.len() {
+            if s.generated > 0 || s.n_past >= shareable.len() || s.remaining() <= 1 {
                 // Past its prompt, or past what the front could share; or recomputing after a
                 // preemption, where a slow client can hold it back.
                 return false;
             }
-            let common = s.tokens.iter().zip(&front.tokens).take(shareable).take_while(|(a, b)| a == b).count();
-            let common = common / block_size * block_size;
-            common > cached.max(s.n_past / block_size * block_size)
+            let computed = s.n_past / block_size * block_size;
+            common_whole_blocks(&s.tokens, shareable, block_size) > cached.max(computed)
         })
     }
 
