@@ -109,6 +109,18 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Whether `n_gpu_layers` puts layers on a GPU: one was found and some layers are asked for.
+fn offloads(n_gpu_layers: u32) -> bool {
+    n_gpu_layers > 0 && backend_report().is_some_and(crate::BackendReport::has_gpu)
+}
+
+/// Whether every layer of `model` runs on a GPU (then a llama.cpp batch computes on the device
+/// after `llama_decode` returns). llama.cpp's `n_gpu_layers` counts the output layer too:
+/// `n_layer + 1` places the whole model.
+pub(crate) fn whole_model_on_gpu(n_gpu_layers: u32, model: &LlamaModel) -> bool {
+    offloads(n_gpu_layers) && n_gpu_layers > model.n_layer()
+}
+
 impl Engine {
     /// Load the model and start its engine thread. Blocks until the thread reports ready or failed.
     pub fn start(config: ModelConfig) -> Result<Engine, EngineError> {
@@ -124,7 +136,7 @@ impl Engine {
             0 => n_ctx_train,
             n => n.min(n_ctx_train),
         };
-        let on_gpu = config.n_gpu_layers > 0 && backend_report().is_some_and(crate::BackendReport::has_gpu);
+        let on_gpu = offloads(config.n_gpu_layers);
         let kv_cache_tokens = resolve_kv_tokens(&config, &model, max_model_len, on_gpu)?;
         let info = ModelInfo {
             name: config.name.clone(),
@@ -161,8 +173,7 @@ impl Engine {
         let thread_telemetry = Arc::clone(&telemetry);
         let flash_attention = resolve_flash_attention(config.flash_attention, config.kv_cache_dtype);
         let batch_mixing = resolve_batch_mixing(config.batch_mixing, on_gpu);
-        // llama.cpp's n_gpu_layers counts the output layer too: n_layer + 1 places the whole model.
-        let whole_on_gpu = on_gpu && config.n_gpu_layers > model.n_layer();
+        let whole_on_gpu = whole_model_on_gpu(config.n_gpu_layers, &model);
         let kv_layout = resolve_kv_layout(config.kv_layout, whole_on_gpu);
         let thread_config = ModelConfig { max_model_len, kv_cache_tokens, flash_attention, batch_mixing, kv_layout, ..config.clone() };
         let thread_name = config.name.clone();

@@ -26,10 +26,12 @@
 //! Host work per step is kept small because on a GPU it is what limits throughput: sampling runs
 //! on a small thread pool, one sequence per task, straight from llama.cpp's logits rows (greedy
 //! requests take an argmax, plain temperature sampling runs in Rust without llama.cpp's candidate
-//! array: see `sampling`); only detokenizing and handing events to
-//! the clients stay on the engine thread. Each step's time is split into phases (schedule, decode,
-//! sample, emit) and published with the other counters, so `/metrics` and `raw_bench` show where
-//! a step goes.
+//! array: see `sampling`); only detokenizing and handing events to the clients stay on the engine
+//! thread, and with the whole model on a GPU the hand-off of a step's events is done while the
+//! next step's batch computes (llama.cpp's decode returns before the device finishes: `deliver`),
+//! so the step does not wait for the clients. Each step's time is split into phases
+//! (schedule, decode, sample, emit) and published with the other counters, so `/metrics` and
+//! `raw_bench` show where a step goes.
 //!
 //! Liveness: the loop beats the heartbeat before every step and after every llama.cpp batch, so
 //! the longest silence of a working engine is one batch, at most `max_num_batched_tokens` tokens
@@ -67,7 +69,7 @@ use self::sequence::{Flow, Sequence};
 use self::work::{batches, Work};
 use crate::backend::backend;
 use crate::gpu::kv_bytes_per_token;
-use crate::handle::{report_ready, Command};
+use crate::handle::{report_ready, whole_model_on_gpu, Command};
 use crate::kv::{coalesce, stream_sizing, KvOp, PrefixTiers, Tier};
 use crate::sampling::build_sampler;
 use crate::telemetry::{CacheTier, StepPhases, Telemetry};
@@ -106,6 +108,9 @@ pub(crate) struct ChatWorker<'m> {
     pending_copies: Vec<(i32, i32)>,
     /// Credit for saving finished sequences' prefixes while others wait.
     save_budget: save_budget::SaveBudget,
+    /// The whole model runs on a GPU, so a step's events are delivered while the next batch
+    /// computes there; otherwise (llama.cpp's decode returns only when the CPU is done) before it.
+    deliver_during_decode: bool,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -247,6 +252,7 @@ impl<'m> ChatWorker<'m> {
             kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
             pending_copies: Vec::new(),
             save_budget: Default::default(),
+            deliver_during_decode: whole_model_on_gpu(config.n_gpu_layers, model),
             config,
             telemetry,
             samplers,
@@ -283,7 +289,7 @@ impl<'m> ChatWorker<'m> {
         let started = Instant::now();
         self.drop_gone_clients();
         self.admit();
-        let plan = self.scheduler.plan(|seq| seq.outbox.is_empty()); // a client behind waits
+        let plan = self.scheduler.plan(|seq| !seq.behind()); // a client behind waits
         for leaving in &plan.preempted {
             if let Some(entry) = self.scheduler.entry(leaving.key) {
                 tracing::debug!(parent: &entry.state.submitted.span, tokens = entry.tokens().len(), "Preempted for KV space.");
@@ -293,17 +299,26 @@ impl<'m> ChatWorker<'m> {
         }
         self.apply(&plan.ops);
         self.publish();
+        if plan.work.is_empty() || !self.deliver_during_decode {
+            self.deliver();
+        }
         if plan.work.is_empty() {
             return false;
         }
         let scheduled = Instant::now();
         let (mut batch_tokens, mut decode, mut sample) = (0, Duration::ZERO, Duration::ZERO);
+        let mut delivered = !self.deliver_during_decode;
         for part in batches(&plan.work, self.config.batch_mixing) {
             self.fill_batch(part);
             batch_tokens += self.batch.n_tokens().max(0) as u64;
             let t0 = Instant::now();
             let decoded = self.ctx.decode(&mut self.batch);
             if decoded.is_ok() {
+                if !delivered {
+                    // The last step's events go to the clients while a GPU computes this one.
+                    self.deliver();
+                    delivered = true;
+                }
                 // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
                 self.ctx.synchronize();
                 self.pending_copies.clear(); // done before the batch
@@ -321,6 +336,9 @@ impl<'m> ChatWorker<'m> {
             let t1 = Instant::now();
             self.sample_tokens(); // before the next batch overwrites the logits
             sample += t1.elapsed();
+        }
+        if !delivered {
+            self.deliver(); // no batch was handed over
         }
         self.scheduler.computed();
         let emitting = Instant::now();
@@ -351,7 +369,9 @@ impl<'m> ChatWorker<'m> {
     }
 
     /// Drop the sequences whose client went away, or stopped reading for longer than
-    /// `stall_timeout`: a running one leaves the running set and its blocks are freed.
+    /// `stall_timeout`: a running one leaves the running set and its blocks are freed. A running
+    /// sequence's events are sent by [`deliver`](Self::deliver), off the critical path; here they
+    /// are retried only for a client that was behind.
     fn drop_gone_clients(&mut self) {
         let (now, timeout) = (Instant::now(), self.config.stall_timeout);
         let telemetry = &self.telemetry;
@@ -364,12 +384,28 @@ impl<'m> ChatWorker<'m> {
         let mut i = 0;
         while i < self.scheduler.running().len() {
             let seq = &mut self.scheduler.running_mut()[i].state;
-            let flow = seq.flush_at(now, timeout);
+            let flow = if seq.behind() { seq.flush_at(now, timeout) } else { seq.check_at(now, timeout) };
             if stays(seq, flow, &self.telemetry) {
                 i += 1;
             } else if let Some(removed) = self.scheduler.remove(i) {
                 tracing::debug!(parent: &removed.entry.state.submitted.span, "Sequence freed.");
                 self.release(&removed);
+            }
+        }
+    }
+
+    /// Send the running sequences' waiting events (the last step's) to their clients. Called once
+    /// per step: with the whole model on a GPU right after the step's first batch is handed to
+    /// llama.cpp, which returns before the device finishes, so the channel sends (and the
+    /// wake-ups of the client tasks) overlap the device's work instead of adding to the step; on a
+    /// CPU before the batch, so a token is not held back for a whole batch. A full channel marks
+    /// the sequence behind; a closed one is found by the next step's
+    /// [`drop_gone_clients`](Self::drop_gone_clients).
+    fn deliver(&mut self) {
+        for entry in self.scheduler.running_mut() {
+            let seq = &mut entry.state;
+            if !seq.outbox.is_empty() && !seq.behind() {
+                seq.flush();
             }
         }
     }

@@ -45,7 +45,8 @@ pub(super) struct Sequence {
     pub logprobs: Vec<TokenLogprob>,
     pub utf8: Utf8Assembler,
     pub stop: StopMatcher,
-    /// Events the client has not taken yet; while non-empty the sequence is not computed.
+    /// Events the client has not taken yet: those of the last step (sent while the next one
+    /// computes), or those its full channel refused (then the sequence is [`behind`](Self::behind)).
     pub outbox: VecDeque<Event>,
     /// Since when the channel has been full with events still in `outbox`; None while the client
     /// keeps up.
@@ -106,6 +107,24 @@ impl Sequence {
     /// A delta of `text` carrying the log-probabilities kept since the last one.
     pub(super) fn delta(&mut self, text: String) -> Event {
         Event::Delta { text, completion_tokens: self.n_generated, logprobs: std::mem::take(&mut self.logprobs) }
+    }
+
+    /// Whether the client is behind: the last flush found its channel full and left events in
+    /// the outbox. Such a sequence computes nothing until a flush gets them all out.
+    pub(super) fn behind(&self) -> bool {
+        self.stalled_since.is_some()
+    }
+
+    /// Where the client stands at `now` without sending anything: gone when its channel is closed,
+    /// stalled when events have waited for a full channel longer than `stall_timeout`.
+    pub(super) fn check_at(&self, now: Instant, stall_timeout: Duration) -> Flow {
+        if self.submitted.events.is_closed() {
+            return Flow::Gone;
+        }
+        match self.stalled_since.map(|since| now.saturating_duration_since(since)) {
+            Some(stalled) if !stall_timeout.is_zero() && stalled > stall_timeout => Flow::Stalled(stalled),
+            _ => Flow::Open,
+        }
     }
 
     /// Move events to the client; false when the client has gone away.
@@ -191,6 +210,28 @@ mod tests {
         assert_eq!(seq.flush_at(t1 + Duration::from_secs(1), timeout), Flow::Open);
         assert_eq!(seq.stalled_since, Some(t1 + Duration::from_secs(1)), "a new stall starts from its own instant");
         assert_eq!(seq.flush_at(t0 + Duration::from_secs(5), timeout), Flow::Open, "2 s into the new stall, not 5 s");
+    }
+
+    #[test]
+    fn a_check_sends_nothing_and_sees_what_the_last_flush_saw() {
+        let timeout = Duration::from_secs(3);
+        let (mut seq, mut rx) = sequence(1);
+        let t0 = Instant::now();
+        seq.outbox.push_back(delta(1));
+        assert_eq!(seq.check_at(t0, timeout), Flow::Open);
+        assert!(!seq.behind(), "events not yet flushed are not a client behind");
+        assert!(rx.try_recv().is_err(), "a check sends nothing");
+        seq.outbox.push_back(delta(2));
+        assert_eq!(seq.flush_at(t0, timeout), Flow::Open, "one event fits, the second waits");
+        assert!(seq.behind());
+        assert_eq!(seq.check_at(t0 + Duration::from_secs(2), timeout), Flow::Open);
+        assert_eq!(seq.check_at(t0 + Duration::from_secs(4), timeout), Flow::Stalled(Duration::from_secs(4)));
+        assert_eq!(seq.check_at(t0 + Duration::from_secs(4), Duration::ZERO), Flow::Open, "a zero timeout never stalls");
+        assert!(matches!(rx.try_recv(), Ok(Event::Delta { completion_tokens: 1, .. })));
+        assert_eq!(seq.flush_at(t0 + Duration::from_secs(4), timeout), Flow::Open);
+        assert!(!seq.behind(), "the waiting event went out");
+        drop(rx);
+        assert_eq!(seq.check_at(t0 + Duration::from_secs(5), timeout), Flow::Gone);
     }
 
     #[test]
