@@ -299,7 +299,9 @@ impl<'m> ChatWorker<'m> {
         }
         self.apply(&plan.ops);
         self.publish();
-        if plan.work.is_empty() || !self.deliver_during_decode {
+        // The last step's events go to the clients now, or while a GPU computes this step's first batch.
+        let mut deliver_after_launch = self.deliver_during_decode && !plan.work.is_empty();
+        if !deliver_after_launch {
             self.deliver();
         }
         if plan.work.is_empty() {
@@ -307,17 +309,14 @@ impl<'m> ChatWorker<'m> {
         }
         let scheduled = Instant::now();
         let (mut batch_tokens, mut decode, mut sample) = (0, Duration::ZERO, Duration::ZERO);
-        let mut delivered = !self.deliver_during_decode;
         for part in batches(&plan.work, self.config.batch_mixing) {
             self.fill_batch(part);
             batch_tokens += self.batch.n_tokens().max(0) as u64;
             let t0 = Instant::now();
             let decoded = self.ctx.decode(&mut self.batch);
             if decoded.is_ok() {
-                if !delivered {
-                    // The last step's events go to the clients while a GPU computes this one.
+                if std::mem::take(&mut deliver_after_launch) {
                     self.deliver();
-                    delivered = true;
                 }
                 // llama.cpp returns before a GPU finishes; waiting here keeps device time in `decode`.
                 self.ctx.synchronize();
@@ -336,9 +335,6 @@ impl<'m> ChatWorker<'m> {
             let t1 = Instant::now();
             self.sample_tokens(); // before the next batch overwrites the logits
             sample += t1.elapsed();
-        }
-        if !delivered {
-            self.deliver(); // no batch was handed over
         }
         self.scheduler.computed();
         let emitting = Instant::now();

@@ -140,18 +140,13 @@ impl Sequence {
                 Ok(()) => self.stalled_since = None,
                 Err(TrySendError::Full(event)) => {
                     self.outbox.push_front(event);
-                    let since = *self.stalled_since.get_or_insert(now);
-                    let stalled = now.saturating_duration_since(since);
-                    return if !stall_timeout.is_zero() && stalled > stall_timeout { Flow::Stalled(stalled) } else { Flow::Open };
+                    self.stalled_since.get_or_insert(now);
+                    break;
                 }
                 Err(TrySendError::Closed(_)) => return Flow::Gone,
             }
         }
-        if self.submitted.events.is_closed() {
-            Flow::Gone
-        } else {
-            Flow::Open
-        }
+        self.check_at(now, stall_timeout)
     }
 
     pub(super) fn usage(&self) -> Usage {
