@@ -91,6 +91,8 @@ pub(crate) struct ChatWorker<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
+    /// Tokens of `batch` that ask for logits: the rows of its output.
+    batch_outputs: usize,
     config: ModelConfig,
     /// Admission, planning and preemption; the requests' tokens and KV bookkeeping.
     scheduler: Scheduler<Sequence>,
@@ -245,6 +247,7 @@ impl<'m> ChatWorker<'m> {
         Ok(Self {
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
+            batch_outputs: 0,
             scheduler,
             ctx,
             draining: Vec::new(),
@@ -433,6 +436,7 @@ impl<'m> ChatWorker<'m> {
 
     fn fill_batch(&mut self, planned: &[Work]) {
         self.batch.clear();
+        self.batch_outputs = 0;
         for &Work { key, start, take, .. } in planned {
             let Some(entry) = self.scheduler.running_entry_mut(key) else { continue };
             let Some(llama_id) = entry.llama_id() else { continue };
@@ -444,24 +448,26 @@ impl<'m> ChatWorker<'m> {
                     return;
                 }
                 if last {
-                    entry.state.logits_at = Some(self.batch.n_tokens() - 1);
+                    entry.state.logits_row = Some(self.batch_outputs);
+                    self.batch_outputs += 1;
                 }
             }
         }
     }
 
-    /// Pick the next token of every sequence that had logits in this step, in parallel when
+    /// Pick the next token of every sequence that had logits in this batch, in parallel when
     /// there are several.
     fn sample_tokens(&mut self) {
-        let Self { ctx, scheduler, samplers, .. } = self;
-        let ctx: &LlamaContext<'m> = ctx;
+        let n_vocab = self.model.n_vocab().max(0) as usize;
+        let Self { ctx, scheduler, samplers, batch_outputs, .. } = self;
+        let logits = batch_logits(ctx, *batch_outputs, n_vocab);
         let mut jobs: Vec<(&mut Sequence, &[f32])> = scheduler
             .running_mut()
             .iter_mut()
             .filter_map(|entry| {
                 let seq = &mut entry.state;
-                let at = seq.logits_at.take()?;
-                Some((seq, ctx.get_logits_ith(at)))
+                let row = seq.logits_row.take()?;
+                Some((seq, logits.get(row * n_vocab..(row + 1) * n_vocab)?))
             })
             .collect();
         if jobs.len() < PARALLEL_SAMPLING_MIN {
@@ -582,6 +588,22 @@ impl<'m> ChatWorker<'m> {
             }
         }
     }
+}
+
+/// The logits of the batch just decoded: `rows` rows of `n_vocab`, one for each token that asked
+/// for them, in batch order. One call (one device synchronization) for the whole batch, where a
+/// lookup per sequence would synchronize once per sequence.
+fn batch_logits<'c>(ctx: &'c LlamaContext<'_>, rows: usize, n_vocab: usize) -> &'c [f32] {
+    if rows == 0 || n_vocab == 0 {
+        return &[];
+    }
+    let first = ctx.get_logits();
+    // SAFETY: llama.h documents the buffer `llama_get_logits` returns as holding the logits of
+    // every token whose `logits` flag was set, contiguously in batch order: one row of `n_vocab`
+    // per such token, and `rows` counts exactly those of the batch just decoded. The buffer
+    // belongs to the context and is only rewritten by the next decode, which needs `&mut` the
+    // context that this slice borrows.
+    unsafe { std::slice::from_raw_parts(first.as_ptr(), rows * n_vocab) }
 }
 
 /// Whether a sequence stays after a flush that found its client in `flow`; a stalled client is

@@ -35,8 +35,8 @@ pub(super) struct Sequence {
     /// Time from submission to first admission.
     pub queued: Option<Duration>,
     pub sampler: Sampler,
-    /// Index in this step's batch whose logits belong to this sequence.
-    pub logits_at: Option<i32>,
+    /// Row of this sequence's logits among the current batch's outputs.
+    pub logits_row: Option<usize>,
     /// The token picked this step, waiting to be emitted.
     pub sampled: Option<LlamaToken>,
     /// Its log-probabilities by id, when the request asked for them.
@@ -75,7 +75,7 @@ impl Sequence {
             n_cached: 0,
             queued: None,
             sampler,
-            logits_at: None,
+            logits_row: None,
             sampled: None,
             ranked: None,
             logprobs: Vec::new(),
