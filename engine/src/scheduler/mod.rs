@@ -28,10 +28,10 @@
 //! requests take an argmax, plain temperature sampling runs in Rust without llama.cpp's candidate
 //! array: see `sampling`); only detokenizing and handing events to the clients stay on the engine
 //! thread, and with the whole model on a GPU the hand-off of a step's events is done while the
-//! next step's batch computes (llama.cpp's decode returns before the device finishes: `deliver`),
-//! so the step does not wait for the clients. Each step's time is split into phases
-//! (schedule, decode, sample, emit) and published with the other counters, so `/metrics` and
-//! `raw_bench` show where a step goes.
+//! next step's batch computes when that batch is one ubatch (llama.cpp's decode then returns
+//! before the device finishes: `deliver`), so a decode step does not wait for the clients. Each
+//! step's time is split into phases (schedule, decode, sample, emit) and published with the other
+//! counters, so `/metrics` and `raw_bench` show where a step goes.
 //!
 //! Liveness: the loop beats the heartbeat before every step and after every llama.cpp batch, so
 //! the longest silence of a working engine is one batch, at most `max_num_batched_tokens` tokens
@@ -110,9 +110,11 @@ pub(crate) struct ChatWorker<'m> {
     pending_copies: Vec<(i32, i32)>,
     /// Credit for saving finished sequences' prefixes while others wait.
     save_budget: save_budget::SaveBudget,
-    /// The whole model runs on a GPU, so a step's events are delivered while the next batch
-    /// computes there; otherwise (llama.cpp's decode returns only when the CPU is done) before it.
-    deliver_during_decode: bool,
+    /// The longest batch llama.cpp's decode hands to the device and returns from before the device
+    /// is done: one ubatch with the whole model on a GPU (a longer batch waits for each ubatch to
+    /// finish before it copies the next one's inputs), none on a CPU (decode returns when done).
+    /// A step's events are delivered while a batch this long computes, otherwise before it.
+    async_batch_tokens: usize,
 }
 
 impl<'m> ChatWorker<'m> {
@@ -244,6 +246,7 @@ impl<'m> ChatWorker<'m> {
             max_decode_slowdown: config.max_decode_slowdown,
             per_sequence,
         });
+        let async_batch_tokens = if whole_model_on_gpu(config.n_gpu_layers, model) { ctx.n_ubatch() as usize } else { 0 };
         Ok(Self {
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
@@ -255,7 +258,7 @@ impl<'m> ChatWorker<'m> {
             kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
             pending_copies: Vec::new(),
             save_budget: Default::default(),
-            deliver_during_decode: whole_model_on_gpu(config.n_gpu_layers, model),
+            async_batch_tokens,
             config,
             telemetry,
             samplers,
@@ -302,17 +305,19 @@ impl<'m> ChatWorker<'m> {
         }
         self.apply(&plan.ops);
         self.publish();
-        // The last step's events go to the clients now, or while a GPU computes this step's first batch.
-        let mut deliver_after_launch = self.deliver_during_decode && !plan.work.is_empty();
+        // The last step's events go to the clients now, or while a GPU computes this step's first
+        // batch, when llama.cpp returns from that batch at once.
+        let parts = batches(&plan.work, self.config.batch_mixing);
+        let mut deliver_after_launch = parts.first().is_some_and(|first| returns_at_launch(first, self.async_batch_tokens));
         if !deliver_after_launch {
             self.deliver();
         }
-        if plan.work.is_empty() {
+        if parts.is_empty() {
             return false;
         }
         let scheduled = Instant::now();
         let (mut batch_tokens, mut decode, mut sample) = (0, Duration::ZERO, Duration::ZERO);
-        for part in batches(&plan.work, self.config.batch_mixing) {
+        for part in parts {
             self.fill_batch(part);
             batch_tokens += self.batch.n_tokens().max(0) as u64;
             let t0 = Instant::now();
@@ -394,10 +399,12 @@ impl<'m> ChatWorker<'m> {
     }
 
     /// Send the running sequences' waiting events (the last step's) to their clients. Called once
-    /// per step: with the whole model on a GPU right after the step's first batch is handed to
-    /// llama.cpp, which returns before the device finishes, so the channel sends (and the
-    /// wake-ups of the client tasks) overlap the device's work instead of adding to the step; on a
-    /// CPU before the batch, so a token is not held back for a whole batch. A full channel marks
+    /// per step: with the whole model on a GPU and a first batch of one ubatch (every decode-only
+    /// step up to 512 sequences), right after that batch is handed to llama.cpp, which returns
+    /// before the device finishes, so the channel sends (and the wake-ups of the client tasks)
+    /// overlap the device's work instead of adding to the step. Otherwise before the batch, so a
+    /// token is not held back for a batch: on a CPU decode returns when it is done, and a longer
+    /// batch (a prefill) returns only when all but its last ubatch are done. A full channel marks
     /// the sequence behind; a closed one is found by the next step's
     /// [`drop_gone_clients`](Self::drop_gone_clients).
     fn deliver(&mut self) {
@@ -590,6 +597,13 @@ impl<'m> ChatWorker<'m> {
     }
 }
 
+/// Whether llama.cpp's decode of `batch` returns before the device has computed it: the batch
+/// is at most `async_batch_tokens` long.
+fn returns_at_launch(batch: &[Work], async_batch_tokens: usize) -> bool {
+    let tokens: usize = batch.iter().map(|w| w.take).sum();
+    tokens > 0 && tokens <= async_batch_tokens
+}
+
 /// The logits of the batch just decoded: `rows` rows of `n_vocab`, one for each token that asked
 /// for them, in batch order. One call (one device synchronization) for the whole batch, where a
 /// lookup per sequence would synchronize once per sequence.
@@ -626,5 +640,32 @@ fn stays(seq: &Sequence, flow: Flow, telemetry: &Telemetry) -> bool {
             telemetry.stalled();
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work::{Part, Work};
+    use super::returns_at_launch;
+
+    fn decode(key: u64) -> Work {
+        Work { key, start: 200, take: 1, part: Part::Decode }
+    }
+
+    #[test]
+    fn events_are_delivered_during_a_batch_only_when_decode_returns_at_its_launch() {
+        let steady: Vec<Work> = (0..64).map(decode).collect();
+        // A decode step of 64 sequences is one ubatch of a GPU's 512: decode returns at launch.
+        assert!(returns_at_launch(&steady, 512));
+        // A prefill chunk makes it four ubatches, and decode waits for the first three.
+        let mut with_prefill = steady.clone();
+        with_prefill.push(Work { key: 99, start: 0, take: 1_984, part: Part::Chunk });
+        assert!(!returns_at_launch(&with_prefill, 512));
+        // Exactly one ubatch still returns at launch.
+        with_prefill[64].take = 512 - 64;
+        assert!(returns_at_launch(&with_prefill, 512));
+        // On a CPU decode returns when it is done; an empty batch is never launched.
+        assert!(!returns_at_launch(&steady, 0));
+        assert!(!returns_at_launch(&[], 512));
     }
 }
