@@ -110,6 +110,9 @@ pub(crate) struct ChatWorker<'m> {
     pending_copies: Vec<(i32, i32)>,
     /// Credit for saving finished sequences' prefixes while others wait.
     save_budget: save_budget::SaveBudget,
+    /// Time this step spent saving prefixes to the tiers, which the pacer does not count: it is
+    /// not the batch's, and charged to a step's prefill tokens it would cut the next steps' prefill.
+    saving: Duration,
     /// The longest batch llama.cpp's decode hands to the device and returns from before the device
     /// is done: one ubatch with the whole model on a GPU (a longer batch waits for each ubatch to
     /// finish before it copies the next one's inputs), none on a CPU (decode returns when done).
@@ -258,6 +261,7 @@ impl<'m> ChatWorker<'m> {
             kv_bytes_per_token: kv_bytes_per_token(model, config.kv_cache_dtype),
             pending_copies: Vec::new(),
             save_budget: Default::default(),
+            saving: Duration::ZERO,
             async_batch_tokens,
             config,
             telemetry,
@@ -293,6 +297,7 @@ impl<'m> ChatWorker<'m> {
     /// One scheduling step. Returns false when there was nothing to compute.
     fn step(&mut self) -> bool {
         let started = Instant::now();
+        self.saving = Duration::ZERO;
         self.drop_gone_clients();
         self.admit();
         let plan = self.scheduler.plan(|seq| !seq.behind()); // a client behind waits
@@ -347,7 +352,7 @@ impl<'m> ChatWorker<'m> {
         self.scheduler.computed();
         let emitting = Instant::now();
         self.emit();
-        self.scheduler.record_step(&plan, started.elapsed().as_secs_f64());
+        self.scheduler.record_step(&plan, started.elapsed().saturating_sub(self.saving).as_secs_f64());
         self.save_budget.earn(started.elapsed());
         tracing::trace!(
             tokens = batch_tokens,
@@ -554,6 +559,7 @@ impl<'m> ChatWorker<'m> {
             let allowed = self.save_budget.allows(busy);
             let took = tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, removed.entry.tokens(), allowed);
             self.save_budget.spend(took);
+            self.saving += took;
         }
         self.apply(&removed.ops);
     }
@@ -565,7 +571,7 @@ impl<'m> ChatWorker<'m> {
             return;
         }
         let Some(entry) = self.scheduler.entry(leaving.key) else { return };
-        tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, entry.tokens(), true);
+        self.saving += tiering::save_prefix(self.tiers.as_mut(), &mut self.ctx, &self.telemetry, &self.config.name, leaving, entry.tokens(), true);
     }
 
     /// Whether `llama_id`'s stream still waits for a copy into it (its buffer is not written yet).

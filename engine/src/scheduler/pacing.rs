@@ -8,7 +8,10 @@
 //! decode-only step for each number of decoding sequences (on a CPU it grows with them), and the
 //! marginal time of one prefill token (a mixed step's time less a decode step's, per prefill token;
 //! a prefill-only step's time per token). They follow the context's growth and a busy machine; the
-//! decode step's estimate leans to its fast samples.
+//! decode step's estimate leans to its fast samples. The step time they learn from leaves out
+//! saving finished prefixes to the RAM and disk tiers (host work the save budget bounds, up to
+//! tens of milliseconds a save on a GPU): charged to a step's few prefill tokens, one save would
+//! multiply the per-token estimate and starve the prefill of the steps after it.
 //!
 //! A decode step is only measured when a step does not prefill, which a steady flow of prompts
 //! would never allow: when there is no estimate for the sequences decoding now (or for fewer of
