@@ -66,7 +66,7 @@ use rayon::prelude::*;
 
 use self::policy::{Extended, Leaving, Removed, Scheduler, SchedulerConfig};
 use self::sequence::{Flow, Sequence};
-use self::work::{batches, Work};
+use self::work::{batches, tokens, Work};
 use crate::backend::backend;
 use crate::gpu::kv_bytes_per_token;
 use crate::handle::{report_ready, whole_model_on_gpu, Command};
@@ -606,8 +606,7 @@ impl<'m> ChatWorker<'m> {
 /// Whether llama.cpp's decode of `batch` returns before the device has computed it: the batch
 /// is at most `async_batch_tokens` long.
 fn returns_at_launch(batch: &[Work], async_batch_tokens: usize) -> bool {
-    let tokens: usize = batch.iter().map(|w| w.take).sum();
-    tokens > 0 && tokens <= async_batch_tokens
+    (1..=async_batch_tokens).contains(&tokens(batch))
 }
 
 /// The logits of the batch just decoded: `rows` rows of `n_vocab`, one for each token that asked

@@ -43,7 +43,6 @@ pub(crate) fn batches(planned: &[Work], mixing: BatchMixing) -> Vec<&[Work]> {
         BatchMixing::Split => {
             let mut parts: Vec<&[Work]> = planned.chunk_by(|a, b| a.part == b.part).collect();
             if let [decode, chunk, ..] = parts[..] {
-                let tokens = |p: &[Work]| p.iter().map(|w| w.take).sum::<usize>();
                 if decode[0].part == Part::Decode && chunk[0].part == Part::Chunk && tokens(decode) + tokens(chunk) < FA_TILE_ROWS {
                     parts.splice(..2, [&planned[..decode.len() + chunk.len()]]);
                 }
@@ -52,6 +51,11 @@ pub(crate) fn batches(planned: &[Work], mixing: BatchMixing) -> Vec<&[Work]> {
         }
         BatchMixing::Auto | BatchMixing::Mixed => [planned].into_iter().filter(|p| !p.is_empty()).collect(),
     }
+}
+
+/// Tokens a batch of `work` computes.
+pub(crate) fn tokens(work: &[Work]) -> usize {
+    work.iter().map(|w| w.take).sum()
 }
 
 /// How a step cuts prompts.
