@@ -313,7 +313,7 @@ impl<'m> ChatWorker<'m> {
         // The last step's events go to the clients now, or while a GPU computes this step's first
         // batch, when llama.cpp returns from that batch at once.
         let parts = batches(&plan.work, self.config.batch_mixing);
-        let mut deliver_after_launch = parts.first().is_some_and(|first| returns_at_launch(first, self.async_batch_tokens));
+        let mut deliver_after_launch = parts.first().is_some_and(|first| returns_at_launch(first, self.stream_ids(first).as_deref(), self.async_batch_tokens));
         if !deliver_after_launch {
             self.deliver();
         }
@@ -367,6 +367,15 @@ impl<'m> ChatWorker<'m> {
             StepPhases { schedule: scheduled - started, decode, sample, emit: emitting.elapsed() },
         );
         true
+    }
+
+    /// Per sequence, the llama.cpp id of each piece of `batch`'s work, in batch order (`None` in
+    /// the unified layout, where ids do not decide how a batch is cut).
+    fn stream_ids(&self, batch: &[Work]) -> Option<Vec<i32>> {
+        if !self.scheduler.blocks().is_per_sequence() {
+            return None;
+        }
+        Some(batch.iter().map(|w| self.scheduler.entry(w.key).and_then(|e| e.llama_id()).unwrap_or(-1)).collect())
     }
 
     fn publish(&self) {
@@ -604,9 +613,16 @@ impl<'m> ChatWorker<'m> {
 }
 
 /// Whether llama.cpp's decode of `batch` returns before the device has computed it: the batch
-/// is at most `async_batch_tokens` long.
-fn returns_at_launch(batch: &[Work], async_batch_tokens: usize) -> bool {
-    (1..=async_batch_tokens).contains(&tokens(batch))
+/// is one ubatch of at most `async_batch_tokens` tokens. In the unified layout any batch that
+/// long is one ubatch. Per sequence (`stream_ids`: each piece of work's llama.cpp id, in batch
+/// order) llama.cpp's `split_equal` puts in one ubatch only the same number of tokens from each of
+/// sequences whose ids are consecutive: a prompt beside decode tokens, or a gap in the ids that a
+/// finished sequence left, makes several ubatches.
+fn returns_at_launch(batch: &[Work], stream_ids: Option<&[i32]>, async_batch_tokens: usize) -> bool {
+    let one_ubatch = stream_ids.is_none_or(|ids| {
+        ids.len() == batch.len() && batch.windows(2).all(|w| w[0].take == w[1].take) && ids.windows(2).all(|w| w[1] == w[0] + 1)
+    });
+    one_ubatch && (1..=async_batch_tokens).contains(&tokens(batch))
 }
 
 /// The logits of the batch just decoded: `rows` rows of `n_vocab`, one for each token that asked
@@ -661,16 +677,32 @@ mod tests {
     fn events_are_delivered_during_a_batch_only_when_decode_returns_at_its_launch() {
         let steady: Vec<Work> = (0..64).map(decode).collect();
         // A decode step of 64 sequences is one ubatch of a GPU's 512: decode returns at launch.
-        assert!(returns_at_launch(&steady, 512));
+        assert!(returns_at_launch(&steady, None, 512));
         // A prefill chunk makes it four ubatches, and decode waits for the first three.
         let mut with_prefill = steady.clone();
         with_prefill.push(Work { key: 99, start: 0, take: 1_984, part: Part::Chunk });
-        assert!(!returns_at_launch(&with_prefill, 512));
+        assert!(!returns_at_launch(&with_prefill, None, 512));
         // Exactly one ubatch still returns at launch.
         with_prefill[64].take = 512 - 64;
-        assert!(returns_at_launch(&with_prefill, 512));
+        assert!(returns_at_launch(&with_prefill, None, 512));
         // On a CPU decode returns when it is done; an empty batch is never launched.
-        assert!(!returns_at_launch(&steady, 0));
-        assert!(!returns_at_launch(&[], 512));
+        assert!(!returns_at_launch(&steady, None, 0));
+        assert!(!returns_at_launch(&[], None, 512));
+    }
+
+    #[test]
+    fn per_sequence_a_batch_is_one_ubatch_only_of_equal_work_on_consecutive_ids() {
+        let steady: Vec<Work> = (0..64).map(decode).collect();
+        let ids: Vec<i32> = (0..64).collect();
+        assert!(returns_at_launch(&steady, Some(&ids), 512));
+        // A finished sequence's id left a gap: two ubatches, ids 0..=16 and 18..=64.
+        let gap: Vec<i32> = (0..65).filter(|&id| id != 17).collect();
+        assert!(!returns_at_launch(&steady, Some(&gap), 512));
+        // A prompt beside the decode tokens: split_equal takes one token of each, then the prompt's rest.
+        let mut with_prompt = steady.clone();
+        with_prompt[17].take = 100;
+        assert!(!returns_at_launch(&with_prompt, Some(&ids), 512));
+        // One prompt alone is one ubatch.
+        assert!(returns_at_launch(&with_prompt[17..18], Some(&ids[17..18]), 512));
     }
 }
