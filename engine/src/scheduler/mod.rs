@@ -322,6 +322,11 @@ impl<'m> ChatWorker<'m> {
         }
         let scheduled = Instant::now();
         let (mut batch_tokens, mut decode, mut sample) = (0, Duration::ZERO, Duration::ZERO);
+        let ubatch_count = if tracing::enabled!(tracing::Level::TRACE) {
+            parts.iter().map(|part| ubatches(part, self.stream_ids(part).as_deref(), self.ctx.n_ubatch() as usize)).sum()
+        } else {
+            0
+        };
         for part in parts {
             self.fill_batch(part);
             batch_tokens += self.batch.n_tokens().max(0) as u64;
@@ -356,6 +361,7 @@ impl<'m> ChatWorker<'m> {
         self.save_budget.earn(started.elapsed());
         tracing::trace!(
             tokens = batch_tokens,
+            ubatches = ubatch_count,
             sequences = plan.work.len(),
             decoding = plan.decoding(),
             decode_us = decode.as_micros() as u64,
@@ -613,16 +619,25 @@ impl<'m> ChatWorker<'m> {
 }
 
 /// Whether llama.cpp's decode of `batch` returns before the device has computed it: the batch
-/// is one ubatch of at most `async_batch_tokens` tokens. In the unified layout any batch that
-/// long is one ubatch. Per sequence (`stream_ids`: each piece of work's llama.cpp id, in batch
-/// order) llama.cpp's `split_equal` puts in one ubatch only the same number of tokens from each of
-/// sequences whose ids are consecutive: a prompt beside decode tokens, or a gap in the ids that a
-/// finished sequence left, makes several ubatches.
+/// is one ubatch of at most `async_batch_tokens` tokens (0: decode never returns early).
 fn returns_at_launch(batch: &[Work], stream_ids: Option<&[i32]>, async_batch_tokens: usize) -> bool {
-    let one_ubatch = stream_ids.is_none_or(|ids| {
-        ids.len() == batch.len() && batch.windows(2).all(|w| w[0].take == w[1].take) && ids.windows(2).all(|w| w[1] == w[0] + 1)
-    });
-    one_ubatch && (1..=async_batch_tokens).contains(&tokens(batch))
+    async_batch_tokens > 0 && ubatches(batch, stream_ids, async_batch_tokens) == 1
+}
+
+/// The ubatches of at most `n_ubatch` tokens that llama.cpp's decode cuts `batch` into: by token
+/// count in the unified layout; per sequence (`stream_ids`: each piece of work's llama.cpp id, in
+/// batch order) by its equal split over consecutive ids ([`work::per_sequence_ubatches`]), where a
+/// prompt beside decode tokens, or a gap in the ids that a finished sequence left, adds ubatches.
+fn ubatches(batch: &[Work], stream_ids: Option<&[i32]>, n_ubatch: usize) -> usize {
+    let Some(ids) = stream_ids else { return tokens(batch).div_ceil(n_ubatch.max(1)) };
+    let mut pieces: Vec<(i32, usize)> = Vec::with_capacity(ids.len());
+    for (&id, work) in ids.iter().zip(batch) {
+        match pieces.last_mut() {
+            Some(last) if last.0 == id => last.1 += work.take, // a prompt's chunk and tail together
+            _ => pieces.push((id, work.take)),
+        }
+    }
+    work::per_sequence_ubatches(&pieces, n_ubatch)
 }
 
 /// The logits of the batch just decoded: `rows` rows of `n_vocab`, one for each token that asked

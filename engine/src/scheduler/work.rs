@@ -58,6 +58,38 @@ pub(crate) fn tokens(work: &[Work]) -> usize {
     work.iter().map(|w| w.take).sum()
 }
 
+/// How many ubatches llama.cpp's decode cuts a batch into with one KV stream per sequence
+/// (`split_equal` with sequential ids, llama-batch.cpp): each ubatch takes the same number of
+/// tokens from each of a run of sequences whose ids are consecutive in batch order, at most
+/// `n_ubatch` tokens in all. `pieces`: each sequence's `(llama id, tokens)` in batch order, one
+/// entry per sequence. Decode tokens of ids 0..63 are one ubatch; a prompt beside them adds one for
+/// its rest, and each gap in the ids or change of length another.
+pub(crate) fn per_sequence_ubatches(pieces: &[(i32, usize)], n_ubatch: usize) -> usize {
+    let mut left: Vec<usize> = pieces.iter().map(|&(_, take)| take).collect();
+    let mut ubatches = 0;
+    while left.iter().any(|&n| n > 0) {
+        // The run: the first sequence with tokens left, then each next one whose id follows.
+        let mut run: Vec<usize> = Vec::new();
+        for (i, &(id, _)) in pieces.iter().enumerate() {
+            if left[i] == 0 {
+                continue;
+            }
+            match run.last() {
+                None => run.push(i),
+                Some(&last) if id == pieces[last].0 + 1 && run.len() < n_ubatch.max(1) => run.push(i),
+                Some(_) => {}
+            }
+        }
+        let fewest = run.iter().map(|&i| left[i]).min().unwrap_or(0);
+        let take = fewest.min((n_ubatch / run.len().max(1)).max(1));
+        for &i in &run {
+            left[i] -= take;
+        }
+        ubatches += 1;
+    }
+    ubatches
+}
+
 /// How a step cuts prompts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
@@ -113,7 +145,29 @@ pub(crate) fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size
 
 #[cfg(test)]
 mod tests {
-    use super::{batches, prefill_chunk, step_work, BatchMixing, Part, Shape, Work};
+
+    #[test]
+    fn per_sequence_ubatches_follow_llama_cpps_equal_split() {
+        let decode: Vec<(i32, usize)> = (0..64).map(|id| (id, 1)).collect();
+        assert_eq!(per_sequence_ubatches(&decode, 512), 1);
+        // A gap in the ids: two runs.
+        let gap: Vec<(i32, usize)> = (0..65).filter(|&id| id != 17).map(|id| (id, 1)).collect();
+        assert_eq!(per_sequence_ubatches(&gap, 512), 2);
+        // Prompts beside decode tokens: one token of each, then the prompts' rest, one ubatch for
+        // each run of consecutive ids with the same length left.
+        let mut mixed = decode.clone();
+        for id in [5, 6, 7] {
+            mixed[id as usize].1 = 33;
+        }
+        assert_eq!(per_sequence_ubatches(&mixed, 512), 2, "ids 5..=7 share their rest");
+        mixed[30].1 = 33;
+        assert_eq!(per_sequence_ubatches(&mixed, 512), 3, "id 30 is not next to them");
+        // A run longer than n_ubatch allows at once is cut into several.
+        let prompts: Vec<(i32, usize)> = (0..8).map(|id| (id, 128)).collect();
+        assert_eq!(per_sequence_ubatches(&prompts, 512), 2, "8 x 128 tokens in ubatches of 8 x 64");
+        assert_eq!(per_sequence_ubatches(&[], 512), 0);
+    }
+    use super::{batches, per_sequence_ubatches, prefill_chunk, step_work, BatchMixing, Part, Shape, Work};
 
     #[test]
     fn a_split_step_runs_decode_tokens_chunks_and_tails_as_separate_batches() {
