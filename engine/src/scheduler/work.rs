@@ -145,6 +145,7 @@ pub(crate) fn prefill_chunk(n_past: usize, len: usize, budget: usize, block_size
 
 #[cfg(test)]
 mod tests {
+    use super::{batches, per_sequence_ubatches, prefill_chunk, step_work, BatchMixing, Part, Shape, Work};
 
     #[test]
     fn per_sequence_ubatches_follow_llama_cpps_equal_split() {
@@ -167,7 +168,6 @@ mod tests {
         assert_eq!(per_sequence_ubatches(&prompts, 512), 2, "8 x 128 tokens in ubatches of 8 x 64");
         assert_eq!(per_sequence_ubatches(&[], 512), 0);
     }
-    use super::{batches, per_sequence_ubatches, prefill_chunk, step_work, BatchMixing, Part, Shape, Work};
 
     #[test]
     fn a_split_step_runs_decode_tokens_chunks_and_tails_as_separate_batches() {
