@@ -381,7 +381,7 @@ impl<'m> ChatWorker<'m> {
         if !self.scheduler.blocks().is_per_sequence() {
             return None;
         }
-        Some(batch.iter().map(|w| self.scheduler.entry(w.key).and_then(|e| e.llama_id()).unwrap_or(-1)).collect())
+        Some(batch.iter().map(|w| self.scheduler.running_llama_id(w.key).unwrap_or(-1)).collect())
     }
 
     fn publish(&self) {

@@ -256,6 +256,11 @@ impl<T> Scheduler<T> {
         self.running.iter().find(|e| e.key == key).or_else(|| self.waiting.iter().find(|e| e.key == key))
     }
 
+    /// The llama.cpp id of the running sequence `key` (`None` when it is not running).
+    pub(crate) fn running_llama_id(&self, key: SeqKey) -> Option<i32> {
+        self.running.iter().find(|e| e.key == key).and_then(|e| e.llama_id)
+    }
+
     /// The running sequence `key`.
     pub(crate) fn running_entry_mut(&mut self, key: SeqKey) -> Option<&mut Entry<T>> {
         self.running.iter_mut().find(|e| e.key == key)
@@ -417,7 +422,7 @@ impl<T> Scheduler<T> {
     /// order (`split_equal`): the work goes in id order (within each part when the parts are
     /// separate batches), so the decode tokens of ids 0..n make one ubatch, not many.
     fn order_by_id(&self, work: &mut [Work]) {
-        let id = |key: SeqKey| self.running.iter().find(|e| e.key == key).and_then(|e| e.llama_id).unwrap_or(i32::MAX);
+        let id = |key: SeqKey| self.running_llama_id(key).unwrap_or(i32::MAX);
         if self.config.same_step_tails {
             work.sort_by_cached_key(|w| (w.part, id(w.key)));
         } else {
